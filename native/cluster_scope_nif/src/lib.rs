@@ -1,0 +1,6 @@
+//! Thin rustler wrappers around `cluster_scope_core`. No logic lives here:
+//! each NIF decodes its arguments, calls the core, and encodes the result.
+
+mod build_info;
+
+rustler::init!("Elixir.ClusterScope.Native");

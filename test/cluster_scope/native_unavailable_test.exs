@@ -1,0 +1,65 @@
+defmodule ClusterScope.NativeUnavailableTest do
+  # Loads ClusterScope on real peer nodes whose NIF cannot load, and checks
+  # that the application still runs and answers {:error, :native_unavailable}.
+  use ExUnit.Case, async: true
+  @moduletag :cluster
+
+  alias ClusterScope.LocalCluster
+
+  defp start_peer_with_nif_path(path) do
+    {:ok, peer} =
+      LocalCluster.start_peer(
+        connection: :standard_io,
+        link: false,
+        app_env: [{:cluster_scope, :native_path, path}]
+      )
+
+    on_exit(fn -> System.cmd("kill", ["-KILL", "#{peer.os_pid}"]) end)
+    peer
+  end
+
+  test "the NIF loads on a peer node" do
+    {:ok, peer} = LocalCluster.start_peer(connection: :standard_io, link: false)
+    on_exit(fn -> System.cmd("kill", ["-KILL", "#{peer.os_pid}"]) end)
+
+    assert LocalCluster.call(peer, ClusterScope.Native, :loaded?, [])
+    info = LocalCluster.call(peer, ClusterScope, :build_info, [])
+    assert info.node == peer.node
+    assert info.native == ClusterScope.Native.build_info()
+  end
+
+  @tag :tmp_dir
+  test "a corrupt library leaves the application running without the core", %{tmp_dir: dir} do
+    path = Path.join(dir, "libcluster_scope_nif")
+    File.write!(path <> ".so", :crypto.strong_rand_bytes(4096))
+    peer = start_peer_with_nif_path(path)
+
+    assert_degraded(peer, :load_failed)
+  end
+
+  test "a missing library leaves the application running without the core" do
+    peer = start_peer_with_nif_path("/nonexistent/libcluster_scope_nif")
+    assert_degraded(peer, :load_failed)
+  end
+
+  defp assert_degraded(peer, reason) do
+    apps = LocalCluster.call(peer, Application, :started_applications, [])
+    assert Enum.any?(apps, &match?({:cluster_scope, _, _}, &1))
+    assert LocalCluster.call(peer, Process, :whereis, [ClusterScope.Supervisor]) |> is_pid()
+
+    refute LocalCluster.call(peer, ClusterScope.Native, :loaded?, [])
+
+    assert {:unavailable, {^reason, message}} =
+             LocalCluster.call(peer, ClusterScope.Native, :status, [])
+
+    assert is_binary(message) and message != ""
+
+    assert LocalCluster.call(peer, ClusterScope.Native, :build_info, []) ==
+             {:error, :native_unavailable}
+
+    assert %{native: {:error, :native_unavailable}, node: node} =
+             LocalCluster.call(peer, ClusterScope, :build_info, [])
+
+    assert node == peer.node
+  end
+end

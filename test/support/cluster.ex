@@ -1,0 +1,213 @@
+defmodule ClusterScope.Test.Cluster do
+  @moduledoc """
+  Multi-node test harness on real peer nodes.
+
+  Peers are started with `ClusterScope.LocalCluster` on their own loopback
+  addresses (`127.0.0.2`, `127.0.0.3`, ...) and controlled through `:peer`'s
+  standard I/O, never through distribution: after a partition cuts a node
+  off, the test can still ask it what it sees.
+
+  Faults are real: `kill/1` sends SIGKILL to the peer's OS process,
+  `freeze/1` SIGSTOP, `resume/1` SIGCONT, and `cut/3` adds `iptables -j DROP`
+  rules between two peers' addresses in a chain of its own
+  (`CLUSTERSCOPE_TEST`), which `heal/2` and `heal_all/0` remove.
+  """
+
+  import ExUnit.Assertions
+
+  alias ClusterScope.LocalCluster
+  alias ClusterScope.LocalCluster.Peer
+  alias ClusterScope.Test.NodeWatcher
+
+  @chain "CLUSTERSCOPE_TEST"
+
+  @doc """
+  Starts `count` peers on loopback aliases with ClusterScope started and a
+  node watcher running, then connects them in a full mesh. The test node
+  joins as a hidden observer (`observer: :visible` to make it a member).
+  Registers cleanup with `ExUnit.Callbacks.on_exit/1`: peers are killed and
+  the iptables rules removed whatever the test's outcome.
+  """
+  def start(count, opts \\ []) do
+    opts = Keyword.merge([aliases: true, connection: :standard_io, link: false], opts)
+    {:ok, peers} = LocalCluster.start_peers(count, Keyword.put(opts, :connect, false))
+    ExUnit.Callbacks.on_exit(fn -> cleanup(peers) end)
+
+    for peer <- peers do
+      {:ok, _} = LocalCluster.call(peer, NodeWatcher, :start, [])
+    end
+
+    if Keyword.get(opts, :connect, true) do
+      :ok = LocalCluster.connect_mesh(peers, Keyword.get(opts, :observer, :hidden))
+    end
+
+    peers
+  end
+
+  @doc "Kills every peer and removes every rule. Safe to call twice."
+  def cleanup(peers) do
+    if chaos_available?() == :ok, do: heal_all()
+
+    for %Peer{os_pid: os_pid} <- peers do
+      System.cmd("kill", ["-CONT", "#{os_pid}"], stderr_to_stdout: true)
+      System.cmd("kill", ["-KILL", "#{os_pid}"], stderr_to_stdout: true)
+    end
+
+    :ok
+  end
+
+  @doc "Calls a function on the peer over standard I/O."
+  defdelegate call(peer, module, fun, args, timeout \\ 5_000), to: LocalCluster
+
+  @doc "Stops the peer gracefully."
+  defdelegate stop(peer), to: LocalCluster
+
+  @doc "Kills the peer's OS process with SIGKILL."
+  def kill(%Peer{os_pid: os_pid}), do: signal(os_pid, "KILL")
+
+  @doc "Freezes the peer's OS process with SIGSTOP: it stays connected but silent."
+  def freeze(%Peer{os_pid: os_pid}), do: signal(os_pid, "STOP")
+
+  @doc "Resumes a frozen peer with SIGCONT."
+  def resume(%Peer{os_pid: os_pid}), do: signal(os_pid, "CONT")
+
+  @doc """
+  Cuts the link between two peers: `:both` directions (default), or
+  `:one_way`, where only traffic from `b` to `a` is dropped (`a` no longer
+  hears `b`; `b` still hears `a`).
+  """
+  def cut(%Peer{} = a, %Peer{} = b, direction \\ :both) do
+    ensure_chain!()
+    iptables!(["-A", @chain | rule(b, a)])
+    if direction == :both, do: iptables!(["-A", @chain | rule(a, b)])
+    :ok
+  end
+
+  @doc "Removes the rules between two peers, in both directions."
+  def heal(%Peer{} = a, %Peer{} = b) do
+    for {from, to} <- [{a, b}, {b, a}], do: delete_all(rule(from, to))
+    :ok
+  end
+
+  @doc "Removes every rule this harness added."
+  def heal_all do
+    iptables(["-F", @chain])
+    :ok
+  end
+
+  @doc """
+  Asks `peer` to connect to `target` through distribution, retrying for up to
+  `timeout` ms (a node just resumed may still be tearing down its old
+  connection). Returns whether the link is up.
+  """
+  def connect(%Peer{} = peer, target, timeout \\ 10_000) do
+    deadline = System.monotonic_time(:millisecond) + timeout
+
+    poll(deadline, fn -> call(peer, :net_kernel, :connect_node, [node_of(target)], 15_000) end) ==
+      true
+  end
+
+  @doc "The `monitor_nodes` events the peer's watcher saw."
+  def events(%Peer{} = peer), do: call(peer, NodeWatcher, :events, [])
+
+  @doc """
+  A mark in the peer's event log: pass it as `after:` to `await_event/4` to
+  wait only for events that happen after this point.
+  """
+  def mark(%Peer{} = peer), do: length(events(peer))
+
+  @doc """
+  Waits until `peer` saw `event` (`:nodeup` or `:nodedown`) about `about`,
+  among the events after the `:after` mark (default 0), and returns it as
+  `{event, node, info, at_ms}`. Fails the test after `:timeout` ms
+  (default 15 000).
+  """
+  def await_event(%Peer{} = peer, event, about, opts \\ []) do
+    about = node_of(about)
+    mark = Keyword.get(opts, :after, 0)
+    timeout = Keyword.get(opts, :timeout, 15_000)
+    deadline = System.monotonic_time(:millisecond) + timeout
+
+    poll(deadline, fn ->
+      peer
+      |> events()
+      |> Enum.drop(mark)
+      |> Enum.find(fn {e, n, _info, _at} -> e == event and n == about end)
+    end) ||
+      flunk(
+        "#{peer.node} saw no #{event} of #{about} within #{timeout} ms: #{inspect(events(peer))}"
+      )
+  end
+
+  @doc "Polls `fun` every 50 ms until it returns a truthy value or the deadline passes."
+  def poll(deadline, fun) do
+    case fun.() do
+      result when result not in [nil, false] ->
+        result
+
+      _ ->
+        if System.monotonic_time(:millisecond) >= deadline do
+          nil
+        else
+          Process.sleep(50)
+          poll(deadline, fun)
+        end
+    end
+  end
+
+  @doc """
+  `:ok` when partitions can be made here (root and a working `iptables`),
+  otherwise `{:error, reason}`.
+  """
+  def chaos_available? do
+    cond do
+      System.find_executable("iptables") == nil ->
+        {:error, "iptables is not installed (apt-get install iptables)"}
+
+      System.cmd("id", ["-u"]) != {"0\n", 0} ->
+        {:error, "iptables needs root"}
+
+      match?({_, 0}, iptables(["-L", "INPUT", "-n"])) ->
+        :ok
+
+      true ->
+        {:error, "iptables does not work here: " <> elem(iptables(["-L", "INPUT", "-n"]), 0)}
+    end
+  end
+
+  defp node_of(%Peer{node: node}), do: node
+  defp node_of(node) when is_atom(node), do: node
+
+  defp rule(%Peer{ip: from}, %Peer{ip: to}) do
+    ["-s", ip(from), "-d", ip(to), "-j", "DROP"]
+  end
+
+  defp ip(tuple), do: tuple |> :inet.ntoa() |> List.to_string()
+
+  defp ensure_chain! do
+    iptables(["-N", @chain])
+
+    if not match?({_, 0}, iptables(["-C", "INPUT", "-j", @chain])) do
+      iptables!(["-I", "INPUT", "-j", @chain])
+    end
+  end
+
+  defp delete_all(rule) do
+    case iptables(["-D", @chain | rule]) do
+      {_, 0} -> delete_all(rule)
+      _ -> :ok
+    end
+  end
+
+  defp iptables(args), do: System.cmd("iptables", ["-w" | args], stderr_to_stdout: true)
+
+  defp iptables!(args) do
+    {out, status} = iptables(args)
+    assert status == 0, "iptables #{Enum.join(args, " ")} failed: #{out}"
+  end
+
+  defp signal(os_pid, sig) do
+    {out, status} = System.cmd("kill", ["-#{sig}", "#{os_pid}"], stderr_to_stdout: true)
+    if status == 0, do: :ok, else: {:error, out}
+  end
+end

@@ -119,32 +119,34 @@ defmodule ClusterScope.LocalCluster do
     connection = Keyword.get(opts, :connection, :distribution)
     host = ip |> :inet.ntoa() |> List.to_string()
 
+    peer_opts = %{
+      name: String.to_charlist(name),
+      host: String.to_charlist(host),
+      longnames: true,
+      args: Enum.map(erl_args(ip, opts), &String.to_charlist/1),
+      wait_boot: Keyword.get(opts, :boot_timeout, @default_boot_timeout)
+    }
+
+    # Without :connection, :peer controls the node through distribution.
     peer_opts =
-      %{
-        name: String.to_charlist(name),
-        host: String.to_charlist(host),
-        longnames: true,
-        args: Enum.map(erl_args(ip, opts), &String.to_charlist/1),
-        wait_boot: Keyword.get(opts, :boot_timeout, @default_boot_timeout)
-      }
-      |> then(fn o ->
-        if connection == :standard_io, do: Map.put(o, :connection, :standard_io), else: o
-      end)
+      if connection == :standard_io,
+        do: Map.put(peer_opts, :connection, :standard_io),
+        else: peer_opts
 
     start = if Keyword.get(opts, :link, true), do: &:peer.start_link/1, else: &:peer.start/1
 
-    with {:ok, pid, node} <- start.(peer_opts),
-         os_pid = pid |> :peer.call(:os, :getpid, []) |> List.to_integer(),
-         peer = %Peer{
-           name: name,
-           node: node,
-           ip: ip,
-           pid: pid,
-           os_pid: os_pid,
-           connection: connection
-         },
-         :ok <- start_apps(peer, opts) do
-      {:ok, peer}
+    with {:ok, pid, node} <- start.(peer_opts) do
+      peer = %Peer{name: name, node: node, ip: ip, pid: pid, os_pid: 0, connection: connection}
+      peer = %{peer | os_pid: peer |> call(:os, :getpid, []) |> List.to_integer()}
+
+      case start_apps(peer, opts) do
+        :ok ->
+          {:ok, peer}
+
+        error ->
+          stop(peer)
+          error
+      end
     end
   end
 
@@ -224,14 +226,18 @@ defmodule ClusterScope.LocalCluster do
   end
 
   @doc """
-  Calls `module.fun(args)` on the peer over its control connection, with a
-  timeout (default 5 s). Raises on timeout or remote exception, like
-  `:peer.call/5`.
+  Calls `module.fun(args)` on the peer over its control connection (standard
+  I/O through `:peer.call/5`, or distribution through `:erpc.call/5`), with a
+  timeout (default 5 s). Raises on timeout or remote exception.
   """
   @spec call(Peer.t(), module(), atom(), list(), timeout()) :: term()
-  def call(%Peer{pid: pid}, module, fun, args, timeout \\ 5_000) do
-    :peer.call(pid, module, fun, args, timeout)
-  end
+  def call(peer, module, fun, args, timeout \\ 5_000)
+
+  def call(%Peer{connection: :standard_io, pid: pid}, module, fun, args, timeout),
+    do: :peer.call(pid, module, fun, args, timeout)
+
+  def call(%Peer{connection: :distribution, node: node}, module, fun, args, timeout),
+    do: :erpc.call(node, module, fun, args, timeout)
 
   @doc "Stops the peer gracefully (`init:stop` through its controller)."
   @spec stop(Peer.t()) :: :ok

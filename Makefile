@@ -1,0 +1,54 @@
+# The README's two commands: `make demo` and `make test`.
+# Both install what is missing on Debian/Ubuntu when run as root (or print
+# the exact command otherwise) and start epmd.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := test
+
+# elixir alone lacks runtime_tools, os_mon, inets...: erlang-nox brings them.
+APT_PACKAGES := elixir erlang-nox erlang-dev iptables
+
+export LANG := C.UTF-8
+export LC_ALL := C.UTF-8
+export ELIXIR_ERL_OPTIONS := +fnu
+
+.PHONY: test demo system-deps epmd rust-check elixir-check
+
+system-deps:
+	@missing=""; \
+	if command -v dpkg-query >/dev/null 2>&1; then \
+	  for p in $(APT_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	  done; \
+	else \
+	  for c in elixir erl epmd; do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
+	fi; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "Installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null || exit 1; \
+	  else \
+	    echo "Missing:$$missing. Install them with:"; \
+	    echo "  sudo apt-get install -y $(APT_PACKAGES)"; \
+	    exit 1; \
+	  fi; \
+	fi
+	@command -v cargo >/dev/null 2>&1 || { echo "cargo is missing: install Rust from https://rustup.rs"; exit 1; }
+
+epmd: system-deps
+	@epmd -daemon
+
+rust-check: system-deps
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+	cargo test --workspace --locked
+
+elixir-check: epmd
+	mix format --check-formatted
+	MIX_ENV=test mix compile --warnings-as-errors
+	mix test
+
+test: rust-check elixir-check
+
+demo: epmd
+	mix cluster_scope.demo

@@ -8,7 +8,10 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq)]
 pub enum CoreError {
     /// An argument was outside what the function accepts.
-    InvalidArgument { field: &'static str, message: String },
+    InvalidArgument {
+        field: &'static str,
+        message: String,
+    },
     /// A limit (size, depth, count) was exceeded.
     LimitExceeded {
         what: &'static str,

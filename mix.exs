@@ -105,7 +105,7 @@ defmodule ClusterScope.MixProject do
   def application do
     [
       mod: {ClusterScope.Application, []},
-      extra_applications: [:logger, :runtime_tools, :crypto]
+      extra_applications: [:logger, :runtime_tools, :crypto, :inets]
     ]
   end
 

@@ -32,6 +32,50 @@ defmodule ClusterScope do
     }
   end
 
+  @doc """
+  Runs an operation by name (`"node_build_info"`) or module, with parameters
+  as a map (string or atom keys), through the same runner as every other
+  surface: validation, timeout, one error envelope.
+
+  Options: `:version` (default the latest), `:timeout` (ms).
+
+      {:ok, info} = ClusterScope.run("node_build_info", %{node: node()})
+      {:error, %ClusterScope.Error{code: :invalid_params}} =
+        ClusterScope.run("node_build_info", %{node: "nope@nowhere"})
+  """
+  @spec run(String.t() | module(), map(), keyword()) ::
+          {:ok, map()} | {:error, ClusterScope.Error.t()}
+  def run(operation, params \\ %{}, opts \\ []) do
+    case ClusterScope.Operation.Runner.run(operation, params, opts) do
+      {:ok, data, _metadata} -> {:ok, data}
+      {:error, error, _metadata} -> {:error, error}
+    end
+  end
+
+  @doc """
+  The operations this node serves, with their routes and availability.
+  """
+  @spec operations() :: {:ok, map()} | {:error, ClusterScope.Error.t()}
+  def operations, do: run("list_operations")
+
+  @doc """
+  The build of ClusterScope on `node` (default this node), asked on that node.
+  """
+  @spec node_build_info(node()) :: {:ok, map()} | {:error, ClusterScope.Error.t()}
+  def node_build_info(node \\ node()), do: run("node_build_info", %{node: node})
+
+  @doc """
+  Registers a host-defined operation (a module using `ClusterScope.Operation`
+  or following the Arsenal contract). It is served on every surface from the
+  next request on.
+  """
+  @spec register_operation(module()) :: {:ok, map()} | {:error, String.t()}
+  defdelegate register_operation(module), to: ClusterScope.Operation.Registry, as: :register
+
+  @doc "Stops serving a host-defined operation."
+  @spec unregister_operation(module()) :: :ok
+  defdelegate unregister_operation(module), to: ClusterScope.Operation.Registry, as: :unregister
+
   @doc "ClusterScope's version on this node."
   @spec version() :: String.t()
   def version do

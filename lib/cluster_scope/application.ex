@@ -17,7 +17,13 @@ defmodule ClusterScope.Application do
     # Load the NIF now so a problem is logged at boot, not at first use.
     Code.ensure_loaded(ClusterScope.Native)
 
-    children = []
+    http = ClusterScope.Config.get(:http)
+
+    children =
+      [
+        {Task.Supervisor, name: ClusterScope.OperationSupervisor, max_children: 64},
+        ClusterScope.Operation.Registry
+      ] ++ if(http[:enabled], do: [{ClusterScope.Web.Endpoint, http}], else: [])
 
     Supervisor.start_link(children, strategy: :one_for_one, name: ClusterScope.Supervisor)
   end

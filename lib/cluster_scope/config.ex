@@ -15,6 +15,18 @@ defmodule ClusterScope.Config do
   * `:node_timeout_ms` - default timeout of a call to one node, in
     milliseconds (`1..600_000`, default `5_000`). A cluster-wide call never
     waits longer than this for a node before reporting it in `node_errors`.
+  * `:http` - the embedded HTTP API (`ClusterScope.Web.Endpoint`), a keyword
+    list; missing keys take their defaults:
+    * `enabled: false` - start the endpoint with the application
+    * `ip: {127, 0, 0, 1}` - listen address (loopback unless you say otherwise)
+    * `port: 4848` (`0` picks a free port)
+    * `token: nil` - bearer token for mutating operations; without one,
+      mutating operations answer 403
+    * `read_only: false` - when `true`, mutating operations are not served
+      (404) and not listed
+    * `max_body_bytes: 1_048_576` - larger request bodies answer 413
+    * `allowed_origins: []` - extra `Origin`s allowed to send mutating
+      requests from a browser (the endpoint's own origin always is)
 
   ## Why a bad option does not stop the host
 
@@ -30,9 +42,20 @@ defmodule ClusterScope.Config do
   @key {__MODULE__, :config}
   @errors_key {__MODULE__, :errors}
 
+  @http_defaults [
+    enabled: false,
+    ip: {127, 0, 0, 1},
+    port: 4848,
+    token: nil,
+    read_only: false,
+    max_body_bytes: 1_048_576,
+    allowed_origins: []
+  ]
+
   @schema [
     native_path: [type: :path, default: nil],
-    node_timeout_ms: [type: {:integer, 1, 600_000}, default: 5_000]
+    node_timeout_ms: [type: {:integer, 1, 600_000}, default: 5_000],
+    http: [type: :http, default: @http_defaults]
   ]
 
   @typedoc "A validated configuration."
@@ -59,8 +82,14 @@ defmodule ClusterScope.Config do
         case Keyword.fetch(@schema, key) do
           {:ok, spec} ->
             case check(spec[:type], value) do
-              :ok -> {Map.put(config, key, value), errors}
-              {:error, message} -> {config, [{key, "#{inspect(value)} #{message}"} | errors]}
+              :ok when key == :http ->
+                {Map.put(config, key, Keyword.merge(@http_defaults, value)), errors}
+
+              :ok ->
+                {Map.put(config, key, value), errors}
+
+              {:error, message} ->
+                {config, [{key, "#{inspect(value)} #{message}"} | errors]}
             end
 
           :error ->
@@ -114,6 +143,64 @@ defmodule ClusterScope.Config do
   @doc "The problems found at the last `load/0`."
   @spec errors() :: [error()]
   def errors, do: :persistent_term.get(@errors_key, [])
+
+  @doc "The defaults of the `:http` option."
+  @spec http_defaults() :: keyword()
+  def http_defaults, do: @http_defaults
+
+  @doc """
+  Validates an `:http` keyword list and fills in the defaults: `{:ok, map}` or
+  `{:error, message}` naming the first bad key.
+  """
+  @spec validate_http(keyword()) :: {:ok, map()} | {:error, String.t()}
+  def validate_http(opts) when is_list(opts) do
+    if Keyword.keyword?(opts) do
+      merged = Keyword.merge(@http_defaults, opts)
+
+      Enum.find_value(merged, {:ok, Map.new(merged)}, fn {key, value} ->
+        case check_http(key, value) do
+          :ok -> nil
+          {:error, message} -> {:error, "http: #{key} #{inspect(value)} #{message}"}
+        end
+      end)
+    else
+      {:error, "http must be a keyword list"}
+    end
+  end
+
+  def validate_http(_), do: {:error, "http must be a keyword list"}
+
+  defp check_http(:enabled, v) when is_boolean(v), do: :ok
+  defp check_http(:read_only, v) when is_boolean(v), do: :ok
+  defp check_http(:port, v) when is_integer(v) and v in 0..65_535, do: :ok
+  defp check_http(:token, nil), do: :ok
+  defp check_http(:token, v) when is_binary(v) and byte_size(v) >= 16, do: :ok
+  defp check_http(:max_body_bytes, v) when is_integer(v) and v in 1..1_073_741_824, do: :ok
+
+  defp check_http(:ip, v) when is_tuple(v) do
+    if :inet.is_ip_address(v), do: :ok, else: {:error, "must be an IP address tuple"}
+  end
+
+  defp check_http(:allowed_origins, v) when is_list(v) do
+    if Enum.all?(v, &is_binary/1), do: :ok, else: {:error, "must be a list of strings"}
+  end
+
+  defp check_http(key, _) when key in [:enabled, :read_only], do: {:error, "must be a boolean"}
+  defp check_http(:port, _), do: {:error, "must be an integer in 0..65535"}
+  defp check_http(:token, _), do: {:error, "must be nil or a string of at least 16 bytes"}
+  defp check_http(:max_body_bytes, _), do: {:error, "must be an integer in 1..1073741824"}
+  defp check_http(:ip, _), do: {:error, "must be an IP address tuple"}
+  defp check_http(:allowed_origins, _), do: {:error, "must be a list of strings"}
+
+  defp check_http(_, _),
+    do: {:error, "is not an http option (known: #{Keyword.keys(@http_defaults) |> inspect()})"}
+
+  defp check(:http, value) do
+    case validate_http(value) do
+      {:ok, _} -> :ok
+      {:error, message} -> {:error, "is invalid: " <> message}
+    end
+  end
 
   defp check(:path, nil), do: :ok
   defp check(:path, value) when is_binary(value) and value != "", do: :ok

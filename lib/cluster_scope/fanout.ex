@@ -1,0 +1,96 @@
+defmodule ClusterScope.Fanout do
+  @moduledoc """
+  The one place that calls other nodes.
+
+  Calls run in parallel, each bounded by a timeout, and never raise: every
+  answer is either a result or a per-node error with its cause and a
+  remediation. A cluster-wide read returns what the reachable nodes said plus
+  the list of those that did not answer (principle: degrade, never fail).
+
+  ## Cost
+
+  One `:erpc` request per node; nothing is retried. A node that does not
+  answer within the timeout costs the caller exactly the timeout, never more,
+  whatever the number of nodes (they are called at once).
+  """
+
+  @typedoc "Why a node gave no answer."
+  @type node_error :: %{
+          node: node(),
+          reason: String.t(),
+          status: :down | :timeout | :error | :not_running,
+          remediation: String.t()
+        }
+
+  @doc """
+  Calls `module.fun(args)` on one node (locally when it is this node).
+  Returns `{:ok, result}` or `{:error, node_error}`.
+  """
+  @spec call(node(), module(), atom(), list(), timeout()) ::
+          {:ok, term()} | {:error, node_error()}
+  def call(node, module, fun, args, timeout \\ default_timeout()) do
+    case multicall([node], module, fun, args, timeout) do
+      {[{^node, result}], []} -> {:ok, result}
+      {[], [error]} -> {:error, error}
+    end
+  end
+
+  @doc """
+  Calls `module.fun(args)` on every node in `nodes` at once. Returns
+  `{[{node, result}], [node_error]}`, both in the order of `nodes`.
+  """
+  @spec multicall([node()], module(), atom(), list(), timeout()) ::
+          {[{node(), term()}], [node_error()]}
+  def multicall(nodes, module, fun, args, timeout \\ default_timeout()) do
+    results = :erpc.multicall(nodes, module, fun, args, timeout)
+
+    nodes
+    |> Enum.zip(results)
+    |> Enum.reduce({[], []}, fn
+      {node, {:ok, value}}, {oks, errs} -> {[{node, value} | oks], errs}
+      {node, {kind, reason}}, {oks, errs} -> {oks, [node_error(node, kind, reason) | errs]}
+    end)
+    |> then(fn {oks, errs} -> {Enum.reverse(oks), Enum.reverse(errs)} end)
+  end
+
+  @doc "The default per-node timeout (`node_timeout_ms`)."
+  @spec default_timeout() :: pos_integer()
+  def default_timeout, do: ClusterScope.Config.get(:node_timeout_ms)
+
+  defp node_error(node, :error, {:erpc, :noconnection}) do
+    %{
+      node: node,
+      status: :down,
+      reason: "no connection to #{node}",
+      remediation:
+        "Check that #{node} is up and reachable from #{node()} (epmd, cookie, firewall)."
+    }
+  end
+
+  defp node_error(node, :error, {:erpc, :timeout}) do
+    %{
+      node: node,
+      status: :timeout,
+      reason: "#{node} did not answer in time",
+      remediation: "The node may be overloaded, frozen or partitioned; check its load and links."
+    }
+  end
+
+  defp node_error(node, :error, {:exception, :undef, _}) do
+    %{
+      node: node,
+      status: :not_running,
+      reason: "ClusterScope's code is not loaded on #{node}",
+      remediation: "Add :cluster_scope to #{node}'s release, or accept agentless answers."
+    }
+  end
+
+  defp node_error(node, kind, reason) do
+    %{
+      node: node,
+      status: :error,
+      reason: "#{kind}: #{inspect(reason, limit: 10, printable_limit: 200)}",
+      remediation: "See #{node}'s log."
+    }
+  end
+end

@@ -1,0 +1,52 @@
+defmodule ClusterScope.Operations.NodeBuildInfo do
+  @moduledoc """
+  `GET /api/v1/cluster/nodes/:node/build`: the build of ClusterScope on one
+  node (OTP, Elixir, ClusterScope and native core versions), asked on that
+  node.
+
+  Cheap: one remote call returning constants. A node that does not answer
+  gives `node_unavailable` with its cause within the node timeout.
+  """
+
+  use ClusterScope.Operation, name: "node_build_info"
+
+  alias ClusterScope.Fanout
+
+  @impl true
+  def rest_config do
+    %{
+      method: :get,
+      path: "/api/v1/cluster/nodes/:node/build",
+      summary: "Build info of ClusterScope on a node",
+      parameters: [
+        %{
+          name: :node,
+          type: :node,
+          required: true,
+          location: :path,
+          description: "the node to ask"
+        }
+      ],
+      responses: %{200 => %{description: "the node's build"}}
+    }
+  end
+
+  @impl true
+  def execute(%{node: node}) do
+    case Fanout.call(node, ClusterScope, :build_info, []) do
+      {:ok, info} -> {:ok, info}
+      {:error, error} -> {:error, {:node_unavailable, error.reason, error}}
+    end
+  end
+
+  @impl true
+  def format_response(info) do
+    native =
+      case info.native do
+        %{} = native -> native
+        {:error, reason} -> %{error: reason}
+      end
+
+    %{info | native: native}
+  end
+end

@@ -1,0 +1,118 @@
+defmodule ClusterScope.Web.Endpoint do
+  @moduledoc """
+  The embedded HTTP endpoint, on OTP's own `:inets` httpd (no Hex package).
+
+  Serves every registered operation at its `rest_config` path, the OpenAPI
+  document at `GET /api/openapi.json`, and the dashboard's static files from
+  `priv/static`. Started by the application when `config :cluster_scope,
+  http: [enabled: true]`; `start/1` starts more (tests use port 0).
+
+  ## Safe by default
+
+    * listens on `127.0.0.1` unless `ip:` says otherwise;
+    * mutating operations need `Authorization: Bearer <token>`; with no token
+      configured they answer 403; in `read_only: true` they are not served
+      at all (404) nor listed;
+    * a browser request that mutates must come from the endpoint's own
+      origin (or `allowed_origins`), so another site cannot drive it;
+    * bodies over `max_body_bytes` (1 MiB) are refused with 413 before they
+      are read into memory; at most 64 connections are served at once.
+  """
+
+  alias ClusterScope.Config
+
+  @typedoc "A running endpoint."
+  @type t :: %{pid: pid(), ip: :inet.ip_address(), port: :inet.port_number(), url: String.t()}
+
+  @doc false
+  def child_spec(opts) do
+    %{id: __MODULE__, start: {__MODULE__, :start_link, [opts]}, type: :worker}
+  end
+
+  @doc "Starts an endpoint linked to the caller (the application's supervisor)."
+  @spec start_link(keyword()) :: {:ok, pid()} | {:error, term()}
+  def start_link(opts) do
+    with {:ok, endpoint} <- start(opts) do
+      Process.link(endpoint.pid)
+      {:ok, endpoint.pid}
+    end
+  end
+
+  @doc """
+  Starts an endpoint with `http` options (see `ClusterScope.Config`), merged
+  over the defaults. Returns its pid, address, port and URL.
+  """
+  @spec start(keyword()) :: {:ok, t()} | {:error, term()}
+  def start(opts \\ []) do
+    with {:ok, settings} <- Config.validate_http(opts),
+         {:ok, port} <- pick_port(settings),
+         id = "cluster_scope_#{System.unique_integer([:positive])}",
+         :ok <- :persistent_term.put({__MODULE__, id}, settings) |> then(fn _ -> :ok end),
+         {:ok, pid} <- :inets.start(:httpd, httpd_config(id, settings, port), :stand_alone) do
+      endpoint = %{pid: pid, ip: settings.ip, port: port, url: url(settings.ip, port)}
+      :persistent_term.put({__MODULE__, :endpoint, pid}, endpoint)
+      {:ok, endpoint}
+    end
+  end
+
+  @doc "Stops an endpoint started with `start/1`."
+  @spec stop(t() | pid()) :: :ok
+  def stop(%{pid: pid}), do: stop(pid)
+
+  def stop(pid) when is_pid(pid) do
+    :persistent_term.erase({__MODULE__, :endpoint, pid})
+    :inets.stop(:stand_alone, pid)
+  end
+
+  @doc """
+  The settings of the endpoint serving a request (by its id), or of the
+  application's configured endpoint.
+  """
+  @spec settings(String.t() | nil) :: map()
+  def settings(id \\ nil)
+
+  def settings(nil) do
+    {:ok, settings} = Config.validate_http(Config.get(:http))
+    settings
+  end
+
+  def settings(id), do: :persistent_term.get({__MODULE__, id})
+
+  @doc "The URL of an address and port."
+  @spec url(:inet.ip_address(), :inet.port_number()) :: String.t()
+  def url(ip, port), do: "http://#{:inet.ntoa(ip)}:#{port}"
+
+  defp httpd_config(id, settings, port) do
+    root = Path.join(System.tmp_dir!(), "cluster_scope_httpd")
+    File.mkdir_p!(root)
+
+    [
+      port: port,
+      bind_address: settings.ip,
+      ipfamily: if(tuple_size(settings.ip) == 8, do: :inet6, else: :inet),
+      # The id travels in server_name so the handler finds its settings.
+      server_name: String.to_charlist(id),
+      server_root: String.to_charlist(root),
+      document_root: String.to_charlist(root),
+      modules: [ClusterScope.Web.Handler],
+      max_body_size: settings.max_body_bytes,
+      max_clients: 64,
+      keep_alive_timeout: 15,
+      max_header_size: 16_384,
+      max_uri_size: 8_192,
+      minimum_bytes_per_second: 100
+    ]
+  end
+
+  # Port 0 means "any free port": httpd needs a number, so take one from the
+  # kernel first.
+  defp pick_port(%{port: 0, ip: ip}) do
+    with {:ok, socket} <- :gen_tcp.listen(0, ip: ip),
+         {:ok, port} <- :inet.port(socket) do
+      :gen_tcp.close(socket)
+      {:ok, port}
+    end
+  end
+
+  defp pick_port(%{port: port}), do: {:ok, port}
+end

@@ -1,0 +1,351 @@
+defmodule ClusterScope.Web.Handler do
+  @moduledoc """
+  The httpd module behind `ClusterScope.Web.Endpoint`: routes a request to
+  the OpenAPI document, an operation, or a static file, and answers JSON.
+
+  Every response is JSON (static files excepted): on success
+  `{"data": ..., "metadata": {...}}`, on failure
+  `{"error": {code, message, details, cluster, remediation}, "metadata": {...}}`
+  with the status of `ClusterScope.Error.http_status/1`.
+
+  Parameters come from the path, the query string and, for requests with a
+  body, a JSON object (`Content-Type: application/json`); path parameters win
+  over query ones, query over body. `Accept-Version: N` selects a version of
+  an operation when several are served on one route.
+  """
+
+  require Record
+
+  alias ClusterScope.{Error, JSON}
+  alias ClusterScope.Operation.{Registry, Runner}
+  alias ClusterScope.Web.{Endpoint, OpenAPI, Static}
+
+  Record.defrecordp(:mod, Record.extract(:mod, from_lib: "inets/include/httpd.hrl"))
+
+  @doc false
+  # httpd's module callback.
+  def unquote(:do)(mod_data) do
+    request = request(mod_data)
+    response = safe_handle(request)
+    {:proceed, [{:response, {:response, headers(response), response.body}}]}
+  end
+
+  defp safe_handle(request) do
+    handle(request)
+  rescue
+    e ->
+      require Logger
+
+      Logger.error(
+        "ClusterScope HTTP handler crashed: " <> Exception.format(:error, e, __STACKTRACE__)
+      )
+
+      error_response(
+        Error.new(:internal, "the HTTP handler failed: #{Exception.message(e)}"),
+        nil
+      )
+  end
+
+  defp request(mod_data) do
+    settings = Endpoint.settings(server_name(mod(mod_data, :config_db)))
+    {path, query} = split_uri(List.to_string(mod(mod_data, :request_uri)))
+
+    headers =
+      Map.new(mod(mod_data, :parsed_header), fn {k, v} ->
+        {k |> List.to_string() |> String.downcase(), :erlang.list_to_binary(v)}
+      end)
+
+    %{
+      method: mod(mod_data, :method) |> List.to_string() |> String.upcase(),
+      path: path,
+      query: query,
+      headers: headers,
+      body: body(mod(mod_data, :entity_body)),
+      settings: settings
+    }
+  end
+
+  defp server_name(config_db) do
+    case :ets.lookup(config_db, :server_name) do
+      [{:server_name, name}] -> List.to_string(name)
+      _ -> nil
+    end
+  end
+
+  defp body(body) when is_list(body), do: :erlang.list_to_binary(body)
+  defp body(body) when is_binary(body), do: body
+  defp body(_), do: ""
+
+  defp split_uri(uri) do
+    case String.split(uri, "?", parts: 2) do
+      [path, query] -> {path, query}
+      [path] -> {path, ""}
+    end
+  end
+
+  # -- routing -----------------------------------------------------------------
+
+  defp handle(%{body: body, settings: %{max_body_bytes: max}}) when byte_size(body) > max do
+    error_response(
+      Error.new(
+        :payload_too_large,
+        "the body is #{byte_size(body)} bytes, over the limit of #{max}"
+      ),
+      nil
+    )
+  end
+
+  defp handle(%{method: "GET", path: "/api/openapi.json"} = req) do
+    json_response(200, OpenAPI.document(read_only: req.settings.read_only))
+  end
+
+  defp handle(%{path: "/api/" <> _} = req) do
+    with {:ok, method} <- method(req.method),
+         {:ok, version} <- version(req.headers),
+         {:ok, meta, path_params} <- route(method, req, version),
+         :ok <- authorize(meta, req),
+         {:ok, params} <- params(req, path_params) do
+      case Runner.run(meta, params) do
+        {:ok, data, metadata} -> json_response(200, %{data: data, metadata: metadata})
+        {:error, error, metadata} -> error_response(error, metadata)
+      end
+    else
+      {:error, %Error{} = error} -> error_response(error, nil)
+    end
+  end
+
+  defp handle(%{method: method} = req) when method in ["GET", "HEAD"] do
+    case Static.fetch(req.path) do
+      {:ok, content_type, body} ->
+        %{
+          status: 200,
+          content_type: content_type,
+          body: body,
+          extra: [{~c"cache-control", ~c"no-cache"}]
+        }
+
+      :error ->
+        error_response(
+          Error.new(:not_found, "no such page: #{String.slice(req.path, 0, 200)}"),
+          nil
+        )
+    end
+  end
+
+  defp handle(req) do
+    error_response(
+      Error.new(
+        :method_not_allowed,
+        "#{req.method} is not allowed on #{String.slice(req.path, 0, 200)}",
+        details: %{allowed: ["GET"]}
+      ),
+      nil
+    )
+  end
+
+  defp method(text) do
+    case text do
+      "GET" ->
+        {:ok, :get}
+
+      "POST" ->
+        {:ok, :post}
+
+      "PUT" ->
+        {:ok, :put}
+
+      "PATCH" ->
+        {:ok, :patch}
+
+      "DELETE" ->
+        {:ok, :delete}
+
+      other ->
+        {:error,
+         Error.new(:method_not_allowed, "method #{String.slice(other, 0, 20)} is not supported")}
+    end
+  end
+
+  defp version(%{"accept-version" => text}) do
+    case Integer.parse(text) do
+      {v, ""} when v > 0 -> {:ok, v}
+      _ -> {:error, invalid("accept-version", "must be a positive integer")}
+    end
+  end
+
+  defp version(_), do: {:ok, :latest}
+
+  defp route(method, req, version) do
+    segments = req.path |> String.split("/", trim: true) |> Enum.map(&URI.decode/1)
+
+    case Registry.match(method, segments, version) do
+      {:ok, meta, params} ->
+        if req.settings.read_only and meta.mutating, do: not_found(req), else: {:ok, meta, params}
+
+      {:error, {:method_not_allowed, allowed}} ->
+        allowed = Enum.map(allowed, &(&1 |> Atom.to_string() |> String.upcase()))
+
+        {:error,
+         Error.new(:method_not_allowed, "#{req.method} is not allowed on #{req.path}",
+           details: %{allowed: allowed}
+         )}
+
+      {:error, :not_found} ->
+        not_found(req)
+    end
+  end
+
+  defp not_found(req) do
+    {:error,
+     Error.new(:not_found, "no operation at #{req.method} #{String.slice(req.path, 0, 200)}")}
+  end
+
+  # -- security ----------------------------------------------------------------
+
+  defp authorize(%{mutating: false}, _req), do: :ok
+
+  defp authorize(_meta, req) do
+    with :ok <- check_origin(req), do: check_token(req)
+  end
+
+  # A browser always sends Origin on a cross-site POST; it must be ours.
+  defp check_origin(%{headers: %{"origin" => origin}} = req) do
+    own = "http://" <> Map.get(req.headers, "host", "")
+
+    if origin == own or origin in req.settings.allowed_origins do
+      :ok
+    else
+      {:error,
+       Error.new(
+         :forbidden,
+         "requests from origin #{String.slice(origin, 0, 200)} may not mutate",
+         remediation: [
+           "Use the dashboard served by this endpoint, or add the origin to http: [allowed_origins: ...]."
+         ]
+       )}
+    end
+  end
+
+  defp check_origin(_req), do: :ok
+
+  defp check_token(%{settings: %{token: nil}}) do
+    {:error,
+     Error.new(:forbidden, "mutating operations are disabled: no token is configured",
+       remediation: ["Set config :cluster_scope, http: [token: \"...\"] (at least 16 bytes)."]
+     )}
+  end
+
+  defp check_token(%{settings: %{token: token}, headers: headers}) do
+    case Map.get(headers, "authorization") do
+      "Bearer " <> given ->
+        if secure_equal?(given, token),
+          do: :ok,
+          else: {:error, Error.new(:unauthorized, "the bearer token is not valid")}
+
+      _ ->
+        {:error, Error.new(:unauthorized, "this operation needs Authorization: Bearer <token>")}
+    end
+  end
+
+  defp secure_equal?(a, b) when byte_size(a) == byte_size(b) do
+    :crypto.hash_equals(a, b)
+  end
+
+  defp secure_equal?(_, _), do: false
+
+  # -- parameters --------------------------------------------------------------
+
+  defp params(req, path_params) do
+    with {:ok, query} <- query_params(req.query),
+         {:ok, body} <- body_params(req) do
+      {:ok, body |> Map.merge(query) |> Map.merge(path_params)}
+    end
+  end
+
+  defp query_params(""), do: {:ok, %{}}
+
+  defp query_params(query) do
+    {:ok, URI.decode_query(query)}
+  rescue
+    _ -> {:error, invalid("query", "is not a valid query string")}
+  end
+
+  defp body_params(%{body: ""}), do: {:ok, %{}}
+
+  defp body_params(%{body: body, headers: headers, settings: settings}) do
+    content_type = Map.get(headers, "content-type", "")
+
+    if String.starts_with?(content_type, "application/json") do
+      case JSON.decode(body, max_bytes: settings.max_body_bytes) do
+        {:ok, %{} = object} ->
+          {:ok, object}
+
+        {:ok, _} ->
+          {:error, invalid("body", "must be a JSON object")}
+
+        {:error, {code, message}} ->
+          {:error, invalid("body", "is not valid JSON (#{code}): #{message}")}
+
+        {:error, :native_unavailable} ->
+          {:error, Error.normalize(:native_unavailable)}
+      end
+    else
+      {:error, invalid("body", "must be sent with Content-Type: application/json")}
+    end
+  end
+
+  defp invalid(field, message) do
+    Error.new(:invalid_params, "#{field} #{message}",
+      details: %{fields: [%{field: field, message: message}]}
+    )
+  end
+
+  # -- responses ---------------------------------------------------------------
+
+  defp error_response(%Error{} = error, metadata) do
+    metadata = metadata || %{node: node(), partial: false, node_errors: []}
+
+    json_response(Error.http_status(error.code), %{error: Error.to_map(error), metadata: metadata})
+  end
+
+  defp json_response(status, payload) do
+    case JSON.encode(payload) do
+      {:ok, body} ->
+        %{status: status, content_type: "application/json", body: body, extra: []}
+
+      {:error, reason} ->
+        # The core could not encode (or is not loaded): say so in JSON we can
+        # always write by hand.
+        message = inspect(reason, limit: 10, printable_limit: 300)
+        code = if reason == :native_unavailable, do: "native_unavailable", else: "internal"
+        status = if reason == :native_unavailable, do: 503, else: 500
+
+        body =
+          ~s({"error":{"code":"#{code}","message":#{hand_json_string("could not encode the response: " <> message)}}})
+
+        %{status: status, content_type: "application/json", body: body, extra: []}
+    end
+  end
+
+  defp hand_json_string(text) do
+    escaped =
+      for <<c <- text>>, into: "" do
+        cond do
+          c == ?" -> "\\\""
+          c == ?\\ -> "\\\\"
+          c < 0x20 or c > 0x7E -> "?"
+          true -> <<c>>
+        end
+      end
+
+    "\"" <> escaped <> "\""
+  end
+
+  defp headers(%{status: status, content_type: type, body: body, extra: extra}) do
+    [
+      code: status,
+      content_type: String.to_charlist(type),
+      content_length: body |> IO.iodata_length() |> Integer.to_charlist()
+    ] ++ [{~c"x-content-type-options", ~c"nosniff"} | extra]
+  end
+end

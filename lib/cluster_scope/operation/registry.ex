@@ -3,8 +3,8 @@ defmodule ClusterScope.Operation.Registry do
   Every operation this node serves, with its metadata cached.
 
   At start it discovers ClusterScope's own operations from the application's
-  module list (every module that `use`s `ClusterScope.Operation`): there is
-  no hand-kept list. Hosts add their own at run time with `register/1` and
+  module list (every module under `ClusterScope.Operations` that `use`s
+  `ClusterScope.Operation`): there is no hand-kept list. Hosts add their own at run time with `register/1` and
   remove them with `unregister/1`; the next request sees the change.
 
   ## Cost
@@ -180,7 +180,10 @@ defmodule ClusterScope.Operation.Registry do
   defp discover do
     {:ok, modules} = :application.get_key(:cluster_scope, :modules)
 
+    # ClusterScope's own operations live under ClusterScope.Operations; other
+    # modules of the application (a host's, or test support) register.
     for module <- modules,
+        String.starts_with?(Atom.to_string(module), "Elixir.ClusterScope.Operations."),
         Code.ensure_loaded?(module),
         function_exported?(module, :__cluster_scope_operation__, 0),
         {:ok, meta} <- [Operation.meta(module)],

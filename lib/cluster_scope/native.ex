@@ -101,5 +101,30 @@ defmodule ClusterScope.Native do
   @spec build_info() :: build_info() | {:error, :native_unavailable}
   def build_info, do: unavailable()
 
+  # JSON codec (see ClusterScope.JSON, which validates the options and picks
+  # the variant). The plain NIFs run on the caller's scheduler and are meant
+  # for inputs of at most 64 KiB; the `_dirty` ones run on a dirty CPU
+  # scheduler. All four return `{:ok, result}` or `{:error, {code, message}}`.
+
+  @doc false
+  @spec json_encode(term(), pos_integer(), non_neg_integer()) ::
+          {:ok, binary()} | {:error, {atom(), String.t()}} | {:error, :native_unavailable}
+  def json_encode(_term, _max_bytes, _max_depth), do: unavailable()
+
+  @doc false
+  @spec json_encode_dirty(term(), pos_integer(), non_neg_integer()) ::
+          {:ok, binary()} | {:error, {atom(), String.t()}} | {:error, :native_unavailable}
+  def json_encode_dirty(_term, _max_bytes, _max_depth), do: unavailable()
+
+  @doc false
+  @spec json_decode(binary(), pos_integer(), non_neg_integer()) ::
+          {:ok, term()} | {:error, {atom(), String.t()}} | {:error, :native_unavailable}
+  def json_decode(_json, _max_bytes, _max_depth), do: unavailable()
+
+  @doc false
+  @spec json_decode_dirty(binary(), pos_integer(), non_neg_integer()) ::
+          {:ok, term()} | {:error, {atom(), String.t()}} | {:error, :native_unavailable}
+  def json_decode_dirty(_json, _max_bytes, _max_depth), do: unavailable()
+
   defp unavailable, do: {:error, :native_unavailable}
 end

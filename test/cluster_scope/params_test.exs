@@ -83,9 +83,15 @@ defmodule ClusterScope.Operation.ParamsTest do
   end
 
   test "pid: every accepted text form, on known nodes" do
-    assert %ProcessRef{node: :"a@127.0.0.1", id: 12, serial: 3} = ok(%{type: :pid}, "0.12.3@a@127.0.0.1")
-    assert %ProcessRef{node: :"b@127.0.0.2", id: 5, serial: 0} = ok(%{type: :pid}, "<0.5.0>@b@127.0.0.2")
-    assert {:ok, %{x: %ProcessRef{node: n}}} = Params.validate([%{name: :x, type: :pid}], %{"x" => "#PID<0.5.0>"})
+    assert %ProcessRef{node: :"a@127.0.0.1", id: 12, serial: 3} =
+             ok(%{type: :pid}, "0.12.3@a@127.0.0.1")
+
+    assert %ProcessRef{node: :"b@127.0.0.2", id: 5, serial: 0} =
+             ok(%{type: :pid}, "<0.5.0>@b@127.0.0.2")
+
+    assert {:ok, %{x: %ProcessRef{node: n}}} =
+             Params.validate([%{name: :x, type: :pid}], %{"x" => "#PID<0.5.0>"})
+
     assert n == node()
     assert err(%{type: :pid}, "0.1.2@zz@nowhere") =~ "not a known node"
     assert err(%{type: :pid}, "pid please") =~ "process id"
@@ -123,8 +129,28 @@ defmodule ClusterScope.Operation.ParamsTest do
     assert {:ok, %{}} = Params.validate(specs, %{"zz" => 1}, strict: false)
   end
 
+  test "malformed declarations are reported" do
+    assert :ok = Params.check_specs([%{name: :a, type: :string}])
+    assert {:error, msg} = Params.check_specs([%{name: :a, type: :bogus}])
+    assert msg =~ "needs :name"
+    assert {:error, msg} = Params.check_specs([%{name: :a, type: :enum}])
+    assert msg =~ "needs :values"
+  end
+end
+
+defmodule ClusterScope.Operation.ParamsAtomTest do
+  # Not async: no other test may create atoms while this one counts them.
+  use ExUnit.Case, async: false
+
+  alias ClusterScope.Operation.Params
+
   test "validation never creates atoms" do
-    specs = [%{name: :n, type: :node}, %{name: :e, type: :enum, values: [:x]}, %{name: :p, type: :pid}]
+    specs = [
+      %{name: :n, type: :node},
+      %{name: :e, type: :enum, values: [:x]},
+      %{name: :p, type: :pid}
+    ]
+
     before = :erlang.system_info(:atom_count)
 
     for i <- 1..500 do
@@ -137,13 +163,5 @@ defmodule ClusterScope.Operation.ParamsTest do
     end
 
     assert :erlang.system_info(:atom_count) == before
-  end
-
-  test "malformed declarations are reported" do
-    assert :ok = Params.check_specs([%{name: :a, type: :string}])
-    assert {:error, msg} = Params.check_specs([%{name: :a, type: :bogus}])
-    assert msg =~ "needs :name"
-    assert {:error, msg} = Params.check_specs([%{name: :a, type: :enum}])
-    assert msg =~ "needs :values"
   end
 end

@@ -10,7 +10,9 @@ defmodule ClusterScope.Operation.RunnerTest do
   end
 
   test "a successful run returns the formatted data and metadata" do
-    assert {:ok, data, meta} = Runner.run("test_all_types", %{"target" => Atom.to_string(node()), "s" => "abc"})
+    assert {:ok, data, meta} =
+             Runner.run("test_all_types", %{"target" => Atom.to_string(node()), "s" => "abc"})
+
     assert data == %{target: node(), s: "abc", i: 3}
     assert meta.operation == "test_all_types"
     assert meta.version == 1
@@ -36,23 +38,40 @@ defmodule ClusterScope.Operation.RunnerTest do
 
     test "not_found: unknown operation, or the operation's own not_found" do
       assert {:error, %Error{code: :not_found}, %{operation: nil}} = Runner.run("no_such_op", %{})
-      assert {:error, %Error{code: :not_found, message: "no such thing"}, _} = Runner.run("test_fail", %{how: "not_found"})
+
+      assert {:error, %Error{code: :not_found, message: "no such thing"}, _} =
+               Runner.run("test_fail", %{how: "not_found"})
     end
 
     test "internal: raise, exit, throw, a strange error and a bad return" do
-      assert {:error, %Error{code: :internal, message: "boom"}, _} = Runner.run("test_fail", %{how: "raise"})
-      assert {:error, %Error{code: :internal, message: msg}, _} = Runner.run("test_fail", %{how: "exit"})
+      assert {:error, %Error{code: :internal, message: "boom"}, _} =
+               Runner.run("test_fail", %{how: "raise"})
+
+      assert {:error, %Error{code: :internal, message: msg}, _} =
+               Runner.run("test_fail", %{how: "exit"})
+
       assert msg =~ "bye"
-      assert {:error, %Error{code: :internal, message: msg}, _} = Runner.run("test_fail", %{how: "throw"})
+
+      assert {:error, %Error{code: :internal, message: msg}, _} =
+               Runner.run("test_fail", %{how: "throw"})
+
       assert msg =~ "ball"
-      assert {:error, %Error{code: :internal, message: msg}, _} = Runner.run("test_fail", %{how: "error"})
+
+      assert {:error, %Error{code: :internal, message: msg}, _} =
+               Runner.run("test_fail", %{how: "error"})
+
       assert msg =~ "strange"
-      assert {:error, %Error{code: :internal, message: msg}, _} = Runner.run("test_fail", %{how: "bad_return"})
+
+      assert {:error, %Error{code: :internal, message: msg}, _} =
+               Runner.run("test_fail", %{how: "bad_return"})
+
       assert msg =~ ":what"
     end
 
     test "partition is passed through with its remediation" do
-      assert {:error, %Error{code: :partition, remediation: [r | _]}, _} = Runner.run("test_fail", %{how: "partition"})
+      assert {:error, %Error{code: :partition, remediation: [r | _]}, _} =
+               Runner.run("test_fail", %{how: "partition"})
+
       assert r =~ "partition"
     end
 
@@ -65,13 +84,15 @@ defmodule ClusterScope.Operation.RunnerTest do
     end
 
     test "unavailable: a missing requirement" do
-      assert {:error, %Error{code: :unavailable, details: %{reason: reason}}, _} = Runner.run("test_needs_horde", %{})
+      assert {:error, %Error{code: :unavailable, details: %{reason: reason}}, _} =
+               Runner.run("test_needs_horde", %{})
+
       assert reason =~ "Horde"
     end
 
     test "node_unavailable from a node error" do
-      e = Error.normalize({:node_unavailable, :"x@y", :noconnection})
-      assert e.code == :node_unavailable and e.details.node == :"x@y"
+      e = Error.normalize({:node_unavailable, :x@y, :noconnection})
+      assert e.code == :node_unavailable and e.details.node == :x@y
       assert Error.http_status(e.code) == 502
     end
 
@@ -93,7 +114,10 @@ defmodule ClusterScope.Operation.RunnerTest do
       end
 
     Process.sleep(200)
-    assert {:error, %Error{code: :unavailable, message: msg}, _} = Runner.run("test_echo", %{text: "x"})
+
+    assert {:error, %Error{code: :unavailable, message: msg}, _} =
+             Runner.run("test_echo", %{text: "x"})
+
     assert msg =~ "too many operations"
     Enum.each(blockers, &Task.await(&1, 5_000))
     assert {:ok, _, _} = Runner.run("test_echo", %{text: "x"})
@@ -109,15 +133,24 @@ defmodule ClusterScope.Operation.RunnerTest do
     test "hot register and unregister, served on the next call" do
       assert {:error, %Error{code: :not_found}} = ClusterScope.run("greet", %{name: "ada"})
       assert {:ok, _} = ClusterScope.register_operation(MyApp.Ops.Greet)
-      assert {:ok, %{greeting: "Hello, ada, from " <> _}} = ClusterScope.run("greet", %{name: "ada"})
+
+      assert {:ok, %{greeting: "Hello, ada, from " <> _}} =
+               ClusterScope.run("greet", %{name: "ada"})
+
       :ok = ClusterScope.unregister_operation(MyApp.Ops.Greet)
       assert {:error, %Error{code: :not_found}} = ClusterScope.run("greet", %{name: "ada"})
     end
 
     test "two versions of one route: latest by default, either on request" do
       assert {:ok, %{echo: "HI", version: 2}} = ClusterScope.run("test_echo", %{text: "hi"})
-      assert {:ok, %{echo: "hi", version: 1}} = ClusterScope.run("test_echo", %{text: "hi"}, version: 1)
-      assert {:ok, %{version: 2}, _} = Registry.match(:get, ~w(api v1 test echo)) |> then(fn {:ok, m, _} -> {:ok, m, nil} end)
+
+      assert {:ok, %{echo: "hi", version: 1}} =
+               ClusterScope.run("test_echo", %{text: "hi"}, version: 1)
+
+      assert {:ok, %{version: 2}, _} =
+               Registry.match(:get, ~w(api v1 test echo))
+               |> then(fn {:ok, m, _} -> {:ok, m, nil} end)
+
       assert {:ok, %{version: 1}, %{}} = Registry.match(:get, ~w(api v1 test echo), 1)
       assert {:error, :not_found} = Registry.match(:get, ~w(api v1 test echo), 7)
     end
@@ -137,7 +170,9 @@ defmodule ClusterScope.Operation.RunnerTest do
     end
 
     test "a requirement-missing operation is listed as unavailable with its reason" do
-      {meta, availability} = Enum.find(Registry.list(), fn {m, _} -> m.name == "test_needs_horde" end)
+      {meta, availability} =
+        Enum.find(Registry.list(), fn {m, _} -> m.name == "test_needs_horde" end)
+
       assert meta.requires == [:horde]
       assert {:error, reason} = availability
       assert reason =~ "Horde"

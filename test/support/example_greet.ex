@@ -10,10 +10,22 @@ defmodule MyApp.Ops.Greet do
       path: "/api/v1/greet/:name",
       summary: "Greets someone from every node of the cluster",
       parameters: [
-        %{name: :name, type: :string, required: true, location: :path, max_length: 50,
-          description: "who to greet"},
-        %{name: :shout, type: :boolean, required: false, default: false, location: :query,
-          description: "upper case"}
+        %{
+          name: :name,
+          type: :string,
+          required: true,
+          location: :path,
+          max_length: 50,
+          description: "who to greet"
+        },
+        %{
+          name: :shout,
+          type: :boolean,
+          required: false,
+          default: false,
+          location: :query,
+          description: "upper case"
+        }
       ],
       responses: %{200 => %{description: "the greeting"}}
     }

@@ -29,7 +29,7 @@ defmodule ClusterScope.TestOps do
     end
 
     @impl true
-    def execute(params), do: {:ok, params}
+    def execute(params), do: {:ok, Map.delete(params, :__context__)}
 
     @impl true
     def format_response(params) do
@@ -118,7 +118,13 @@ defmodule ClusterScope.TestOps do
 
     @impl true
     def rest_config do
-      %{method: :get, path: "/api/v1/test/horde", summary: "Needs Horde", parameters: [], responses: %{}}
+      %{
+        method: :get,
+        path: "/api/v1/test/horde",
+        summary: "Needs Horde",
+        parameters: [],
+        responses: %{}
+      }
     end
 
     @impl true
@@ -144,7 +150,7 @@ defmodule ClusterScope.TestOps do
     end
 
     @impl true
-    def execute(params), do: {:ok, Map.put(params, :mutated, true)}
+    def execute(params), do: {:ok, params |> Map.delete(:__context__) |> Map.put(:mutated, true)}
   end
 
   @doc "Registers the test operations; unregisters them on exit."

@@ -43,7 +43,9 @@ defmodule ClusterScope.Operation.Runner do
 
   Options: `:version` (with a name), `:timeout` (ms, overrides the
   operation's), `:validated` (`true` when params come from
-  `validate_params/1` already).
+  `validate_params/1` already), `:context` (a map the operation receives
+  under the `:__context__` key of its params, e.g. `%{read_only: true}` from
+  a read-only HTTP endpoint; operations run by an Arsenal host get none).
   """
   @spec run(module() | String.t() | map(), map(), keyword()) ::
           {:ok, map(), metadata()} | {:error, Error.t(), metadata()}
@@ -54,6 +56,7 @@ defmodule ClusterScope.Operation.Runner do
       with {:ok, meta} <- resolve(op, Keyword.get(opts, :version, :latest)),
            :ok <- available(meta),
            {:ok, valid} <- validate(meta, params, opts),
+           valid = put_context(valid, opts),
            {:ok, result} <- execute(meta, valid, opts) do
         {:ok, meta, format(meta, result)}
       end
@@ -65,6 +68,13 @@ defmodule ClusterScope.Operation.Runner do
   # The data that will reach the caller, from the operation's format.
   def format(meta, result) do
     meta.module.format_response(result)
+  end
+
+  defp put_context(params, opts) do
+    case Keyword.fetch(opts, :context) do
+      {:ok, context} when is_map(params) -> Map.put(params, :__context__, context)
+      _ -> params
+    end
   end
 
   defp resolve(%{module: _} = meta, _version), do: {:ok, meta}

@@ -30,13 +30,14 @@ defmodule ClusterScope.Operations.ListOperations do
   end
 
   @impl true
-  def execute(%{include_unavailable: include?}) do
-    web = ClusterScope.Web.Endpoint.settings()
+  def execute(%{include_unavailable: include?} = params) do
+    # A read-only endpoint does not serve mutating operations: do not list them.
+    read_only = get_in(params, [:__context__, :read_only]) || false
 
     operations =
       for {meta, availability} <- ClusterScope.Operation.Registry.list(),
           include? or availability == :ok,
-          not (web.read_only and meta.mutating) do
+          not (read_only and meta.mutating) do
         describe(meta, availability)
       end
 

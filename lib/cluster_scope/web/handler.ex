@@ -25,6 +25,9 @@ defmodule ClusterScope.Web.Handler do
   @doc false
   # httpd's module callback.
   def unquote(:do)(mod_data) do
+    # httpd writes the head and the body separately: without nodelay the
+    # second write waits for a delayed ACK, 40 ms a request.
+    _ = :inet.setopts(mod(mod_data, :socket), nodelay: true)
     request = request(mod_data)
     response = safe_handle(request)
     {:proceed, [{:response, {:response, headers(response), response.body}}]}
@@ -105,7 +108,7 @@ defmodule ClusterScope.Web.Handler do
          {:ok, meta, path_params} <- route(method, req, version),
          :ok <- authorize(meta, req),
          {:ok, params} <- params(req, path_params) do
-      case Runner.run(meta, params) do
+      case Runner.run(meta, params, context: %{surface: :http, read_only: req.settings.read_only}) do
         {:ok, data, metadata} -> json_response(200, %{data: data, metadata: metadata})
         {:error, error, metadata} -> error_response(error, metadata)
       end

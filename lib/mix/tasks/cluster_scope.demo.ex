@@ -3,10 +3,18 @@ defmodule Mix.Tasks.ClusterScope.Demo do
   @moduledoc """
   Starts this node as `cluster_scope_demo_<pid>@127.0.0.1` and `--nodes N`
   (default 3) real peer nodes on 127.0.0.1, each with ClusterScope started,
-  prints every node with its build info, and keeps running until
-  interrupted. The peers stop with this node.
+  prints every node with its build info, serves the HTTP API and dashboard on
+  `127.0.0.1:4848` (`--port`), and keeps running until interrupted. The
+  peers stop with this node.
 
-      mix cluster_scope.demo [--nodes 3]
+      mix cluster_scope.demo [--nodes 3] [--port 4848]
+
+  Once the API answers it prints one line:
+
+      ClusterScope demo ready: http://127.0.0.1:4848 token=<token>
+
+  The token (generated for this run unless `CLUSTER_SCOPE_TOKEN` is set) is
+  the bearer token of the mutating operations.
 
   It reads nothing from the terminal, so it also runs in the background
   (`make demo &`).
@@ -18,10 +26,10 @@ defmodule Mix.Tasks.ClusterScope.Demo do
 
   @impl true
   def run(args) do
-    {opts, _, invalid} = OptionParser.parse(args, strict: [nodes: :integer])
+    {opts, _, invalid} = OptionParser.parse(args, strict: [nodes: :integer, port: :integer])
 
     if invalid != [] or Keyword.get(opts, :nodes, 3) < 1 do
-      Mix.raise("Usage: mix cluster_scope.demo [--nodes N] (N >= 1)")
+      Mix.raise("Usage: mix cluster_scope.demo [--nodes N] [--port P] (N >= 1)")
     end
 
     count = Keyword.get(opts, :nodes, 3)
@@ -44,8 +52,33 @@ defmodule Mix.Tasks.ClusterScope.Demo do
       Mix.shell().info(format(info))
     end
 
+    token =
+      System.get_env("CLUSTER_SCOPE_TOKEN") ||
+        Base.url_encode64(:crypto.strong_rand_bytes(24), padding: false)
+
+    endpoint =
+      case ClusterScope.Web.Endpoint.start(port: Keyword.get(opts, :port, 4848), token: token) do
+        {:ok, endpoint} -> endpoint
+        {:error, reason} -> Mix.raise("Could not start the HTTP endpoint: #{inspect(reason)}")
+      end
+
+    :ok = await_answer(endpoint.url <> "/api/v1/operations", 50)
+    Mix.shell().info("ClusterScope demo ready: #{endpoint.url} token=#{token}")
     Mix.shell().info("Running; press Ctrl-C twice (or kill this process) to stop.")
     Process.sleep(:infinity)
+  end
+
+  defp await_answer(_url, 0), do: Mix.raise("The HTTP endpoint did not answer")
+
+  defp await_answer(url, tries) do
+    case :httpc.request(:get, {String.to_charlist(url), []}, [timeout: 2_000], []) do
+      {:ok, {{_, 200, _}, _, _}} ->
+        :ok
+
+      _ ->
+        Process.sleep(100)
+        await_answer(url, tries - 1)
+    end
   end
 
   defp format(%{node: node, otp_release: otp, elixir_version: ex, native: native} = info) do

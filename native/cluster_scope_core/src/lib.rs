@@ -6,6 +6,7 @@
 
 pub mod build_info;
 pub mod error;
+pub mod json;
 pub mod protocol;
 
 pub use build_info::BuildInfo;

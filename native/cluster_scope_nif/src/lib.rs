@@ -2,5 +2,6 @@
 //! each NIF decodes its arguments, calls the core, and encodes the result.
 
 mod build_info;
+mod json;
 
 rustler::init!("Elixir.ClusterScope.Native");

@@ -1,0 +1,77 @@
+defmodule Arsenal.Registry do
+  # A stand-in for a host's Arsenal registry: it checks the contract the way
+  # Arsenal does (rest_config/0 and the three callbacks) and keeps what it got.
+  use GenServer
+
+  def start_link(_), do: GenServer.start_link(__MODULE__, [], name: __MODULE__)
+  def register_operation(module), do: GenServer.call(__MODULE__, {:register, module})
+  def operations, do: GenServer.call(__MODULE__, :operations)
+
+  @impl true
+  def init(_), do: {:ok, []}
+
+  @impl true
+  def handle_call({:register, module}, _from, ops) do
+    config = module.rest_config()
+
+    if is_map(config) and Map.has_key?(config, :method) and Map.has_key?(config, :path) and
+         function_exported?(module, :validate_params, 1) and
+         function_exported?(module, :execute, 1) and
+         function_exported?(module, :format_response, 1) do
+      {:reply, {:ok, config}, [module | ops]}
+    else
+      {:reply, {:error, :invalid_operation}, ops}
+    end
+  end
+
+  def handle_call(:operations, _from, ops), do: {:reply, ops, ops}
+end
+
+defmodule ClusterScope.ArsenalTest do
+  use ExUnit.Case, async: false
+
+  setup do
+    ClusterScope.TestOps.register([ClusterScope.TestOps.NeedsHorde, ClusterScope.TestOps.Mutate])
+    {:ok, _} = ClusterScope.register_operation(MyApp.Ops.Greet)
+    on_exit(fn -> ClusterScope.unregister_operation(MyApp.Ops.Greet) end)
+    :ok
+  end
+
+  test "without a running registry it says so" do
+    assert ClusterScope.Arsenal.find_registry() == nil
+    assert ClusterScope.Arsenal.register_all() == {:error, :no_arsenal_registry}
+  end
+
+  test "registers every available operation into the host's registry" do
+    start_supervised!(Arsenal.Registry)
+    assert ClusterScope.Arsenal.find_registry() == Arsenal.Registry
+
+    assert {:ok, report} = ClusterScope.Arsenal.register_all()
+    assert report.registry == Arsenal.Registry
+    assert ClusterScope.Operations.NodeBuildInfo in report.registered
+    assert ClusterScope.Operations.ListOperations in report.registered
+    assert MyApp.Ops.Greet in report.registered
+    assert report.failed == []
+    assert [%{module: ClusterScope.TestOps.NeedsHorde, reason: reason}] = report.skipped
+    assert reason =~ "Horde"
+    assert Enum.sort(Arsenal.Registry.operations()) == Enum.sort(report.registered)
+
+    {:ok, ro} = ClusterScope.Arsenal.register_all(read_only: true)
+    assert Enum.any?(ro.skipped, &(&1.module == ClusterScope.TestOps.Mutate))
+  end
+
+  test "a registered operation runs through the bare Arsenal contract" do
+    # What an Arsenal host does with a request: validate, execute, format.
+    module = MyApp.Ops.Greet
+    assert {:ok, params} = module.validate_params(%{"name" => "ada", "shout" => "false"})
+    assert {:ok, result} = module.execute(params)
+    assert %{greeting: "Hello, ada, from " <> _} = module.format_response(result)
+    assert {:error, [%{field: "name", message: "is required"}]} = module.validate_params(%{})
+
+    build = ClusterScope.Operations.NodeBuildInfo
+    {:ok, params} = build.validate_params(%{"node" => Atom.to_string(node())})
+    {:ok, info} = build.execute(params)
+    assert %{node: n, native: %{core_version: _}} = build.format_response(info)
+    assert n == node()
+  end
+end

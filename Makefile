@@ -12,6 +12,10 @@ export LANG := C.UTF-8
 export LC_ALL := C.UTF-8
 export ELIXIR_ERL_OPTIONS := +fnu
 
+# The OpenAPI document is checked by openapi-spec-validator (PyPI), in a
+# virtualenv of its own under _build.
+OPENAPI_VALIDATOR := _build/tools/venv/bin/openapi-spec-validator
+
 .PHONY: test demo system-deps epmd rust-check elixir-check
 
 system-deps:
@@ -43,7 +47,12 @@ rust-check: system-deps
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	cargo test --workspace --locked
 
-elixir-check: epmd
+$(OPENAPI_VALIDATOR):
+	@command -v python3 >/dev/null 2>&1 || { echo "python3 is needed to validate the OpenAPI document"; exit 1; }
+	python3 -m venv _build/tools/venv
+	_build/tools/venv/bin/pip install --quiet --disable-pip-version-check openapi-spec-validator==0.7.1
+
+elixir-check: epmd $(OPENAPI_VALIDATOR)
 	mix format --check-formatted
 	MIX_ENV=test mix compile --warnings-as-errors
 	mix test

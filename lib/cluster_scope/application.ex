@@ -2,14 +2,24 @@ defmodule ClusterScope.Application do
   @moduledoc """
   ClusterScope's OTP application.
 
-  Start-up does three cheap things: validates the configuration
+  Start-up does cheap things only: validates the configuration
   (`ClusterScope.Config`), loads the native core (`ClusterScope.Native`; a
-  failure is logged and tolerated), and starts the supervision tree that the
-  services hang from. Nothing here can fail because of the environment: a
-  missing NIF or a bad option degrades ClusterScope, never the host.
+  failure is logged and tolerated), starts the supervision tree, and starts
+  the HTTP endpoint when `http: [enabled: true]`. Nothing here can fail
+  because of the environment: a missing NIF, a bad option or a port already
+  in use is logged and degrades ClusterScope, never the host.
+
+  Supervision tree (`ClusterScope.Supervisor`, one_for_one):
+
+    * `ClusterScope.OperationSupervisor` - Task.Supervisor running operations
+      (at most 64 at once)
+    * `ClusterScope.Operation.Registry` - the operations served here
+    * `ClusterScope.Web.EndpointSupervisor` - HTTP endpoints
   """
 
   use Application
+
+  require Logger
 
   @impl true
   def start(_type, _args) do
@@ -17,14 +27,31 @@ defmodule ClusterScope.Application do
     # Load the NIF now so a problem is logged at boot, not at first use.
     Code.ensure_loaded(ClusterScope.Native)
 
-    http = ClusterScope.Config.get(:http)
+    children = [
+      {Task.Supervisor, name: ClusterScope.OperationSupervisor, max_children: 64},
+      ClusterScope.Operation.Registry,
+      {DynamicSupervisor, name: ClusterScope.Web.EndpointSupervisor, strategy: :one_for_one}
+    ]
 
-    children =
-      [
-        {Task.Supervisor, name: ClusterScope.OperationSupervisor, max_children: 64},
-        ClusterScope.Operation.Registry
-      ] ++ if(http[:enabled], do: [{ClusterScope.Web.Endpoint, http}], else: [])
+    with {:ok, sup} <-
+           Supervisor.start_link(children, strategy: :one_for_one, name: ClusterScope.Supervisor) do
+      start_http(ClusterScope.Config.get(:http))
+      {:ok, sup}
+    end
+  end
 
-    Supervisor.start_link(children, strategy: :one_for_one, name: ClusterScope.Supervisor)
+  defp start_http(http) do
+    if http[:enabled] do
+      case ClusterScope.Web.Endpoint.start(http) do
+        {:ok, endpoint} ->
+          Logger.info("ClusterScope HTTP API on #{endpoint.url}")
+
+        {:error, reason} ->
+          Logger.error(
+            "ClusterScope could not start its HTTP endpoint on port #{http[:port]}: " <>
+              "#{inspect(reason)}. The rest of ClusterScope runs without it."
+          )
+      end
+    end
   end
 end

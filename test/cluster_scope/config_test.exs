@@ -46,4 +46,25 @@ defmodule ClusterScope.ConfigTest do
 
     assert Config.errors() == []
   end
+
+  test "http options: defaults, overrides and named errors" do
+    assert {:ok, %{http: http}} = Config.validate(http: [port: 0, token: "0123456789abcdef"])
+    assert http[:port] == 0 and http[:ip] == {127, 0, 0, 1} and http[:enabled] == false
+    assert http[:max_body_bytes] == 1_048_576
+
+    assert {:error, _, [{:http, msg}]} = Config.validate(http: [port: 70_000])
+    assert msg =~ "port" and msg =~ "0..65535"
+    assert {:error, _, [{:http, msg}]} = Config.validate(http: [token: "short"])
+    assert msg =~ "16 bytes"
+    assert {:error, _, [{:http, msg}]} = Config.validate(http: [listen: true])
+    assert msg =~ "not an http option"
+  end
+
+  test "an endpoint that cannot bind its port leaves ClusterScope running" do
+    {:ok, blocker} = :gen_tcp.listen(0, ip: {127, 0, 0, 1})
+    {:ok, port} = :inet.port(blocker)
+    assert {:error, _} = ClusterScope.Web.Endpoint.start(port: port)
+    assert Process.whereis(ClusterScope.Supervisor) |> Process.alive?()
+    :gen_tcp.close(blocker)
+  end
 end

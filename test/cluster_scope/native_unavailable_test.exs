@@ -42,6 +42,25 @@ defmodule ClusterScope.NativeUnavailableTest do
     assert_degraded(peer, :load_failed)
   end
 
+  test "without the core, the HTTP API answers 503 native_unavailable in JSON" do
+    peer = start_peer_with_nif_path("/nonexistent/libcluster_scope_nif")
+
+    {:ok, endpoint} = LocalCluster.call(peer, ClusterScope.Web.Endpoint, :start, [[port: 0]])
+    url = String.to_charlist(endpoint.url <> "/api/v1/operations")
+
+    {:ok, {{_, status, _}, headers, body}} =
+      :httpc.request(:get, {url, []}, [timeout: 10_000], body_format: :binary)
+
+    assert status == 503
+    assert {~c"content-type", ~c"application/json"} in headers
+    # The peer wrote this by hand; this node's core can read it.
+    assert {:ok, %{"error" => %{"code" => "native_unavailable"}}} = ClusterScope.JSON.decode(body)
+
+    # The Elixir API still answers there: only JSON needs the core.
+    assert {:ok, %{count: count}} = LocalCluster.call(peer, ClusterScope, :operations, [])
+    assert count >= 2
+  end
+
   defp assert_degraded(peer, reason) do
     apps = LocalCluster.call(peer, Application, :started_applications, [])
     assert Enum.any?(apps, &match?({:cluster_scope, _, _}, &1))

@@ -22,46 +22,74 @@ defmodule ClusterScope.Web.Endpoint do
   alias ClusterScope.Config
 
   @typedoc "A running endpoint."
-  @type t :: %{pid: pid(), ip: :inet.ip_address(), port: :inet.port_number(), url: String.t()}
+  @type t :: %{
+          pid: pid(),
+          id: String.t(),
+          ip: :inet.ip_address(),
+          port: :inet.port_number(),
+          url: String.t()
+        }
+
+  @supervisor ClusterScope.Web.EndpointSupervisor
 
   @doc false
   def child_spec(opts) do
-    %{id: __MODULE__, start: {__MODULE__, :start_link, [opts]}, type: :worker}
+    %{
+      id: {__MODULE__, Keyword.get(opts, :port)},
+      start: {__MODULE__, :start_link, [opts]},
+      type: :worker,
+      restart: Keyword.get(opts, :restart, :permanent)
+    }
   end
 
-  @doc "Starts an endpoint linked to the caller (the application's supervisor)."
+  @doc "Starts an endpoint linked to the caller (a supervisor)."
   @spec start_link(keyword()) :: {:ok, pid()} | {:error, term()}
   def start_link(opts) do
-    with {:ok, endpoint} <- start(opts) do
-      Process.link(endpoint.pid)
-      {:ok, endpoint.pid}
+    opts = Keyword.drop(opts, [:restart])
+
+    with {:ok, settings} <- Config.validate_http(opts),
+         {:ok, port} <- pick_port(settings),
+         id = "cluster_scope_#{System.unique_integer([:positive])}",
+         :ok <- :persistent_term.put({__MODULE__, id}, settings),
+         {:ok, pid} <- :inets.start(:httpd, httpd_config(id, settings, port), :stand_alone) do
+      endpoint = %{pid: pid, id: id, ip: settings.ip, port: port, url: url(settings.ip, port)}
+      :persistent_term.put({__MODULE__, :endpoint, pid}, endpoint)
+      {:ok, pid}
     end
   end
 
   @doc """
-  Starts an endpoint with `http` options (see `ClusterScope.Config`), merged
-  over the defaults. Returns its pid, address, port and URL.
+  Starts an endpoint under ClusterScope's supervision (it outlives the
+  caller) with `http` options (see `ClusterScope.Config`) merged over the
+  defaults. Returns its pid, address, port and URL.
   """
   @spec start(keyword()) :: {:ok, t()} | {:error, term()}
   def start(opts \\ []) do
-    with {:ok, settings} <- Config.validate_http(opts),
-         {:ok, port} <- pick_port(settings),
-         id = "cluster_scope_#{System.unique_integer([:positive])}",
-         :ok <- :persistent_term.put({__MODULE__, id}, settings) |> then(fn _ -> :ok end),
-         {:ok, pid} <- :inets.start(:httpd, httpd_config(id, settings, port), :stand_alone) do
-      endpoint = %{pid: pid, ip: settings.ip, port: port, url: url(settings.ip, port)}
-      :persistent_term.put({__MODULE__, :endpoint, pid}, endpoint)
-      {:ok, endpoint}
+    case DynamicSupervisor.start_child(@supervisor, child_spec([restart: :temporary] ++ opts)) do
+      {:ok, pid} -> {:ok, info(pid)}
+      {:error, _} = error -> error
     end
   end
+
+  @doc "The address, port and URL of a running endpoint."
+  @spec info(pid()) :: t()
+  def info(pid), do: :persistent_term.get({__MODULE__, :endpoint, pid})
 
   @doc "Stops an endpoint started with `start/1`."
   @spec stop(t() | pid()) :: :ok
   def stop(%{pid: pid}), do: stop(pid)
 
   def stop(pid) when is_pid(pid) do
-    :persistent_term.erase({__MODULE__, :endpoint, pid})
-    :inets.stop(:stand_alone, pid)
+    case :persistent_term.get({__MODULE__, :endpoint, pid}, nil) do
+      nil ->
+        :ok
+
+      endpoint ->
+        DynamicSupervisor.terminate_child(@supervisor, pid)
+        :persistent_term.erase({__MODULE__, :endpoint, pid})
+        :persistent_term.erase({__MODULE__, endpoint.id})
+        :ok
+    end
   end
 
   @doc """

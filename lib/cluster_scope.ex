@@ -76,6 +76,27 @@ defmodule ClusterScope do
   @spec unregister_operation(module()) :: :ok
   defdelegate unregister_operation(module), to: ClusterScope.Operation.Registry, as: :unregister
 
+  @doc """
+  Subscribes the calling process to events of a kind. For `:cluster` it
+  receives `{:cluster_scope, :cluster, event}` for `:up`, `:down`,
+  `:suspect`, `:partition`, `:heal` and `:mode` events (see
+  `ClusterScope.Cluster.State`). The subscription ends with the process.
+  """
+  @spec subscribe(:cluster) :: :ok
+  def subscribe(:cluster), do: ClusterScope.Cluster.State.subscribe(self())
+
+  @doc "Ends a subscription of the calling process."
+  @spec unsubscribe(:cluster) :: :ok
+  def unsubscribe(:cluster), do: ClusterScope.Cluster.State.unsubscribe(self())
+
+  @doc "The cluster's topology as seen from this node (see `ClusterTopology`)."
+  @spec topology() :: {:ok, map()} | {:error, ClusterScope.Error.t()}
+  def topology, do: run("cluster_topology")
+
+  @doc "The partition classification as seen from this node."
+  @spec partitions() :: {:ok, map()} | {:error, ClusterScope.Error.t()}
+  def partitions, do: run("partition_status")
+
   @doc "ClusterScope's version on this node."
   @spec version() :: String.t()
   def version do

@@ -37,4 +37,6 @@ exclude =
       [:chaos | exclude]
   end
 
+if :chaos not in exclude, do: ExUnit.after_suite(fn _ -> Cluster.remove_chain() end)
+
 ExUnit.start(exclude: exclude, capture_log: true)

@@ -14,6 +14,10 @@ defmodule ClusterScope.Application do
     * `ClusterScope.OperationSupervisor` - Task.Supervisor running operations
       (at most 64 at once)
     * `ClusterScope.Operation.Registry` - the operations served here
+    * the `:pg` scope `:cluster_scope`, which every node's agent joins
+    * `ClusterScope.Cluster.Heartbeat` - heartbeats and phi-accrual detectors
+    * `ClusterScope.Cluster.State` - members, matrix, classification, events
+    * `ClusterScope.Mode` - multi_node, local_cluster or simulated
     * `ClusterScope.Web.EndpointSupervisor` - HTTP endpoints
   """
 
@@ -27,14 +31,25 @@ defmodule ClusterScope.Application do
     # Load the NIF now so a problem is logged at boot, not at first use.
     Code.ensure_loaded(ClusterScope.Native)
 
+    config = ClusterScope.Config
+
     children = [
       {Task.Supervisor, name: ClusterScope.OperationSupervisor, max_children: 64},
       ClusterScope.Operation.Registry,
+      ClusterScope.Metrics.OperationLatency,
+      %{id: :pg, start: {:pg, :start_link, [ClusterScope.Cluster.Heartbeat.scope()]}},
+      {ClusterScope.Cluster.Heartbeat,
+       interval_ms: config.get(:heartbeat_interval_ms),
+       phi_threshold: config.get(:phi_threshold) * 1.0},
+      {ClusterScope.Cluster.State,
+       quorum: config.get(:quorum), interval_ms: config.get(:heartbeat_interval_ms)},
+      ClusterScope.Mode,
       {DynamicSupervisor, name: ClusterScope.Web.EndpointSupervisor, strategy: :one_for_one}
     ]
 
     with {:ok, sup} <-
            Supervisor.start_link(children, strategy: :one_for_one, name: ClusterScope.Supervisor) do
+      ClusterScope.Cluster.GlobalWatcher.install()
       start_http(ClusterScope.Config.get(:http))
       {:ok, sup}
     end

@@ -15,6 +15,13 @@ defmodule ClusterScope.Config do
   * `:node_timeout_ms` - default timeout of a call to one node, in
     milliseconds (`1..600_000`, default `5_000`). A cluster-wide call never
     waits longer than this for a node before reporting it in `node_errors`.
+  * `:heartbeat_interval_ms` - interval of the heartbeats between agents
+    (`20..10_000`, default `100`); see `ClusterScope.Cluster.Heartbeat`
+  * `:phi_threshold` - phi at which a silent peer is suspected (default
+    `8.0`); see the partition benchmark for how it was chosen
+  * `:quorum` - a static quorum: with it, this node's side of a split is
+    the majority only when it has at least this many nodes (default `nil`:
+    more than half)
   * `:http` - the embedded HTTP API (`ClusterScope.Web.Endpoint`), a keyword
     list; missing keys take their defaults:
     * `enabled: false` - start the endpoint with the application
@@ -55,7 +62,10 @@ defmodule ClusterScope.Config do
   @schema [
     native_path: [type: :path, default: nil],
     node_timeout_ms: [type: {:integer, 1, 600_000}, default: 5_000],
-    http: [type: :http, default: @http_defaults]
+    http: [type: :http, default: @http_defaults],
+    heartbeat_interval_ms: [type: {:integer, 20, 10_000}, default: 100],
+    phi_threshold: [type: {:number, 1.0, 100.0}, default: 8.0],
+    quorum: [type: {:integer_or_nil, 1, 100_000}, default: nil]
   ]
 
   @typedoc "A validated configuration."
@@ -201,6 +211,13 @@ defmodule ClusterScope.Config do
       {:error, message} -> {:error, "is invalid: " <> message}
     end
   end
+
+  defp check({:number, min, max}, value) when is_number(value) and value >= min and value <= max,
+    do: :ok
+
+  defp check({:number, min, max}, _), do: {:error, "must be a number in #{min}..#{max}"}
+  defp check({:integer_or_nil, _, _}, nil), do: :ok
+  defp check({:integer_or_nil, min, max}, value), do: check({:integer, min, max}, value)
 
   defp check(:path, nil), do: :ok
   defp check(:path, value) when is_binary(value) and value != "", do: :ok

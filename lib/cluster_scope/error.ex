@@ -127,7 +127,8 @@ defmodule ClusterScope.Error do
     %{
       node: node(),
       connected_nodes: Node.list(),
-      mode: if(Node.alive?(), do: :multi_node, else: :single_node)
+      mode: ClusterScope.Mode.current(),
+      distributed: Node.alive?()
     }
   end
 

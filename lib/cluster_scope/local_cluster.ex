@@ -152,7 +152,8 @@ defmodule ClusterScope.LocalCluster do
 
   @doc """
   Starts `count` peers. With `aliases: true` each gets its own loopback
-  address, `127.0.0.2` upwards; other options as in `start_peer/1`.
+  address, `127.0.0.2` upwards (or from `alias_base: {127, x, y, z}`
+  upwards: z + 1, z + 2, ...); other options as in `start_peer/1`.
   The peers are then connected in a full mesh with this node (see
   `connect_mesh/2`; `observer: :hidden` to join as a hidden node,
   `connect: false` to skip).
@@ -166,7 +167,8 @@ defmodule ClusterScope.LocalCluster do
       1..count
       |> Task.async_stream(
         fn i ->
-          ip = if aliases?, do: {127, 0, 0, 1 + i}, else: Keyword.get(opts, :ip, {127, 0, 0, 1})
+          {o1, o2, o3, o4} = Keyword.get(opts, :alias_base, {127, 0, 0, 1})
+          ip = if aliases?, do: {o1, o2, o3, o4 + i}, else: Keyword.get(opts, :ip, {127, 0, 0, 1})
           start_peer(Keyword.merge(opts, name: "#{prefix}_#{i}", ip: ip, link: false))
         end,
         timeout: :infinity,

@@ -126,5 +126,104 @@ defmodule ClusterScope.Native do
           {:ok, term()} | {:error, {atom(), String.t()}} | {:error, :native_unavailable}
   def json_decode_dirty(_json, _max_bytes, _max_depth), do: unavailable()
 
+  # Partition detection (rules in cluster_scope_core's `partition` module).
+  # A detectors reference holds one phi-accrual detector per peer (a binary
+  # or atom name); times are milliseconds, floats or integers, from one
+  # monotonic clock. `partition_classify/1` and `partition_heals/2` are for
+  # up to about 200 nodes, their `_dirty` variants (dirty CPU scheduler) for
+  # more; `phi_all_dirty/2` is for thousands of peers. Bad input gives
+  # `{:error, {code, message}}` with code `:invalid_config`,
+  # `:invalid_argument`, `:too_many_peers` or `:invalid_observation` and a
+  # message naming the field, never an exception.
+
+  @doc false
+  @spec phi_new(pos_integer(), number(), number(), number(), pos_integer()) ::
+          {:ok, reference()} | {:error, {atom(), String.t()}} | {:error, :native_unavailable}
+  def phi_new(_window, _min_std_dev_ms, _acceptable_pause_ms, _first_estimate_ms, _max_peers),
+    do: unavailable()
+
+  @doc false
+  @spec phi_heartbeat(reference(), binary() | atom(), number()) ::
+          :ok | {:error, {atom(), String.t()}} | {:error, :native_unavailable}
+  def phi_heartbeat(_detectors, _peer, _now_ms), do: unavailable()
+
+  @doc false
+  @spec phi_get(reference(), binary() | atom(), number()) ::
+          float() | nil | {:error, {atom(), String.t()}} | {:error, :native_unavailable}
+  def phi_get(_detectors, _peer, _now_ms), do: unavailable()
+
+  @doc false
+  @spec phi_all(reference(), number()) ::
+          [map()] | {:error, {atom(), String.t()}} | {:error, :native_unavailable}
+  def phi_all(_detectors, _now_ms), do: unavailable()
+
+  @doc false
+  @spec phi_all_dirty(reference(), number()) ::
+          [map()] | {:error, {atom(), String.t()}} | {:error, :native_unavailable}
+  def phi_all_dirty(_detectors, _now_ms), do: unavailable()
+
+  @doc false
+  @spec phi_remove(reference(), binary() | atom()) ::
+          :ok | {:error, {atom(), String.t()}} | {:error, :native_unavailable}
+  def phi_remove(_detectors, _peer), do: unavailable()
+
+  @doc false
+  @spec partition_classify(map()) ::
+          {:ok, map()} | {:error, {atom(), String.t()}} | {:error, :native_unavailable}
+  def partition_classify(_observation), do: unavailable()
+
+  @doc false
+  @spec partition_classify_dirty(map()) ::
+          {:ok, map()} | {:error, {atom(), String.t()}} | {:error, :native_unavailable}
+  def partition_classify_dirty(_observation), do: unavailable()
+
+  @doc false
+  @spec partition_heals(map(), map()) ::
+          {:ok, [{binary(), binary()}]}
+          | {:error, {atom(), String.t()}}
+          | {:error, :native_unavailable}
+  def partition_heals(_prev, _next), do: unavailable()
+
+  @doc false
+  @spec partition_heals_dirty(map(), map()) ::
+          {:ok, [{binary(), binary()}]}
+          | {:error, {atom(), String.t()}}
+          | {:error, :native_unavailable}
+  def partition_heals_dirty(_prev, _next), do: unavailable()
+
+  # Histograms (see ClusterScope.Metrics.Histogram, which validates the
+  # arguments and picks the variant). `ref` is a resource reference. The
+  # `_dirty` variants and the serialize/merge_serialized NIFs run on a dirty
+  # CPU scheduler. Errors are `{:error, {code, message}}`.
+
+  @doc false
+  def hist_new(_lowest, _highest, _significant_figures), do: unavailable()
+  @doc false
+  def hist_record(_ref, _value), do: unavailable()
+  @doc false
+  def hist_record_n(_ref, _value, _n), do: unavailable()
+  @doc false
+  def hist_record_batch(_ref, _binary), do: unavailable()
+  @doc false
+  def hist_record_batch_dirty(_ref, _binary), do: unavailable()
+  @doc false
+  def hist_quantiles(_ref, _quantiles), do: unavailable()
+  @doc false
+  def hist_stats(_ref), do: unavailable()
+  @doc false
+  def hist_reset(_ref), do: unavailable()
+  @doc false
+  def hist_merge(_into, _from), do: unavailable()
+  @doc false
+  def hist_serialize(_ref), do: unavailable()
+  @doc false
+  def hist_serialize_uncompressed(_ref), do: unavailable()
+  @doc false
+  def hist_deserialize(_binary), do: unavailable()
+  @doc false
+  def hist_deserialize_dirty(_binary), do: unavailable()
+  @doc false
+  def hist_merge_serialized(_binaries), do: unavailable()
+
   defp unavailable, do: {:error, :native_unavailable}
 end

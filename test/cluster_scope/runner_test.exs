@@ -33,7 +33,7 @@ defmodule ClusterScope.Operation.RunnerTest do
       assert [_ | _] = e.remediation
       assert e.cluster.node == node()
       assert is_list(e.cluster.connected_nodes)
-      assert e.cluster.mode in [:multi_node, :single_node]
+      assert e.cluster.mode in ClusterScope.Mode.modes()
     end
 
     test "not_found: unknown operation, or the operation's own not_found" do

@@ -19,7 +19,12 @@ defmodule ClusterScope.Test.Cluster do
   alias ClusterScope.LocalCluster.Peer
   alias ClusterScope.Test.NodeWatcher
 
-  @chain "CLUSTERSCOPE_TEST"
+  # Each test run (OS process) has its own chain and its own loopback range,
+  # so two runs on one machine never cut each other's links.
+  defp chain, do: "CS_TEST_#{System.pid()}"
+
+  @doc "The first address of this run's loopback range (peers get the next ones)."
+  def alias_base, do: {127, 10 + rem(String.to_integer(System.pid()), 200), 0, 1}
 
   @doc """
   Starts `count` peers on loopback aliases with ClusterScope started and a
@@ -29,12 +34,18 @@ defmodule ClusterScope.Test.Cluster do
   the iptables rules removed whatever the test's outcome.
   """
   def start(count, opts \\ []) do
-    opts = Keyword.merge([aliases: true, connection: :standard_io, link: false], opts)
+    opts =
+      Keyword.merge(
+        [aliases: true, alias_base: alias_base(), connection: :standard_io, link: false],
+        opts
+      )
+
     {:ok, peers} = LocalCluster.start_peers(count, Keyword.put(opts, :connect, false))
     ExUnit.Callbacks.on_exit(fn -> cleanup(peers) end)
 
     for peer <- peers do
       {:ok, _} = LocalCluster.call(peer, NodeWatcher, :start, [])
+      {:ok, _} = LocalCluster.call(peer, NodeWatcher, :start_cluster_recorder, [])
     end
 
     if Keyword.get(opts, :connect, true) do
@@ -78,8 +89,8 @@ defmodule ClusterScope.Test.Cluster do
   """
   def cut(%Peer{} = a, %Peer{} = b, direction \\ :both) do
     ensure_chain!()
-    iptables!(["-A", @chain | rule(b, a)])
-    if direction == :both, do: iptables!(["-A", @chain | rule(a, b)])
+    iptables!(["-A", chain() | rule(b, a)])
+    if direction == :both, do: iptables!(["-A", chain() | rule(a, b)])
     :ok
   end
 
@@ -91,7 +102,43 @@ defmodule ClusterScope.Test.Cluster do
 
   @doc "Removes every rule this harness added."
   def heal_all do
-    iptables(["-F", @chain])
+    iptables(["-F", chain()])
+    :ok
+  end
+
+  @doc "Removes this run's chain altogether (at the end of the run)."
+  def remove_chain do
+    iptables(["-F", chain()])
+    delete_jumps()
+    iptables(["-X", chain()])
+    :ok
+  end
+
+  defp delete_jumps do
+    case iptables(["-D", "INPUT", "-j", chain()]) do
+      {_, 0} -> delete_jumps()
+      _ -> :ok
+    end
+  end
+
+  @doc """
+  Reconnects the full mesh of `peers` until it holds (Erlang or `global` may
+  have dropped links during a fault; `global` may drop more while links come
+  back). Returns `:ok` or fails after `timeout` ms.
+  """
+  def reconnect(peers, timeout \\ 20_000) do
+    deadline = System.monotonic_time(:millisecond) + timeout
+    nodes = Enum.map(peers, & &1.node)
+
+    poll(deadline, fn ->
+      LocalCluster.connect_mesh(peers, :hidden)
+
+      Enum.all?(peers, fn p ->
+        connected = call(p, Node, :list, [])
+        Enum.all?(nodes -- [p.node], &(&1 in connected))
+      end)
+    end) || flunk("the mesh of #{length(peers)} peers did not come back within #{timeout} ms")
+
     :ok
   end
 
@@ -136,6 +183,59 @@ defmodule ClusterScope.Test.Cluster do
     end) ||
       flunk(
         "#{peer.node} saw no #{event} of #{about} within #{timeout} ms: #{inspect(events(peer))}"
+      )
+  end
+
+  @doc """
+  Waits until the ClusterScope recorder on `peer` saw an event for which
+  `fun` returns true, among events with an id above `after` (default 0).
+  Returns the event; fails the test after `:timeout` ms (default 3 000).
+  """
+  def await_cluster_event(%Peer{} = peer, fun, opts \\ []) do
+    after_id = Keyword.get(opts, :after, 0)
+    timeout = Keyword.get(opts, :timeout, 3_000)
+    deadline = System.monotonic_time(:millisecond) + timeout
+
+    poll(deadline, fn ->
+      peer
+      |> call(NodeWatcher, :cluster_events, [])
+      |> Enum.find(&(&1.id > after_id and fun.(&1)))
+    end) ||
+      flunk(
+        "#{peer.node} saw no matching cluster event within #{timeout} ms: " <>
+          inspect(call(peer, NodeWatcher, :cluster_events, []), limit: 50)
+      )
+  end
+
+  @doc "The id of the last cluster event the recorder on `peer` saw (0 if none)."
+  def last_cluster_event(%Peer{} = peer) do
+    case call(peer, NodeWatcher, :cluster_events, []) do
+      [] -> 0
+      events -> List.last(events).id
+    end
+  end
+
+  @doc """
+  Polls `fun.()` on the result of `ClusterScope.run(op)` on `peer` until it
+  is truthy; returns that data. Fails after `timeout` ms (default 3 000).
+  """
+  def await_run(%Peer{} = peer, op, fun, timeout \\ 3_000) do
+    deadline = System.monotonic_time(:millisecond) + timeout
+    last = :persistent_term.get({__MODULE__, :last}, nil)
+
+    poll(deadline, fn ->
+      case call(peer, ClusterScope, :run, [op, %{}], 5_000) do
+        {:ok, data} ->
+          :persistent_term.put({__MODULE__, :last}, data)
+          if fun.(data), do: data
+
+        _ ->
+          nil
+      end
+    end) ||
+      flunk(
+        "#{op} on #{peer.node} did not match within #{timeout} ms; last: " <>
+          inspect(:persistent_term.get({__MODULE__, :last}, last), limit: 80)
       )
   end
 
@@ -185,15 +285,15 @@ defmodule ClusterScope.Test.Cluster do
   defp ip(tuple), do: tuple |> :inet.ntoa() |> List.to_string()
 
   defp ensure_chain! do
-    iptables(["-N", @chain])
+    iptables(["-N", chain()])
 
-    if not match?({_, 0}, iptables(["-C", "INPUT", "-j", @chain])) do
-      iptables!(["-I", "INPUT", "-j", @chain])
+    if not match?({_, 0}, iptables(["-C", "INPUT", "-j", chain()])) do
+      iptables!(["-I", "INPUT", "-j", chain()])
     end
   end
 
   defp delete_all(rule) do
-    case iptables(["-D", @chain | rule]) do
+    case iptables(["-D", chain() | rule]) do
       {_, 0} -> delete_all(rule)
       _ -> :ok
     end

@@ -32,7 +32,59 @@ defmodule ClusterScope.Test.NodeWatcher do
     end
   end
 
-  @doc "The events seen so far, oldest first: `{event, node, info, at_ms}`."
+  @doc "Spawns a process that keeps a scheduler busy for `ms` milliseconds."
+  def spawn_burner(ms) do
+    deadline = System.monotonic_time(:millisecond) + ms
+    spawn(fn -> burn(deadline, 0) end)
+  end
+
+  defp burn(deadline, n) do
+    if rem(n, 10_000) == 0 and System.monotonic_time(:millisecond) > deadline do
+      :ok
+    else
+      _ = :erlang.phash2({n, :burn})
+      burn(deadline, n + 1)
+    end
+  end
+
+  @doc "Subscribes a recorder to ClusterScope's cluster events on this node."
+  def start_cluster_recorder do
+    parent = self()
+
+    pid =
+      spawn(fn ->
+        :ok = ClusterScope.subscribe(:cluster)
+        Process.register(self(), :cluster_scope_test_recorder)
+        send(parent, :recorder_ready)
+        record([])
+      end)
+
+    receive do
+      :recorder_ready -> {:ok, pid}
+    after
+      5_000 -> {:error, :timeout}
+    end
+  end
+
+  @doc "The cluster events recorded so far, oldest first."
+  def cluster_events do
+    send(:cluster_scope_test_recorder, {:get, self()})
+
+    receive do
+      {:cluster_events, events} -> events
+    after
+      5_000 -> exit(:recorder_timeout)
+    end
+  end
+
+  defp record(events) do
+    receive do
+      {:cluster_scope, :cluster, event} -> record([event | events])
+      {:get, from} -> send(from, {:cluster_events, Enum.reverse(events)}) && record(events)
+    end
+  end
+
+  @doc "The events seen so far, oldest first: `{event, node, info, at_ms}` (system time)."
   def events do
     ref = make_ref()
     send(@name, {:events, self(), ref})
@@ -100,7 +152,8 @@ defmodule ClusterScope.Test.NodeWatcher do
   defp loop(events) do
     receive do
       {event, node, info} when event in [:nodeup, :nodedown] ->
-        loop([{event, node, Map.new(info), System.monotonic_time(:millisecond)} | events])
+        # Wall-clock time: comparable across the VMs of one host.
+        loop([{event, node, Map.new(info), System.system_time(:millisecond)} | events])
 
       {:events, from, ref} ->
         send(from, {ref, Enum.reverse(events)})

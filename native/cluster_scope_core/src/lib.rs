@@ -7,6 +7,8 @@
 pub mod build_info;
 pub mod error;
 pub mod json;
+pub mod metrics;
+pub mod partition;
 pub mod protocol;
 
 pub use build_info::BuildInfo;

@@ -3,5 +3,7 @@
 
 mod build_info;
 mod json;
+mod metrics;
+mod partition;
 
 rustler::init!("Elixir.ClusterScope.Native");

@@ -1,0 +1,202 @@
+defmodule ClusterScope.Cluster.Heartbeat do
+  @moduledoc """
+  Heartbeats between the ClusterScope agents of a cluster, and what each node
+  hears of the others.
+
+  Every node running ClusterScope joins the `:agents` group of the `:pg` scope
+  `:cluster_scope`. Every `heartbeat_interval_ms` (default 100 ms) this
+  process sends one small message to the heartbeat process of every other
+  agent, with `:noconnect` and `:nosuspend` (a heartbeat never opens a
+  connection and never blocks on a busy one: it is dropped instead). Each
+  arrival is recorded in the Rust phi-accrual detectors
+  (`ClusterScope.Native.phi_heartbeat/3`, O(1)).
+
+  Each heartbeat also carries this node's *view* (whom it hears, from its own
+  detectors) and the freshest views it has of the others, with their
+  versions. So every node learns what every node it can still reach,
+  directly or through another node, hears: the connection matrix that
+  `ClusterScope.Cluster.State` classifies.
+
+  ## Cost
+
+  With N agents: N - 1 messages sent and received per interval, each a few
+  hundred bytes (views are gossiped for at most #{64} nodes; beyond that only
+  a node's own view travels). At 100 ms and 5 nodes that is 40 messages a
+  second in each direction.
+  """
+
+  use GenServer
+
+  alias ClusterScope.Native
+
+  @scope :cluster_scope
+  @group :agents
+  @max_gossip 64
+
+  @typedoc "What one node hears of the others."
+  @type view :: %{node() => :reachable | :unreachable}
+
+  @typedoc "The views a node knows: its own and the freshest of the others."
+  @type views :: %{node() => %{version: non_neg_integer(), at_ms: integer(), view: view()}}
+
+  @doc false
+  def start_link(opts), do: GenServer.start_link(__MODULE__, opts, name: __MODULE__)
+
+  @doc "The `:pg` scope ClusterScope agents join."
+  @spec scope() :: atom()
+  def scope, do: @scope
+
+  @doc "The nodes whose ClusterScope agent is known here (this one included)."
+  @spec agent_nodes() :: [node()]
+  def agent_nodes do
+    @scope |> :pg.get_members(@group) |> Enum.map(&node/1) |> Enum.uniq()
+  catch
+    _, _ -> [node()]
+  end
+
+  @doc """
+  The phi of every peer and the views known here:
+  `%{phis: %{node => map}, views: views, interval_ms: ms, threshold: phi}`.
+  """
+  @spec snapshot(timeout()) :: map()
+  def snapshot(timeout \\ 1_000), do: GenServer.call(__MODULE__, :snapshot, timeout)
+
+  @impl true
+  def init(opts) do
+    interval = Keyword.fetch!(opts, :interval_ms)
+    threshold = Keyword.fetch!(opts, :phi_threshold)
+    :ok = :pg.join(@scope, @group, self())
+
+    detectors =
+      case Native.phi_new(
+             Keyword.get(opts, :window, 200),
+             Keyword.get(opts, :min_std_dev_ms, interval / 2),
+             Keyword.get(opts, :acceptable_pause_ms, interval * 2.0),
+             interval * 1.0,
+             10_000
+           ) do
+        {:ok, ref} -> ref
+        {:error, _} -> nil
+      end
+
+    :ok = :net_kernel.monitor_nodes(true, [{:node_type, :visible}])
+    schedule(interval)
+
+    {:ok,
+     %{
+       detectors: detectors,
+       interval: interval,
+       threshold: threshold,
+       version: 0,
+       views: %{},
+       listener: Keyword.get(opts, :listener)
+     }}
+  end
+
+  @impl true
+  def handle_info(:tick, state) do
+    schedule(state.interval)
+    now = now_ms()
+    peers = agent_pids() |> Enum.reject(&(node(&1) == node()))
+    phis = phis(state.detectors, now)
+
+    view =
+      Map.new(peers, fn pid ->
+        peer = node(pid)
+
+        case Map.fetch(phis, peer) do
+          {:ok, %{phi: phi}} when phi >= state.threshold -> {peer, :unreachable}
+          _ -> {peer, :reachable}
+        end
+      end)
+
+    version = state.version + 1
+    views = Map.put(state.views, node(), %{version: version, at_ms: now, view: view})
+    gossip = gossip(views, now)
+    message = {:cs_heartbeat, node(), version, gossip}
+
+    for pid <- peers, do: :erlang.send(pid, message, [:noconnect, :nosuspend])
+
+    if state.listener, do: send(state.listener, {:heartbeat_views, views, phis, now})
+    {:noreply, %{state | version: version, views: views}}
+  end
+
+  def handle_info({:cs_heartbeat, from, _version, gossip}, state) when is_atom(from) do
+    now = now_ms()
+    if state.detectors, do: Native.phi_heartbeat(state.detectors, Atom.to_string(from), now * 1.0)
+    {:noreply, %{state | views: merge(state.views, gossip, now)}}
+  end
+
+  def handle_info({:nodedown, node}, state) do
+    # The connection is gone: its detector starts afresh when it comes back.
+    if state.detectors, do: Native.phi_remove(state.detectors, Atom.to_string(node))
+    {:noreply, %{state | views: Map.delete(state.views, node)}}
+  end
+
+  def handle_info({:nodeup, _node}, state), do: {:noreply, state}
+  def handle_info(_other, state), do: {:noreply, state}
+
+  @impl true
+  def handle_call(:snapshot, _from, state) do
+    now = now_ms()
+
+    reply = %{
+      phis: phis(state.detectors, now),
+      views: state.views,
+      interval_ms: state.interval,
+      threshold: state.threshold,
+      now_ms: now
+    }
+
+    {:reply, reply, state}
+  end
+
+  def handle_call({:set_listener, pid}, _from, state), do: {:reply, :ok, %{state | listener: pid}}
+
+  defp agent_pids do
+    :pg.get_members(@scope, @group)
+  catch
+    _, _ -> []
+  end
+
+  defp phis(nil, _now), do: %{}
+
+  defp phis(detectors, now) do
+    case Native.phi_all(detectors, now * 1.0) do
+      list when is_list(list) ->
+        # Peer names come from nodes we are connected to: their atoms exist.
+        for %{peer: peer} = p <- list, into: %{}, do: {String.to_existing_atom(peer), p}
+
+      _ ->
+        %{}
+    end
+  end
+
+  # Views travel with their version (the owner's counter) only; the receiver
+  # stamps its own arrival time.
+  defp gossip(views, _now) do
+    views
+    |> Enum.sort_by(fn {_node, v} -> -v.at_ms end)
+    |> Enum.take(@max_gossip)
+    |> Map.new(fn {node, v} -> {node, {v.version, v.view}} end)
+  end
+
+  defp merge(views, gossip, now) when is_map(gossip) do
+    Enum.reduce(gossip, views, fn
+      {node, {version, view}}, acc when node != node() and is_integer(version) and is_map(view) ->
+        case Map.fetch(acc, node) do
+          {:ok, %{version: known}} when known >= version -> acc
+          _ -> Map.put(acc, node, %{version: version, at_ms: now, view: view})
+        end
+
+      _, acc ->
+        acc
+    end)
+  end
+
+  defp merge(views, _gossip, _now), do: views
+
+  defp schedule(interval), do: Process.send_after(self(), :tick, interval)
+
+  defp now_ms, do: System.monotonic_time(:millisecond)
+end

@@ -1,0 +1,618 @@
+defmodule ClusterScope.Cluster.State do
+  @moduledoc """
+  This node's knowledge of the cluster: members and their status, metadata,
+  the connection matrix, its classification, and a bounded history of events.
+
+  Membership comes from `:net_kernel.monitor_nodes/2` (with the nodedown
+  reason) and from the ClusterScope agents in the `:pg` scope. The matrix
+  comes from `ClusterScope.Cluster.Heartbeat`: what each node hears of the
+  others, gossiped with the heartbeats. Every heartbeat interval the matrix is
+  classified by the Rust core (`ClusterScope.Native.partition_classify/1`):
+  healthy, node down, frozen, split (with majority/minority from this side),
+  one-way, indirect; and heals are noticed per pair.
+
+  Node status is one of `:up`, `:suspected` (this node no longer hears it),
+  `:unreachable` (in another component of a split, or cut from this node),
+  `:frozen` (silent while its TCP connection is up and acknowledging),
+  `:down` (Erlang reported nodedown). Every nodedown keeps its cause:
+  Erlang's reason (`connection_closed`, `net_tick_timeout`, `disconnect`) and
+  an attribution when `global` cut the link to prevent overlapping partitions.
+
+  Subscribers (`ClusterScope.subscribe(:cluster)`) receive
+  `{:cluster_scope, :cluster, event}` for `:up`, `:down`, `:suspect`,
+  `:partition`, `:heal` and `:mode` events.
+
+  ## Cost
+
+  One classification per heartbeat interval (microseconds for tens of nodes,
+  in Rust), one `TCP_INFO` read per connection per interval. The history
+  keeps the last #{1_000} events.
+  """
+
+  use GenServer
+
+  require Logger
+
+  alias ClusterScope.Cluster.{Heartbeat, TcpInfo}
+  alias ClusterScope.Native
+
+  @max_events 1_000
+  @net_loss_silence_ms 300
+
+  @typedoc "A cluster event."
+  @type event :: %{
+          id: pos_integer(),
+          type: :up | :down | :suspect | :partition | :heal | :mode,
+          node: node() | nil,
+          at_ms: integer(),
+          cause: String.t(),
+          details: map()
+        }
+
+  @doc false
+  def start_link(opts), do: GenServer.start_link(__MODULE__, opts, name: __MODULE__)
+
+  @doc "Subscribes `pid` to cluster events. Idempotent."
+  @spec subscribe(pid()) :: :ok
+  def subscribe(pid \\ self()), do: GenServer.call(__MODULE__, {:subscribe, pid})
+
+  @doc "Removes a subscription."
+  @spec unsubscribe(pid()) :: :ok
+  def unsubscribe(pid \\ self()), do: GenServer.call(__MODULE__, {:unsubscribe, pid})
+
+  @doc "The current topology: nodes, statuses, matrix and classification."
+  @spec topology() :: map()
+  def topology, do: GenServer.call(__MODULE__, :topology)
+
+  @doc "Events with an id greater than `since` (oldest first), at most `limit`."
+  @spec events(non_neg_integer(), pos_integer()) :: [event()]
+  def events(since \\ 0, limit \\ @max_events),
+    do: GenServer.call(__MODULE__, {:events, since, limit})
+
+  @doc """
+  Switches the source of the matrix for a mode change (used by
+  `ClusterScope.Mode`): real heartbeats, or the simulator. Subscribers and
+  the event history are kept; the classification starts afresh.
+  """
+  @spec set_mode(atom(), atom()) :: :ok
+  def set_mode(from, to), do: GenServer.call(__MODULE__, {:mode, from, to})
+
+  @doc false
+  # Called by the logger handler that watches `global`'s reports.
+  def global_disconnect(from, to), do: GenServer.cast(__MODULE__, {:global_disconnect, from, to})
+
+  # -- server ------------------------------------------------------------------
+
+  @impl true
+  def init(opts) do
+    :ok = :net_kernel.monitor_nodes(true, [{:node_type, :visible}, :nodedown_reason])
+    :ok = GenServer.call(Heartbeat, {:set_listener, self()})
+
+    nodes =
+      Map.new(Node.list(), fn n -> {n, new_node(n)} end)
+      |> Map.put(node(), %{new_node(node()) | metadata: own_metadata()})
+
+    {:ok,
+     %{
+       nodes: nodes,
+       events: :queue.new(),
+       event_count: 0,
+       next_id: 1,
+       subscribers: %{},
+       views: %{},
+       classification: nil,
+       observation: nil,
+       global_cuts: %{},
+       cut_pairs: MapSet.new(),
+       delayed: %{},
+       mode: :multi_node,
+       quorum: Keyword.get(opts, :quorum),
+       interval: Keyword.get(opts, :interval_ms, 100)
+     }}
+  end
+
+  @impl true
+  def handle_call({:subscribe, pid}, _from, state) do
+    if Map.has_key?(state.subscribers, pid) do
+      {:reply, :ok, state}
+    else
+      {:reply, :ok, put_in(state.subscribers[pid], Process.monitor(pid))}
+    end
+  end
+
+  def handle_call({:unsubscribe, pid}, _from, state) do
+    {ref, subscribers} = Map.pop(state.subscribers, pid)
+    if ref, do: Process.demonitor(ref, [:flush])
+    {:reply, :ok, %{state | subscribers: subscribers}}
+  end
+
+  def handle_call(:topology, _from, state), do: {:reply, build_topology(state), state}
+
+  def handle_call({:mode, from, to}, _from, state) do
+    # Virtual nodes belong to the simulation: they leave with it.
+    nodes =
+      if to == :simulated,
+        do: state.nodes,
+        else: Map.reject(state.nodes, fn {_, n} -> n.simulated end)
+
+    state = %{
+      state
+      | mode: to,
+        nodes: nodes,
+        classification: nil,
+        observation: nil,
+        cut_pairs: MapSet.new()
+    }
+
+    {:reply, :ok,
+     emit(state, :mode, nil, "mode changed from #{from} to #{to}", %{from: from, to: to})}
+  end
+
+  def handle_call({:events, since, limit}, _from, state) do
+    events =
+      state.events
+      |> :queue.to_list()
+      |> Enum.filter(&(&1.id > since))
+      |> Enum.take(limit)
+
+    {:reply, events, state}
+  end
+
+  @impl true
+  def handle_cast({:global_disconnect, from, to}, state) do
+    other = if from == node(), do: to, else: from
+    {:noreply, put_in(state.global_cuts[other], System.monotonic_time(:millisecond))}
+  end
+
+  def handle_cast({:metadata, node, metadata}, state) do
+    case state.nodes do
+      %{^node => info} -> {:noreply, put_in(state.nodes[node], %{info | metadata: metadata})}
+      _ -> {:noreply, state}
+    end
+  end
+
+  @impl true
+  def handle_info({:nodeup, node, _info}, state) do
+    fetch_metadata(node)
+    info = %{new_node(node) | status: :up}
+    state = put_in(state.nodes[node], info)
+    {:noreply, emit(state, :up, node, "connected", %{})}
+  end
+
+  # `global` logs why it disconnects around the moment it does: give its
+  # report 100 ms to arrive before the cause of a `disconnect` is decided.
+  def handle_info({:nodedown, node, info}, state) when not is_map_key(state.delayed, node) do
+    if Keyword.get(info, :nodedown_reason) == :disconnect do
+      Process.send_after(self(), {:nodedown_attributed, node, info}, 100)
+      {:noreply, put_in(state.delayed[node], true)}
+    else
+      handle_info({:nodedown_attributed, node, info}, state)
+    end
+  end
+
+  def handle_info({:nodedown, _node, _info}, state), do: {:noreply, state}
+
+  def handle_info({:nodedown_attributed, node, info}, state) do
+    state = %{state | delayed: Map.delete(state.delayed, node)}
+    reason = Keyword.get(info, :nodedown_reason, :unknown)
+    {cause, attribution} = cause(node, reason, state)
+    now = System.system_time(:millisecond)
+
+    nodes =
+      Map.update(state.nodes, node, %{new_node(node) | status: :down}, fn n ->
+        %{n | status: :down, down_reason: reason, down_cause: cause, since_ms: now}
+      end)
+
+    state = %{state | nodes: nodes, global_cuts: Map.delete(state.global_cuts, node)}
+    {:noreply, emit(state, :down, node, cause, %{reason: reason, attribution: attribution})}
+  end
+
+  def handle_info({:heartbeat_views, views, phis, now}, %{mode: mode} = state)
+      when mode != :simulated do
+    {:noreply, classify(%{state | views: views}, observation(%{state | views: views}, now), phis)}
+  end
+
+  def handle_info({:heartbeat_views, _views, _phis, _now}, state), do: {:noreply, state}
+
+  # The simulator speaks the same language as the real cluster.
+  def handle_info({:sim_nodeup, node}, %{mode: :simulated} = state) do
+    info = %{new_node(node) | simulated: true, metadata: %{simulated: true}}
+
+    {:noreply,
+     state |> put_in([:nodes, node], info) |> emit(:up, node, "connected", %{simulated: true})}
+  end
+
+  def handle_info({:sim_nodedown, node, reason}, %{mode: :simulated} = state) do
+    handle_info({:nodedown_attributed, node, [nodedown_reason: reason]}, state)
+  end
+
+  def handle_info({:sim_views, observation}, %{mode: :simulated} = state) do
+    {:noreply, classify(state, observation, %{})}
+  end
+
+  def handle_info({:DOWN, _ref, :process, pid, _}, state) do
+    {:noreply, %{state | subscribers: Map.delete(state.subscribers, pid)}}
+  end
+
+  def handle_info(_other, state), do: {:noreply, state}
+
+  # -- classification ----------------------------------------------------------
+
+  defp classify(state, observation, phis) do
+    case Native.partition_classify(native_observation(observation)) do
+      {:ok, classification} ->
+        state
+        |> note_suspicions(observation, classification, phis)
+        |> note_partition(observation, classification)
+        |> note_heals(observation)
+        |> Map.merge(%{classification: classification, observation: observation})
+
+      _ ->
+        state
+    end
+  end
+
+  @doc false
+  # The matrix as the Rust classifier takes it. A view whose version has not
+  # advanced for 3 heartbeat intervals (+100 ms) is stale: that row is
+  # unknown. Its owner stopped being heard by anyone who relays it, so what it
+  # said last must not count as "still hears us".
+  def observation(state, now) do
+    stale_ms = 3 * state.interval + 100
+
+    agents = Heartbeat.agent_nodes()
+    connected = MapSet.new(Node.list())
+
+    known =
+      state.nodes
+      |> Map.keys()
+      |> Enum.concat(agents)
+      |> Enum.concat(Map.keys(state.views))
+      |> Enum.uniq()
+      |> Enum.filter(&(&1 == node() or &1 in agents or Map.has_key?(state.views, &1)))
+      |> Enum.sort()
+
+    index = known |> Enum.with_index() |> Map.new()
+    links = TcpInfo.dist_links()
+
+    reach =
+      for i <- known do
+        case Map.fetch(state.views, i) do
+          {:ok, %{at_ms: at, view: view}} when now - at <= stale_ms or i == node() ->
+            for j <- known do
+              cond do
+                i == j -> :reachable
+                true -> Map.get(view, j, :unknown)
+              end
+            end
+
+          _ ->
+            List.duplicate(:unknown, length(known))
+        end
+      end
+
+    down =
+      for n <- known, do: n != node() and Map.get(state.nodes, n, %{status: :up}).status == :down
+
+    %{
+      nodes: Enum.map(known, &Atom.to_string/1),
+      node_atoms: known,
+      index: index,
+      self_index: Map.fetch!(index, node()),
+      reach: reach,
+      connected: for(n <- known, do: n == node() or MapSet.member?(connected, n)),
+      down: down,
+      net_loss:
+        for(n <- known, do: TcpInfo.net_loss?(Map.get(links, n, :unknown), @net_loss_silence_ms)),
+      quorum: state.quorum
+    }
+  end
+
+  defp native_observation(obs),
+    do: Map.take(obs, [:nodes, :self_index, :reach, :connected, :down, :net_loss, :quorum])
+
+  defp note_suspicions(state, observation, classification, _phis) do
+    own = Enum.at(observation.reach, observation.self_index)
+
+    suspected =
+      for {n, :unreachable} <- Enum.zip(observation.node_atoms, own), into: MapSet.new(), do: n
+
+    frozen = MapSet.new(classification.frozen, &Enum.at(observation.node_atoms, &1))
+    unreachable = unreachable_from_self(observation, classification)
+
+    Enum.reduce(observation.node_atoms, state, fn n, state ->
+      info = Map.get(state.nodes, n, new_node(n))
+
+      status =
+        cond do
+          n == node() -> :up
+          info.status == :down -> :down
+          MapSet.member?(frozen, n) -> :frozen
+          MapSet.member?(unreachable, n) -> :unreachable
+          MapSet.member?(suspected, n) -> :suspected
+          true -> :up
+        end
+
+      cond do
+        status == info.status ->
+          state
+
+        # A first suspicion, or a sharper one (suspected -> frozen).
+        status in [:suspected, :frozen, :unreachable] and info.status != :down ->
+          state
+          |> put_in([:nodes, n], %{
+            info
+            | status: status,
+              since_ms: System.system_time(:millisecond)
+          })
+          |> emit(:suspect, n, suspect_cause(status), %{status: status})
+
+        true ->
+          put_in(state.nodes[n], %{
+            info
+            | status: status,
+              since_ms: System.system_time(:millisecond)
+          })
+      end
+    end)
+  end
+
+  defp unreachable_from_self(observation, classification) do
+    own = Enum.at(classification.components, classification.self_component, [])
+
+    if length(classification.components) > 1 do
+      for {n, i} <- Enum.with_index(observation.node_atoms),
+          i not in own,
+          into: MapSet.new(),
+          do: n
+    else
+      MapSet.new()
+    end
+  end
+
+  defp suspect_cause(:frozen), do: "silent while its connection is up: frozen or unresponsive"
+  defp suspect_cause(:unreachable), do: "unreachable: on the other side of a partition"
+  defp suspect_cause(:suspected), do: "heartbeats stopped arriving (phi over threshold)"
+
+  defp note_partition(state, observation, classification) do
+    previous = state.classification && state.classification.status
+
+    if classification.status != previous and classification.status != :healthy do
+      summary = describe(observation, classification)
+      emit(state, :partition, nil, summary.description, summary)
+    else
+      state
+    end
+  end
+
+  # A pair cut at any time is remembered until both of its nodes are seen
+  # reaching each other again, even across a nodedown and a reconnection.
+  defp note_heals(state, observation) do
+    current = cut_pairs(observation)
+    present = MapSet.new(observation.nodes)
+
+    healed =
+      for {a, b} = pair <- state.cut_pairs,
+          not MapSet.member?(current, pair),
+          MapSet.member?(present, a) and MapSet.member?(present, b),
+          reachable?(observation, a, b),
+          do: pair
+
+    cut_pairs =
+      state.cut_pairs
+      |> MapSet.difference(MapSet.new(healed))
+      |> MapSet.union(current)
+      |> cap(10_000)
+
+    state = %{state | cut_pairs: cut_pairs}
+
+    case healed do
+      [] ->
+        state
+
+      pairs ->
+        pairs = Enum.map(pairs, &Tuple.to_list/1)
+
+        emit(state, :heal, nil, "reachability restored for #{length(pairs)} pair(s)", %{
+          pairs: pairs
+        })
+    end
+  end
+
+  defp cut_pairs(obs) do
+    by_reach =
+      for {a, row} <- Enum.zip(obs.nodes, obs.reach),
+          {b, :unreachable} <- Enum.zip(obs.nodes, row),
+          a != b,
+          into: MapSet.new(),
+          do: pair(a, b)
+
+    self_name = Enum.at(obs.nodes, obs.self_index)
+
+    for {b, true} <- Enum.zip(obs.nodes, obs.down), into: by_reach, do: pair(self_name, b)
+  end
+
+  defp reachable?(obs, a, b) do
+    ia = Enum.find_index(obs.nodes, &(&1 == a))
+    ib = Enum.find_index(obs.nodes, &(&1 == b))
+    ab = obs.reach |> Enum.at(ia) |> Enum.at(ib)
+    ba = obs.reach |> Enum.at(ib) |> Enum.at(ia)
+
+    not Enum.at(obs.down, ia) and not Enum.at(obs.down, ib) and :reachable in [ab, ba] and
+      :unreachable not in [ab, ba]
+  end
+
+  defp pair(a, b) when a <= b, do: {a, b}
+  defp pair(a, b), do: {b, a}
+
+  defp cap(set, max) do
+    if MapSet.size(set) > max, do: set |> Enum.take(max) |> MapSet.new(), else: set
+  end
+
+  @doc false
+  # A JSON-ready description of a classification, with node names.
+  def describe(observation, c) do
+    name = fn i -> Enum.at(observation.nodes, i) end
+
+    %{
+      status: c.status,
+      side: c.side,
+      description: description(c),
+      components: Enum.map(c.components, fn comp -> Enum.map(comp, name) end),
+      self_component: c.self_component,
+      down: Enum.map(c.down, name),
+      frozen: Enum.map(c.frozen, name),
+      one_way: Enum.map(c.one_way, fn {a, b} -> %{not_hearing: name.(a), silent: name.(b)} end),
+      indirect:
+        Enum.map(c.indirect, fn {a, b, via} ->
+          %{a: name.(a), b: name.(b), via: Enum.map(via, name)}
+        end),
+      unreachable_pairs: Enum.map(c.unreachable_pairs, fn {a, b} -> [name.(a), name.(b)] end)
+    }
+  end
+
+  defp description(%{status: :healthy}), do: "every node reaches every other node"
+  defp description(%{status: :node_down}), do: "a node is down (its connection closed)"
+
+  defp description(%{status: :frozen}),
+    do: "a node is silent while its connection is up (frozen or unresponsive)"
+
+  defp description(%{status: :split, side: side, components: comps}),
+    do: "the cluster is split into #{length(comps)} parts; this node is on the #{side} side"
+
+  defp description(%{status: :one_way}),
+    do: "one-way loss: a node no longer hears another that still hears it"
+
+  defp description(%{status: :indirect}),
+    do: "two nodes cannot reach each other but both reach a third"
+
+  defp description(%{status: :mixed}), do: "several connectivity problems at once"
+  defp description(%{status: other}), do: to_string(other)
+
+  defp cause(node, reason, state) do
+    cut_by_global? =
+      case Map.fetch(state.global_cuts, node) do
+        {:ok, at} -> System.monotonic_time(:millisecond) - at < 5_000
+        :error -> false
+      end
+
+    cond do
+      cut_by_global? ->
+        {"disconnected by global to prevent overlapping partitions (#{inspect(reason)})", :global}
+
+      reason == :connection_closed ->
+        {"connection closed: the node stopped or crashed, or closed the link", :erlang}
+
+      reason == :net_tick_timeout ->
+        {"no traffic within the net tick time: frozen, overloaded or cut off", :erlang}
+
+      reason == :disconnect ->
+        {"disconnected explicitly (erlang:disconnect_node/1)", :erlang}
+
+      true ->
+        {"nodedown: #{inspect(reason)}", :erlang}
+    end
+  end
+
+  # -- topology ----------------------------------------------------------------
+
+  defp build_topology(state) do
+    state = refresh_self(state)
+
+    classification =
+      case {state.observation, state.classification} do
+        {nil, _} -> nil
+        {obs, c} -> describe(obs, c)
+      end
+
+    %{
+      node: node(),
+      nodes:
+        state.nodes
+        |> Map.values()
+        |> Enum.sort_by(& &1.node)
+        |> Enum.map(&Map.drop(&1, [])),
+      matrix: matrix(state.observation),
+      classification: classification || %{status: :healthy, description: "no data yet"},
+      agents:
+        if(state.mode == :simulated, do: Map.keys(state.nodes), else: Heartbeat.agent_nodes()),
+      mode: state.mode
+    }
+  end
+
+  defp matrix(nil), do: %{}
+
+  defp matrix(obs) do
+    for {from, row} <- Enum.zip(obs.nodes, obs.reach), into: %{} do
+      {from, obs.nodes |> Enum.zip(row) |> Map.new()}
+    end
+  end
+
+  # -- events ------------------------------------------------------------------
+
+  defp emit(state, type, node, cause, details) do
+    event = %{
+      id: state.next_id,
+      type: type,
+      node: node,
+      at_ms: System.system_time(:millisecond),
+      cause: cause,
+      details: details
+    }
+
+    for pid <- Map.keys(state.subscribers), do: send(pid, {:cluster_scope, :cluster, event})
+
+    {events, count} =
+      if state.event_count >= @max_events do
+        {{:value, _}, q} = :queue.out(state.events)
+        {:queue.in(event, q), state.event_count}
+      else
+        {:queue.in(event, state.events), state.event_count + 1}
+      end
+
+    %{state | events: events, event_count: count, next_id: state.next_id + 1}
+  end
+
+  # This node may have become distributed after we started: its entry is
+  # always under its current name.
+  defp refresh_self(state) do
+    nodes =
+      state.nodes
+      |> Map.delete(:nonode@nohost)
+      |> Map.put_new_lazy(node(), fn -> %{new_node(node()) | metadata: own_metadata()} end)
+
+    %{state | nodes: nodes}
+  end
+
+  defp new_node(node) do
+    %{
+      node: node,
+      status: :up,
+      since_ms: System.system_time(:millisecond),
+      metadata: %{},
+      down_reason: nil,
+      down_cause: nil,
+      simulated: false
+    }
+  end
+
+  defp fetch_metadata(node) do
+    parent = self()
+
+    Task.start(fn ->
+      case ClusterScope.Fanout.call(node, ClusterScope.Cluster.State, :own_metadata, [], 2_000) do
+        {:ok, metadata} -> GenServer.cast(parent, {:metadata, node, metadata})
+        _ -> :ok
+      end
+    end)
+  end
+
+  @doc false
+  def own_metadata do
+    %{
+      otp_release: List.to_string(:erlang.system_info(:otp_release)),
+      cluster_scope_version: ClusterScope.version(),
+      started_at_ms: System.system_time(:millisecond) - elem(:erlang.statistics(:wall_clock), 0)
+    }
+  end
+end

@@ -1,0 +1,83 @@
+defmodule ClusterScope.Operations.NodeInfo do
+  @moduledoc """
+  `GET /api/v1/cluster/nodes/:node`: one node as this node knows it (status,
+  metadata, down cause) and, when it answers, what it says of itself (OTP
+  release, ClusterScope version, uptime, process and port counts, memory).
+
+  The node may be down: it is then described from this node's records and
+  the live part is replaced by its error (within the node timeout).
+  """
+
+  use ClusterScope.Operation, name: "node_info"
+
+  alias ClusterScope.Cluster.State
+
+  @impl true
+  def rest_config do
+    %{
+      method: :get,
+      path: "/api/v1/cluster/nodes/:node",
+      summary: "Status and live facts of one node",
+      parameters: [
+        %{
+          name: :node,
+          type: :string,
+          required: true,
+          max_length: 255,
+          location: :path,
+          description: "a node known to this node (up or down)"
+        }
+      ],
+      responses: %{200 => %{description: "the node"}}
+    }
+  end
+
+  def check_params(%{node: text} = params) do
+    # Nodes that went down stay known here; resolve the name among them
+    # without creating an atom.
+    case Enum.find(State.topology().nodes, &(Atom.to_string(&1.node) == text)) do
+      nil ->
+        {:error,
+         [
+           %{
+             field: "node",
+             message: "is not a node known to #{node()} (see GET /api/v1/cluster/topology)"
+           }
+         ]}
+
+      info ->
+        {:ok, %{params | node: info.node}}
+    end
+  end
+
+  @impl true
+  def execute(%{node: node}) do
+    info = Enum.find(State.topology().nodes, &(&1.node == node))
+
+    live =
+      case ClusterScope.Fanout.call(node, __MODULE__, :local_facts, []) do
+        {:ok, facts} -> facts
+        {:error, error} -> %{error: error}
+      end
+
+    {:ok, Map.put(info, :live, live)}
+  end
+
+  @doc false
+  # Runs on the node described.
+  def local_facts do
+    {uptime_ms, _} = :erlang.statistics(:wall_clock)
+
+    %{
+      otp_release: List.to_string(:erlang.system_info(:otp_release)),
+      cluster_scope_version: ClusterScope.version(),
+      uptime_ms: uptime_ms,
+      process_count: :erlang.system_info(:process_count),
+      process_limit: :erlang.system_info(:process_limit),
+      port_count: :erlang.system_info(:port_count),
+      memory_bytes: Map.new(:erlang.memory()),
+      schedulers: :erlang.system_info(:schedulers_online),
+      connected_nodes: Node.list()
+    }
+  end
+end

@@ -1,0 +1,50 @@
+defmodule ClusterScope.Operations.SetMode do
+  @moduledoc """
+  `POST /api/v1/cluster/mode`: switches between the real cluster
+  (`multi_node`), a local cluster of real peer nodes (`local_cluster`) and a
+  simulated cluster (`simulated`). Subscriptions and the event history
+  survive. Mutating: needs the token over HTTP.
+  """
+
+  use ClusterScope.Operation, name: "set_mode", timeout: 120_000
+
+  @impl true
+  def rest_config do
+    %{
+      method: :post,
+      path: "/api/v1/cluster/mode",
+      summary: "Switch between the real, a local and a simulated cluster",
+      parameters: [
+        %{
+          name: :mode,
+          type: :enum,
+          values: ClusterScope.Mode.modes(),
+          required: true,
+          location: :body,
+          description: "the mode"
+        },
+        %{
+          name: :nodes,
+          type: :integer,
+          min: 1,
+          max: 16,
+          default: 3,
+          location: :body,
+          description: "peers or virtual nodes to start"
+        }
+      ],
+      responses: %{200 => %{description: "the new mode and its nodes"}}
+    }
+  end
+
+  @impl true
+  def execute(%{mode: mode, nodes: count}) do
+    case ClusterScope.Mode.set(mode, nodes: count) do
+      {:ok, result} ->
+        {:ok, result}
+
+      {:error, reason} ->
+        {:error, {:unavailable, "could not switch to #{mode}: #{inspect(reason)}"}}
+    end
+  end
+end

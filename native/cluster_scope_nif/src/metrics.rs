@@ -1,0 +1,247 @@
+//! Histogram NIFs: a resource around `cluster_scope_core::metrics::ShardedHistogram`
+//! and term conversion only. Ranges, clamping, quantiles, merging and the
+//! serialized form are the core's.
+//!
+//! Costs (2-core x86-64, 1 us..1 h at 3 figures): a record is tens of
+//! nanoseconds; quantiles a few microseconds and stats tens (they walk the
+//! counts); creating, deserializing and merging about 100 us (mostly the OS
+//! mapping a fresh 184 KiB counts array). The calls that can take longer run
+//! on dirty CPU schedulers: serializing (the deflate encoder costs up to
+//! several hundred microseconds), merging a list of serialized histograms,
+//! and the `_dirty` variants of batch recording and deserializing, which
+//! `ClusterScope.Metrics.Histogram` picks by size.
+
+use cluster_scope_core::metrics::{
+    default_shards, Format, Histogram, HistogramConfig, MetricsError, ShardedHistogram,
+};
+use rustler::types::atom;
+use rustler::{Binary, Encoder, Env, NewBinary, ResourceArc, Term};
+
+mod atoms {
+    rustler::atoms! {
+        invalid_config,
+        invalid_quantile,
+        invalid_batch,
+        invalid_serialized,
+        too_large,
+        empty,
+        serialize_failed,
+        invalid_value,
+        count,
+        min,
+        max,
+        mean,
+        stdev,
+        saturated,
+        lowest,
+        highest,
+        significant_figures,
+    }
+}
+
+/// The histogram behind an Elixir reference. Freed when the last reference
+/// to it is garbage collected.
+pub struct HistogramResource(ShardedHistogram);
+
+#[rustler::resource_impl]
+impl rustler::Resource for HistogramResource {}
+
+fn resource(h: ShardedHistogram) -> ResourceArc<HistogramResource> {
+    ResourceArc::new(HistogramResource(h))
+}
+
+fn from_histogram(h: Histogram) -> ResourceArc<HistogramResource> {
+    resource(ShardedHistogram::from_histogram(h, default_shards()))
+}
+
+/// Runs `f` on the histogram behind `term`, or answers
+/// `{:error, {:invalid_value, _}}` when `term` is not one (a plain reference
+/// from `make_ref/0`, say) instead of raising. The resource is borrowed for
+/// the call, not reference-counted: schedulers recording into one histogram
+/// share no cache line but their own buffers'.
+fn with_hist<'a>(
+    env: Env<'a>,
+    term: Term<'a>,
+    f: impl FnOnce(&HistogramResource) -> Term<'a>,
+) -> Term<'a> {
+    match term.decode::<&HistogramResource>() {
+        Ok(h) => f(h),
+        Err(_) => (
+            atom::error(),
+            (atoms::invalid_value(), "not a histogram reference"),
+        )
+            .encode(env),
+    }
+}
+
+/// `hist_new/3`: `{:ok, ref}` or `{:error, {:invalid_config, message}}`.
+#[rustler::nif]
+fn hist_new(env: Env<'_>, lowest: u64, highest: u64, significant_figures: u32) -> Term<'_> {
+    match HistogramConfig::new(lowest, highest, significant_figures) {
+        Ok(config) => ok(env, resource(ShardedHistogram::new(config))),
+        Err(e) => error(env, &e),
+    }
+}
+
+/// `hist_record/2`: `:ok`. The hot path: one uncontended lock, an append.
+#[rustler::nif]
+fn hist_record<'a>(env: Env<'a>, h: Term<'a>, value: u64) -> Term<'a> {
+    with_hist(env, h, |h| {
+        h.0.record(value);
+        atom::ok().encode(env)
+    })
+}
+
+/// `hist_record_n/3`: `:ok`.
+#[rustler::nif]
+fn hist_record_n<'a>(env: Env<'a>, h: Term<'a>, value: u64, n: u64) -> Term<'a> {
+    with_hist(env, h, |h| {
+        h.0.record_n(value, n);
+        atom::ok().encode(env)
+    })
+}
+
+/// `hist_record_batch/2`: `{:ok, count}` or `{:error, {:invalid_batch, _}}`.
+/// For batches of at most 64 KiB (8192 values, well under 100 us).
+#[rustler::nif]
+fn hist_record_batch<'a>(env: Env<'a>, h: Term<'a>, batch: Binary<'a>) -> Term<'a> {
+    record_batch(env, h, &batch)
+}
+
+/// `hist_record_batch_dirty/2`: `hist_record_batch/2` on a dirty CPU scheduler.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn hist_record_batch_dirty<'a>(env: Env<'a>, h: Term<'a>, batch: Binary<'a>) -> Term<'a> {
+    record_batch(env, h, &batch)
+}
+
+fn record_batch<'a>(env: Env<'a>, h: Term<'a>, batch: &[u8]) -> Term<'a> {
+    with_hist(env, h, |h| match h.0.record_le_bytes(batch) {
+        Ok(n) => ok(env, n),
+        Err(e) => error(env, &e),
+    })
+}
+
+/// `hist_quantiles/2`: `{:ok, [value]}` in the order of the quantiles given.
+#[rustler::nif]
+fn hist_quantiles<'a>(env: Env<'a>, h: Term<'a>, quantiles: Vec<f64>) -> Term<'a> {
+    with_hist(env, h, |h| match h.0.quantiles(&quantiles) {
+        Ok(values) => ok(env, values),
+        Err(e) => error(env, &e),
+    })
+}
+
+/// `hist_stats/1`: a map of count, min, max, mean, stdev, saturated and the
+/// configuration (lowest, highest, significant_figures).
+#[rustler::nif]
+fn hist_stats<'a>(env: Env<'a>, h: Term<'a>) -> Term<'a> {
+    with_hist(env, h, |h| {
+        let s = h.0.stats();
+        let c = h.0.config();
+        rustler::term_map!(env, {
+            atoms::count() => s.count,
+            atoms::min() => s.min,
+            atoms::max() => s.max,
+            atoms::mean() => s.mean,
+            atoms::stdev() => s.stdev,
+            atoms::saturated() => s.saturated,
+            atoms::lowest() => c.lowest(),
+            atoms::highest() => c.highest(),
+            atoms::significant_figures() => c.significant_figures(),
+        })
+        .encode(env)
+    })
+}
+
+/// `hist_reset/1`: `:ok`.
+#[rustler::nif]
+fn hist_reset<'a>(env: Env<'a>, h: Term<'a>) -> Term<'a> {
+    with_hist(env, h, |h| {
+        h.0.reset();
+        atom::ok().encode(env)
+    })
+}
+
+/// `hist_merge/2`: adds `from`'s values to `into`; `:ok`.
+#[rustler::nif]
+fn hist_merge<'a>(env: Env<'a>, into: Term<'a>, from: Term<'a>) -> Term<'a> {
+    with_hist(env, into, |into| {
+        with_hist(env, from, |from| {
+            into.0.merge(&from.0);
+            atom::ok().encode(env)
+        })
+    })
+}
+
+/// `hist_serialize/1`: the V2 compressed (deflate) form, a binary.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn hist_serialize<'a>(env: Env<'a>, h: Term<'a>) -> Term<'a> {
+    serialize(env, h, Format::Compressed)
+}
+
+/// `hist_serialize_uncompressed/1`: the V2 uncompressed form, a binary.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn hist_serialize_uncompressed<'a>(env: Env<'a>, h: Term<'a>) -> Term<'a> {
+    serialize(env, h, Format::Uncompressed)
+}
+
+fn serialize<'a>(env: Env<'a>, h: Term<'a>, format: Format) -> Term<'a> {
+    with_hist(env, h, |h| match h.0.serialize(format) {
+        Ok(bytes) => binary(env, &bytes),
+        Err(e) => error(env, &e),
+    })
+}
+
+/// `hist_deserialize/1`: `{:ok, ref}`; for inputs of at most 16 KiB.
+#[rustler::nif]
+fn hist_deserialize<'a>(env: Env<'a>, bytes: Binary<'a>) -> Term<'a> {
+    deserialize(env, &bytes)
+}
+
+/// `hist_deserialize_dirty/1`: `hist_deserialize/1` on a dirty CPU scheduler.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn hist_deserialize_dirty<'a>(env: Env<'a>, bytes: Binary<'a>) -> Term<'a> {
+    deserialize(env, &bytes)
+}
+
+fn deserialize<'a>(env: Env<'a>, bytes: &[u8]) -> Term<'a> {
+    match Histogram::deserialize(bytes) {
+        Ok(h) => ok(env, from_histogram(h)),
+        Err(e) => error(env, &e),
+    }
+}
+
+/// `hist_merge_serialized/1`: a list of serialized histograms merged into a
+/// new one, `{:ok, ref}`. Dirty: its cost grows with the list.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn hist_merge_serialized<'a>(env: Env<'a>, inputs: Vec<Binary<'a>>) -> Term<'a> {
+    let slices: Vec<&[u8]> = inputs.iter().map(|b| b.as_slice()).collect();
+    match Histogram::merge_serialized(&slices) {
+        Ok(h) => ok(env, from_histogram(h)),
+        Err(e) => error(env, &e),
+    }
+}
+
+fn ok<'a>(env: Env<'a>, value: impl Encoder) -> Term<'a> {
+    (atom::ok(), value).encode(env)
+}
+
+/// `{:error, {code, message}}`. The codes are the fixed atoms above: nothing
+/// from the input ever becomes an atom.
+fn error<'a>(env: Env<'a>, e: &MetricsError) -> Term<'a> {
+    let code = match e {
+        MetricsError::InvalidConfig { .. } => atoms::invalid_config(),
+        MetricsError::InvalidQuantile { .. } => atoms::invalid_quantile(),
+        MetricsError::InvalidBatch { .. } => atoms::invalid_batch(),
+        MetricsError::InvalidSerialized { .. } => atoms::invalid_serialized(),
+        MetricsError::TooLarge { .. } => atoms::too_large(),
+        MetricsError::Empty { .. } => atoms::empty(),
+        MetricsError::SerializeFailed { .. } => atoms::serialize_failed(),
+    };
+    (atom::error(), (code, e.to_string())).encode(env)
+}
+
+fn binary<'a>(env: Env<'a>, bytes: &[u8]) -> Term<'a> {
+    let mut bin = NewBinary::new(env, bytes.len());
+    bin.as_mut_slice().copy_from_slice(bytes);
+    bin.into()
+}

@@ -1,0 +1,139 @@
+defmodule ClusterScope.Cluster.PartitionTest do
+  # Real partitions: peers on loopback aliases, cut with iptables, frozen
+  # with SIGSTOP. Each scenario must be detected and classified within 3 s
+  # (the benchmark measures the real latency), and the tool must answer on
+  # both sides.
+  use ExUnit.Case, async: false
+
+  alias ClusterScope.Test.Cluster
+
+  @moduletag :cluster
+  @moduletag :chaos
+  @moduletag timeout: 180_000
+
+  defp healthy(peers) do
+    n = length(peers)
+
+    for p <- peers do
+      Cluster.await_run(
+        p,
+        "partition_status",
+        fn d ->
+          d.classification.status == :healthy and map_size(d.heartbeat.peers) == n - 1
+        end,
+        10_000
+      )
+    end
+  end
+
+  # Waits until the classification has the expected status and `also` holds
+  # (a fault spreads through the views in a few heartbeats: intermediate
+  # classifications are expected on the way).
+  defp status(peer, expected, timeout \\ 3_000, also \\ fn _ -> true end) do
+    Cluster.await_run(
+      peer,
+      "partition_status",
+      &(&1.classification.status == expected and also.(&1.classification)),
+      timeout
+    ).classification
+  end
+
+  defp names(peers), do: peers |> Enum.map(&Atom.to_string(&1.node)) |> Enum.sort()
+
+  test "one node cut off completely: a split with the node alone on the minority side" do
+    [a, b, c, x] = peers = Cluster.start(4)
+    healthy(peers)
+
+    for p <- [a, b, c], do: Cluster.cut(p, x)
+
+    c_a = status(a, :split, 3_000, &(length(&1.components) == 2))
+    assert c_a.side == :majority
+
+    assert Enum.sort(Enum.map(c_a.components, &Enum.sort/1)) ==
+             Enum.sort([names([a, b, c]), names([x])])
+
+    # The isolated node answers too, and knows it is alone.
+    c_x = status(x, :split, 3_000, &(&1.side == :minority))
+    assert Enum.at(c_x.components, c_x.self_component) == names([x])
+
+    # Heal: reconnect and see the heal event and a healthy cluster again.
+    mark = Cluster.last_cluster_event(a)
+    Cluster.heal_all()
+    :ok = Cluster.reconnect(peers)
+    Cluster.await_cluster_event(a, &(&1.type == :heal), after: mark, timeout: 10_000)
+    status(a, :healthy, 10_000)
+  end
+
+  test "a frozen node (SIGSTOP) is classified frozen, not split" do
+    [a, b, x] = peers = Cluster.start(3)
+    healthy(peers)
+    mark = Cluster.last_cluster_event(a)
+    :ok = Cluster.freeze(x)
+    on_exit(fn -> Cluster.resume(x) end)
+
+    c = status(a, :frozen)
+    assert c.frozen == names([x])
+
+    # A subscriber hears of it: first suspected, then frozen.
+    assert Cluster.await_cluster_event(
+             a,
+             &(&1.type == :suspect and &1.node == x.node and &1.details.status == :frozen),
+             after: mark
+           )
+
+    assert %{classification: %{status: :frozen}} =
+             Cluster.await_run(b, "partition_status", &(&1.classification.status == :frozen))
+
+    :ok = Cluster.resume(x)
+  end
+
+  test "one-way loss: a no longer hears b, b still hears a" do
+    [a, b, c] = peers = Cluster.start(3)
+    healthy(peers)
+    :ok = Cluster.cut(a, b, :one_way)
+
+    # c hears both and relays their views: it sees the asymmetry.
+    cl = status(c, :one_way)
+    assert cl.one_way == [%{not_hearing: Atom.to_string(a.node), silent: Atom.to_string(b.node)}]
+    assert %{one_way: [_]} = status(a, :one_way)
+  end
+
+  test "a single cut link in a 3-node mesh is indirect" do
+    [a, b, c] = peers = Cluster.start(3)
+    healthy(peers)
+    :ok = Cluster.cut(a, b)
+
+    cl = status(c, :indirect)
+    assert [%{a: x, b: y, via: via}] = cl.indirect
+    assert Enum.sort([x, y]) == names([a, b])
+    assert via == names([c])
+    assert %{indirect: [_]} = status(a, :indirect)
+  end
+
+  test "a clean 2-2 split is a tie on both sides" do
+    [a, b, c, d] = peers = Cluster.start(4)
+    healthy(peers)
+    for x <- [a, b], y <- [c, d], do: Cluster.cut(x, y)
+
+    for p <- peers do
+      cl = status(p, :split, 3_000, &(&1.side == :tie))
+      assert length(cl.components) == 2
+    end
+  end
+
+  test "a 3-2 split: majority on one side, minority on the other, and both answer" do
+    [a, b, c, d, e] = peers = Cluster.start(5)
+    healthy(peers)
+    for x <- [a, b, c], y <- [d, e], do: Cluster.cut(x, y)
+
+    three_two = &(Enum.map(&1.components, fn comp -> length(comp) end) == [3, 2])
+    assert %{side: :majority, components: [big, small]} = status(a, :split, 3_000, three_two)
+    assert Enum.sort(big) == names([a, b, c]) and Enum.sort(small) == names([d, e])
+    assert %{side: :minority} = status(e, :split, 3_000, three_two)
+
+    {:ok, health} = Cluster.call(e, ClusterScope, :run, ["cluster_health", %{}])
+    assert health.status == :critical
+    {:ok, health} = Cluster.call(a, ClusterScope, :run, ["cluster_health", %{}])
+    assert health.status == :degraded
+  end
+end

@@ -17,9 +17,6 @@ trials = if quick, do: 3, else: 20
 soak_ms = if quick, do: 20_000, else: 120_000
 ticktime = 3
 
-{:ok, _} = LocalCluster.ensure_distributed(name: "cluster_scope_bench", net_ticktime: ticktime)
-:ok = Cluster.chaos_available?()
-
 defmodule Bench do
   alias ClusterScope.LocalCluster
   alias ClusterScope.Test.{Cluster, NodeWatcher}
@@ -46,29 +43,42 @@ defmodule Bench do
   end
 
   def await_healthy(peers, timeout \\ 20_000) do
-    deadline = now() + timeout
-
-    ok =
-      Cluster.poll(deadline, fn ->
-        Enum.all?(peers, fn p ->
-          match?(
-            {:ok, %{classification: %{status: :healthy}, heartbeat: %{peers: phis}}}
-            when map_size(phis) == length(peers) - 1,
-            safe_run(p, "partition_status")
-          )
-        end)
-      end)
-
-    ok || raise "cluster did not become healthy"
+    Cluster.poll(now() + timeout, fn -> healthy?(peers) end) ||
+      raise "cluster did not become healthy"
   end
 
   def restore(peers) do
     Cluster.heal_all()
     for p <- peers, do: Cluster.resume(p)
+    nodes = Enum.map(peers, & &1.node)
 
-    # Reconnect whatever Erlang or global disconnected.
-    Cluster.poll(now() + 20_000, fn -> LocalCluster.connect_mesh(peers, :hidden) == :ok end)
-    await_healthy(peers)
+    # Reconnect whatever Erlang or global disconnected, until the mesh holds
+    # and every node classifies it healthy (global may drop links again while
+    # they come back).
+    ok =
+      Cluster.poll(now() + 60_000, fn ->
+        LocalCluster.connect_mesh(peers, :hidden)
+
+        meshed =
+          Enum.all?(peers, fn p ->
+            connected = LocalCluster.call(p, Node, :list, [])
+            Enum.all?(nodes -- [p.node], &(&1 in connected))
+          end)
+
+        meshed and healthy?(peers)
+      end)
+
+    ok || raise "cluster did not recover"
+  end
+
+  def healthy?(peers) do
+    Enum.all?(peers, fn p ->
+      match?(
+        {:ok, %{classification: %{status: :healthy}, heartbeat: %{peers: phis}}}
+        when map_size(phis) == length(peers) - 1,
+        safe_run(p, "partition_status")
+      )
+    end)
   end
 
   def safe_run(peer, op) do
@@ -162,6 +172,11 @@ defmodule Bench do
     }
   end
 end
+
+# Distribution starts after the module above is compiled: the compiler's
+# processes must not straddle the node's change of name.
+{:ok, _} = LocalCluster.ensure_distributed(name: "cluster_scope_bench", net_ticktime: ticktime)
+:ok = Cluster.chaos_available?()
 
 IO.puts("net_ticktime #{ticktime} s, #{trials} trials per scenario")
 

@@ -192,12 +192,17 @@ defmodule ClusterScope.Native do
   def partition_heals_dirty(_prev, _next), do: unavailable()
 
   # Histograms (see ClusterScope.Metrics.Histogram, which validates the
-  # arguments and picks the variant). `ref` is a resource reference. The
-  # `_dirty` variants and the serialize/merge_serialized NIFs run on a dirty
-  # CPU scheduler. Errors are `{:error, {code, message}}`.
+  # arguments and picks the variant). `ref` is a resource reference. On a
+  # histogram of over 1 MiB of counts, the plain new/quantiles/stats/reset/
+  # merge answer `:use_dirty` and their `_dirty` twins (dirty CPU scheduler)
+  # do the work; batch records over 64 KiB use `hist_record_batch_dirty`;
+  # serialize, deserialize and merge_serialized are always dirty. Errors are
+  # `{:error, {code, message}}`.
 
   @doc false
   def hist_new(_lowest, _highest, _significant_figures), do: unavailable()
+  @doc false
+  def hist_new_dirty(_lowest, _highest, _significant_figures), do: unavailable()
   @doc false
   def hist_record(_ref, _value), do: unavailable()
   @doc false
@@ -209,19 +214,25 @@ defmodule ClusterScope.Native do
   @doc false
   def hist_quantiles(_ref, _quantiles), do: unavailable()
   @doc false
+  def hist_quantiles_dirty(_ref, _quantiles), do: unavailable()
+  @doc false
   def hist_stats(_ref), do: unavailable()
+  @doc false
+  def hist_stats_dirty(_ref), do: unavailable()
   @doc false
   def hist_reset(_ref), do: unavailable()
   @doc false
+  def hist_reset_dirty(_ref), do: unavailable()
+  @doc false
   def hist_merge(_into, _from), do: unavailable()
+  @doc false
+  def hist_merge_dirty(_into, _from), do: unavailable()
   @doc false
   def hist_serialize(_ref), do: unavailable()
   @doc false
   def hist_serialize_uncompressed(_ref), do: unavailable()
   @doc false
   def hist_deserialize(_binary), do: unavailable()
-  @doc false
-  def hist_deserialize_dirty(_binary), do: unavailable()
   @doc false
   def hist_merge_serialized(_binaries), do: unavailable()
 

@@ -127,13 +127,14 @@ defmodule ClusterScope.Cluster.Heartbeat do
     {:noreply, %{state | views: merge(state.views, gossip, now)}}
   end
 
-  def handle_info({:nodedown, node}, state) do
+  # monitor_nodes with options sends {:nodedown, node, info}.
+  def handle_info({:nodedown, node, _info}, state) do
     # The connection is gone: its detector starts afresh when it comes back.
     if state.detectors, do: Native.phi_remove(state.detectors, Atom.to_string(node))
     {:noreply, %{state | views: Map.delete(state.views, node)}}
   end
 
-  def handle_info({:nodeup, _node}, state), do: {:noreply, state}
+  def handle_info({:nodeup, _node, _info}, state), do: {:noreply, state}
   def handle_info(_other, state), do: {:noreply, state}
 
   @impl true

@@ -77,6 +77,40 @@ defmodule ClusterScope.Cluster.State do
   @spec set_mode(atom(), atom()) :: :ok
   def set_mode(from, to), do: GenServer.call(__MODULE__, {:mode, from, to})
 
+  @libcluster_events [
+    [:libcluster, :connect_node, :ok],
+    [:libcluster, :connect_node, :error],
+    [:libcluster, :disconnect_node, :ok],
+    [:libcluster, :disconnect_node, :error]
+  ]
+
+  @doc false
+  # A :telemetry handler for libcluster's events, attached when :telemetry is
+  # loaded: libcluster's failed connects and its own disconnects are causes
+  # the monitor_nodes messages do not give.
+  def handle_libcluster([:libcluster, action, result], _measurements, metadata, _config) do
+    GenServer.cast(__MODULE__, {:libcluster, action, result, metadata})
+  catch
+    _, _ -> :ok
+  end
+
+  defp attach_libcluster do
+    # :telemetry is optional: called through apply/3 so the library compiles
+    # and runs without it.
+    if Code.ensure_loaded?(:telemetry) do
+      apply(:telemetry, :attach_many, [
+        "cluster_scope_libcluster",
+        @libcluster_events,
+        &__MODULE__.handle_libcluster/4,
+        nil
+      ])
+    end
+
+    :ok
+  catch
+    _, _ -> :ok
+  end
+
   @doc false
   # Called by the logger handler that watches `global`'s reports.
   def global_disconnect(from, to), do: GenServer.cast(__MODULE__, {:global_disconnect, from, to})
@@ -87,6 +121,7 @@ defmodule ClusterScope.Cluster.State do
   def init(opts) do
     :ok = :net_kernel.monitor_nodes(true, [{:node_type, :visible}, :nodedown_reason])
     :ok = GenServer.call(Heartbeat, {:set_listener, self()})
+    attach_libcluster()
 
     nodes =
       Map.new(Node.list(), fn n -> {n, new_node(n)} end)
@@ -105,6 +140,8 @@ defmodule ClusterScope.Cluster.State do
        global_cuts: %{},
        cut_pairs: MapSet.new(),
        delayed: %{},
+       libcluster_cuts: %{},
+       libcluster_failing: %{},
        mode: :multi_node,
        quorum: Keyword.get(opts, :quorum),
        interval: Keyword.get(opts, :interval_ms, 100)
@@ -159,6 +196,33 @@ defmodule ClusterScope.Cluster.State do
   end
 
   @impl true
+  def handle_cast({:libcluster, :disconnect_node, :ok, %{node: node} = meta}, state) do
+    # libcluster disconnected it on purpose (left its topology).
+    at = System.monotonic_time(:millisecond)
+    {:noreply, put_in(state.libcluster_cuts[node], {at, meta[:topology]})}
+  end
+
+  def handle_cast({:libcluster, :connect_node, :error, %{node: node} = meta}, state) do
+    cause =
+      "libcluster could not connect (#{inspect(meta[:reason])}, topology #{inspect(meta[:topology])})"
+
+    details = %{reason: meta[:reason], topology: meta[:topology], attribution: :libcluster}
+
+    # Repeated failures are one event until the node is seen again.
+    if Map.get(state.libcluster_failing, node) do
+      {:noreply, state}
+    else
+      state = put_in(state.libcluster_failing[node], true)
+      {:noreply, emit(state, :suspect, node, cause, Map.put(details, :status, :unreachable))}
+    end
+  end
+
+  def handle_cast({:libcluster, :connect_node, :ok, %{node: node}}, state) do
+    {:noreply, %{state | libcluster_failing: Map.delete(state.libcluster_failing, node)}}
+  end
+
+  def handle_cast({:libcluster, _, _, _}, state), do: {:noreply, state}
+
   def handle_cast({:global_disconnect, from, to}, state) do
     other = if from == node(), do: to, else: from
     {:noreply, put_in(state.global_cuts[other], System.monotonic_time(:millisecond))}
@@ -203,7 +267,13 @@ defmodule ClusterScope.Cluster.State do
         %{n | status: :down, down_reason: reason, down_cause: cause, since_ms: now}
       end)
 
-    state = %{state | nodes: nodes, global_cuts: Map.delete(state.global_cuts, node)}
+    state = %{
+      state
+      | nodes: nodes,
+        global_cuts: Map.delete(state.global_cuts, node),
+        libcluster_cuts: Map.delete(state.libcluster_cuts, node)
+    }
+
     {:noreply, emit(state, :down, node, cause, %{reason: reason, attribution: attribution})}
   end
 
@@ -490,13 +560,24 @@ defmodule ClusterScope.Cluster.State do
   defp description(%{status: other}), do: to_string(other)
 
   defp cause(node, reason, state) do
+    now = System.monotonic_time(:millisecond)
+
     cut_by_global? =
       case Map.fetch(state.global_cuts, node) do
-        {:ok, at} -> System.monotonic_time(:millisecond) - at < 5_000
+        {:ok, at} -> now - at < 5_000
         :error -> false
       end
 
+    libcluster =
+      case Map.fetch(state.libcluster_cuts, node) do
+        {:ok, {at, topology}} when now - at < 5_000 -> topology
+        _ -> nil
+      end
+
     cond do
+      libcluster != nil ->
+        {"disconnected by libcluster (topology #{inspect(libcluster)})", :libcluster}
+
       cut_by_global? ->
         {"disconnected by global to prevent overlapping partitions (#{inspect(reason)})", :global}
 

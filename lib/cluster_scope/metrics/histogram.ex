@@ -35,9 +35,9 @@ defmodule ClusterScope.Metrics.Histogram do
     * `quantiles/2` - about 5 us for 4 quantiles: one walk over the counts up
       to the highest quantile asked.
     * `stats/1` - tens of microseconds: one walk over every distinct value.
-    * `new/1`, `deserialize/1` - about 120 us: most of it is the operating
-      system mapping the counts array (184 KiB) on first touch. `deserialize/1`
-      runs on a dirty CPU scheduler above 16 KiB.
+    * `new/1` - about 120 us: most of it is the operating system mapping
+      the counts array (184 KiB) on first touch.
+    * `deserialize/1` - dirty CPU scheduler, about 120 us.
     * `reset/1` - clears the counts (a memset of the counts array).
     * `merge/2` - about 100 us: copies `from`, adds it to `into`.
     * `serialize/1` - dirty CPU scheduler; 30 to 700 us depending on how
@@ -48,10 +48,15 @@ defmodule ClusterScope.Metrics.Histogram do
       in the list (40 us uncompressed): inflating, decoding, and adding the
       whole counts array.
 
+  These figures grow with the counts array, which grows with the range and
+  above all with the significant figures (5 figures over the same range: 16
+  MiB). On a histogram of over 1 MiB of counts, `new/1`, `quantiles/2`,
+  `stats/1`, `reset/1` and `merge/2` run on a dirty CPU scheduler.
+
   ## Why it is safe on a production node
 
     * No call runs for more than about a millisecond on a normal scheduler:
-      those that can are on dirty CPU schedulers.
+      those that can are on dirty CPU schedulers (see above).
     * Memory is fixed when the histogram is created, and a configuration
       whose counts would need more than 16 MiB is refused.
     * No atom is created: errors are `{:error, {code, message}}` with a fixed
@@ -75,7 +80,6 @@ defmodule ClusterScope.Metrics.Histogram do
   @max_u64 (1 <<< 64) - 1
   # Above these sizes the dirty CPU variants run (see the moduledoc).
   @batch_dirty_bytes 65_536
-  @deserialize_dirty_bytes 16_384
 
   @typedoc "A histogram: a reference to a NIF resource, shareable between processes."
   @type t :: reference()
@@ -109,7 +113,9 @@ defmodule ClusterScope.Metrics.Histogram do
   A bad option gives `{:error, {:invalid_config, message}}` naming it.
   """
   @spec new(keyword()) :: {:ok, t()} | error()
-  def new(opts \\ []) when is_list(opts) do
+  def new(opts \\ [])
+
+  def new(opts) when is_list(opts) do
     lowest = Keyword.get(opts, :lowest, 1)
     highest = Keyword.get(opts, :highest, 3_600_000_000)
     figures = Keyword.get(opts, :significant_figures, 3)
@@ -125,9 +131,13 @@ defmodule ClusterScope.Metrics.Histogram do
         config_error("significant_figures", figures)
 
       true ->
-        Native.hist_new(lowest, highest, figures)
+        with :use_dirty <- Native.hist_new(lowest, highest, figures),
+             do: Native.hist_new_dirty(lowest, highest, figures)
     end
   end
+
+  def new(opts),
+    do: {:error, {:invalid_config, "options must be a keyword list, got #{short(opts)}"}}
 
   @doc """
   Records one value (a non-negative integer). Values above the highest
@@ -191,8 +201,12 @@ defmodule ClusterScope.Metrics.Histogram do
   @spec quantiles(t(), [number()]) :: {:ok, [non_neg_integer()]} | error()
   def quantiles(hist, quantiles) when is_reference(hist) and is_list(quantiles) do
     case to_floats(quantiles, 0, []) do
-      {:ok, floats} -> Native.hist_quantiles(hist, floats)
-      {:error, _} = error -> error
+      {:ok, floats} ->
+        with :use_dirty <- Native.hist_quantiles(hist, floats),
+             do: Native.hist_quantiles_dirty(hist, floats)
+
+      {:error, _} = error ->
+        error
     end
   end
 
@@ -204,12 +218,18 @@ defmodule ClusterScope.Metrics.Histogram do
   are 0 for an empty histogram.
   """
   @spec stats(t()) :: stats() | error()
-  def stats(hist) when is_reference(hist), do: Native.hist_stats(hist)
+  def stats(hist) when is_reference(hist) do
+    with :use_dirty <- Native.hist_stats(hist), do: Native.hist_stats_dirty(hist)
+  end
+
   def stats(hist), do: invalid(hist, hist, "histogram")
 
   @doc "Empties the histogram."
   @spec reset(t()) :: :ok | error()
-  def reset(hist) when is_reference(hist), do: Native.hist_reset(hist)
+  def reset(hist) when is_reference(hist) do
+    with :use_dirty <- Native.hist_reset(hist), do: Native.hist_reset_dirty(hist)
+  end
+
   def reset(hist), do: invalid(hist, hist, "histogram")
 
   @doc """
@@ -218,8 +238,9 @@ defmodule ClusterScope.Metrics.Histogram do
   above `into`'s highest value are clamped and counted as saturated.
   """
   @spec merge(t(), t()) :: :ok | error()
-  def merge(into, from) when is_reference(into) and is_reference(from),
-    do: Native.hist_merge(into, from)
+  def merge(into, from) when is_reference(into) and is_reference(from) do
+    with :use_dirty <- Native.hist_merge(into, from), do: Native.hist_merge_dirty(into, from)
+  end
 
   def merge(into, from), do: invalid(into, from, "histogram")
 
@@ -251,15 +272,11 @@ defmodule ClusterScope.Metrics.Histogram do
   @doc """
   A new histogram from a binary written by `serialize/1` (or by any
   HdrHistogram V2 implementation), with the configuration it was written
-  with. Inputs over 16 KiB are read on a dirty CPU scheduler; over 1 MiB
-  they are refused.
+  with. Runs on a dirty CPU scheduler (the size of the histogram is only
+  known once it is read). Inputs over 1 MiB are refused.
   """
   @spec deserialize(binary()) :: {:ok, t()} | error()
-  def deserialize(binary) when is_binary(binary) do
-    if byte_size(binary) > @deserialize_dirty_bytes,
-      do: Native.hist_deserialize_dirty(binary),
-      else: Native.hist_deserialize(binary)
-  end
+  def deserialize(binary) when is_binary(binary), do: Native.hist_deserialize(binary)
 
   def deserialize(other), do: {:error, {:invalid_serialized, "not a binary: #{short(other)}"}}
 

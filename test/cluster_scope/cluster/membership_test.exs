@@ -66,6 +66,16 @@ defmodule ClusterScope.Cluster.MembershipTest do
 
     event = Cluster.await_cluster_event(a, &(&1.type == :down and &1.node == c.node), after: mark)
     assert event.details.reason == :connection_closed
+
+    # Its detector is dropped: a node that comes back starts a fresh history
+    # instead of one polluted by the gap.
+    deadline = System.monotonic_time(:millisecond) + 3_000
+
+    assert Cluster.poll(deadline, fn ->
+             snapshot = Cluster.call(a, ClusterScope.Cluster.Heartbeat, :snapshot, [])
+             not Map.has_key?(snapshot.phis, c.node)
+           end)
+
     {:ok, health} = Cluster.call(b, ClusterScope, :run, ["cluster_health", %{}])
     assert health.status in [:degraded, :healthy]
     assert {:ok, %{node: node}} = Cluster.call(a, ClusterScope, :node_build_info, [b.node])

@@ -68,6 +68,29 @@ defmodule ClusterScope.Metrics.HistogramTest do
     assert %{count: 0} = Histogram.stats(a)
   end
 
+  test "a large histogram (5 figures, 16 MiB of counts) works through the dirty variants" do
+    assert ClusterScope.Native.hist_new(1, 3_600_000_000, 5) == :use_dirty
+    big = new!(significant_figures: 5)
+    small = new!()
+    assert ClusterScope.Native.hist_stats(big) == :use_dirty
+    assert ClusterScope.Native.hist_merge(small, big) == :use_dirty
+
+    {:ok, 3} = Histogram.record_batch(big, [12_345, 123_456, 1_234_567])
+    :ok = Histogram.record(big, 7)
+    # Exact to 5 figures: the median is the second of four values.
+    assert {:ok, [7, 12_345, max]} = Histogram.quantiles(big, [0.0, 0.5, 1.0])
+    assert max in 1_234_567..1_234_580
+    assert %{count: 4, significant_figures: 5} = Histogram.stats(big)
+    assert :ok = Histogram.merge(small, big)
+    assert :ok = Histogram.merge(big, small)
+    assert %{count: 8} = Histogram.stats(big)
+    {:ok, bin} = Histogram.serialize(big)
+    {:ok, back} = Histogram.deserialize(bin)
+    assert %{count: 8, significant_figures: 5} = Histogram.stats(back)
+    assert :ok = Histogram.reset(big)
+    assert %{count: 0} = Histogram.stats(big)
+  end
+
   test "many processes record into one histogram at once" do
     h = new!()
 
@@ -131,6 +154,7 @@ defmodule ClusterScope.Metrics.HistogramTest do
     assert m =~ "significant_figures"
     assert {:error, {:invalid_config, m}} = Histogram.new(highest: "big")
     assert m =~ "highest"
+    assert {:error, {:invalid_config, _}} = Histogram.new(%{lowest: 1})
     assert {:error, {:invalid_config, m}} = Histogram.new(lowest: -1)
     assert m =~ "lowest"
     # Too much memory: refused.

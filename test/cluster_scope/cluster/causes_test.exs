@@ -1,0 +1,60 @@
+defmodule ClusterScope.Cluster.CausesTest do
+  # Every nodedown gets a cause: libcluster's telemetry (when present) and
+  # explicit disconnects are told apart from crashes.
+  use ExUnit.Case, async: false
+
+  alias ClusterScope.Cluster.State
+  alias ClusterScope.LocalCluster
+
+  @moduletag :cluster
+
+  setup do
+    ClusterScope.subscribe(:cluster)
+    {:ok, peer} = LocalCluster.start_peer(link: true)
+    on_exit(fn -> LocalCluster.stop(peer) end)
+    node = peer.node
+    assert_receive {:cluster_scope, :cluster, %{type: :up, node: ^node}}, 3_000
+    %{peer: peer}
+  end
+
+  test "a libcluster disconnect is the cause of the nodedown that follows", %{peer: peer} do
+    node = peer.node
+
+    State.handle_libcluster(
+      [:libcluster, :disconnect_node, :ok],
+      %{duration: 1},
+      %{node: node, topology: :gossip},
+      nil
+    )
+
+    true = Node.disconnect(node)
+
+    assert_receive {:cluster_scope, :cluster, %{type: :down, node: ^node} = event}, 3_000
+    assert event.cause =~ "libcluster"
+    assert event.details.attribution == :libcluster
+  end
+
+  test "an explicit disconnect without libcluster is said to be explicit", %{peer: peer} do
+    node = peer.node
+    true = Node.disconnect(node)
+    assert_receive {:cluster_scope, :cluster, %{type: :down, node: ^node} = event}, 3_000
+    assert event.details.reason == :disconnect
+    assert event.cause =~ "disconnected explicitly"
+  end
+
+  test "libcluster's failed connects are one suspect event per node", %{peer: _peer} do
+    meta = %{node: :"ghost@127.0.0.9", topology: :gossip, reason: :unreachable}
+
+    for _ <- 1..3 do
+      State.handle_libcluster([:libcluster, :connect_node, :error], %{duration: 1}, meta, nil)
+    end
+
+    assert_receive {:cluster_scope, :cluster,
+                    %{type: :suspect, node: :"ghost@127.0.0.9"} = event},
+                   3_000
+
+    assert event.cause =~ "libcluster could not connect"
+    assert event.details.attribution == :libcluster
+    refute_receive {:cluster_scope, :cluster, %{type: :suspect, node: :"ghost@127.0.0.9"}}, 300
+  end
+end

@@ -4,12 +4,20 @@
 //!
 //! Costs (2-core x86-64, 1 us..1 h at 3 figures): a record is tens of
 //! nanoseconds; quantiles a few microseconds and stats tens (they walk the
-//! counts); creating, deserializing and merging about 100 us (mostly the OS
-//! mapping a fresh 184 KiB counts array). The calls that can take longer run
-//! on dirty CPU schedulers: serializing (the deflate encoder costs up to
-//! several hundred microseconds), merging a list of serialized histograms,
-//! and the `_dirty` variants of batch recording and deserializing, which
-//! `ClusterScope.Metrics.Histogram` picks by size.
+//! counts); creating and merging about 100 us (mostly the OS mapping a fresh
+//! 184 KiB counts array). Serializing, deserializing and merging a list of
+//! serialized histograms always run on a dirty CPU scheduler (the deflate
+//! encoder alone costs up to several hundred microseconds, and a serialized
+//! histogram's configuration is only known once it is read). So do batch
+//! records above 64 KiB (`ClusterScope.Metrics.Histogram` picks the `_dirty`
+//! variant by size).
+//!
+//! Calls whose cost grows with the counts array (create, quantiles, stats,
+//! reset, merge) answer `:use_dirty` on a normal scheduler when that array is
+//! over [`DIRTY_ABOVE_BYTES`] (a histogram of 5 significant figures can have
+//! 16 MiB of counts: milliseconds to walk), and `ClusterScope.Metrics.Histogram`
+//! then calls their `_dirty` twin: no call on a normal scheduler walks more
+//! than 1 MiB.
 
 use cluster_scope_core::metrics::{
     default_shards, Format, Histogram, HistogramConfig, MetricsError, ShardedHistogram,
@@ -27,6 +35,7 @@ mod atoms {
         empty,
         serialize_failed,
         invalid_value,
+        use_dirty,
         count,
         min,
         max,
@@ -39,15 +48,35 @@ mod atoms {
     }
 }
 
-/// The histogram behind an Elixir reference. Freed when the last reference
-/// to it is garbage collected.
-pub struct HistogramResource(ShardedHistogram);
+/// Histograms whose counts array is larger than this are created, read,
+/// reset and merged on dirty CPU schedulers only (see the module doc).
+pub const DIRTY_ABOVE_BYTES: usize = 1024 * 1024;
+
+/// The histogram behind an Elixir reference, and whether it is large (over
+/// [`DIRTY_ABOVE_BYTES`] of counts). Freed when the last reference to it is
+/// garbage collected.
+pub struct HistogramResource {
+    hist: ShardedHistogram,
+    large: bool,
+}
 
 #[rustler::resource_impl]
 impl rustler::Resource for HistogramResource {}
 
-fn resource(h: ShardedHistogram) -> ResourceArc<HistogramResource> {
-    ResourceArc::new(HistogramResource(h))
+fn resource(hist: ShardedHistogram) -> ResourceArc<HistogramResource> {
+    let large = is_large(hist.config());
+    ResourceArc::new(HistogramResource { hist, large })
+}
+
+fn is_large(config: HistogramConfig) -> bool {
+    config
+        .counts_bytes()
+        .map_or(true, |bytes| bytes > DIRTY_ABOVE_BYTES)
+}
+
+/// What a normal-scheduler NIF answers for a large histogram.
+fn use_dirty(env: Env<'_>) -> Term<'_> {
+    atoms::use_dirty().encode(env)
 }
 
 fn from_histogram(h: Histogram) -> ResourceArc<HistogramResource> {
@@ -74,10 +103,22 @@ fn with_hist<'a>(
     }
 }
 
-/// `hist_new/3`: `{:ok, ref}` or `{:error, {:invalid_config, message}}`.
+/// `hist_new/3`: `{:ok, ref}`, `{:error, {:invalid_config, message}}`, or
+/// `:use_dirty` for a configuration over [`DIRTY_ABOVE_BYTES`] of counts.
 #[rustler::nif]
 fn hist_new(env: Env<'_>, lowest: u64, highest: u64, significant_figures: u32) -> Term<'_> {
-    match HistogramConfig::new(lowest, highest, significant_figures) {
+    new(env, lowest, highest, significant_figures, false)
+}
+
+/// `hist_new_dirty/3`: `hist_new/3` on a dirty CPU scheduler, any size.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn hist_new_dirty(env: Env<'_>, lowest: u64, highest: u64, significant_figures: u32) -> Term<'_> {
+    new(env, lowest, highest, significant_figures, true)
+}
+
+fn new(env: Env<'_>, lowest: u64, highest: u64, figures: u32, dirty: bool) -> Term<'_> {
+    match HistogramConfig::new(lowest, highest, figures) {
+        Ok(config) if !dirty && is_large(config) => use_dirty(env),
         Ok(config) => ok(env, resource(ShardedHistogram::new(config))),
         Err(e) => error(env, &e),
     }
@@ -87,7 +128,7 @@ fn hist_new(env: Env<'_>, lowest: u64, highest: u64, significant_figures: u32) -
 #[rustler::nif]
 fn hist_record<'a>(env: Env<'a>, h: Term<'a>, value: u64) -> Term<'a> {
     with_hist(env, h, |h| {
-        h.0.record(value);
+        h.hist.record(value);
         atom::ok().encode(env)
     })
 }
@@ -96,7 +137,7 @@ fn hist_record<'a>(env: Env<'a>, h: Term<'a>, value: u64) -> Term<'a> {
 #[rustler::nif]
 fn hist_record_n<'a>(env: Env<'a>, h: Term<'a>, value: u64, n: u64) -> Term<'a> {
     with_hist(env, h, |h| {
-        h.0.record_n(value, n);
+        h.hist.record_n(value, n);
         atom::ok().encode(env)
     })
 }
@@ -115,28 +156,57 @@ fn hist_record_batch_dirty<'a>(env: Env<'a>, h: Term<'a>, batch: Binary<'a>) -> 
 }
 
 fn record_batch<'a>(env: Env<'a>, h: Term<'a>, batch: &[u8]) -> Term<'a> {
-    with_hist(env, h, |h| match h.0.record_le_bytes(batch) {
+    with_hist(env, h, |h| match h.hist.record_le_bytes(batch) {
         Ok(n) => ok(env, n),
         Err(e) => error(env, &e),
     })
 }
 
-/// `hist_quantiles/2`: `{:ok, [value]}` in the order of the quantiles given.
+/// `hist_quantiles/2`: `{:ok, [value]}` in the order of the quantiles given
+/// (or `:use_dirty`).
 #[rustler::nif]
 fn hist_quantiles<'a>(env: Env<'a>, h: Term<'a>, quantiles: Vec<f64>) -> Term<'a> {
-    with_hist(env, h, |h| match h.0.quantiles(&quantiles) {
-        Ok(values) => ok(env, values),
-        Err(e) => error(env, &e),
+    quantiles_of(env, h, &quantiles, false)
+}
+
+/// `hist_quantiles_dirty/2`: `hist_quantiles/2` on a dirty CPU scheduler.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn hist_quantiles_dirty<'a>(env: Env<'a>, h: Term<'a>, quantiles: Vec<f64>) -> Term<'a> {
+    quantiles_of(env, h, &quantiles, true)
+}
+
+fn quantiles_of<'a>(env: Env<'a>, h: Term<'a>, quantiles: &[f64], dirty: bool) -> Term<'a> {
+    with_hist(env, h, |h| {
+        if h.large && !dirty {
+            return use_dirty(env);
+        }
+        match h.hist.quantiles(quantiles) {
+            Ok(values) => ok(env, values),
+            Err(e) => error(env, &e),
+        }
     })
 }
 
 /// `hist_stats/1`: a map of count, min, max, mean, stdev, saturated and the
-/// configuration (lowest, highest, significant_figures).
+/// configuration (lowest, highest, significant_figures), or `:use_dirty`.
 #[rustler::nif]
 fn hist_stats<'a>(env: Env<'a>, h: Term<'a>) -> Term<'a> {
+    stats(env, h, false)
+}
+
+/// `hist_stats_dirty/1`: `hist_stats/1` on a dirty CPU scheduler.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn hist_stats_dirty<'a>(env: Env<'a>, h: Term<'a>) -> Term<'a> {
+    stats(env, h, true)
+}
+
+fn stats<'a>(env: Env<'a>, h: Term<'a>, dirty: bool) -> Term<'a> {
     with_hist(env, h, |h| {
-        let s = h.0.stats();
-        let c = h.0.config();
+        if h.large && !dirty {
+            return use_dirty(env);
+        }
+        let s = h.hist.stats();
+        let c = h.hist.config();
         rustler::term_map!(env, {
             atoms::count() => s.count,
             atoms::min() => s.min,
@@ -152,21 +222,48 @@ fn hist_stats<'a>(env: Env<'a>, h: Term<'a>) -> Term<'a> {
     })
 }
 
-/// `hist_reset/1`: `:ok`.
+/// `hist_reset/1`: `:ok` (or `:use_dirty`).
 #[rustler::nif]
 fn hist_reset<'a>(env: Env<'a>, h: Term<'a>) -> Term<'a> {
+    reset(env, h, false)
+}
+
+/// `hist_reset_dirty/1`: `hist_reset/1` on a dirty CPU scheduler.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn hist_reset_dirty<'a>(env: Env<'a>, h: Term<'a>) -> Term<'a> {
+    reset(env, h, true)
+}
+
+fn reset<'a>(env: Env<'a>, h: Term<'a>, dirty: bool) -> Term<'a> {
     with_hist(env, h, |h| {
-        h.0.reset();
+        if h.large && !dirty {
+            return use_dirty(env);
+        }
+        h.hist.reset();
         atom::ok().encode(env)
     })
 }
 
-/// `hist_merge/2`: adds `from`'s values to `into`; `:ok`.
+/// `hist_merge/2`: adds `from`'s values to `into`; `:ok` (or `:use_dirty`
+/// when either is large).
 #[rustler::nif]
 fn hist_merge<'a>(env: Env<'a>, into: Term<'a>, from: Term<'a>) -> Term<'a> {
+    merge(env, into, from, false)
+}
+
+/// `hist_merge_dirty/2`: `hist_merge/2` on a dirty CPU scheduler.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn hist_merge_dirty<'a>(env: Env<'a>, into: Term<'a>, from: Term<'a>) -> Term<'a> {
+    merge(env, into, from, true)
+}
+
+fn merge<'a>(env: Env<'a>, into: Term<'a>, from: Term<'a>, dirty: bool) -> Term<'a> {
     with_hist(env, into, |into| {
         with_hist(env, from, |from| {
-            into.0.merge(&from.0);
+            if (into.large || from.large) && !dirty {
+                return use_dirty(env);
+            }
+            into.hist.merge(&from.hist);
             atom::ok().encode(env)
         })
     })
@@ -185,21 +282,16 @@ fn hist_serialize_uncompressed<'a>(env: Env<'a>, h: Term<'a>) -> Term<'a> {
 }
 
 fn serialize<'a>(env: Env<'a>, h: Term<'a>, format: Format) -> Term<'a> {
-    with_hist(env, h, |h| match h.0.serialize(format) {
+    with_hist(env, h, |h| match h.hist.serialize(format) {
         Ok(bytes) => binary(env, &bytes),
         Err(e) => error(env, &e),
     })
 }
 
-/// `hist_deserialize/1`: `{:ok, ref}`; for inputs of at most 16 KiB.
-#[rustler::nif]
-fn hist_deserialize<'a>(env: Env<'a>, bytes: Binary<'a>) -> Term<'a> {
-    deserialize(env, &bytes)
-}
-
-/// `hist_deserialize_dirty/1`: `hist_deserialize/1` on a dirty CPU scheduler.
+/// `hist_deserialize/1`: `{:ok, ref}`. Dirty: the configuration, and so
+/// the size of the counts array to allocate, is only known once read.
 #[rustler::nif(schedule = "DirtyCpu")]
-fn hist_deserialize_dirty<'a>(env: Env<'a>, bytes: Binary<'a>) -> Term<'a> {
+fn hist_deserialize<'a>(env: Env<'a>, bytes: Binary<'a>) -> Term<'a> {
     deserialize(env, &bytes)
 }
 

@@ -151,8 +151,18 @@ defmodule Bench do
         erlang = erlang_down(erl_observer, erl_about, t0, ticktime * 1_000 * 3)
         erlang_ms = with {_, _, _, at} <- erlang, do: at - t0
 
+        seen =
+          observer
+          |> LocalCluster.call(NodeWatcher, :cluster_events, [])
+          |> Enum.filter(&(&1.id > since and &1.type == :partition))
+          |> Enum.map(&"#{&1.details.status}@#{&1.at_ms - t0}")
+
         IO.puts(
-          "  #{name} trial #{trial}: detected #{fmt(detected_ms)} ms, erlang nodedown #{fmt(erlang_ms)} ms"
+          "  #{name} trial #{trial}: detected #{fmt(detected_ms)} ms, erlang nodedown #{fmt(erlang_ms)} ms" <>
+            if(detected_ms == nil or detected_ms > 1_000,
+              do: " (seen: #{Enum.join(seen, ", ")})",
+              else: ""
+            )
         )
 
         restore(peers)
@@ -186,7 +196,7 @@ IO.puts("net_ticktime #{ticktime} s, #{trials} trials per scenario")
 split_2_2 =
   Bench.run_scenario(
     peers4,
-    {:split_2_2, fn -> for x <- [a, b], y <- [c, d], do: Cluster.cut(x, y) end, a, :split,
+    {:split_2_2, fn -> Cluster.cut_all(for x <- [a, b], y <- [c, d], do: {x, y}) end, a, :split,
      {a, c}},
     trials,
     ticktime
@@ -198,11 +208,11 @@ peers = Bench.start(5)
 [a, b, c, d, e] = peers
 
 scenarios = [
-  {:full_cut, fn -> for p <- [a, b, c, d], do: Cluster.cut(p, e) end, a, :split, {a, e}},
+  {:full_cut, fn -> Cluster.cut_all(for p <- [a, b, c, d], do: {p, e}) end, a, :split, {a, e}},
   {:frozen, fn -> Cluster.freeze(e) end, a, :frozen, {a, e}},
   {:one_way, fn -> Cluster.cut(a, b, :one_way) end, c, :one_way, {a, b}},
   {:indirect, fn -> Cluster.cut(a, b) end, c, :indirect, {a, b}},
-  {:split_3_2, fn -> for x <- [a, b, c], y <- [d, e], do: Cluster.cut(x, y) end, a, :split,
+  {:split_3_2, fn -> Cluster.cut_all(for x <- [a, b, c], y <- [d, e], do: {x, y}) end, a, :split,
    {a, d}}
 ]
 
@@ -215,7 +225,7 @@ results = [full_cut, frozen, one_way, indirect, split_2_2, split_3_2]
 heal_runs =
   for trial <- 1..trials do
     since = Bench.last_id(a)
-    for p <- [a, b, c, d], do: Cluster.cut(p, e)
+    Cluster.cut_all(for p <- [a, b, c, d], do: {p, e})
 
     split =
       Bench.first_event(

@@ -87,10 +87,37 @@ defmodule ClusterScope.Test.Cluster do
   `:one_way`, where only traffic from `b` to `a` is dropped (`a` no longer
   hears `b`; `b` still hears `a`).
   """
-  def cut(%Peer{} = a, %Peer{} = b, direction \\ :both) do
+  def cut(%Peer{} = a, %Peer{} = b, direction \\ :both), do: cut_all([{a, b}], direction)
+
+  @doc """
+  Cuts every `{a, b}` link of `pairs` at once (one `iptables-restore`
+  transaction), as a real partition happens: no intermediate state where
+  some links of the partition are cut and others not.
+  """
+  def cut_all(pairs, direction \\ :both) do
     ensure_chain!()
-    iptables!(["-A", chain() | rule(b, a)])
-    if direction == :both, do: iptables!(["-A", chain() | rule(a, b)])
+
+    rules =
+      Enum.flat_map(pairs, fn {a, b} ->
+        [rule(b, a) | if(direction == :both, do: [rule(a, b)], else: [])]
+      end)
+
+    input =
+      ["*filter\n", Enum.map(rules, &["-A ", chain(), " ", Enum.join(&1, " "), "\n"]), "COMMIT\n"]
+      |> IO.iodata_to_binary()
+
+    file = Path.join(System.tmp_dir!(), "cluster_scope_cut_#{System.unique_integer([:positive])}")
+    File.write!(file, input)
+
+    try do
+      {out, status} =
+        System.cmd("iptables-restore", ["-w", "--noflush", file], stderr_to_stdout: true)
+
+      assert status == 0, "iptables-restore failed: #{out}"
+    after
+      File.rm(file)
+    end
+
     :ok
   end
 

@@ -100,6 +100,21 @@ defmodule ClusterScope.Cluster.Heartbeat do
     peers = agent_pids() |> Enum.reject(&(node(&1) == node()))
     phis = phis(state.detectors, now)
 
+    # A peer we have not heard yet counts as heard when it joins: if nothing
+    # follows, its phi rises like anyone's. Without this, a peer with no
+    # detector would stay "reachable" forever.
+    phis =
+      Enum.reduce(peers, phis, fn pid, phis ->
+        peer = node(pid)
+
+        if state.detectors && not Map.has_key?(phis, peer) do
+          Native.phi_heartbeat(state.detectors, Atom.to_string(peer), now * 1.0)
+          Map.put(phis, peer, %{phi: 0.0})
+        else
+          phis
+        end
+      end)
+
     view =
       Map.new(peers, fn pid ->
         peer = node(pid)

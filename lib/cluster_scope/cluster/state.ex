@@ -308,6 +308,15 @@ defmodule ClusterScope.Cluster.State do
 
   # -- classification ----------------------------------------------------------
 
+  # The same matrix as last time classifies the same: skip the work (and the
+  # events, which only follow changes).
+  defp classify(%{observation: previous} = state, observation, _phis)
+       when previous != nil and previous.reach == observation.reach and
+              previous.nodes == observation.nodes and previous.down == observation.down and
+              previous.connected == observation.connected and
+              previous.net_loss == observation.net_loss,
+       do: state
+
   defp classify(state, observation, phis) do
     case Native.partition_classify(native_observation(observation)) do
       {:ok, classification} ->
@@ -343,7 +352,6 @@ defmodule ClusterScope.Cluster.State do
       |> Enum.sort()
 
     index = known |> Enum.with_index() |> Map.new()
-    links = TcpInfo.dist_links()
 
     reach =
       for i <- known do
@@ -363,6 +371,11 @@ defmodule ClusterScope.Cluster.State do
 
     down =
       for n <- known, do: n != node() and Map.get(state.nodes, n, %{status: :up}).status == :down
+
+    # The kernel is asked only when this node misses someone: loss versus
+    # frozen matters only for a silent peer.
+    own_row = Enum.at(reach, Map.fetch!(index, node()))
+    links = if :unreachable in own_row, do: TcpInfo.dist_links(), else: %{}
 
     %{
       nodes: Enum.map(known, &Atom.to_string/1),

@@ -44,7 +44,7 @@ defmodule ClusterScope.Cluster.PartitionTest do
     [a, b, c, x] = peers = Cluster.start(4)
     healthy(peers)
 
-    for p <- [a, b, c], do: Cluster.cut(p, x)
+    Cluster.cut_all(for p <- [a, b, c], do: {p, x})
 
     c_a = status(a, :split, 3_000, &(length(&1.components) == 2))
     assert c_a.side == :majority
@@ -113,7 +113,7 @@ defmodule ClusterScope.Cluster.PartitionTest do
   test "a clean 2-2 split is a tie on both sides" do
     [a, b, c, d] = peers = Cluster.start(4)
     healthy(peers)
-    for x <- [a, b], y <- [c, d], do: Cluster.cut(x, y)
+    Cluster.cut_all(for x <- [a, b], y <- [c, d], do: {x, y})
 
     for p <- peers do
       cl = status(p, :split, 3_000, &(&1.side == :tie))
@@ -124,7 +124,7 @@ defmodule ClusterScope.Cluster.PartitionTest do
   test "a 3-2 split: majority on one side, minority on the other, and both answer" do
     [a, b, c, d, e] = peers = Cluster.start(5)
     healthy(peers)
-    for x <- [a, b, c], y <- [d, e], do: Cluster.cut(x, y)
+    Cluster.cut_all(for x <- [a, b, c], y <- [d, e], do: {x, y})
 
     three_two = &(Enum.map(&1.components, fn comp -> length(comp) end) == [3, 2])
     assert %{side: :majority, components: [big, small]} = status(a, :split, 3_000, three_two)

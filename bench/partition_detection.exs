@@ -220,8 +220,8 @@ results = Enum.map(scenarios, &Bench.run_scenario(peers, &1, trials, ticktime))
 [full_cut, frozen, one_way, indirect, split_3_2] = results
 results = [full_cut, frozen, one_way, indirect, split_2_2, split_3_2]
 
-# Heal: cut e off, wait for the split, remove the rules before Erlang gives
-# up on the links, and time the heal event.
+# Heal: cut e off, wait for the split, remove the rules, and time the heal
+# event (reconnecting, as libcluster would, links Erlang dropped meanwhile).
 heal_runs =
   for trial <- 1..trials do
     since = Bench.last_id(a)
@@ -238,7 +238,11 @@ heal_runs =
     since = Bench.last_id(a)
     t0 = Bench.wall()
     Cluster.heal_all()
+    # Reconnect what Erlang may have dropped meanwhile, as libcluster would;
+    # a link still up resumes at the next TCP retransmission.
+    reconnect = Task.async(fn -> LocalCluster.connect_mesh(peers, :hidden) end)
     heal = split && Bench.first_event(a, since, &(&1.type == :heal), 10_000)
+    Task.await(reconnect, 30_000)
     ms = if heal, do: heal.at_ms - t0
     IO.puts("  heal trial #{trial}: healed after #{Bench.fmt(ms)} ms")
     Bench.restore(peers)

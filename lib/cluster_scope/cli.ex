@@ -165,7 +165,14 @@ defmodule ClusterScope.CLI do
 
   # -- connection --------------------------------------------------------------
 
-  defp connect(global) do
+  @doc """
+  The target of a command line: `:local` without `:node` in `opts`, else
+  that node, connected to as a hidden node with `:cookie` (starting
+  distribution here when needed). `{:ok, target}` or `{:error, message}`.
+  Shared by the CLIs (`ClusterScope.Health.CLI`).
+  """
+  @spec connect(keyword()) :: {:ok, :local | node()} | {:error, String.t()}
+  def connect(global) do
     case {global[:node], global[:cookie]} do
       {nil, _} ->
         {:ok, :local}
@@ -211,9 +218,14 @@ defmodule ClusterScope.CLI do
     end
   end
 
-  defp remote(:local, m, f, a), do: {:ok, apply(m, f, a)}
+  @doc """
+  Calls `m.f(a)` on a target of `connect/1` (3 times the node timeout at
+  most): `{:ok, result}` or `{:error, message}`.
+  """
+  @spec remote(:local | node(), module(), atom(), list()) :: {:ok, term()} | {:error, String.t()}
+  def remote(:local, m, f, a), do: {:ok, apply(m, f, a)}
 
-  defp remote(node, m, f, a) do
+  def remote(node, m, f, a) do
     {:ok, :erpc.call(node, m, f, a, ClusterScope.Config.get(:node_timeout_ms) * 3)}
   rescue
     e -> {:error, "The call to #{node} failed: #{Exception.message(e)}"}

@@ -22,6 +22,9 @@ defmodule ClusterScope.Config do
   * `:quorum` - a static quorum: with it, this node's side of a split is
     the majority only when it has at least this many nodes (default `nil`:
     more than half)
+  * `:health_interval_ms` - how often each node's health monitor samples
+    (`100..600_000`, default `1_000`); it backs off by itself under load, see
+    `ClusterScope.Health.Monitor`
   * `:http` - the embedded HTTP API (`ClusterScope.Web.Endpoint`), a keyword
     list; missing keys take their defaults:
     * `enabled: false` - start the endpoint with the application
@@ -65,7 +68,8 @@ defmodule ClusterScope.Config do
     http: [type: :http, default: @http_defaults],
     heartbeat_interval_ms: [type: {:integer, 20, 10_000}, default: 100],
     phi_threshold: [type: {:number, 1.0, 100.0}, default: 8.0],
-    quorum: [type: {:integer_or_nil, 1, 100_000}, default: nil]
+    quorum: [type: {:integer_or_nil, 1, 100_000}, default: nil],
+    health_interval_ms: [type: {:integer, 100, 600_000}, default: 1_000]
   ]
 
   @typedoc "A validated configuration."

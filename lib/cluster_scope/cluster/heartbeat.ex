@@ -89,6 +89,8 @@ defmodule ClusterScope.Cluster.Heartbeat do
        threshold: threshold,
        version: 0,
        views: %{},
+       last_seen: %{},
+       reset_after_ms: 2 * (interval + Keyword.get(opts, :acceptable_pause_ms, interval * 2.0)),
        listener: Keyword.get(opts, :listener)
      }}
   end
@@ -138,15 +140,36 @@ defmodule ClusterScope.Cluster.Heartbeat do
 
   def handle_info({:cs_heartbeat, from, _version, gossip}, state) when is_atom(from) do
     now = now_ms()
-    if state.detectors, do: Native.phi_heartbeat(state.detectors, Atom.to_string(from), now * 1.0)
-    {:noreply, %{state | views: merge(state.views, gossip, now)}}
+
+    if state.detectors do
+      peer = Atom.to_string(from)
+
+      # A heartbeat after a long silence (or the first one) starts a fresh
+      # history: one multi-second interval in the window would blunt the
+      # detector for the next `window` beats.
+      case Map.fetch(state.last_seen, from) do
+        {:ok, last} when now - last <= state.reset_after_ms -> :ok
+        _ -> Native.phi_remove(state.detectors, peer)
+      end
+
+      Native.phi_heartbeat(state.detectors, peer, now * 1.0)
+    end
+
+    {:noreply,
+     %{
+       state
+       | views: merge(state.views, gossip, now),
+         last_seen: Map.put(state.last_seen, from, now)
+     }}
   end
 
   # monitor_nodes with options sends {:nodedown, node, info}.
   def handle_info({:nodedown, node, _info}, state) do
     # The connection is gone: its detector starts afresh when it comes back.
     if state.detectors, do: Native.phi_remove(state.detectors, Atom.to_string(node))
-    {:noreply, %{state | views: Map.delete(state.views, node)}}
+
+    {:noreply,
+     %{state | views: Map.delete(state.views, node), last_seen: Map.delete(state.last_seen, node)}}
   end
 
   def handle_info({:nodeup, _node, _info}, state), do: {:noreply, state}

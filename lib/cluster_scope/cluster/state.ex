@@ -655,6 +655,7 @@ defmodule ClusterScope.Cluster.State do
     }
 
     for pid <- Map.keys(state.subscribers), do: send(pid, {:cluster_scope, :cluster, event})
+    ClusterScope.Telemetry.cluster_event(event)
 
     {events, count} =
       if state.event_count >= @max_events do

@@ -57,7 +57,8 @@ defmodule ClusterScope.Operation.Runner do
            :ok <- available(meta),
            {:ok, valid} <- validate(meta, params, opts),
            valid = put_context(valid, opts),
-           {:ok, result} <- execute(meta, valid, opts) do
+           {:ok, result} <-
+             ClusterScope.Telemetry.span_operation(meta, fn -> execute(meta, valid, opts) end) do
         {:ok, meta, format(meta, result)}
       end
 

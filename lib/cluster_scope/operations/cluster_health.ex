@@ -1,21 +1,46 @@
 defmodule ClusterScope.Operations.ClusterHealth do
   @moduledoc """
-  `GET /api/v1/cluster/health`: the connectivity health of the cluster from
-  this node: `healthy`, `degraded` (a node suspected, frozen or down, a
-  one-way or indirect loss) or `critical` (split, and this node is not on the
-  majority side), with node counts by status and the classification.
+  `GET /api/v1/cluster/health`: the health of the cluster, from this node.
 
-  Local and cheap.
+  Two parts:
+
+    * **connectivity** (local, from `ClusterScope.Cluster.State`):
+      `connectivity_status` is `healthy`, `degraded` (a node suspected,
+      frozen or down, a one-way or indirect loss) or `critical` (split, and
+      this node is not on the majority side), with node counts by status
+      (`nodes_by_status`, `node_count`) and the classification
+      (`connectivity`).
+    * **resources** (fanned out to every node with a ClusterScope agent):
+      `per_node` has each node's latest sample summary (memory, processes,
+      run queue, scheduler utilisation, longest message queue, ...), its
+      active alerts and whether its monitor is throttled; `alerts` lists
+      every active alert, critical first, and `worst_alert_severity` the
+      worst of them. Nodes that do not answer within the node timeout, or
+      that this node already sees as not up (they are not called), are in
+      `node_errors`.
+
+  `status` is the worst of: the connectivity status; `degraded` for a
+  warning alert and `critical` for a critical one anywhere; and `degraded`
+  when a node did not answer. `mix cluster_scope.health` exits 0, 1 or 2 on
+  `healthy`, `degraded` or `critical`.
+
+  Cost: one `topology/0` call here and one remote read of each node's
+  monitor table (microseconds each); bounded by the node timeout.
   """
 
   use ClusterScope.Operation, name: "cluster_health"
+
+  alias ClusterScope.Health
+  alias ClusterScope.Health.Alerts
+
+  @rank %{healthy: 0, degraded: 1, critical: 2}
 
   @impl true
   def rest_config do
     %{
       method: :get,
       path: "/api/v1/cluster/health",
-      summary: "Connectivity health of the cluster",
+      summary: "Cluster health: connectivity, and resources and alerts of every node",
       parameters: [],
       responses: %{200 => %{description: "the health"}}
     }
@@ -27,7 +52,7 @@ defmodule ClusterScope.Operations.ClusterHealth do
     c = topology.classification
     counts = Enum.frequencies_by(topology.nodes, & &1.status)
 
-    status =
+    connectivity_status =
       cond do
         c.status == :split and c[:side] != :majority -> :critical
         c.status != :healthy -> :degraded
@@ -35,12 +60,31 @@ defmodule ClusterScope.Operations.ClusterHealth do
         true -> :healthy
       end
 
+    {answers, node_errors} = Health.cluster_call(:local_health, [])
+    alerts = answers |> Enum.flat_map(fn {_node, h} -> h.alerts end) |> Alerts.sort()
+    worst = Alerts.worst(alerts)
+
+    status =
+      Enum.max_by(
+        [
+          connectivity_status,
+          Health.severity_status(worst),
+          if(node_errors == [], do: :healthy, else: :degraded)
+        ],
+        &@rank[&1]
+      )
+
     {:ok,
      %{
        status: status,
+       connectivity_status: connectivity_status,
        connectivity: c,
        nodes_by_status: counts,
-       node_count: length(topology.nodes)
+       node_count: length(topology.nodes),
+       worst_alert_severity: worst,
+       alerts: alerts,
+       per_node: Map.new(answers, fn {node, h} -> {node, Map.delete(h, :node)} end),
+       node_errors: node_errors
      }}
   end
 end

@@ -110,6 +110,32 @@ defmodule ClusterScope.Cluster.PartitionTest do
     assert %{indirect: [_]} = status(a, :indirect)
   end
 
+  test "links that global cuts to prevent overlapping partitions are attributed to it" do
+    # With a-b cut, Erlang drops a-b after the tick time; global (OTP 25+,
+    # prevent_overlapping_partitions) then disconnects c from one side on its
+    # own. That nodedown must say so.
+    [a, b, c] = peers = Cluster.start(3)
+    healthy(peers)
+    marks = Map.new(peers, &{&1.node, Cluster.last_cluster_event(&1)})
+    :ok = Cluster.cut(a, b)
+
+    deadline = System.monotonic_time(:millisecond) + 15_000
+
+    attributed =
+      Cluster.poll(deadline, fn ->
+        Enum.find_value([a, b, c], fn p ->
+          p
+          |> Cluster.call(ClusterScope.Test.NodeWatcher, :cluster_events, [])
+          |> Enum.find(
+            &(&1.id > marks[p.node] and &1.type == :down and &1.details.attribution == :global)
+          )
+        end)
+      end)
+
+    assert attributed, "no nodedown attributed to global within 15 s"
+    assert attributed.cause =~ "global"
+  end
+
   test "a clean 2-2 split is a tie on both sides" do
     [a, b, c, d] = peers = Cluster.start(4)
     healthy(peers)

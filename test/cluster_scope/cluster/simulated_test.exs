@@ -105,6 +105,27 @@ defmodule ClusterScope.Cluster.SimulatedTest do
   end
 
   @tag :cluster
+  test "local_cluster mode starts real peers that join, and stops them on the way out" do
+    {:ok, %{mode: :local_cluster, nodes: nodes}} = Mode.set(:local_cluster, nodes: 2)
+    assert length(nodes) == 2
+    for n <- nodes, do: await_event(&(&1.type == :up and &1.node == n), 10_000)
+
+    deadline = System.monotonic_time(:millisecond) + 5_000
+
+    assert Cluster.poll(deadline, fn ->
+             {:ok, topology} = ClusterScope.topology()
+             topology.mode == :local_cluster and Enum.all?(nodes, &(&1 in topology.agents))
+           end)
+
+    # The peers run ClusterScope: operations reach them.
+    for n <- nodes, do: assert({:ok, %{node: ^n}} = ClusterScope.node_build_info(n))
+
+    {:ok, %{mode: :multi_node}} = Mode.set(:multi_node)
+    for n <- nodes, do: await_event(&(&1.type == :down and &1.node == n), 10_000)
+    refute Enum.any?(nodes, &(&1 in Node.list()))
+  end
+
+  @tag :cluster
   test "simulated and real outputs and events have the same shapes" do
     [a, _b, x] = peers = Cluster.start(3)
 

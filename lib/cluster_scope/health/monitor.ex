@@ -1,0 +1,902 @@
+defmodule ClusterScope.Health.Monitor do
+  @moduledoc """
+  Samples this node's health every `health_interval_ms` (default 1 s),
+  raises and clears alerts against thresholds, keeps baselines, and protects
+  the node from its own cost. One per node, started in ClusterScope's
+  supervision tree. Use it through `ClusterScope.Health`.
+
+  ## A sample
+
+    * memory: total, processes, binary, ets, atom (`:erlang.memory/1`), and
+      the total as a % of the memory available to the VM (machine or cgroup)
+    * process, port and atom counts against their limits
+    * run queue lengths: per normal scheduler, dirty CPU and dirty IO
+    * scheduler utilisation of the normal (and dirty CPU) schedulers
+    * reductions per second (`:erlang.statistics(:reductions)`, deltas of
+      the total, so other callers of `statistics(:reductions)` do not
+      disturb it)
+    * the 10 longest message queues (a non-essential collector, see below)
+    * busy distribution port events: how many times a process was suspended
+      because a distribution buffer was full, counted from
+      `:erlang.system_monitor/2` messages - only when no other system
+      monitor is installed: there is one per VM, so the monitor installs
+      itself only when `:erlang.system_monitor()` is `:undefined`, never
+      replaces another one, gives it back if one appeared in the meantime,
+      and stops counting (status `unavailable`) if another process takes the
+      slot later. It removes itself when it stops.
+    * connectivity from `ClusterScope.Cluster.State.topology/0`: the
+      classification's status and side, and the number of known nodes that
+      are not up
+    * Horde distribution skew, only when Horde is loaded (checked once at
+      start); otherwise the section is absent
+    * the values compared with thresholds and baselines (`values`), the
+      anomalies against the baselines, and the cost of this sample
+
+  The last #{120} samples are kept (`ClusterScope.Health.samples/0`).
+
+  ## Scheduler utilisation: how and what it costs
+
+  The busy and total wall time of each scheduler from
+  `:erlang.statistics(:scheduler_wall_time)`, read once per sample; the
+  utilisation is the delta of busy time over the delta of total time since
+  the previous sample. Measured on a 2-core x86-64 (OTP 25):
+
+    * reading it costs about 4 us (`:scheduler.sample/0` of runtime_tools
+      reads the same data, plus the dirty IO schedulers, in about 10 us:
+      the direct call is the cheaper of the two);
+    * it needs `:erlang.system_flag(:scheduler_wall_time, true)`, which
+      makes every scheduler take a timestamp when it goes to sleep and wakes
+      up. The monitor turns it on for as long as it lives (the flag is
+      counted per process: it never turns off someone else's). With it on,
+      a worst case for it - two processes exchanging 200,000 messages, and
+      100,000 spawn/await round trips, where schedulers sleep and wake
+      constantly - ran 0.5-1.5% slower than with it off (within the noise
+      of 5 runs); on CPU-bound work there is no difference.
+
+  `:erlang.statistics(:runtime)` (CPU time of the VM) needs no flag but is
+  not scheduler utilisation: it counts the schedulers' busy-waiting before
+  they sleep and the other threads of the VM.
+
+  ## Cost of a sample and self-protection
+
+  The essential collectors together cost about 50-150 us per sample on an
+  idle node (`:erlang.memory/1` is about 30 us of it; the topology call to
+  `ClusterScope.Cluster.State` most of the rest); at the default 1 s that is
+  about 0.01% of one core. The non-essential collectors (message queue scan,
+  Horde skew) run in a separate low-priority process, at most every 10 s and
+  never more often than keeps them under half of the budget (a scan that
+  took 25 ms waits at least 25 ms / (budget / 2) = 5 s before the next).
+  `bench/monitor_overhead.exs` measures the whole.
+
+  The monitor measures each sample's wall time and reductions (its
+  "own cost") and compares, at every sample:
+
+    * the node's load: the run queue above 2 per online scheduler, or the
+      normal schedulers busy more than 90%;
+    * its own cost: `typical sample time / interval` plus the collectors'
+      `scan time / scan period` above the budget (default 0.01: 1% of one
+      core). The typical sample time is the median of the last 5 samples
+      taken while the node was not loaded: a sample under load mostly
+      measures the wait for a scheduler, and one slow sample (a garbage
+      collection, code loading) should not move the interval.
+
+  When either holds it first stops the non-essential collectors (a running
+  scan is stopped); if it still holds at the next sample, it doubles the
+  interval, up to `max_interval_ms` (default 16 times the interval). When
+  neither holds, it halves the interval at every sample back to the
+  configured one, then resumes the collectors (only once its own cost leaves
+  room for them: under half the budget). Samples forced with `sample_now/0`
+  do not change the throttling.
+
+  The state is in `ClusterScope.Health.status/0`: the interval in force,
+  the reason (`run_queue`, `scheduler_utilization`, `own_cost` or nil), the
+  collectors skipped, and the measured cost.
+
+  Reads (`latest/0`, `alerts/0`, `status/0`, `thresholds/0`) come from an
+  ETS table the monitor writes after each sample: they never wait for the
+  monitor.
+  """
+
+  use GenServer
+
+  alias ClusterScope.Health.{Alerts, Baseline, Collectors, Thresholds}
+
+  @table __MODULE__
+  @max_samples 120
+  @default_budget 0.01
+  @default_scan_interval_ms 10_000
+  @max_factor 16
+  @scan_deadline_ms 30_000
+  @cost_window 5
+
+  # -- API (see ClusterScope.Health) --------------------------------------------------
+
+  @doc false
+  def start_link(opts), do: GenServer.start_link(__MODULE__, opts, name: __MODULE__)
+
+  @doc "The latest sample, or nil."
+  @spec latest() :: map() | nil
+  def latest, do: read(:latest, nil)
+
+  @doc "The active alerts of this node."
+  @spec alerts() :: [map()]
+  def alerts, do: read(:alerts, [])
+
+  @doc "The sampling and throttling state."
+  @spec status() :: map() | nil
+  def status, do: read(:status, nil)
+
+  @doc "The thresholds in force."
+  @spec thresholds() :: Thresholds.t() | nil
+  def thresholds, do: read(:thresholds, nil)
+
+  @doc "Whether the monitor runs on this node."
+  @spec running?() :: boolean()
+  def running?, do: :ets.whereis(@table) != :undefined
+
+  defp read(key, default) do
+    case :ets.lookup(@table, key) do
+      [{^key, value}] -> value
+      [] -> default
+    end
+  rescue
+    ArgumentError -> default
+  end
+
+  @doc "The samples kept, oldest first."
+  def samples, do: GenServer.call(__MODULE__, :samples)
+
+  @doc "Takes a sample now and returns it (does not change the throttling)."
+  def sample_now, do: GenServer.call(__MODULE__, :sample_now)
+
+  @doc "Applies threshold changes (see `ClusterScope.Health.Thresholds.apply_changes/2`)."
+  def set_thresholds(changes), do: GenServer.call(__MODULE__, {:set_thresholds, changes})
+
+  @doc "Back to the default thresholds."
+  def reset_thresholds, do: GenServer.call(__MODULE__, :reset_thresholds)
+
+  @doc "Changes the sampling settings (see `ClusterScope.Health.configure_sampling/1`)."
+  def configure(opts), do: GenServer.call(__MODULE__, {:configure, opts})
+
+  @doc "The baselines (`ClusterScope.Health.Baseline.describe/1`)."
+  def baselines, do: GenServer.call(__MODULE__, :baselines)
+
+  @doc "Subscribes `pid` to alerts."
+  def subscribe(pid), do: GenServer.call(__MODULE__, {:subscribe, pid})
+
+  @doc "Ends a subscription."
+  def unsubscribe(pid), do: GenServer.call(__MODULE__, {:unsubscribe, pid})
+
+  # -- server ---------------------------------------------------------------------------
+
+  @impl true
+  def init(opts) do
+    Process.flag(:trap_exit, true)
+    :erlang.system_flag(:scheduler_wall_time, true)
+    :ets.new(@table, [:named_table, :protected, read_concurrency: true])
+
+    base =
+      Keyword.get_lazy(opts, :interval_ms, fn -> ClusterScope.Config.get(:health_interval_ms) end)
+
+    state =
+      %{
+        base_interval: base,
+        interval: base,
+        max_interval: base * @max_factor,
+        max_interval_set: nil,
+        budget: @default_budget,
+        scan_interval: @default_scan_interval_ms,
+        timer: nil,
+        thresholds: Thresholds.defaults(),
+        tracks: %{},
+        seq: 0,
+        samples: :queue.new(),
+        sample_count: 0,
+        samples_taken: 0,
+        last_sample_at_ms: nil,
+        subscribers: %{},
+        prev: prev_reading(),
+        baselines: %{},
+        membership_changes: 0,
+        baselines_reset_at_ms: nil,
+        sysmon: install_system_monitor(),
+        busy_dist_port: 0,
+        system_memory: Collectors.system_memory(),
+        horde?: Code.ensure_loaded?(Horde.DynamicSupervisor),
+        collector: %{
+          running: nil,
+          due_at: System.monotonic_time(:millisecond),
+          top: [],
+          last: nil,
+          horde: nil,
+          period: nil
+        },
+        throttle: %{collectors_throttled: false, reason: nil},
+        cost: %{last_us: 0, window: [], typical_us: nil, last_reductions: 0},
+        cluster_state: nil
+      }
+      |> subscribe_cluster()
+
+    :ets.insert(@table, {:thresholds, state.thresholds})
+    publish_status(state)
+    {:ok, schedule(state)}
+  end
+
+  @impl true
+  def handle_call(:samples, _from, state), do: {:reply, :queue.to_list(state.samples), state}
+
+  def handle_call(:sample_now, _from, state) do
+    state = take_sample(state, true)
+    {:reply, latest(), state}
+  end
+
+  def handle_call({:set_thresholds, changes}, _from, state) do
+    case Thresholds.apply_changes(state.thresholds, changes) do
+      {:ok, thresholds} ->
+        :ets.insert(@table, {:thresholds, thresholds})
+        {:reply, {:ok, thresholds}, %{state | thresholds: thresholds}}
+
+      {:error, _} = error ->
+        {:reply, error, state}
+    end
+  end
+
+  def handle_call(:reset_thresholds, _from, state) do
+    thresholds = Thresholds.defaults()
+    :ets.insert(@table, {:thresholds, thresholds})
+    {:reply, {:ok, thresholds}, %{state | thresholds: thresholds}}
+  end
+
+  def handle_call({:configure, opts}, _from, state) do
+    case configure_opts(opts, state) do
+      {:ok, new} ->
+        # A new interval starts afresh; a new budget keeps the throttling in
+        # force and lets the next samples move it.
+        new =
+          if {new.base_interval, new.max_interval} != {state.base_interval, state.max_interval},
+            do: %{
+              new
+              | interval: new.base_interval,
+                throttle: %{collectors_throttled: false, reason: nil}
+            },
+            else: new
+
+        state = schedule(new)
+        publish_status(state)
+        {:reply, {:ok, status()}, state}
+
+      {:error, _} = error ->
+        {:reply, error, state}
+    end
+  end
+
+  def handle_call(:baselines, _from, state),
+    do: {:reply, Baseline.describe(state.baselines), state}
+
+  def handle_call({:subscribe, pid}, _from, state) do
+    if Map.has_key?(state.subscribers, pid),
+      do: {:reply, :ok, state},
+      else: {:reply, :ok, put_in(state.subscribers[pid], Process.monitor(pid))}
+  end
+
+  def handle_call({:unsubscribe, pid}, _from, state) do
+    {ref, subscribers} = Map.pop(state.subscribers, pid)
+    if ref, do: Process.demonitor(ref, [:flush])
+    {:reply, :ok, %{state | subscribers: subscribers}}
+  end
+
+  @impl true
+  def handle_info(:sample, state) do
+    {:noreply, state |> Map.put(:timer, nil) |> take_sample(false) |> schedule()}
+  end
+
+  def handle_info({:monitor, _pid, :busy_dist_port, _port}, state) do
+    {:noreply, %{state | busy_dist_port: state.busy_dist_port + 1}}
+  end
+
+  def handle_info({:collected, pid, result}, %{collector: %{running: {pid, _, _}}} = state) do
+    {:noreply, collector_done(state, result)}
+  end
+
+  def handle_info({:cluster_scope, :cluster, %{type: type}}, state) when type in [:up, :down] do
+    state = %{
+      state
+      | baselines: Baseline.reset(state.baselines, Baseline.cluster_size_dependent()),
+        membership_changes: state.membership_changes + 1,
+        baselines_reset_at_ms: System.system_time(:millisecond)
+    }
+
+    publish_status(state)
+    {:noreply, state}
+  end
+
+  def handle_info({:cluster_scope, :cluster, _event}, state), do: {:noreply, state}
+
+  def handle_info({:DOWN, _ref, :process, pid, reason}, state) do
+    cond do
+      match?({^pid, _, _}, state.collector.running) ->
+        last = %{status: :error, error: inspect(reason, limit: 5), finished_at_ms: now_ms()}
+        {:noreply, collector_stopped(state, last)}
+
+      pid == state.cluster_state ->
+        Process.send_after(self(), :resubscribe, 1_000)
+        {:noreply, %{state | cluster_state: nil}}
+
+      true ->
+        {:noreply, %{state | subscribers: Map.delete(state.subscribers, pid)}}
+    end
+  end
+
+  def handle_info(:resubscribe, state), do: {:noreply, subscribe_cluster(state)}
+  def handle_info(_other, state), do: {:noreply, state}
+
+  @impl true
+  def terminate(_reason, state) do
+    if state.sysmon == :installed and
+         match?({pid, _} when pid == self(), :erlang.system_monitor()) do
+      :erlang.system_monitor(:undefined)
+    end
+
+    stop_collector(state)
+    :ok
+  end
+
+  # -- sampling -------------------------------------------------------------------------
+
+  defp take_sample(state, forced?) do
+    started = System.monotonic_time(:microsecond)
+    {:reductions, r0} = Process.info(self(), :reductions)
+    now = now_ms()
+
+    memory = Collectors.memory(state.system_memory)
+    limits = Collectors.limits()
+    rq = Collectors.run_queues()
+    swt = Collectors.scheduler_wall_time()
+    normal = :erlang.system_info(:schedulers)
+    dirty = :erlang.system_info(:dirty_cpu_schedulers_online)
+    util = Collectors.utilization(state.prev.swt, swt, 1..rq.online)
+
+    dirty_util =
+      if dirty > 0,
+        do: Collectors.utilization(state.prev.swt, swt, (normal + 1)..(normal + dirty))
+
+    {reductions, _} = :erlang.statistics(:reductions)
+    elapsed_s = (started - state.prev.at_us) / 1_000_000
+
+    reductions_per_s =
+      if state.prev.reductions && elapsed_s > 0,
+        do: round((reductions - state.prev.reductions) / elapsed_s)
+
+    connectivity = Collectors.connectivity()
+    {state, busy} = busy_dist_port(state)
+    state = state |> check_collector_deadline() |> maybe_start_collector()
+    top = Collectors.refresh_top(state.collector.top)
+    state = put_in(state.collector.top, top)
+
+    values =
+      %{
+        memory_total_bytes: memory.total_bytes,
+        memory_total_pct: memory.total_pct,
+        memory_processes_bytes: memory.processes_bytes,
+        memory_binary_bytes: memory.binary_bytes,
+        memory_ets_bytes: memory.ets_bytes,
+        memory_atom_bytes: memory.atom_bytes,
+        process_count: limits.process_count,
+        process_usage_pct: limits.process_usage_pct,
+        port_count: limits.port_count,
+        port_usage_pct: limits.port_usage_pct,
+        atom_count: limits.atom_count,
+        atom_usage_pct: limits.atom_usage_pct,
+        run_queue: rq.run_queue,
+        run_queue_per_scheduler: rq.run_queue_per_scheduler,
+        scheduler_utilization_pct: util,
+        reductions_per_s: reductions_per_s,
+        max_message_queue_len: max_queue(state.collector, top),
+        busy_dist_port_events: busy.events,
+        connectivity: connectivity.level,
+        non_up_nodes: connectivity.non_up_nodes
+      }
+      |> put_horde(state)
+
+    {baselines, anomalies} = Baseline.update(state.baselines, values)
+
+    sample =
+      %{
+        node: node(),
+        at_ms: now,
+        interval_ms: state.interval,
+        memory: memory,
+        limits: limits,
+        schedulers:
+          Map.merge(rq, %{utilization_pct: util, dirty_cpu_utilization_pct: dirty_util}),
+        reductions_per_s: reductions_per_s,
+        message_queues: message_queues(state, top),
+        busy_dist_port: busy,
+        connectivity: connectivity,
+        values: values,
+        anomalies: anomalies
+      }
+      |> put_horde_section(state)
+
+    {tracks, events, seq} =
+      Alerts.evaluate(state.tracks, values, state.thresholds, %{
+        node: node(),
+        now_ms: now,
+        seq: state.seq,
+        sample: sample
+      })
+
+    notify(events, state.subscribers)
+
+    {:reductions, r1} = Process.info(self(), :reductions)
+    cost_us = System.monotonic_time(:microsecond) - started
+    sample = Map.put(sample, :cost, %{wall_us: cost_us, reductions: r1 - r0})
+
+    # A sample taken while the node is loaded mostly measures the wait for
+    # a scheduler, not the monitor's work: it does not count in the typical
+    # cost (the load is its own reason to back off).
+    window =
+      if loaded?(rq, util),
+        do: state.cost.window,
+        else: Enum.take([cost_us | state.cost.window], @cost_window)
+
+    state = %{
+      state
+      | tracks: tracks,
+        seq: seq,
+        baselines: baselines,
+        prev: %{at_us: started, swt: swt, reductions: reductions},
+        cost: %{
+          last_us: cost_us,
+          window: window,
+          typical_us: median(window) || state.cost.typical_us || cost_us,
+          last_reductions: r1 - r0
+        },
+        samples_taken: state.samples_taken + 1,
+        last_sample_at_ms: now
+    }
+
+    state = if forced?, do: state, else: throttle(state, rq, util)
+    state = keep(state, sample)
+
+    :ets.insert(@table, [{:latest, sample}, {:alerts, Alerts.active(tracks)}])
+    publish_status(state)
+    state
+  end
+
+  defp prev_reading do
+    {reductions, _} = :erlang.statistics(:reductions)
+
+    %{
+      at_us: System.monotonic_time(:microsecond),
+      swt: Collectors.scheduler_wall_time(),
+      reductions: reductions
+    }
+  end
+
+  defp keep(state, sample) do
+    if state.sample_count >= @max_samples do
+      {_, q} = :queue.out(state.samples)
+      %{state | samples: :queue.in(sample, q)}
+    else
+      %{state | samples: :queue.in(sample, state.samples), sample_count: state.sample_count + 1}
+    end
+  end
+
+  defp max_queue(%{last: nil}, _top), do: nil
+  defp max_queue(_collector, []), do: 0
+  defp max_queue(_collector, [first | _]), do: first.message_queue_len
+
+  defp message_queues(state, top) do
+    last = state.collector.last || %{}
+
+    %{
+      top: Enum.map(top, &Map.delete(&1, :local_pid)),
+      status:
+        cond do
+          state.throttle.collectors_throttled -> :throttled
+          last == %{} -> :pending
+          true -> Map.get(last, :status, :ok)
+        end,
+      last_scan_at_ms: last[:finished_at_ms],
+      processes_scanned: last[:scanned],
+      scan_cost_us: last[:cost_us]
+    }
+  end
+
+  defp put_horde(values, %{horde?: true, collector: %{horde: %{max_skew: skew}}}),
+    do: Map.put(values, :horde_skew, skew)
+
+  defp put_horde(values, %{horde?: true}), do: Map.put(values, :horde_skew, nil)
+  defp put_horde(values, _state), do: values
+
+  defp put_horde_section(sample, %{horde?: true, collector: c}),
+    do: Map.put(sample, :horde, c.horde || %{supervisors: [], max_skew: nil, status: :pending})
+
+  defp put_horde_section(sample, _state), do: sample
+
+  defp notify([], _subscribers), do: :ok
+
+  defp notify(events, subscribers) do
+    for {action, alert} <- events do
+      for pid <- Map.keys(subscribers), do: send(pid, {:cluster_scope, :alert, action, alert})
+      ClusterScope.Telemetry.alert(action, alert)
+    end
+
+    :ok
+  end
+
+  # -- busy_dist_port -------------------------------------------------------------------
+
+  defp install_system_monitor do
+    case :erlang.system_monitor() do
+      :undefined ->
+        case :erlang.system_monitor(self(), [:busy_dist_port]) do
+          :undefined ->
+            :installed
+
+          {pid, opts} ->
+            # Another process installed one between the check and ours: give
+            # it back.
+            :erlang.system_monitor(pid, opts)
+            {:unavailable, "another system monitor is installed (#{inspect(pid)})"}
+        end
+
+      {pid, _opts} ->
+        {:unavailable, "another system monitor is installed (#{inspect(pid)})"}
+    end
+  end
+
+  defp busy_dist_port(%{sysmon: :installed} = state) do
+    self = self()
+
+    case :erlang.system_monitor() do
+      {^self, _} ->
+        {%{state | busy_dist_port: 0}, %{status: :installed, events: state.busy_dist_port}}
+
+      other ->
+        reason =
+          "another system monitor replaced ClusterScope's (#{inspect(other, limit: 3)}); " <>
+            "not reinstalled"
+
+        busy_dist_port(%{state | sysmon: {:unavailable, reason}})
+    end
+  end
+
+  defp busy_dist_port(%{sysmon: {:unavailable, reason}} = state) do
+    {state, %{status: :unavailable, events: nil, reason: reason}}
+  end
+
+  # -- non-essential collectors ---------------------------------------------------------
+
+  defp maybe_start_collector(%{collector: %{running: nil} = c} = state) do
+    if not state.throttle.collectors_throttled and System.monotonic_time(:millisecond) >= c.due_at do
+      parent = self()
+      horde? = state.horde?
+
+      {pid, ref} =
+        :erlang.spawn_opt(
+          fn ->
+            started = System.monotonic_time(:microsecond)
+            {:reductions, r0} = Process.info(self(), :reductions)
+            queues = Collectors.scan_message_queues()
+            horde = if horde?, do: Collectors.horde()
+            {:reductions, r1} = Process.info(self(), :reductions)
+
+            result = %{
+              queues: queues,
+              horde: horde,
+              cost_us: System.monotonic_time(:microsecond) - started,
+              reductions: r1 - r0
+            }
+
+            send(parent, {:collected, self(), result})
+          end,
+          [:monitor, priority: :low]
+        )
+
+      put_in(state.collector.running, {pid, ref, System.monotonic_time(:millisecond)})
+    else
+      state
+    end
+  end
+
+  defp maybe_start_collector(state), do: state
+
+  defp check_collector_deadline(%{collector: %{running: {_pid, _ref, at}}} = state) do
+    if System.monotonic_time(:millisecond) - at > @scan_deadline_ms do
+      stop_collector(state)
+
+      collector_stopped(state, %{
+        status: :incomplete,
+        error: "did not finish within #{@scan_deadline_ms} ms",
+        finished_at_ms: now_ms()
+      })
+    else
+      state
+    end
+  end
+
+  defp check_collector_deadline(state), do: state
+
+  defp stop_collector(%{collector: %{running: {pid, ref, _}}}) do
+    Process.demonitor(ref, [:flush])
+    Process.exit(pid, :kill)
+    :ok
+  end
+
+  defp stop_collector(_state), do: :ok
+
+  defp collector_stopped(state, last) do
+    previous = state.collector.last || %{}
+    last = Map.merge(Map.take(previous, [:scanned, :cost_us, :reductions]), last)
+
+    %{
+      state
+      | collector: %{
+          state.collector
+          | running: nil,
+            last: last,
+            due_at: System.monotonic_time(:millisecond) + state.scan_interval
+        }
+    }
+  end
+
+  defp collector_done(state, result) do
+    {_pid, ref, _} = state.collector.running
+    Process.demonitor(ref, [:flush])
+
+    # Paced so the collectors stay under half of the budget.
+    period = max(state.scan_interval, round(result.cost_us / 1_000 / (state.budget / 2)))
+
+    last = %{
+      status: :ok,
+      scanned: result.queues.scanned,
+      cost_us: result.cost_us,
+      reductions: result.reductions,
+      finished_at_ms: now_ms()
+    }
+
+    %{
+      state
+      | collector: %{
+          state.collector
+          | running: nil,
+            last: last,
+            top: result.queues.top,
+            horde: result.horde,
+            period: period,
+            due_at: System.monotonic_time(:millisecond) + period
+        }
+    }
+  end
+
+  defp collector_fraction(%{collector: %{last: %{cost_us: cost}, period: period}})
+       when is_integer(cost) and is_integer(period) and period > 0,
+       do: cost / (period * 1_000)
+
+  defp collector_fraction(_state), do: 0.0
+
+  # -- self-protection ------------------------------------------------------------------
+
+  defp throttle(state, rq, util) do
+    load = load_reason(rq, util)
+    t = state.throttle
+    sample_fraction = state.cost.typical_us / (state.interval * 1_000)
+    collectors = if t.collectors_throttled, do: 0.0, else: collector_fraction(state)
+    reason = load || if(sample_fraction + collectors > state.budget, do: :own_cost)
+
+    cond do
+      # First step: the non-essential collectors.
+      reason != nil and not t.collectors_throttled ->
+        stop_collector(state)
+        state = if state.collector.running, do: put_in(state.collector.running, nil), else: state
+        %{state | throttle: %{collectors_throttled: true, reason: reason}}
+
+      reason != nil and (load != nil or sample_fraction > state.budget) ->
+        %{
+          state
+          | interval: min(state.interval * 2, state.max_interval),
+            throttle: %{t | reason: reason}
+        }
+
+      reason != nil ->
+        %{state | throttle: %{t | reason: reason}}
+
+      state.interval > state.base_interval ->
+        %{state | interval: max(div(state.interval, 2), state.base_interval)}
+
+      t.collectors_throttled and sample_fraction <= state.budget / 2 ->
+        %{state | throttle: %{collectors_throttled: false, reason: nil}}
+
+      t.collectors_throttled ->
+        %{state | throttle: %{t | reason: :own_cost}}
+
+      true ->
+        %{state | throttle: %{t | reason: nil}}
+    end
+  end
+
+  defp loaded?(rq, util), do: load_reason(rq, util) != nil
+
+  defp load_reason(rq, util) do
+    cond do
+      rq.run_queue > rq.online * 2 -> :run_queue
+      is_number(util) and util > 90.0 -> :scheduler_utilization
+      true -> nil
+    end
+  end
+
+  defp median([]), do: nil
+
+  defp median(list) do
+    sorted = Enum.sort(list)
+    Enum.at(sorted, div(length(sorted), 2))
+  end
+
+  defp schedule(state) do
+    if state.timer, do: Process.cancel_timer(state.timer)
+    %{state | timer: Process.send_after(self(), :sample, state.interval)}
+  end
+
+  defp publish_status(state) do
+    t = state.throttle
+
+    sample_fraction =
+      if state.cost.typical_us, do: state.cost.typical_us / (state.interval * 1_000), else: 0.0
+
+    collectors = if t.collectors_throttled, do: 0.0, else: collector_fraction(state)
+    last = state.collector.last || %{}
+
+    skipped =
+      if t.collectors_throttled,
+        do: [:message_queues | if(state.horde?, do: [:horde_skew], else: [])],
+        else: []
+
+    status = %{
+      node: node(),
+      base_interval_ms: state.base_interval,
+      interval_ms: state.interval,
+      max_interval_ms: state.max_interval,
+      throttled: state.interval > state.base_interval or t.collectors_throttled,
+      reason: t.reason,
+      skipped_collectors: skipped,
+      own_cost: %{
+        last_sample_us: state.cost.last_us,
+        typical_sample_us: state.cost.typical_us,
+        last_sample_reductions: state.cost.last_reductions,
+        sample_fraction: Float.round(sample_fraction, 6),
+        collectors_fraction: Float.round(collectors * 1.0, 6),
+        total_fraction: Float.round(sample_fraction + collectors, 6),
+        budget: state.budget
+      },
+      collectors: %{
+        message_queues: %{
+          status:
+            if(t.collectors_throttled, do: :throttled, else: Map.get(last, :status, :pending)),
+          running: state.collector.running != nil,
+          last_scan_at_ms: last[:finished_at_ms],
+          processes_scanned: last[:scanned],
+          cost_us: last[:cost_us],
+          reductions: last[:reductions],
+          period_ms: state.collector.period || state.scan_interval,
+          min_interval_ms: state.scan_interval
+        },
+        horde_skew: if(state.horde?, do: :enabled, else: :absent)
+      },
+      busy_dist_port:
+        case state.sysmon do
+          :installed -> %{status: :installed}
+          {:unavailable, reason} -> %{status: :unavailable, reason: reason}
+        end,
+      samples_taken: state.samples_taken,
+      last_sample_at_ms: state.last_sample_at_ms,
+      membership_changes: state.membership_changes,
+      baselines_reset_at_ms: state.baselines_reset_at_ms
+    }
+
+    :ets.insert(@table, {:status, status})
+  end
+
+  # -- configuration ----------------------------------------------------------------------
+
+  defp configure_opts(:defaults, state) do
+    base = ClusterScope.Config.get(:health_interval_ms)
+
+    {:ok,
+     %{
+       state
+       | base_interval: base,
+         max_interval: base * @max_factor,
+         max_interval_set: nil,
+         budget: @default_budget,
+         scan_interval: @default_scan_interval_ms
+     }}
+  end
+
+  defp configure_opts(opts, state) when is_list(opts) or is_map(opts) do
+    {state, errors} =
+      Enum.reduce(opts, {state, []}, fn {key, value}, {state, errors} ->
+        case configure_opt(key, value, state) do
+          {:ok, state} -> {state, errors}
+          {:error, message} -> {state, [%{field: to_string(key), message: message} | errors]}
+        end
+      end)
+
+    max = state.max_interval_set || state.base_interval * @max_factor
+
+    errors =
+      if max < state.base_interval,
+        do: [
+          %{
+            field: "max_interval_ms",
+            message: "must be at least interval_ms (#{state.base_interval})"
+          }
+          | errors
+        ],
+        else: errors
+
+    case errors do
+      [] -> {:ok, %{state | max_interval: max}}
+      _ -> {:error, Enum.reverse(errors)}
+    end
+  end
+
+  defp configure_opts(_opts, _state),
+    do: {:error, [%{field: "opts", message: "must be a keyword list or :defaults"}]}
+
+  defp configure_opt(:interval_ms, v, state) when is_integer(v) and v in 10..600_000,
+    do: {:ok, %{state | base_interval: v}}
+
+  defp configure_opt(:interval_ms, v, _),
+    do: {:error, "must be an integer in 10..600000, got: #{inspect(v)}"}
+
+  defp configure_opt(:max_interval_ms, nil, state), do: {:ok, %{state | max_interval_set: nil}}
+
+  defp configure_opt(:max_interval_ms, v, state) when is_integer(v) and v in 10..3_600_000,
+    do: {:ok, %{state | max_interval_set: v}}
+
+  defp configure_opt(:max_interval_ms, v, _),
+    do: {:error, "must be nil or an integer in 10..3600000, got: #{inspect(v)}"}
+
+  defp configure_opt(:cost_budget, v, state) when is_number(v) and v > 0 and v <= 1,
+    do: {:ok, %{state | budget: v * 1.0}}
+
+  defp configure_opt(:cost_budget, v, _),
+    do: {:error, "must be a number > 0 and <= 1 (a fraction of one core), got: #{inspect(v)}"}
+
+  defp configure_opt(:scan_interval_ms, v, state) when is_integer(v) and v in 100..3_600_000 do
+    state = %{state | scan_interval: v}
+    due = System.monotonic_time(:millisecond) + v
+    {:ok, update_in(state.collector.due_at, &min(&1, due))}
+  end
+
+  defp configure_opt(:scan_interval_ms, v, _),
+    do: {:error, "must be an integer in 100..3600000, got: #{inspect(v)}"}
+
+  defp configure_opt(_key, _v, _state),
+    do:
+      {:error,
+       "is not a sampling option (interval_ms, max_interval_ms, cost_budget, scan_interval_ms)"}
+
+  # -- cluster membership -----------------------------------------------------------------
+
+  defp subscribe_cluster(state) do
+    case Process.whereis(ClusterScope.Cluster.State) do
+      nil ->
+        Process.send_after(self(), :resubscribe, 1_000)
+        state
+
+      pid ->
+        ClusterScope.Cluster.State.subscribe(self())
+        Process.monitor(pid)
+        %{state | cluster_state: pid}
+    end
+  catch
+    :exit, _ ->
+      Process.send_after(self(), :resubscribe, 1_000)
+      state
+  end
+
+  defp now_ms, do: System.system_time(:millisecond)
+end

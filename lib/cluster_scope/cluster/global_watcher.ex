@@ -31,8 +31,11 @@ defmodule ClusterScope.Cluster.GlobalWatcher do
   # :logger handler callback.
   def log(%{msg: msg}, _config) do
     case msg do
-      {format, [a, b | _]} when is_list(format) or is_binary(format) ->
+      # "'global' at node ~p ~s node ~p in order to prevent overlapping
+      # partitions", [node(), What, Node] (OTP 25; older releases had no ~s).
+      {format, [a | rest]} when (is_list(format) or is_binary(format)) and rest != [] ->
         text = IO.chardata_to_string(format)
+        b = List.last(rest)
 
         if String.contains?(text, "overlapping partitions") and is_atom(a) and is_atom(b) do
           ClusterScope.Cluster.State.global_disconnect(a, b)
@@ -46,4 +49,6 @@ defmodule ClusterScope.Cluster.GlobalWatcher do
   catch
     _, _ -> :ok
   end
+
+  def log(_event, _config), do: :ok
 end

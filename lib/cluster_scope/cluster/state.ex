@@ -333,11 +333,11 @@ defmodule ClusterScope.Cluster.State do
 
   @doc false
   # The matrix as the Rust classifier takes it. A view whose version has not
-  # advanced for 3 heartbeat intervals (+100 ms) is stale: that row is
+  # advanced for 2 heartbeat intervals (+100 ms) is stale: that row is
   # unknown. Its owner stopped being heard by anyone who relays it, so what it
   # said last must not count as "still hears us".
   def observation(state, now) do
-    stale_ms = 3 * state.interval + 100
+    stale_ms = 2 * state.interval + 100
 
     agents = Heartbeat.agent_nodes()
     connected = MapSet.new(Node.list())
@@ -575,9 +575,10 @@ defmodule ClusterScope.Cluster.State do
   defp cause(node, reason, state) do
     now = System.monotonic_time(:millisecond)
 
+    # A tick timeout is Erlang's own verdict; global's cuts close links.
     cut_by_global? =
       case Map.fetch(state.global_cuts, node) do
-        {:ok, at} -> now - at < 5_000
+        {:ok, at} -> now - at < 5_000 and reason in [:disconnect, :connection_closed]
         :error -> false
       end
 

@@ -58,3 +58,37 @@ defmodule ClusterScope.Cluster.CausesTest do
     refute_receive {:cluster_scope, :cluster, %{type: :suspect, node: :"ghost@127.0.0.9"}}, 300
   end
 end
+
+defmodule ClusterScope.Cluster.GlobalWatcherTest do
+  use ExUnit.Case, async: false
+
+  alias ClusterScope.Cluster.GlobalWatcher
+
+  test "global's OTP 25 report (node, what, node) marks the other node" do
+    msg =
+      {~c"'global' at node ~p ~s node ~p in order to prevent overlapping partitions",
+       [node(), ~c"requested disconnect from", :"other@127.0.0.9"]}
+
+    assert GlobalWatcher.log(%{msg: msg, level: :warning, meta: %{}}, %{}) == :ok
+    # The cast is processed before this call returns its reply.
+    _ = :sys.get_state(ClusterScope.Cluster.State)
+
+    assert Map.has_key?(
+             :sys.get_state(ClusterScope.Cluster.State).global_cuts,
+             :"other@127.0.0.9"
+           )
+  end
+
+  test "anything else is ignored, and nothing raises" do
+    for msg <- [
+          {:report, %{a: 1}},
+          {:string, "hello"},
+          {~c"~p", [1]},
+          {~c"overlapping partitions ~p", ["x"]}
+        ] do
+      assert GlobalWatcher.log(%{msg: msg}, %{}) == :ok
+    end
+
+    assert GlobalWatcher.log(:garbage, %{}) == :ok
+  end
+end

@@ -65,7 +65,9 @@ defmodule Bench do
             Enum.all?(nodes -- [p.node], &(&1 in connected))
           end)
 
-        meshed and healthy?(peers)
+        # A trial starts from a cluster that stays healthy for a second:
+        # global may still be settling the links that came back.
+        meshed and healthy?(peers) and Process.sleep(1_000) == :ok and healthy?(peers)
       end)
 
     ok || raise "cluster did not recover"

@@ -37,6 +37,9 @@ exclude =
       [:chaos | exclude]
   end
 
-if :chaos not in exclude, do: ExUnit.after_suite(fn _ -> Cluster.remove_chain() end)
+if :chaos not in exclude do
+  Cluster.remove_stale_chains()
+  ExUnit.after_suite(fn _ -> Cluster.remove_chain() end)
+end
 
 ExUnit.start(exclude: exclude, capture_log: true)

@@ -141,9 +141,30 @@ defmodule ClusterScope.Test.Cluster do
     :ok
   end
 
-  defp delete_jumps do
-    case iptables(["-D", "INPUT", "-j", chain()]) do
-      {_, 0} -> delete_jumps()
+  @doc """
+  Removes the chains of runs that are gone (killed before they could clean
+  up), so their rules cannot linger.
+  """
+  def remove_stale_chains do
+    {out, _} = iptables(["-S"])
+
+    for "-N CS_TEST_" <> pid <- String.split(out, "\n"),
+        pid != System.pid(),
+        not File.exists?("/proc/#{pid}") do
+      chain = "CS_TEST_" <> pid
+      iptables(["-F", chain])
+      delete_jumps(chain)
+      iptables(["-X", chain])
+    end
+
+    :ok
+  end
+
+  defp delete_jumps, do: delete_jumps(chain())
+
+  defp delete_jumps(chain) do
+    case iptables(["-D", "INPUT", "-j", chain]) do
+      {_, 0} -> delete_jumps(chain)
       _ -> :ok
     end
   end

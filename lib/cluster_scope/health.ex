@@ -267,6 +267,10 @@ defmodule ClusterScope.Health do
   end
 
   defp error_text(reason) when is_binary(reason), do: reason
+
+  defp error_text([%{field: _, message: _} | _] = fields),
+    do: "refused: " <> Enum.map_join(fields, "; ", &"#{&1.field} #{&1.message}")
+
   defp error_text(reason), do: inspect(reason, limit: 10)
 
   defp node_statuses do

@@ -54,8 +54,8 @@ defmodule ClusterScope.Operations.SetAlertThresholds do
   end
 
   def check_params(%{thresholds: changes} = params) do
-    # Validated against the defaults: the same checks every node makes.
-    case Thresholds.apply_changes(Thresholds.defaults(), changes) do
+    # The checks every node makes, against this node's thresholds in force.
+    case Thresholds.apply_changes(Health.thresholds() || Thresholds.defaults(), changes) do
       {:ok, _} ->
         {:ok, %{params | thresholds: normalize(changes)}}
 

@@ -15,6 +15,10 @@ defmodule ClusterScope.Health.HTTPTest do
   end
 
   setup do
+    # Alerts left by an earlier test clear at the first sample with the
+    # default thresholds.
+    Health.reset_alert_thresholds()
+    Health.sample_now()
     on_exit(fn -> Health.reset_alert_thresholds() end)
     :ok
   end

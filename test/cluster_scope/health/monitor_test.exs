@@ -9,6 +9,11 @@ defmodule ClusterScope.Health.MonitorTest do
   alias ClusterScope.Test.Cluster
 
   setup do
+    # Alerts left by an earlier test clear at the first sample with the
+    # default thresholds.
+    Health.reset_alert_thresholds()
+    Health.sample_now()
+
     on_exit(fn ->
       Health.reset_alert_thresholds()
       Health.configure_sampling(:defaults)
@@ -107,7 +112,7 @@ defmodule ClusterScope.Health.MonitorTest do
       Health.sample_now()
       Health.sample_now()
       assert [%{id: ^id}] = active(:process_count)
-      refute_received {:cluster_scope, :alert, :cleared, _}
+      refute_received {:cluster_scope, :alert, :cleared, %{metric: :process_count}}
       Health.sample_now()
       assert [] = active(:process_count)
       assert_received {:cluster_scope, :alert, :cleared, %{id: ^id, cleared_at_ms: at}}
@@ -144,7 +149,10 @@ defmodule ClusterScope.Health.MonitorTest do
       assert [%{severity: :critical, threshold: t}] = active(:process_count)
       assert t == div(count, 2)
       assert_received {:cluster_scope, :alert, :cleared, %{id: ^warning_id}}
-      assert_received {:cluster_scope, :alert, :raised, %{severity: :critical}}
+
+      assert_received {:cluster_scope, :alert, :raised,
+                       %{severity: :critical, metric: :process_count}}
+
       assert Alerts.worst(Health.alerts()) == :critical
 
       {:ok, _} = Health.set_alert_thresholds(%{process_count: %{warning: nil, critical: nil}})
@@ -223,6 +231,18 @@ defmodule ClusterScope.Health.MonitorTest do
       assert Enum.find(errors, &(&1.field == "atom_usage_pct")).message =~ "above critical"
       assert Health.thresholds() == before
       assert {:error, [%{field: "thresholds"}]} = Thresholds.apply_changes(before, [:nope])
+    end
+
+    test "health_interval_ms is a validated option, 1 s by default" do
+      assert ClusterScope.Config.defaults().health_interval_ms == 1_000
+
+      assert {:ok, %{health_interval_ms: 250}} =
+               ClusterScope.Config.validate(health_interval_ms: 250)
+
+      assert {:error, %{health_interval_ms: 1_000}, [{:health_interval_ms, message}]} =
+               ClusterScope.Config.validate(health_interval_ms: 5)
+
+      assert message =~ "100..600000"
     end
 
     test "a level left out is kept, nil disables it" do

@@ -6,7 +6,11 @@ defmodule ClusterScope.Operations.ClusterTopology do
   of that matrix; and the nodes running a ClusterScope agent.
 
   Cheap and local: it reads `ClusterScope.Cluster.State`, so it answers on
-  both sides of a split without calling any other node.
+  both sides of a split without calling any other node. With
+  `include_health=true` it also asks every reachable node for its health
+  summary and active alerts (one parallel call per node, bounded by the node
+  timeout; nodes already seen as not up are not called and are listed in
+  `node_errors`).
   """
 
   use ClusterScope.Operation, name: "cluster_topology"
@@ -17,11 +21,29 @@ defmodule ClusterScope.Operations.ClusterTopology do
       method: :get,
       path: "/api/v1/cluster/topology",
       summary: "Nodes, statuses, connection matrix and partition classification",
-      parameters: [],
+      parameters: [
+        %{
+          name: :include_health,
+          type: :boolean,
+          required: false,
+          default: false,
+          location: :query,
+          description: "add each node's health summary and active alerts (one call per node)"
+        }
+      ],
       responses: %{200 => %{description: "the topology as seen from this node"}}
     }
   end
 
   @impl true
-  def execute(_params), do: {:ok, ClusterScope.Cluster.State.topology()}
+  def execute(params) do
+    topology = ClusterScope.Cluster.State.topology()
+
+    if params[:include_health] do
+      {answers, node_errors} = ClusterScope.Health.cluster_call(:local_health, [])
+      {:ok, Map.merge(topology, %{health: Map.new(answers), node_errors: node_errors})}
+    else
+      {:ok, topology}
+    end
+  end
 end

@@ -14,6 +14,12 @@ defmodule ClusterScope.Cluster.MembershipTest do
     data = Cluster.await_run(a, "cluster_topology", &(length(&1.agents) == 2))
     assert Enum.sort(data.agents) == Enum.sort([a.node, b.node])
 
+    {:ok, with_health} =
+      Cluster.call(a, ClusterScope, :run, ["cluster_topology", %{include_health: true}])
+
+    assert Enum.sort(Map.keys(with_health.health)) == Enum.sort([a.node, b.node])
+    assert %{status: _, alerts: _} = with_health.health[b.node]
+
     assert %{status: :healthy} =
              Cluster.await_run(a, "cluster_topology", &(&1.classification.status == :healthy)).classification
 

@@ -208,7 +208,13 @@ impl PhiDetector {
                 }
             }
             Some(last) if now_ms < last => return,
-            Some(last) => self.record(now_ms - last),
+            Some(last) => {
+                // One late beat (a pause, a reconnection) must not widen the
+                // distribution for the next `window` beats: an interval
+                // counts as at most three times the current mean.
+                let cap = (self.mean_ms() * 3.0).max(self.config.first_interval_estimate_ms);
+                self.record((now_ms - last).min(cap));
+            }
         }
         self.last_heartbeat_ms = Some(now_ms);
     }
@@ -301,6 +307,36 @@ mod tests {
 
     fn detector() -> PhiDetector {
         PhiDetector::new(PhiConfig::default()).unwrap()
+    }
+
+    #[test]
+    fn one_long_gap_does_not_blunt_detection() {
+        // 100 regular beats, one 5 s gap (a pause or a reconnection), then
+        // regular beats again: a later silence is suspected as fast as if the
+        // gap had been at most three intervals.
+        let mut with_gap = detector();
+        let mut reference = detector();
+        let mut t = 0.0;
+        for _ in 0..100 {
+            t += 100.0;
+            with_gap.heartbeat(t);
+            reference.heartbeat(t);
+        }
+        with_gap.heartbeat(t + 5_000.0);
+        reference.heartbeat(t + 300.0);
+        let (mut tg, mut tr) = (t + 5_000.0, t + 300.0);
+        for _ in 0..20 {
+            tg += 100.0;
+            tr += 100.0;
+            with_gap.heartbeat(tg);
+            reference.heartbeat(tr);
+        }
+        assert!((with_gap.std_dev_ms() - reference.std_dev_ms()).abs() < 1.0);
+        assert!(
+            with_gap.phi(tg + 800.0) >= 8.0,
+            "{}",
+            with_gap.phi(tg + 800.0)
+        );
     }
 
     /// A detector that heard `beats` heartbeats `interval` ms apart, the

@@ -15,8 +15,10 @@ defmodule ClusterScope.Web.Endpoint do
       at all (404) nor listed;
     * a browser request that mutates must come from the endpoint's own
       origin (or `allowed_origins`), so another site cannot drive it;
-    * bodies over `max_body_bytes` (1 MiB) are refused with 413 before they
-      are read into memory; at most 64 connections are served at once.
+    * bodies over `max_body_bytes` (1 MiB) are refused with a JSON 413;
+      bodies over twice that are refused by httpd from the headers alone,
+      before they are read (its own HTML 413); at most 64 connections are
+      served at once.
   """
 
   alias ClusterScope.Config
@@ -123,7 +125,10 @@ defmodule ClusterScope.Web.Endpoint do
       server_root: String.to_charlist(root),
       document_root: String.to_charlist(root),
       modules: [ClusterScope.Web.Handler],
-      max_body_size: settings.max_body_bytes,
+      # httpd refuses bodies past twice the limit from the headers alone (its
+      # own HTML 413, before reading them); bodies between the limit and that
+      # get the JSON 413 of the handler. Memory per request stays bounded.
+      max_body_size: settings.max_body_bytes * 2,
       max_clients: 64,
       keep_alive_timeout: 15,
       max_header_size: 16_384,

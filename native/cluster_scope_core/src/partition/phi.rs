@@ -245,7 +245,14 @@ impl PhiDetector {
         let elapsed = now_ms - last;
         let elapsed = if elapsed > 0.0 { elapsed } else { 0.0 };
         let mean = self.mean_ms() + self.config.acceptable_pause_ms;
-        let std_dev = self.std_dev_ms().max(self.config.min_std_dev_ms);
+        // The spread assumed is at least the floor and at most half the mean
+        // interval: however irregular the recent history (reconnections,
+        // pauses), a peer silent for a few intervals is still suspected.
+        let ceiling = (self.mean_ms() / 2.0).max(self.config.min_std_dev_ms);
+        let std_dev = self
+            .std_dev_ms()
+            .max(self.config.min_std_dev_ms)
+            .min(ceiling);
         phi_of(elapsed, mean, std_dev)
     }
 
@@ -307,6 +314,21 @@ mod tests {
 
     fn detector() -> PhiDetector {
         PhiDetector::new(PhiConfig::default()).unwrap()
+    }
+
+    #[test]
+    fn an_irregular_history_still_suspects_within_bounded_silence() {
+        // Intervals alternating 100 and 600 ms (mean 350, std 250): the
+        // assumed spread is at most half the mean, so 3 s of silence is
+        // suspected however irregular the history was.
+        let mut d = detector();
+        let mut t = 0.0;
+        for i in 0..200 {
+            t += if i % 2 == 0 { 100.0 } else { 600.0 };
+            d.heartbeat(t);
+        }
+        assert!(d.std_dev_ms() > d.mean_ms() / 2.0);
+        assert!(d.phi(t + 3_000.0) >= 8.0, "{}", d.phi(t + 3_000.0));
     }
 
     #[test]

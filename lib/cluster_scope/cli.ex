@@ -33,6 +33,31 @@ defmodule ClusterScope.CLI do
   @aliases [h: :help]
   @reserved Keyword.keys(@cli_flags)
 
+  @doc """
+  What a mix task needs before `main/1`: with `--node` only this project's
+  code (the work happens on the target node), otherwise the application
+  started here. Returns `:remote` or `:local`.
+  """
+  @spec prepare([String.t()]) :: :remote | :local
+  def prepare(argv) do
+    if "--node" in argv do
+      Mix.Task.run("compile")
+      Application.load(:cluster_scope)
+      :remote
+    else
+      Mix.Task.run("app.start")
+      :local
+    end
+  end
+
+  @doc "Writes a CLI's output and exits with its code (mix tasks)."
+  @spec finish({non_neg_integer(), iodata()}) :: :ok
+  def finish({code, output}) do
+    IO.write(output)
+    if code != 0, do: exit({:shutdown, code})
+    :ok
+  end
+
   @doc "Runs the CLI on `argv` and returns the exit code and the output."
   @spec main([String.t()]) :: {0 | 1 | 2, iodata()}
   def main(argv) do

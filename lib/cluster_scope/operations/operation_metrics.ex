@@ -64,14 +64,17 @@ defmodule ClusterScope.Operations.OperationMetrics do
 
     per_node =
       Map.new(answers, fn {node, entries} ->
-        {node, entries |> Enum.flat_map(&deserialized_summary/1) |> Enum.sort_by(& &1.name)}
+        {node,
+         entries
+         |> Enum.flat_map(fn {name, bin} -> summary(name, Histogram.deserialize(bin)) end)
+         |> Enum.sort_by(& &1.name)}
       end)
 
     operations =
       answers
       |> Enum.flat_map(fn {_node, entries} -> entries end)
       |> Enum.group_by(fn {name, _} -> name end, fn {_, bin} -> bin end)
-      |> Enum.flat_map(fn {name, bins} -> merged_summary(name, bins) end)
+      |> Enum.flat_map(fn {name, bins} -> summary(name, Histogram.merge_serialized(bins)) end)
       |> Enum.sort_by(& &1.name)
 
     {:ok,
@@ -88,21 +91,14 @@ defmodule ClusterScope.Operations.OperationMetrics do
     for {name, bin} <- map, is_binary(name) and is_binary(bin), do: {name, bin}
   end
 
-  defp deserialized_summary({name, bin}) do
-    with {:ok, hist} <- Histogram.deserialize(bin),
-         {:ok, summary} <- OperationLatency.summarize(name, hist) do
-      [summary]
-    else
+  # A summary of a histogram rebuilt from another node's bytes, or nothing
+  # when they do not decode.
+  defp summary(name, {:ok, hist}) do
+    case OperationLatency.summarize(name, hist) do
+      {:ok, summary} -> [summary]
       _ -> []
     end
   end
 
-  defp merged_summary(name, bins) do
-    with {:ok, hist} <- Histogram.merge_serialized(bins),
-         {:ok, summary} <- OperationLatency.summarize(name, hist) do
-      [summary]
-    else
-      _ -> []
-    end
-  end
+  defp summary(_name, _error), do: []
 end

@@ -19,18 +19,10 @@ defmodule Mix.Tasks.ClusterScope.Health do
 
   @impl true
   def run(argv) do
-    if "--node" in argv do
-      # Remote: only the code is needed here, ClusterScope runs on the target.
-      Mix.Task.run("compile")
-      Application.load(:cluster_scope)
-    else
-      Mix.Task.run("app.start")
-      # A VM started just now has not sampled yet.
-      if ClusterScope.Health.latest() == nil, do: ClusterScope.Health.sample_now()
-    end
+    # A VM started just now has not sampled yet.
+    if ClusterScope.CLI.prepare(argv) == :local and ClusterScope.Health.latest() == nil,
+      do: ClusterScope.Health.sample_now()
 
-    {code, output} = ClusterScope.Health.CLI.main(argv)
-    IO.write(output)
-    if code != 0, do: exit({:shutdown, code})
+    argv |> ClusterScope.Health.CLI.main() |> ClusterScope.CLI.finish()
   end
 end

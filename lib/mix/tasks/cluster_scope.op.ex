@@ -16,16 +16,7 @@ defmodule Mix.Tasks.ClusterScope.Op do
 
   @impl true
   def run(argv) do
-    if "--node" in argv do
-      # Remote: only the code is needed here, ClusterScope runs on the target.
-      Mix.Task.run("compile")
-      Application.load(:cluster_scope)
-    else
-      Mix.Task.run("app.start")
-    end
-
-    {code, output} = ClusterScope.CLI.main(argv)
-    IO.write(output)
-    if code != 0, do: exit({:shutdown, code})
+    ClusterScope.CLI.prepare(argv)
+    argv |> ClusterScope.CLI.main() |> ClusterScope.CLI.finish()
   end
 end

@@ -97,6 +97,20 @@ defmodule ClusterScope do
   @spec partitions() :: {:ok, map()} | {:error, ClusterScope.Error.t()}
   def partitions, do: run("partition_status")
 
+  @doc """
+  The processes of every node as one list (see `ClusterScope.Procs` for the
+  filters, `sort_by`, `limit`, `cursor` and `window_ms`).
+
+      {:ok, %{processes: rows, next_cursor: cursor}} =
+        ClusterScope.processes(%{sort_by: :message_queue_len, limit: 10})
+  """
+  @spec processes(map()) :: {:ok, map()} | {:error, ClusterScope.Error.t()}
+  def processes(params \\ %{}), do: run("process_list", params)
+
+  @doc "Everything about one process of any node (`\"0.123.0@node\"` or a pid)."
+  @spec process_info(String.t() | pid()) :: {:ok, map()} | {:error, ClusterScope.Error.t()}
+  def process_info(pid), do: run("get_process_info", %{pid: pid})
+
   @doc "ClusterScope's version on this node."
   @spec version() :: String.t()
   def version do

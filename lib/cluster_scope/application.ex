@@ -18,6 +18,8 @@ defmodule ClusterScope.Application do
     * `ClusterScope.Cluster.Heartbeat` - heartbeats and phi-accrual detectors
     * `ClusterScope.Cluster.State` - members, matrix, classification, events
     * `ClusterScope.Mode` - multi_node, local_cluster or simulated
+    * `ClusterScope.Procs.Snapshots` - this node's latest process snapshot,
+      shared by callers
     * `ClusterScope.Health.Monitor` - samples, alerts, baselines, self-protection
     * `ClusterScope.Web.EndpointSupervisor` - HTTP endpoints
   """
@@ -45,6 +47,7 @@ defmodule ClusterScope.Application do
       {ClusterScope.Cluster.State,
        quorum: config.get(:quorum), interval_ms: config.get(:heartbeat_interval_ms)},
       ClusterScope.Mode,
+      ClusterScope.Procs.Snapshots,
       {ClusterScope.Health.Monitor, interval_ms: config.get(:health_interval_ms)},
       {DynamicSupervisor, name: ClusterScope.Web.EndpointSupervisor, strategy: :one_for_one}
     ]

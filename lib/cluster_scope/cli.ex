@@ -182,6 +182,12 @@ defmodule ClusterScope.CLI do
             _ -> {:halt, {2, "--#{name} must be a JSON object\n"}}
           end
 
+        %{type: :json} when is_binary(value) ->
+          case ClusterScope.JSON.decode(value) do
+            {:ok, decoded} -> {:cont, {:ok, Map.put(acc, name, decoded)}}
+            _ -> {:halt, {2, "--#{name} must be JSON\n"}}
+          end
+
         _ ->
           {:cont, {:ok, Map.put(acc, name, value)}}
       end

@@ -104,6 +104,9 @@ defmodule ClusterScope.LocalCluster do
     * `:apps` - applications to start on the peer, default `[:cluster_scope]`
     * `:app_env` - `[{app, key, value}]` set before the apps start
     * `:args` - extra `erl` arguments (list of strings)
+    * `:agent` - `false` starts a node without ClusterScope's code at all
+      (its ebin is left off the code path and no app is started): an
+      *agentless* node, as a host's node without the dependency would be
     * `:boot_timeout` - milliseconds, default #{@default_boot_timeout}
   """
   @spec start_peer(keyword()) :: {:ok, Peer.t()} | {:error, term()}
@@ -252,7 +255,8 @@ defmodule ClusterScope.LocalCluster do
 
   defp start_apps(peer, opts) do
     env = Keyword.get(opts, :app_env, [])
-    apps = Keyword.get(opts, :apps, [:cluster_scope])
+    default_apps = if Keyword.get(opts, :agent, true), do: [:cluster_scope], else: []
+    apps = Keyword.get(opts, :apps, default_apps)
 
     for {app, _, _} <- env, do: call(peer, :application, :load, [app])
     for {app, key, value} <- env, do: :ok = call(peer, :application, :set_env, [app, key, value])
@@ -273,6 +277,7 @@ defmodule ClusterScope.LocalCluster do
       :code.get_path()
       |> Enum.map(&List.to_string/1)
       |> Enum.reject(&(String.starts_with?(&1, otp_root) or &1 == "."))
+      |> Enum.reject(&(Keyword.get(opts, :agent, true) == false and &1 == own_ebin()))
 
     # Bind both the listener and outgoing connections to the peer's address,
     # so each link between two peers is identified by its address pair.
@@ -290,6 +295,8 @@ defmodule ClusterScope.LocalCluster do
       Integer.to_string(:net_kernel.get_net_ticktime() |> ticktime())
     ] ++ Enum.flat_map(paths, &["-pa", &1]) ++ Keyword.get(opts, :args, [])
   end
+
+  defp own_ebin, do: :cluster_scope |> :code.lib_dir(:ebin) |> List.to_string()
 
   defp ticktime({:ongoing_change_to, t}), do: t
   defp ticktime(t) when is_integer(t), do: t

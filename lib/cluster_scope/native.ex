@@ -236,5 +236,43 @@ defmodule ClusterScope.Native do
   @doc false
   def hist_merge_serialized(_binaries), do: unavailable()
 
+  # Process tables (rules in cluster_scope_core's `procs` module; shapes in
+  # native/cluster_scope_nif/src/procs.rs). Pid cursors and snapshots are
+  # resource references. `procs_snapshot_push/2` runs on the caller's
+  # scheduler (batches of about 1,000 rows, ~0.15 ms) and answers
+  # `{:error, :busy}` while a dirty call reads the snapshot;
+  # `procs_snapshot_push_dirty/2` waits instead. Summaries, windows and pages
+  # are dirty CPU calls. Errors: `{:error, {:invalid_row, index, field}}`,
+  # `{:error, {:invalid_option, field}}`, `{:error, {:invalid_argument,
+  # field}}`, `{:error, :too_many_rows}`, `{:error, :invalid_summary}`,
+  # `{:error, :invalid_window}`.
+
+  @doc false
+  def procs_pids_new(_pids), do: unavailable()
+  @doc false
+  def procs_pids_next(_cursor, _n), do: unavailable()
+  @doc false
+  def procs_snapshot_new, do: unavailable()
+  @doc false
+  def procs_snapshot_push(_snapshot, _rows), do: unavailable()
+  @doc false
+  def procs_snapshot_push_dirty(_snapshot, _rows), do: unavailable()
+  @doc false
+  def procs_snapshot_info(_snapshot), do: unavailable()
+  @doc false
+  def procs_summary(_snapshot, _node_name, _opts), do: unavailable()
+  @doc false
+  def procs_summary_merge(_binaries), do: unavailable()
+  @doc false
+  def procs_summary_to_term(_binary), do: unavailable()
+  @doc false
+  def procs_window(_before, _after, _node_name, _interval_ms, _opts), do: unavailable()
+  @doc false
+  def procs_window_merge(_binaries), do: unavailable()
+  @doc false
+  def procs_window_to_term(_binary), do: unavailable()
+  @doc false
+  def procs_page(_snapshot, _opts), do: unavailable()
+
   defp unavailable, do: {:error, :native_unavailable}
 end

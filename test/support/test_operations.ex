@@ -160,3 +160,63 @@ defmodule ClusterScope.TestOps do
     :ok
   end
 end
+
+defmodule ClusterScope.Test.ProcHolder do
+  @moduledoc false
+  # Processes of known size, type and queue for the process-view tests.
+
+  @doc "Spawns `count` holders, the i-th keeping a list of `base * i` words."
+  def spawn_many(count, base) do
+    for i <- 1..count, do: spawn(__MODULE__, :hold, [List.duplicate(i, base * i)])
+  end
+
+  @doc "Spawns `count` holders of 0..399 words (varied sizes, for benchmarks)."
+  def spawn_varied(count) do
+    for i <- 1..count, do: spawn(__MODULE__, :hold, [List.duplicate(i, rem(i * 7919, 400))])
+  end
+
+  @doc "A holder that never reads its mailbox (for queue tests)."
+  def spawn_deaf(queued) do
+    pid = spawn(__MODULE__, :deaf, [])
+    for i <- 1..queued, do: send(pid, {:msg, i})
+    pid
+  end
+
+  def hold(data) do
+    receive do
+      :stop -> length(data)
+      {:report, to} -> send(to, {:held, length(data)}) && hold(data)
+    end
+  end
+
+  def deaf do
+    receive do
+      :stop -> :ok
+    after
+      :infinity -> :ok
+    end
+  end
+end
+
+defmodule ClusterScope.Test.Echo do
+  @moduledoc false
+  use GenServer
+
+  def start(name \\ nil) do
+    opts = if name, do: [name: name], else: []
+    GenServer.start(__MODULE__, %{seen: []}, opts)
+  end
+
+  @impl true
+  def init(state), do: {:ok, state}
+
+  @impl true
+  def handle_call({:echo, x}, _from, state), do: {:reply, {:echoed, x}, state}
+  def handle_call(:seen, _from, state), do: {:reply, Enum.reverse(state.seen), state}
+
+  @impl true
+  def handle_cast(msg, state), do: {:noreply, %{state | seen: [{:cast, msg} | state.seen]}}
+
+  @impl true
+  def handle_info(msg, state), do: {:noreply, %{state | seen: [{:info, msg} | state.seen]}}
+end

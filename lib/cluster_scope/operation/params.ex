@@ -21,6 +21,9 @@ defmodule ClusterScope.Operation.Params do
     * `:array` - a list, or comma-separated text; `:items` (element type),
       `:min_length`/`:max_length` (default max 1 000)
     * `:map` - a map (a JSON object in a body)
+    * `:json` - any JSON value (decoded: maps with binary keys, lists,
+      binaries, numbers, booleans, `nil`); text given on the command line
+      is read as JSON
     * `:enum` - one of `:values`; when the declared values are atoms the
       input text is matched against them and the declared atom returned
     * `:node` - the name of a known node of the cluster (this node or a
@@ -33,7 +36,7 @@ defmodule ClusterScope.Operation.Params do
 
   alias ClusterScope.ProcessRef
 
-  @types ~w(string integer float boolean array map enum node pid)a
+  @types ~w(string integer float boolean array map json enum node pid)a
   @default_max_string 10_000
   @default_max_items 1_000
 
@@ -204,6 +207,8 @@ defmodule ClusterScope.Operation.Params do
 
   defp cast(%{type: :map}, value, _) when is_map(value), do: {:ok, value}
   defp cast(%{type: :map}, value, _), do: type_error("an object", value)
+
+  defp cast(%{type: :json}, value, _), do: {:ok, value}
 
   defp cast(%{type: :enum, values: values}, value, _) do
     text =

@@ -164,6 +164,7 @@ defmodule ClusterScope.Web.OpenAPI do
 
   defp schema(%{type: :boolean} = s), do: default(%{"type" => "boolean"}, s)
   defp schema(%{type: :map}), do: %{"type" => "object"}
+  defp schema(%{type: :json}), do: %{"description" => "any JSON value"}
 
   defp schema(%{type: :array} = s) do
     %{"type" => "array", "items" => schema(%{type: Map.get(s, :items, :string)})}

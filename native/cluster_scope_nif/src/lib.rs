@@ -5,5 +5,6 @@ mod build_info;
 mod json;
 mod metrics;
 mod partition;
+mod procs;
 
 rustler::init!("Elixir.ClusterScope.Native");

@@ -6,7 +6,7 @@ use hdrhistogram::serialization::{
     DeserializeError, Deserializer, Serializer, V2DeflateSerializer, V2Serializer,
 };
 
-use super::{Format, HistogramConfig, MetricsError, MAX_QUANTILES, MAX_SERIALIZED_BYTES};
+use super::{v2, Format, HistogramConfig, MetricsError, MAX_QUANTILES, MAX_SERIALIZED_BYTES};
 
 /// Summary figures of a histogram. All zero when it is empty.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -253,65 +253,80 @@ impl Histogram {
     /// first one's configuration (see [`Histogram::merge`] for the others').
     /// The error of a bad input names its position.
     ///
-    /// When every count fits 32 bits (the total of all inputs is below
-    /// 2^32), the inputs are read and added as 32-bit histograms: half the
-    /// memory, and below the C allocator's mmap threshold, so the temporary
-    /// counts arrays are reused instead of being mapped, faulted in and
-    /// unmapped once per input (which is what a 64-bit latency histogram,
-    /// 184 KiB, costs on the BEAM: about 100 us each). Otherwise, or when an
-    /// input's values pass the first one's range, they are read as 64-bit
-    /// histograms.
-    pub fn merge_serialized<B: AsRef<[u8]>>(inputs: &[B]) -> Result<Histogram, MetricsError> {
-        if inputs.is_empty() {
+    /// The inputs of the first one's configuration (the usual case) are
+    /// decoded straight into one counts array (see `metrics/v2.rs`): no
+    /// histogram, counts array or inflate state per input, and the result is
+    /// built once at the end. Any other input is read as a histogram and
+    /// merged like [`Histogram::merge`] does. The result is the same as
+    /// deserializing each input and merging them in order (the property tests
+    /// check it), and so are the inputs refused (the first bad one's error).
+    ///
+    /// Lists of at least 64 KiB in all are split between two threads (when
+    /// the machine has two cores; inflating is most of the cost), each with
+    /// its own counts array; the arrays are added at the end.
+    pub fn merge_serialized<B: AsRef<[u8]> + Sync>(
+        inputs: &[B],
+    ) -> Result<Histogram, MetricsError> {
+        let Some(first) = inputs.first() else {
             return Err(MetricsError::Empty {
                 what: "histograms to merge",
             });
-        }
-        match Self::merge_serialized_u32(inputs)? {
-            Some(h) => Ok(h),
-            None => Self::merge_serialized_u64(inputs),
-        }
-    }
-
-    fn merge_serialized_u32<B: AsRef<[u8]>>(
-        inputs: &[B],
-    ) -> Result<Option<Histogram>, MetricsError> {
-        let mut deserializer = Deserializer::new();
-        let mut merged: Option<(HistogramConfig, hdrhistogram::Histogram<u32>)> = None;
-        let mut total: u64 = 0;
-        for (i, bytes) in inputs.iter().enumerate() {
-            let h = match read::<u32>(&mut deserializer, bytes.as_ref()) {
-                Ok(h) => h,
-                Err(ReadError::CountsTooLarge) => return Ok(None),
-                Err(ReadError::Invalid(e)) => return Err(at_position(e, i)),
-            };
-            let config = config_of(&h).map_err(|e| at_position(e, i))?;
-            total = total.saturating_add(h.len());
-            if total > u64::from(u32::MAX) {
-                return Ok(None);
-            }
-            match merged.as_mut() {
-                None => merged = Some((config, h)),
-                Some((_, m)) => {
-                    if m.add(&h).is_err() {
-                        // Values beyond the first one's range: the 64-bit
-                        // path clamps them.
-                        return Ok(None);
-                    }
+        };
+        check_size(first.as_ref())?;
+        let config = v2::Reader::new()
+            .config_of(first.as_ref())
+            .map_err(|e| at_position(e, 0))?;
+        let threads = merge_threads(inputs);
+        let mut parts = if threads <= 1 {
+            vec![merge_part(inputs, 0, config)?]
+        } else {
+            let chunk = inputs.len().div_ceil(threads);
+            std::thread::scope(|scope| {
+                let spawned: Vec<_> = inputs
+                    .chunks(chunk)
+                    .enumerate()
+                    .skip(1)
+                    .map(|(n, part)| scope.spawn(move || merge_part(part, n * chunk, config)))
+                    .collect();
+                let mut parts = vec![merge_part(&inputs[..chunk], 0, config)];
+                for handle in spawned {
+                    // merge_part does not panic; if it did, so does this.
+                    parts.push(
+                        handle
+                            .join()
+                            .unwrap_or_else(|e| std::panic::resume_unwind(e)),
+                    );
                 }
+                // The first bad input's error (parts are in input order).
+                parts.into_iter().collect::<Result<Vec<_>, _>>()
+            })?
+        };
+        let (mut counts, mut others) = parts.remove(0);
+        for (more_counts, more_others) in parts {
+            counts.add_counts(&more_counts);
+            match (others.as_mut(), more_others) {
+                (Some(o), Some(m)) => o.merge(&m),
+                (None, m) => others = m,
+                (Some(_), None) => {}
             }
         }
-        Ok(merged.map(|(config, m)| {
-            let mut out = Histogram::new(config);
-            for v in m.iter_recorded() {
-                out.inner
-                    .saturating_record_n(v.value_iterated_to(), u64::from(v.count_at_value()));
-            }
-            out
-        }))
+        let mut out = Histogram::new(config);
+        for (index, count) in counts.non_zero() {
+            // The lowest value of the index: recorded at that same index.
+            out.inner.saturating_record_n(counts.value_at(index), count);
+        }
+        if let Some(others) = others {
+            out.merge(&others);
+        }
+        Ok(out)
     }
 
-    fn merge_serialized_u64<B: AsRef<[u8]>>(inputs: &[B]) -> Result<Histogram, MetricsError> {
+    /// What [`Histogram::merge_serialized`] computes, the generic way:
+    /// deserialize each input and merge it. The reference of the tests.
+    #[cfg(test)]
+    pub(crate) fn merge_serialized_generic<B: AsRef<[u8]>>(
+        inputs: &[B],
+    ) -> Result<Histogram, MetricsError> {
         let mut deserializer = Deserializer::new();
         let mut merged: Option<Histogram> = None;
         for (i, bytes) in inputs.iter().enumerate() {
@@ -328,6 +343,70 @@ impl Histogram {
     }
 }
 
+/// A list of serialized histograms of at least this many bytes in all is
+/// merged by several threads (below, starting a thread costs more than it
+/// saves).
+const PARALLEL_MIN_BYTES: usize = 64 * 1024;
+/// The most threads one [`Histogram::merge_serialized`] uses.
+const MAX_MERGE_THREADS: usize = 2;
+/// Inputs per thread, at least.
+const MIN_INPUTS_PER_THREAD: usize = 8;
+
+/// How many threads merge `inputs`.
+fn merge_threads<B: AsRef<[u8]>>(inputs: &[B]) -> usize {
+    let bytes: usize = inputs.iter().map(|b| b.as_ref().len()).sum();
+    if bytes < PARALLEL_MIN_BYTES {
+        return 1;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cores
+        .min(MAX_MERGE_THREADS)
+        .min(inputs.len() / MIN_INPUTS_PER_THREAD)
+        .max(1)
+}
+
+/// One thread's share of a merge: the counts of the inputs of `config`, and
+/// the others merged into a histogram of `config`. `offset` is the position
+/// of `inputs[0]` in the whole list (for errors).
+fn merge_part<B: AsRef<[u8]>>(
+    inputs: &[B],
+    offset: usize,
+    config: HistogramConfig,
+) -> Result<(v2::Counts, Option<Histogram>), MetricsError> {
+    let mut reader = v2::Reader::new();
+    let mut counts = v2::Counts::new(config)?;
+    let mut others: Option<Histogram> = None;
+    let mut deserializer: Option<Deserializer> = None;
+    for (i, bytes) in inputs.iter().enumerate() {
+        let bytes = bytes.as_ref();
+        check_size(bytes)?;
+        let at = |e| at_position(e, offset + i);
+        match reader.add(bytes, &mut counts).map_err(at)? {
+            v2::Step::Added => {}
+            v2::Step::Other => {
+                let deserializer = deserializer.get_or_insert_with(Deserializer::new);
+                let h = Histogram::deserialize_with(deserializer, bytes).map_err(at)?;
+                others
+                    .get_or_insert_with(|| Histogram::new(config))
+                    .merge(&h);
+            }
+        }
+    }
+    Ok((counts, others))
+}
+
+/// Refuses a serialized histogram over [`MAX_SERIALIZED_BYTES`].
+fn check_size(bytes: &[u8]) -> Result<(), MetricsError> {
+    if bytes.len() > MAX_SERIALIZED_BYTES {
+        return Err(MetricsError::TooLarge {
+            what: "serialized histogram (bytes)",
+            limit: MAX_SERIALIZED_BYTES,
+            actual: bytes.len(),
+        });
+    }
+    Ok(())
+}
+
 enum ReadError {
     /// A count does not fit the counter type asked for.
     CountsTooLarge,
@@ -339,13 +418,7 @@ fn read<T: hdrhistogram::Counter>(
     deserializer: &mut Deserializer,
     bytes: &[u8],
 ) -> Result<hdrhistogram::Histogram<T>, ReadError> {
-    if bytes.len() > MAX_SERIALIZED_BYTES {
-        return Err(ReadError::Invalid(MetricsError::TooLarge {
-            what: "serialized histogram (bytes)",
-            limit: MAX_SERIALIZED_BYTES,
-            actual: bytes.len(),
-        }));
-    }
+    check_size(bytes).map_err(ReadError::Invalid)?;
     deserializer
         .deserialize(&mut Cursor::new(bytes))
         .map_err(|e| match e {
@@ -651,6 +724,308 @@ pub(crate) mod tests {
         }
     }
 
+    /// Asserts that two histograms are the same to every public reader:
+    /// configuration, stats (saturated count included) and every recorded
+    /// value with its count.
+    pub(crate) fn assert_same(a: &Histogram, b: &Histogram) {
+        assert_eq!(a.config(), b.config());
+        assert_eq!(a.stats(), b.stats());
+        let recorded = |h: &Histogram| -> Vec<(u64, u64)> {
+            h.inner
+                .iter_recorded()
+                .map(|v| (v.value_iterated_to(), v.count_at_value()))
+                .collect()
+        };
+        assert_eq!(recorded(a), recorded(b));
+        // (hdrhistogram's quantile walk asserts in debug builds when the
+        // counts near u64::MAX; the recorded values above cover them.)
+        if a.count() < 1 << 62 {
+            let qs = [0.0, 0.5, 0.9, 0.99, 0.999, 1.0];
+            assert_eq!(a.quantiles(&qs).unwrap(), b.quantiles(&qs).unwrap());
+        }
+    }
+
+    /// The error's position in the list ("histogram i of the list"), if any.
+    fn position(e: &MetricsError) -> Option<String> {
+        let m = e.to_string();
+        let at = m.find("histogram ")?;
+        let end = m[at..].find(" of the list")?;
+        Some(m[at..at + end].to_string())
+    }
+
+    /// The fast merge against the generic one: the same histogram, or the
+    /// same error (code and position).
+    pub(crate) fn assert_merges_like_generic<B: AsRef<[u8]> + Sync>(inputs: &[B]) {
+        let fast = Histogram::merge_serialized(inputs);
+        let generic = Histogram::merge_serialized_generic(inputs);
+        match (&fast, &generic) {
+            (Ok(a), Ok(b)) => assert_same(a, b),
+            (Err(a), Err(b)) => {
+                assert_eq!(a.code(), b.code(), "{a} / {b}");
+                assert_eq!(position(a), position(b), "{a} / {b}");
+            }
+            _ => panic!("fast {fast:?}\ngeneric {generic:?}"),
+        }
+    }
+
+    fn ser(values: &[u64], config: HistogramConfig, format: Format) -> Vec<u8> {
+        let mut h = Histogram::new(config);
+        h.record_all(values.iter().copied());
+        h.serialize(format).unwrap()
+    }
+
+    /// A V2 (uncompressed) histogram written by hand: header fields and the
+    /// counts' numbers (ZigZag LEB128, as the format says).
+    fn v2_by_hand(
+        payload_len: Option<u32>,
+        figures: u32,
+        low: u64,
+        high: u64,
+        numbers: &[i64],
+    ) -> Vec<u8> {
+        let mut payload = Vec::new();
+        for &n in numbers {
+            let mut z = ((n << 1) ^ (n >> 63)) as u64;
+            for _ in 0..8 {
+                if z < 0x80 {
+                    break;
+                }
+                payload.push((z as u8) | 0x80);
+                z >>= 7;
+            }
+            // The last byte: all 8 bits in the 9th.
+            payload.push(z as u8);
+        }
+        let mut out = Vec::new();
+        out.extend_from_slice(&0x1c84_9313u32.to_be_bytes());
+        out.extend_from_slice(&payload_len.unwrap_or(payload.len() as u32).to_be_bytes());
+        out.extend_from_slice(&0u32.to_be_bytes());
+        out.extend_from_slice(&figures.to_be_bytes());
+        out.extend_from_slice(&low.to_be_bytes());
+        out.extend_from_slice(&high.to_be_bytes());
+        out.extend_from_slice(&1.0f64.to_bits().to_be_bytes());
+        out.extend_from_slice(&payload);
+        out
+    }
+
+    /// The V2 compressed form of a V2 form.
+    fn compress(v2: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(v2).unwrap();
+        let stream = z.finish().unwrap();
+        let mut out = Vec::new();
+        out.extend_from_slice(&0x1c84_9314u32.to_be_bytes());
+        out.extend_from_slice(&(stream.len() as u32).to_be_bytes());
+        out.extend_from_slice(&stream);
+        out
+    }
+
+    #[test]
+    fn value_at_is_hdrhistograms_index_layout() {
+        for config in [
+            HistogramConfig::LATENCY_US,
+            HistogramConfig::new(1, 1000, 2).unwrap(),
+            HistogramConfig::new(1000, 1_000_000, 2).unwrap(),
+            HistogramConfig::new(7, 7 * 1024 + 3, 5).unwrap(),
+            HistogramConfig::new(1, u64::MAX, 3).unwrap(),
+            HistogramConfig::new((1 << 45) - 1, 1 << 50, 2).unwrap(),
+        ] {
+            let counts = v2::Counts::new(config).unwrap();
+            let len = config.counts_bytes().unwrap() / 8;
+            let mut h = Histogram::new(config);
+            let mut last = None;
+            for i in 0..len {
+                let v = counts.value_at(i);
+                // The lowest value of its own bucket, and above the last.
+                assert_eq!(h.inner.lowest_equivalent(v), v, "{config:?} index {i}");
+                assert!(last.is_none_or(|l| v > l), "{config:?} index {i}");
+                last = Some(v);
+                h.inner.saturating_record_n(v, 1);
+            }
+            // One value per index: every index was reached once.
+            assert_eq!(h.inner.iter_recorded().count(), len, "{config:?}");
+        }
+    }
+
+    #[test]
+    fn fast_merge_equals_generic_on_edge_cases() {
+        let l = HistogramConfig::LATENCY_US;
+        let narrow = HistogramConfig::new(1, 100_000, 3).unwrap();
+        let coarse = HistogramConfig::new(1, 3_600_000_000, 2).unwrap();
+        let wide = HistogramConfig::new(1, u64::MAX, 3).unwrap();
+        let c = Format::Compressed;
+        let u = Format::Uncompressed;
+        let cases: Vec<Vec<Vec<u8>>> = vec![
+            // Empty ones.
+            vec![ser(&[], l, c)],
+            vec![ser(&[], l, u), ser(&[], l, c)],
+            vec![ser(&[], l, c), ser(&[5], l, u)],
+            // One value, the lowest, zero, the highest, past the highest.
+            vec![ser(&[1], l, c)],
+            vec![ser(&[0], l, c), ser(&[0, 0], l, u)],
+            vec![ser(&[3_600_000_000], l, c), ser(&[u64::MAX], l, u)],
+            vec![ser(&[u64::MAX, 1], wide, c), ser(&[u64::MAX - 1], wide, u)],
+            // Other configurations: narrower first (clamping), wider first,
+            // fewer figures, both ways round, mixed with the first's.
+            vec![ser(&[5, 50_000], narrow, c), ser(&[7, 1_000_000_000], l, c)],
+            vec![
+                ser(&[5, 1 << 40], l, u),
+                ser(&[70, 1 << 41], wide, c),
+                ser(&[9], l, c),
+            ],
+            vec![ser(&[1234, 99_999], coarse, c), ser(&[1234, 99_999], l, c)],
+            vec![
+                ser(&[1234, 99_999], l, c),
+                ser(&[1234, 99_999], coarse, u),
+                ser(&[3], l, c),
+            ],
+        ];
+        for inputs in &cases {
+            assert_merges_like_generic(inputs);
+        }
+    }
+
+    #[test]
+    fn fast_merge_equals_generic_with_huge_counts() {
+        let mut a = latency();
+        a.record_n(10, i64::MAX as u64);
+        a.record_n(20, 3);
+        let mut b = latency();
+        b.record_n(10, i64::MAX as u64);
+        b.record_n(10_000, i64::MAX as u64);
+        let inputs: Vec<Vec<u8>> = [&a, &b, &a]
+            .iter()
+            .map(|h| h.serialize(Format::Compressed).unwrap())
+            .collect();
+        assert_merges_like_generic(&inputs);
+        let merged = Histogram::merge_serialized(&inputs).unwrap();
+        assert_eq!(merged.count(), u64::MAX);
+    }
+
+    #[test]
+    fn fast_merge_equals_generic_when_threaded() {
+        // Over 64 KiB in all: split between threads. A bad input late in
+        // the list, and one of another configuration, must still be found.
+        let mut inputs: Vec<Vec<u8>> = (0..40u64)
+            .map(|i| {
+                let values: Vec<u64> = (0..3000)
+                    .map(|k| 10 + (k * 7919 + i * 31) % 20_000)
+                    .collect();
+                ser(&values, HistogramConfig::LATENCY_US, Format::Uncompressed)
+            })
+            .collect();
+        assert!(inputs.iter().map(Vec::len).sum::<usize>() > PARALLEL_MIN_BYTES);
+        assert_merges_like_generic(&inputs);
+        inputs[33] = ser(
+            &[5, 1 << 33],
+            HistogramConfig::new(1, 1 << 34, 2).unwrap(),
+            Format::Compressed,
+        );
+        assert_merges_like_generic(&inputs);
+        inputs[37] = b"junk".to_vec();
+        assert_merges_like_generic(&inputs);
+        inputs[2].truncate(100);
+        assert_merges_like_generic(&inputs);
+        let e = Histogram::merge_serialized(&inputs).unwrap_err();
+        assert!(e.to_string().contains("histogram 2 of the list"), "{e}");
+    }
+
+    #[test]
+    fn fast_merge_equals_generic_on_hand_written_inputs() {
+        let l = HistogramConfig::LATENCY_US;
+        let len = (l.counts_bytes().unwrap() / 8) as i64;
+        let good = ser(&[10, 20, 20], l, Format::Compressed);
+        let by_hand = |numbers: &[i64]| v2_by_hand(None, 3, 1, 3_600_000_000, numbers);
+        let cases: Vec<Vec<u8>> = vec![
+            // Counts, single zeros and runs.
+            by_hand(&[0, 3, -5, 1, 0, 0, 2]),
+            // Zeros past the end of the array: accepted.
+            by_hand(&[-(len - 1), 4, 0, 0, -1000]),
+            // A non-zero count past the end: refused.
+            by_hand(&[-len, 1]),
+            by_hand(&[-(len - 1), 1, 1]),
+            // The longest run, and one past i64.
+            by_hand(&[i64::MIN + 1]),
+            by_hand(&[i64::MAX]),
+            // A payload length over what is there, and under it (the rest
+            // ignored), and zero.
+            v2_by_hand(Some(1000), 3, 1, 3_600_000_000, &[1, 2, 3]),
+            v2_by_hand(Some(2), 3, 1, 3_600_000_000, &[1, 2, 300]),
+            v2_by_hand(Some(0), 3, 1, 3_600_000_000, &[1, 2, 300]),
+            // A number cut in the middle.
+            v2_by_hand(Some(2), 3, 1, 3_600_000_000, &[1, 300]),
+            // Bad header fields.
+            v2_by_hand(None, 0, 1, 3_600_000_000, &[1]),
+            v2_by_hand(None, 6, 1, 3_600_000_000, &[1]),
+            v2_by_hand(None, 300, 1, 3_600_000_000, &[1]),
+            v2_by_hand(None, 3, 0, 3_600_000_000, &[1]),
+            v2_by_hand(None, 3, 10, 15, &[1]),
+            v2_by_hand(None, 5, 1, u64::MAX, &[1]),
+        ];
+        for case in &cases {
+            let compressed = compress(case);
+            for input in [case, &compressed] {
+                assert_merges_like_generic(std::slice::from_ref(input));
+                assert_merges_like_generic(&[good.clone(), input.clone()]);
+                assert_merges_like_generic(&[input.clone(), good.clone()]);
+            }
+        }
+        // A compressed payload longer than any histogram of its
+        // configuration needs (valid: zero counts only past the end).
+        let zeros = vec![0i64; (len as usize) * 10];
+        let long = compress(&by_hand(&zeros));
+        assert_merges_like_generic(&[good.clone(), long.clone()]);
+        assert_merges_like_generic(&[long, good.clone()]);
+        // Bad fields the hand-writer cannot write: offset, ratio, cookie.
+        let mut offset = by_hand(&[1]);
+        offset[11] = 1;
+        let mut ratio = by_hand(&[1]);
+        ratio[32] ^= 0x40;
+        let mut cookie = by_hand(&[1]);
+        cookie[3] = 0x15;
+        for bad in [offset, ratio, cookie] {
+            assert_merges_like_generic(&[good.clone(), bad.clone()]);
+            assert_merges_like_generic(&[good.clone(), compress(&bad)]);
+        }
+        // Compressed: a bad inner cookie, a wrong length, trailing bytes,
+        // a bad checksum.
+        let mut inner = compress(&by_hand(&[1]));
+        inner[3] = 0x13;
+        let mut stated = good.clone();
+        stated[7] = stated[7].wrapping_add(40);
+        let mut trailing = good.clone();
+        trailing.extend_from_slice(b"trailing");
+        let mut checksum = good.clone();
+        let last = checksum.len() - 1;
+        checksum[last] ^= 0xff;
+        for odd in [inner, stated, trailing, checksum] {
+            assert_merges_like_generic(&[good.clone(), odd.clone()]);
+            assert_merges_like_generic(&[odd, good.clone()]);
+        }
+    }
+
+    #[test]
+    fn fast_merge_equals_generic_on_every_truncation_and_flip() {
+        let l = HistogramConfig::LATENCY_US;
+        let good = ser(&[10, 20, 20, 4000, 1 << 20], l, Format::Compressed);
+        for format in [Format::Compressed, Format::Uncompressed] {
+            let bytes = ser(&[1, 2, 2, 1000, 123_456, 1 << 30], l, format);
+            for cut in 0..bytes.len() {
+                assert_merges_like_generic(&[good.clone(), bytes[..cut].to_vec()]);
+                assert_merges_like_generic(&[bytes[..cut].to_vec(), good.clone()]);
+            }
+            for at in 0..bytes.len() {
+                for bit in [0x01, 0x10, 0x80] {
+                    let mut flipped = bytes.clone();
+                    flipped[at] ^= bit;
+                    assert_merges_like_generic(&[good.clone(), flipped.clone()]);
+                    assert_merges_like_generic(&[flipped, good.clone()]);
+                }
+            }
+        }
+    }
+
     fn value() -> impl Strategy<Value = u64> {
         // Latency-like values over several orders of magnitude, and some
         // beyond the range.
@@ -756,6 +1131,44 @@ pub(crate) mod tests {
             prop_assert_eq!((a.count, a.min, a.max), (b.count, b.min, b.max));
             let qs = [0.0, 0.5, 0.9, 0.99, 0.999, 1.0];
             prop_assert_eq!(merged.quantiles(&qs).unwrap(), by_one.quantiles(&qs).unwrap());
+        }
+
+        #[test]
+        fn fast_merge_equals_generic(
+            parts in prop::collection::vec(
+                (prop::collection::vec(value(), 0..300), 0u8..8, any::<bool>()),
+                1..8,
+            ),
+            corrupt in prop::option::of((any::<prop::sample::Index>(), any::<prop::sample::Index>(), any::<u8>(), any::<bool>())),
+        ) {
+            let configs = [
+                HistogramConfig::LATENCY_US,
+                HistogramConfig::new(1, 100_000, 3).unwrap(),
+                HistogramConfig::new(1, 3_600_000_000, 2).unwrap(),
+                HistogramConfig::new(1, u64::MAX, 3).unwrap(),
+            ];
+            let mut bins: Vec<Vec<u8>> = parts
+                .iter()
+                .map(|(values, pick, compressed)| {
+                    // Mostly the latency configuration.
+                    let config = configs.get(usize::from(*pick).saturating_sub(4)).copied()
+                        .unwrap_or(HistogramConfig::LATENCY_US);
+                    let format = if *compressed { Format::Compressed } else { Format::Uncompressed };
+                    ser(values, config, format)
+                })
+                .collect();
+            if let Some((which, at, byte, truncate)) = corrupt {
+                let bin = &mut bins[which.index(parts.len())];
+                if !bin.is_empty() {
+                    let at = at.index(bin.len());
+                    if truncate {
+                        bin.truncate(at);
+                    } else {
+                        bin[at] ^= byte.max(1);
+                    }
+                }
+            }
+            assert_merges_like_generic(&bins);
         }
 
         #[test]

@@ -44,6 +44,7 @@ use std::fmt;
 
 mod histogram;
 mod sharded;
+mod v2;
 
 pub use histogram::{Histogram, Stats};
 pub use sharded::{default_shards, ShardedHistogram, BUFFER_LEN, MAX_SHARDS};

@@ -1,0 +1,54 @@
+defmodule ClusterScope.Operations.KillProcess do
+  @moduledoc """
+  `POST /api/v1/processes/:pid/kill`: sends an exit signal to a process on
+  any node and reports whether it exited (waiting up to a second).
+
+  `reason` is `kill` (the default: untrappable), `shutdown`, `normal`
+  (which a process that does not trap exits ignores), or any text, sent as
+  `{:shutdown, text}`. System processes and ClusterScope's own are refused
+  unless `force` (see `ClusterScope.Procs.Control`). Mutating: needs the
+  token over HTTP and is absent in read-only mode.
+  """
+
+  use ClusterScope.Operation, name: "kill_process"
+
+  alias ClusterScope.Procs.Control
+
+  @impl true
+  def rest_config do
+    %{
+      method: :post,
+      path: "/api/v1/processes/:pid/kill",
+      summary: "Kill a process on any node",
+      parameters: [
+        %{
+          name: :pid,
+          type: :pid,
+          required: true,
+          location: :path,
+          description: "the process, e.g. 0.123.0@node"
+        },
+        %{
+          name: :reason,
+          type: :string,
+          default: "kill",
+          min_length: 1,
+          max_length: 200,
+          location: :body,
+          description: "kill, shutdown, normal, or a text sent as {:shutdown, text}"
+        },
+        %{
+          name: :force,
+          type: :boolean,
+          default: false,
+          location: :body,
+          description: "allow system processes and ClusterScope's own"
+        }
+      ],
+      responses: %{200 => %{description: "whether the process exited"}}
+    }
+  end
+
+  @impl true
+  def execute(%{pid: ref, reason: reason, force: force}), do: Control.kill(ref, reason, force)
+end

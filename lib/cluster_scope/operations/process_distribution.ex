@@ -1,0 +1,28 @@
+defmodule ClusterScope.Operations.ProcessDistribution do
+  @moduledoc """
+  `GET /api/v1/cluster/processes/distribution`: how many processes each
+  application has on each node, and their memory: the data of the
+  dashboard's heat map (`cells`, one per node and application), with each
+  node's totals (`per_node`).
+
+  Each node sends its own summary (counts by application, computed in
+  Rust); no process list crosses the network. Same cost and same filters as
+  `process_list`.
+  """
+
+  use ClusterScope.Operation, name: "process_distribution", timeout: 45_000
+
+  @impl true
+  def rest_config do
+    %{
+      method: :get,
+      path: "/api/v1/cluster/processes/distribution",
+      summary: "Process counts and memory per node and application (heat map)",
+      parameters: ClusterScope.Procs.Params.filters(),
+      responses: %{200 => %{description: "nodes, applications and cells"}}
+    }
+  end
+
+  @impl true
+  def execute(params), do: ClusterScope.Procs.distribution(params)
+end

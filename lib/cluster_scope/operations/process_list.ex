@@ -1,0 +1,106 @@
+defmodule ClusterScope.Operations.ProcessList do
+  @moduledoc """
+  `GET /api/v1/cluster/processes`: the processes of every node as one list,
+  filtered, sorted and paged, each row with its node.
+
+  Every node ranks its own processes in Rust and sends one page; this node
+  merges the pages (principle 1: compute where the data is). Follow
+  `next_cursor` for the next page: the cursor holds the last row's value
+  and process, so a page never repeats or skips a process that kept its
+  value. With `window_ms` the list ranks by change over that interval
+  instead (reductions per second, memory growth or queue growth, by
+  `sort_by`), like `recon:proc_window/3` for the whole cluster.
+  `include_details` adds the merged summary (counts by status,
+  application, type, initial call and module, histograms, totals).
+
+  Cost on each node: one walk of its processes (shared by callers for a
+  second, see `ClusterScope.Procs.Snapshots`), two in window mode. Nodes
+  that do not answer within the node timeout are in `node_errors`.
+  """
+
+  use ClusterScope.Operation, name: "process_list", timeout: 75_000
+
+  alias ClusterScope.Procs
+
+  @impl true
+  def rest_config do
+    %{
+      method: :get,
+      path: "/api/v1/cluster/processes",
+      summary: "Processes of every node as one list: filter, sort, page, window",
+      parameters:
+        Procs.Params.filters() ++
+          [
+            %{
+              name: :sort_by,
+              type: :enum,
+              values: Procs.sort_fields(),
+              default: :memory,
+              location: :query,
+              description: "rank by this field, largest first"
+            },
+            %{
+              name: :limit,
+              type: :integer,
+              min: 1,
+              max: 1000,
+              default: 50,
+              location: :query,
+              description: "rows per page"
+            },
+            %{
+              name: :cursor,
+              type: :string,
+              max_length: 1000,
+              location: :query,
+              description: "next_cursor of the previous page"
+            },
+            %{
+              name: :window_ms,
+              type: :integer,
+              min: 0,
+              max: 30_000,
+              location: :query,
+              description: "rank by change over this interval (ms) instead of by value"
+            },
+            %{
+              name: :include_details,
+              type: :boolean,
+              default: false,
+              location: :query,
+              description: "add the merged summary of the matching processes"
+            }
+          ],
+      responses: %{200 => %{description: "a page of processes, with next_cursor"}}
+    }
+  end
+
+  def check_params(%{cursor: cursor} = params) when is_binary(cursor) do
+    cond do
+      (params[:window_ms] || 0) > 0 ->
+        {:error, [%{field: "cursor", message: "cannot be combined with window_ms"}]}
+
+      true ->
+        case Procs.decode_cursor(cursor, params.sort_by) do
+          {:ok, decoded} -> {:ok, %{params | cursor: decoded}}
+          {:error, message} -> {:error, [%{field: "cursor", message: message}]}
+        end
+    end
+  end
+
+  def check_params(params), do: {:ok, params}
+
+  @impl true
+  def execute(params) do
+    with {:ok, list} <- Procs.list(params) do
+      if params.include_details do
+        case Procs.summary(params) do
+          {:ok, %{summary: summary}} -> {:ok, Map.put(list, :summary, summary)}
+          {:error, _} = error -> error
+        end
+      else
+        {:ok, list}
+      end
+    end
+  end
+end

@@ -1,0 +1,79 @@
+defmodule ClusterScope.Operations.SendMessage do
+  @moduledoc """
+  `POST /api/v1/processes/:pid/message`: delivers a message to a process on
+  any node: a plain `send`, a `GenServer.cast`, or a `GenServer.call` that
+  waits for the reply at most `timeout_ms`.
+
+  `message` is JSON mapped to a term as `ClusterScope.Procs.Terms`
+  documents (`{"$tuple": [{"$atom": "ping"}, 1]}` is `{:ping, 1}`; atoms
+  must already exist). A call's reply comes back in the same mapping
+  (`reply`) and as Elixir text (`reply_text`). System processes and
+  ClusterScope's own are refused unless `force`. Mutating: needs the token
+  over HTTP and is absent in read-only mode.
+  """
+
+  use ClusterScope.Operation, name: "send_message", timeout: 65_000
+
+  alias ClusterScope.Procs.{Control, Terms}
+
+  @impl true
+  def rest_config do
+    %{
+      method: :post,
+      path: "/api/v1/processes/:pid/message",
+      summary: "Send, cast or call a process on any node",
+      parameters: [
+        %{
+          name: :pid,
+          type: :pid,
+          required: true,
+          location: :path,
+          description: "the process, e.g. 0.123.0@node"
+        },
+        %{
+          name: :message,
+          type: :json,
+          required: true,
+          location: :body,
+          description: "the message, as JSON ($atom, $tuple, $pid, $charlist forms)"
+        },
+        %{
+          name: :mode,
+          type: :enum,
+          values: [:send, :cast, :call],
+          default: :send,
+          location: :body,
+          description: "send, GenServer cast, or GenServer call"
+        },
+        %{
+          name: :timeout_ms,
+          type: :integer,
+          min: 1,
+          max: 60_000,
+          default: 5_000,
+          location: :body,
+          description: "how long a call waits for the reply"
+        },
+        %{
+          name: :force,
+          type: :boolean,
+          default: false,
+          location: :body,
+          description: "allow system processes and ClusterScope's own"
+        }
+      ],
+      responses: %{200 => %{description: "delivered, and the reply of a call"}}
+    }
+  end
+
+  def check_params(%{message: message} = params) do
+    case Terms.from_json(message) do
+      {:ok, term} -> {:ok, %{params | message: term}}
+      {:error, text} -> {:error, [%{field: "message", message: text}]}
+    end
+  end
+
+  @impl true
+  def execute(%{pid: ref, message: message, mode: mode, timeout_ms: timeout, force: force}),
+    do: Control.send_message(ref, mode, message, timeout, force)
+end

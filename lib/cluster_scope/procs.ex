@@ -1,0 +1,548 @@
+defmodule ClusterScope.Procs do
+  @moduledoc """
+  Every process of every node as one view.
+
+  Each node summarises its own processes in Rust (counts by status,
+  application, initial call, module and type; top-K by memory, reductions,
+  message queue and heap; log2 histograms) and ships a summary of a few
+  kilobytes; the caller merges the summaries in Rust. Raw rows cross the
+  network only a page at a time (`list/1`). Nodes are called in parallel,
+  each bounded by the node timeout; a node that does not answer is in
+  `node_errors` with its status while the others answer (principle 3:
+  degrade, never fail). A connected node without ClusterScope is read
+  through `ClusterScope.Procs.Agentless` and marked `agentless: true`.
+
+  ## Cost on each node
+
+  A collection walks every process once (about 1-2 µs each, see
+  `ClusterScope.Procs.Collector`) with a heap bounded by one chunk; it is
+  shared by every caller for `max_age_ms` (default 1000) through
+  `ClusterScope.Procs.Snapshots`, and at most one runs at a time. Summaries,
+  pages and windows run on dirty schedulers. Window mode collects twice,
+  `window_ms` apart.
+
+  ## Options
+
+    * `:node` - only this node (default: every connected node)
+    * `:application` - owning application name (string)
+    * `:type` - `:supervisor`, `:gen_server`, `:gen_statem`, `:gen_event`,
+      `:task`, `:proc_lib` or `:plain`
+    * `:name` - glob (`*`, `?`) on registered name, initial call or
+      current function, e.g. `"Elixir.MyApp.*"`
+    * `:min_memory` (bytes), `:min_queue` (messages)
+    * `:sort_by` - `:memory` (default), `:reductions`, `:message_queue_len`,
+      `:heap_size`
+    * `:limit` - rows per page, 1..1000, default 50
+    * `:cursor` - `next_cursor` of the previous page
+    * `:window_ms` - window mode: rank by change over this interval
+    * `:max_age_ms` - reuse a node's snapshot up to this age (default 1000)
+  """
+
+  alias ClusterScope.{Fanout, Native, ProcessRef}
+  alias ClusterScope.Cluster.{Heartbeat, State}
+  alias ClusterScope.Procs.{Agentless, Snapshots}
+
+  @sort_fields [:memory, :reductions, :message_queue_len, :heap_size]
+  @types [:supervisor, :gen_server, :gen_statem, :gen_event, :task, :proc_lib, :plain]
+  @filter_keys [:application, :type, :name_pattern, :min_memory, :min_queue]
+
+  @doc "The fields a list can be sorted by."
+  @spec sort_fields() :: [atom()]
+  def sort_fields, do: @sort_fields
+
+  @doc "The process types."
+  @spec types() :: [atom()]
+  def types, do: @types
+
+  # ---------------------------------------------------------------------
+  # Cluster-wide
+
+  @doc """
+  The merged summary of every node's processes (see the module doc for
+  options; `:k` is the top-K size, default 20). Returns `{:ok, %{summary:,
+  nodes:, agentless:, node_errors:}}`.
+  """
+  @spec summary(keyword() | map()) :: {:ok, map()} | {:error, term()}
+  def summary(opts \\ []) do
+    opts = normalize(opts)
+    native_opts = Map.put(opts.filter, :k, opts.k)
+
+    {answers, errors, agentless} =
+      fan_out(opts, {:node_summary, [opts]}, fn node, snapshot ->
+        Native.procs_summary(snapshot, Atom.to_string(node), native_opts)
+      end)
+
+    with {:ok, merged} <- merge(answers, :summary),
+         {:ok, term} <- Native.procs_summary_to_term(merged) do
+      {:ok, result(%{summary: present_summary(term)}, answers, errors, agentless)}
+    end
+  end
+
+  @doc """
+  One page of processes across the cluster, in the order of `:sort_by`
+  (largest first; ties by node, then pid), with a `next_cursor` for the next
+  page (`nil` on the last one). Rows carry their node; `agentless: true`
+  marks rows read from a node without ClusterScope.
+  """
+  @spec list(keyword() | map()) :: {:ok, map()} | {:error, term()}
+  def list(opts \\ []) do
+    opts = normalize(opts)
+
+    if opts.window_ms, do: window_list(opts), else: page_list(opts)
+  end
+
+  defp page_list(opts) do
+    {answers, errors, agentless} =
+      fan_out(opts, {:node_page, [opts]}, fn node, snapshot ->
+        agentless_page(node, snapshot, opts)
+      end)
+
+    pages = for {node, page} <- answers, do: {node, page}
+    {rows, more?} = merge_pages(pages, opts)
+
+    next_cursor =
+      case {more?, List.last(rows)} do
+        {true, %{} = last} ->
+          encode_cursor(opts.sort_by, Map.fetch!(last, opts.sort_by), last.pid)
+
+        _ ->
+          nil
+      end
+
+    {:ok,
+     result(
+       %{processes: rows, next_cursor: next_cursor, sort_by: opts.sort_by, limit: opts.limit},
+       answers,
+       errors,
+       agentless
+     )}
+  end
+
+  defp window_list(opts) do
+    {answers, errors, agentless} =
+      fan_out(opts, {:node_window, [opts]}, fn node, _snapshot ->
+        # Agentless: two collections over the network, window_ms apart.
+        agentless_window(node, opts)
+      end)
+
+    with {:ok, merged} <- merge(answers, :window),
+         {:ok, term} <- Native.procs_window_to_term(merged) do
+      window = present_window(term)
+
+      rows =
+        case opts.sort_by do
+          :memory -> window.top.memory
+          :message_queue_len -> window.top.message_queue_len
+          _ -> window.top.reductions
+        end
+
+      {:ok,
+       result(
+         %{
+           processes: Enum.take(rows, opts.limit),
+           next_cursor: nil,
+           sort_by: opts.sort_by,
+           limit: opts.limit,
+           window: Map.delete(window, :top)
+         },
+         answers,
+         errors,
+         agentless
+       )}
+    end
+  end
+
+  @doc """
+  Node × application counts and memory: the data of a heat map. Returns
+  `{:ok, %{nodes:, applications:, cells:, per_node:, node_errors:}}`, where
+  each cell is `%{node:, application:, count:, memory:}`.
+  """
+  @spec distribution(keyword() | map()) :: {:ok, map()} | {:error, term()}
+  def distribution(opts \\ []) do
+    opts = normalize(opts)
+    native_opts = Map.put(opts.filter, :k, 1)
+
+    {answers, errors, agentless} =
+      fan_out(opts, {:node_summary, [%{opts | k: 1}]}, fn node, snapshot ->
+        Native.procs_summary(snapshot, Atom.to_string(node), native_opts)
+      end)
+
+    per_node =
+      for {node, bin} <- answers, {:ok, term} = Native.procs_summary_to_term(bin) do
+        s = present_summary(term)
+
+        %{
+          node: Atom.to_string(node),
+          process_count: s.process_count,
+          matched: s.matched,
+          memory: s.totals.memory,
+          applications: s.groups.application.entries
+        }
+      end
+
+    cells =
+      for n <- per_node, g <- n.applications do
+        %{node: n.node, application: g.key, count: g.count, memory: g.memory}
+      end
+
+    apps =
+      cells
+      |> Enum.group_by(& &1.application, & &1.count)
+      |> Enum.sort_by(fn {app, counts} -> {-Enum.sum(counts), app} end)
+      |> Enum.map(&elem(&1, 0))
+
+    {:ok,
+     result(
+       %{
+         nodes: Enum.map(per_node, & &1.node),
+         applications: apps,
+         cells: cells,
+         per_node: Enum.map(per_node, &Map.delete(&1, :applications))
+       },
+       answers,
+       errors,
+       agentless
+     )}
+  end
+
+  # ---------------------------------------------------------------------
+  # Node side: called on each agent node through ClusterScope.Fanout.
+
+  @doc false
+  def node_summary(opts) do
+    with {:ok, %{snapshot: snapshot}} <- Snapshots.get(opts.max_age_ms) do
+      Native.procs_summary(snapshot, Atom.to_string(node()), Map.put(opts.filter, :k, opts.k))
+    end
+  end
+
+  @doc false
+  def node_page(opts) do
+    with {:ok, %{snapshot: snapshot}} <- Snapshots.get(opts.max_age_ms),
+         after_key = local_after(opts.cursor),
+         {:ok, rows, next} <- Native.procs_page(snapshot, page_opts(opts, after_key)) do
+      {:ok, %{rows: Enum.map(rows, &present_row(&1, node(), false)), more: next != nil}}
+    end
+  end
+
+  @doc false
+  def node_window(opts) do
+    with {:ok, before} <- Snapshots.get(0),
+         :ok <- Process.sleep(opts.window_ms),
+         {:ok, later} <- Snapshots.get(0) do
+      interval = max(later.taken_at_ms - before.taken_at_ms, 1)
+
+      Native.procs_window(
+        before.snapshot,
+        later.snapshot,
+        Atom.to_string(node()),
+        interval,
+        Map.put(opts.filter, :k, opts.limit)
+      )
+    end
+  end
+
+  defp agentless_page(node, snapshot, opts) do
+    after_key =
+      case per_node_after(opts.cursor, node) do
+        nil -> nil
+        {value, {id, serial}} -> {value, id * 4_294_967_296 + serial}
+        other -> other
+      end
+
+    with {:ok, rows, next} <- Native.procs_page(snapshot, page_opts(opts, after_key)) do
+      {:ok, %{rows: Enum.map(rows, &present_row(&1, node, true)), more: next != nil}}
+    end
+  end
+
+  defp agentless_window(node, opts) do
+    timeout = opts.timeout
+
+    with {:ok, before} <- Agentless.collect(node, timeout),
+         t0 = System.monotonic_time(:millisecond),
+         :ok <- Process.sleep(opts.window_ms),
+         t1 = System.monotonic_time(:millisecond),
+         {:ok, later} <- Agentless.collect(node, timeout) do
+      Native.procs_window(
+        before,
+        later,
+        Atom.to_string(node),
+        max(t1 - t0, 1),
+        Map.put(opts.filter, :k, opts.limit)
+      )
+    end
+  end
+
+  defp page_opts(opts, after_key) do
+    opts.filter
+    |> Map.put(:sort_by, opts.sort_by)
+    |> Map.put(:limit, opts.limit)
+    |> Map.put(:after, after_key)
+  end
+
+  # The cursor is (value, pid) of the last row shown; rows come in the order
+  # (value desc, node asc, pid asc). On node m the rows after it are those
+  # with a smaller value, plus those with an equal value when m sorts after
+  # the cursor's node, or is that node and the pid is later.
+  defp local_after(cursor) do
+    case per_node_after(cursor, node()) do
+      {value, {id, serial}} -> {value, :erlang.list_to_pid(~c"<0.#{id}.#{serial}>")}
+      other -> other
+    end
+  end
+
+  defp per_node_after(nil, _node), do: nil
+
+  defp per_node_after(%{value: value, ref: %ProcessRef{node: n, id: id, serial: serial}}, m) do
+    m = Atom.to_string(m)
+    n = Atom.to_string(n)
+
+    cond do
+      m < n -> {value, :max}
+      m == n -> {value, {id, serial}}
+      true -> {value, nil}
+    end
+  end
+
+  defp merge_pages(pages, opts) do
+    field = opts.sort_by
+
+    rows =
+      pages
+      |> Enum.flat_map(fn {_node, page} -> page.rows end)
+      # Stable: rows of one node keep that node's (pid) order on ties.
+      |> Enum.sort_by(fn row -> {-Map.fetch!(row, field), row.node} end)
+
+    more? = length(rows) > opts.limit or Enum.any?(pages, fn {_, page} -> page.more end)
+    {Enum.take(rows, opts.limit), more?}
+  end
+
+  # ---------------------------------------------------------------------
+  # Fan-out: agents answer for themselves; agentless nodes are collected
+  # from here; nodes this node already sees as down are not called.
+
+  defp fan_out(opts, {fun, args}, agentless_fun) do
+    {agents, agentless, skipped} = targets(opts.node)
+    timeout = opts.timeout
+
+    agent_task = Task.async(fn -> Fanout.multicall(agents, __MODULE__, fun, args, timeout) end)
+
+    agentless_tasks =
+      Enum.map(agentless, fn node ->
+        {node,
+         Task.async(fn ->
+           try do
+             with {:ok, snapshot} <- agentless_snapshot(node, fun, timeout) do
+               agentless_fun.(node, snapshot)
+             end
+           catch
+             kind, reason -> {:error, {kind, reason}}
+           end
+         end)}
+      end)
+
+    {agent_answers, agent_errors} = Task.await(agent_task, :infinity)
+
+    {answers, refused} =
+      Enum.reduce(agent_answers, {[], []}, fn
+        {node, {:ok, value}}, {oks, errs} -> {[{node, value} | oks], errs}
+        {node, {:error, reason}}, {oks, errs} -> {oks, [refusal(node, reason) | errs]}
+      end)
+
+    {agentless_answers, agentless_errors} =
+      Enum.reduce(agentless_tasks, {[], []}, fn {node, task}, {oks, errs} ->
+        case Task.yield(task, timeout + 1_000) || Task.shutdown(task, :brutal_kill) do
+          {:ok, {:ok, value}} -> {[{node, value} | oks], errs}
+          {:ok, {:error, reason}} -> {oks, [agentless_error(node, reason) | errs]}
+          nil -> {oks, [agentless_error(node, :timeout) | errs]}
+          {:exit, reason} -> {oks, [agentless_error(node, reason) | errs]}
+        end
+      end)
+
+    {Enum.sort_by(Enum.reverse(answers) ++ agentless_answers, &Atom.to_string(elem(&1, 0))),
+     skipped ++ agent_errors ++ Enum.reverse(refused) ++ agentless_errors,
+     agentless_answers |> Enum.map(&elem(&1, 0)) |> Enum.sort()}
+  end
+
+  defp agentless_snapshot(_node, :node_window, _timeout), do: {:ok, nil}
+  defp agentless_snapshot(node, _fun, timeout), do: Agentless.collect(node, timeout)
+
+  @doc """
+  The nodes a cluster-wide call goes to: `{agents, agentless, skipped}`,
+  where `skipped` are node errors for known nodes this node sees as not up.
+  """
+  @spec targets(node() | nil) :: {[node()], [node()], [Fanout.node_error()]}
+  def targets(only \\ nil) do
+    connected = [node() | Node.list()]
+    agents = Enum.filter(Heartbeat.agent_nodes(), &(&1 in connected))
+    agents = if node() in agents, do: agents, else: [node() | agents]
+
+    statuses =
+      try do
+        State.topology() |> Map.get(:nodes, []) |> Map.new(&{&1.node, &1.status})
+      catch
+        :exit, _ -> %{}
+      end
+
+    known_down = for {n, status} <- statuses, n not in connected, do: {n, status}
+
+    skipped =
+      for {n, status} <- known_down, only in [nil, n] do
+        %{
+          node: n,
+          status: status,
+          reason: "not called: #{n} is #{status} as seen from #{node()}",
+          remediation: "See GET /api/v1/cluster/topology and /api/v1/cluster/partitions for why."
+        }
+      end
+
+    keep = fn nodes -> if only, do: Enum.filter(nodes, &(&1 == only)), else: nodes end
+    {keep.(agents), keep.(connected -- agents), skipped}
+  end
+
+  defp refusal(node, reason) do
+    %{
+      node: node,
+      status: :error,
+      reason: "#{node} could not read its processes: #{inspect(reason, limit: 10)}",
+      remediation: "See #{node}'s log; a timeout means a very large process count or a busy node."
+    }
+  end
+
+  defp agentless_error(node, reason) do
+    %{
+      node: node,
+      status: if(reason == :timeout, do: :timeout, else: :error),
+      agentless: true,
+      reason: "could not read #{node} without an agent: #{inspect(reason, limit: 10)}",
+      remediation:
+        "Add :cluster_scope to #{node}'s release for a cheaper, local summary, or raise node_timeout_ms."
+    }
+  end
+
+  defp merge([], kind) do
+    # No node answered: an empty summary (or window) of no node.
+    empty = Native.procs_snapshot_new()
+
+    case kind do
+      :summary -> Native.procs_summary(empty, "", %{k: 1})
+      :window -> Native.procs_window(empty, empty, "", 1, %{k: 1})
+    end
+  end
+
+  defp merge(answers, :summary), do: Native.procs_summary_merge(Enum.map(answers, &elem(&1, 1)))
+  defp merge(answers, :window), do: Native.procs_window_merge(Enum.map(answers, &elem(&1, 1)))
+
+  defp result(map, answers, errors, agentless) do
+    Map.merge(map, %{
+      nodes: Enum.map(answers, &elem(&1, 0)),
+      agentless: agentless,
+      node_errors: errors
+    })
+  end
+
+  # ---------------------------------------------------------------------
+  # Presentation: pids in their one text form, with their node.
+
+  defp present_summary(term) do
+    top = Map.new(term.top, fn {field, rows} -> {field, Enum.map(rows, &present_text_row/1)} end)
+    %{term | top: top}
+  end
+
+  defp present_window(term), do: present_summary(term)
+
+  # Rows of merged summaries carry the pid as "<0.ID.SERIAL>" and the node
+  # as text.
+  defp present_text_row(%{pid: "<" <> rest, node: node} = row) do
+    row = Map.delete(row, :key)
+    %{row | pid: "0." <> (rest |> String.trim_trailing(">") |> strip_zero()) <> "@" <> node}
+  end
+
+  defp strip_zero("0." <> rest), do: rest
+  defp strip_zero(other), do: other
+
+  defp present_row(%{pid: pid} = row, _node, false) when is_pid(pid) do
+    %{row | pid: ProcessRef.to_string(pid)} |> Map.put(:node, Atom.to_string(node(pid)))
+  end
+
+  defp present_row(%{pid: key} = row, node, true) when is_integer(key) do
+    ref = %ProcessRef{node: node, id: div(key, 4_294_967_296), serial: rem(key, 4_294_967_296)}
+
+    %{row | pid: ProcessRef.to_string(ref)}
+    |> Map.put(:node, Atom.to_string(node))
+    |> Map.put(:agentless, true)
+  end
+
+  # ---------------------------------------------------------------------
+  # Options
+
+  @doc false
+  def normalize(%{filter: _} = opts), do: opts
+  def normalize(opts) when is_list(opts), do: normalize(Map.new(opts))
+
+  def normalize(opts) when is_map(opts) do
+    filter =
+      %{
+        application: opts[:application],
+        type: opts[:type],
+        name_pattern: opts[:name],
+        min_memory: opts[:min_memory],
+        min_queue: opts[:min_queue]
+      }
+      |> Enum.reject(fn {_, v} -> is_nil(v) end)
+      |> Map.new()
+
+    window_ms = opts[:window_ms]
+    window_ms = if window_ms in [nil, 0], do: nil, else: window_ms
+    timeout = opts[:timeout] || Fanout.default_timeout()
+
+    %{
+      node: opts[:node],
+      filter: filter,
+      sort_by: opts[:sort_by] || :memory,
+      limit: opts[:limit] || 50,
+      k: opts[:k] || 20,
+      cursor: opts[:cursor],
+      window_ms: window_ms,
+      max_age_ms: opts[:max_age_ms] || 1_000,
+      # A window collects twice: allow both collections their full time.
+      timeout: if(window_ms, do: 2 * timeout + window_ms, else: timeout)
+    }
+  end
+
+  @doc false
+  def filter_keys, do: @filter_keys
+
+  @doc """
+  The cursor of a page: opaque text naming the sort field, the last value
+  and the last process.
+  """
+  @spec encode_cursor(atom(), non_neg_integer(), String.t()) :: String.t()
+  def encode_cursor(sort_by, value, pid_text) do
+    Base.url_encode64("#{sort_by}|#{value}|#{pid_text}", padding: false)
+  end
+
+  @doc """
+  Reads a cursor made by `encode_cursor/3` for a list sorted by `sort_by`.
+  Never creates an atom: the node must be a known one.
+  """
+  @spec decode_cursor(String.t(), atom(), [node()]) :: {:ok, map()} | {:error, String.t()}
+  def decode_cursor(text, sort_by, known \\ [node() | Node.list(:connected)]) do
+    expected = Atom.to_string(sort_by)
+
+    with {:ok, raw} <- Base.url_decode64(text, padding: false),
+         [^expected, value, pid] <- String.split(raw, "|", parts: 3),
+         {value, ""} when value >= 0 <- Integer.parse(value),
+         {:ok, ref} <- ProcessRef.parse(pid, known) do
+      {:ok, %{value: value, ref: ref}}
+    else
+      [other, _, _] when is_binary(other) ->
+        {:error, "was made for a list sorted by #{other}, not by #{expected}"}
+
+      {:error, message} when is_binary(message) ->
+        {:error, "is not a cursor of this list: its process #{message}"}
+
+      _ ->
+        {:error, "is not a cursor returned by this list"}
+    end
+  end
+end

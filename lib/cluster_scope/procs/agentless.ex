@@ -1,0 +1,96 @@
+defmodule ClusterScope.Procs.Agentless do
+  @moduledoc """
+  Process rows from a connected node that runs no ClusterScope.
+
+  The caller loads `ClusterScope.Procs.Rows` (object code that calls only
+  OTP) onto that node with `:code.load_binary/3` when the node has no
+  module of that name, then runs its `stream_v1/3` there: the node reads its
+  own processes and streams rows back in acknowledged chunks, and the caller
+  pushes them into a Rust snapshot of its own and aggregates. A node that
+  already has a `Rows` module of another ClusterScope version is used as
+  long as it exports `stream_v1/3`; otherwise it is reported, not
+  overwritten.
+
+  Cost: the rows of the whole node cross the network (about 200 bytes per
+  process), and the caller's snapshot holds them until it is dropped; one
+  chunk at a time is in flight, so neither side's heap grows with the
+  process count beyond the remote pid list.
+  """
+
+  alias ClusterScope.Native
+  alias ClusterScope.Procs.Rows
+
+  @chunk 500
+
+  @doc """
+  Makes `Rows` callable on `node`: `:ok`, or `{:error, reason}` (for
+  example an incompatible `Rows` already loaded there).
+  """
+  @spec ensure_rows(node(), timeout()) :: :ok | {:error, term()}
+  def ensure_rows(node, timeout) do
+    case :erpc.call(node, :code, :ensure_loaded, [Rows], timeout) do
+      {:module, Rows} ->
+        if :erpc.call(node, :erlang, :function_exported, [Rows, :stream_v1, 3], timeout),
+          do: :ok,
+          else: {:error, :incompatible_version}
+
+      {:error, _} ->
+        {Rows, binary, file} = :code.get_object_code(Rows)
+
+        case :erpc.call(node, :code, :load_binary, [Rows, file, binary], timeout) do
+          {:module, Rows} -> :ok
+          {:error, reason} -> {:error, {:load_failed, reason}}
+        end
+    end
+  catch
+    :error, {:erpc, reason} -> {:error, reason}
+    kind, reason -> {:error, {kind, reason}}
+  end
+
+  @doc """
+  Collects `node`'s processes into a snapshot on this node (integer keys).
+  Gives up after `timeout` ms, stopping the remote stream.
+  """
+  @spec collect(node(), timeout()) :: {:ok, reference()} | {:error, term()}
+  def collect(node, timeout) do
+    deadline = System.monotonic_time(:millisecond) + timeout
+
+    with :ok <- ensure_rows(node, timeout),
+         snapshot when is_reference(snapshot) <- Native.procs_snapshot_new() do
+      ref = make_ref()
+      pid = Node.spawn(node, Rows, :stream_v1, [self(), ref, @chunk])
+      monitor = Process.monitor(pid)
+
+      try do
+        receive_rows(snapshot, ref, pid, monitor, deadline)
+      after
+        Process.demonitor(monitor, [:flush])
+        Process.exit(pid, :kill)
+      end
+    end
+  end
+
+  defp receive_rows(snapshot, ref, pid, monitor, deadline) do
+    wait = max(deadline - System.monotonic_time(:millisecond), 0)
+
+    receive do
+      {^ref, :rows, rows} ->
+        case Native.procs_snapshot_push(snapshot, rows) do
+          :ok ->
+            send(pid, {ref, :ack})
+            receive_rows(snapshot, ref, pid, monitor, deadline)
+
+          {:error, _} = error ->
+            error
+        end
+
+      {^ref, :done, _count} ->
+        {:ok, snapshot}
+
+      {:DOWN, ^monitor, :process, ^pid, reason} ->
+        {:error, {:stream_stopped, reason}}
+    after
+      wait -> {:error, :timeout}
+    end
+  end
+end

@@ -1,0 +1,149 @@
+defmodule ClusterScope.Procs.Terms do
+  @moduledoc """
+  The mapping between JSON and Erlang terms used to send messages to
+  processes and to show their state and replies.
+
+  ## JSON to term (`from_json/1`, for `SendMessage`)
+
+  | JSON                                  | term                                     |
+  | ------------------------------------- | ---------------------------------------- |
+  | `null`, `true`, `false`               | `nil`, `true`, `false`                   |
+  | number                                | integer or float                         |
+  | string                                | binary (an Elixir string)                |
+  | array                                 | list                                     |
+  | `{"$atom": "ok"}`                     | the atom `:ok`, only if it already exists |
+  | `{"$tuple": [a, b]}`                  | the tuple `{a, b}`                       |
+  | `{"$pid": "0.123.0@node"}`            | that process (a known node)              |
+  | `{"$charlist": "abc"}`                | `~c"abc"`                                |
+  | any other object                      | map with binary keys                     |
+
+  So `{"$tuple": [{"$atom": "ping"}, 1]}` is `{:ping, 1}`. An atom that
+  does not exist is refused (never created from input), with the path of
+  the bad value, for example `message.$tuple[0]: :pingg is not an existing
+  atom`.
+
+  ## Term to JSON (`to_json/1`, for states and replies)
+
+  The same forms the other way: atoms other than `nil`, `true`, `false`
+  become `{"$atom": ..}`, tuples `{"$tuple": [..]}`, pids `{"$pid": ..}`,
+  maps with keys that are not strings `{"$map": [[key, value], ..]}`,
+  binaries that are not UTF-8 `{"$binary": base64}`, and references,
+  ports and funs `{"$term": "#Reference<...>"}`. Nesting deeper than
+  #{20} levels or lists and maps longer than #{200} elements are cut, with
+  `{"$truncated": elements_left_out}` in their place, so a huge state
+  cannot produce a huge response.
+  """
+
+  alias ClusterScope.ProcessRef
+
+  @max_depth 20
+  @max_items 200
+
+  @doc "A term from decoded JSON (see the module doc). Errors name the path."
+  @spec from_json(term(), String.t()) :: {:ok, term()} | {:error, String.t()}
+  def from_json(value, path \\ "message")
+
+  def from_json(value, _path)
+      when is_binary(value) or is_number(value) or is_boolean(value) or is_nil(value),
+      do: {:ok, value}
+
+  def from_json(list, path) when is_list(list) do
+    list
+    |> Enum.with_index()
+    |> Enum.reduce_while({:ok, []}, fn {item, i}, {:ok, acc} ->
+      case from_json(item, "#{path}[#{i}]") do
+        {:ok, term} -> {:cont, {:ok, [term | acc]}}
+        error -> {:halt, error}
+      end
+    end)
+    |> case do
+      {:ok, acc} -> {:ok, Enum.reverse(acc)}
+      error -> error
+    end
+  end
+
+  def from_json(%{"$atom" => name} = map, path) when map_size(map) == 1 and is_binary(name) do
+    {:ok, String.to_existing_atom(name)}
+  rescue
+    ArgumentError -> {:error, "#{path}: :#{name} is not an existing atom"}
+  end
+
+  def from_json(%{"$tuple" => items} = map, path) when map_size(map) == 1 and is_list(items) do
+    with {:ok, list} <- from_json(items, path <> ".$tuple"), do: {:ok, List.to_tuple(list)}
+  end
+
+  def from_json(%{"$charlist" => text} = map, _path) when map_size(map) == 1 and is_binary(text),
+    do: {:ok, String.to_charlist(text)}
+
+  def from_json(%{"$pid" => text} = map, path) when map_size(map) == 1 and is_binary(text) do
+    with {:ok, ref} <- ProcessRef.parse(text),
+         {:ok, pid} <- ClusterScope.Procs.Control.pid(ref) do
+      {:ok, pid}
+    else
+      {:error, message} when is_binary(message) -> {:error, "#{path}: #{message}"}
+      {:error, reason} -> {:error, "#{path}: #{inspect(reason)}"}
+    end
+  end
+
+  def from_json(map, path) when is_map(map) do
+    Enum.reduce_while(map, {:ok, %{}}, fn
+      {key, value}, {:ok, acc} when is_binary(key) ->
+        case from_json(value, "#{path}.#{key}") do
+          {:ok, term} -> {:cont, {:ok, Map.put(acc, key, term)}}
+          error -> {:halt, error}
+        end
+
+      {key, _}, _ ->
+        {:halt, {:error, "#{path}: object keys must be strings, got #{inspect(key)}"}}
+    end)
+  end
+
+  def from_json(other, path),
+    do: {:error, "#{path}: #{inspect(other, limit: 5)} is not a JSON value"}
+
+  @doc "A JSON-ready form of any term (see the module doc)."
+  @spec to_json(term()) :: term()
+  def to_json(term), do: to_json(term, 0)
+
+  defp to_json(_term, depth) when depth > @max_depth, do: %{"$truncated" => 1}
+  defp to_json(term, _) when is_nil(term) or is_boolean(term) or is_number(term), do: term
+  defp to_json(atom, _) when is_atom(atom), do: %{"$atom" => Atom.to_string(atom)}
+
+  defp to_json(bin, _) when is_binary(bin) do
+    if String.valid?(bin), do: bin, else: %{"$binary" => Base.encode64(bin)}
+  end
+
+  defp to_json(pid, _) when is_pid(pid), do: %{"$pid" => ProcessRef.to_string(pid)}
+
+  defp to_json(tuple, depth) when is_tuple(tuple),
+    do: %{"$tuple" => tuple |> Tuple.to_list() |> items(depth)}
+
+  defp to_json(list, depth) when is_list(list) do
+    if proper?(list),
+      do: items(list, depth),
+      else: %{"$term" => inspect(list, limit: @max_items)}
+  end
+
+  defp to_json(map, depth) when is_map(map) do
+    if Enum.all?(Map.keys(map), &is_binary/1) and map_size(map) <= @max_items do
+      Map.new(map, fn {k, v} -> {k, to_json(v, depth + 1)} end)
+    else
+      pairs = map |> Enum.take(@max_items) |> Enum.map(fn {k, v} -> [k, v] end)
+      %{"$map" => items(pairs, depth) ++ truncated(map_size(map) - @max_items)}
+    end
+  end
+
+  defp to_json(other, _), do: %{"$term" => inspect(other)}
+
+  defp items(list, depth) do
+    {kept, rest} = Enum.split(list, @max_items)
+    Enum.map(kept, &to_json(&1, depth + 1)) ++ truncated(length(rest))
+  end
+
+  defp truncated(n) when n > 0, do: [%{"$truncated" => n}]
+  defp truncated(_), do: []
+
+  defp proper?([]), do: true
+  defp proper?([_ | tail]), do: proper?(tail)
+  defp proper?(_), do: false
+end

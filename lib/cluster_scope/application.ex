@@ -20,6 +20,10 @@ defmodule ClusterScope.Application do
     * `ClusterScope.Mode` - multi_node, local_cluster or simulated
     * `ClusterScope.Procs.Snapshots` - this node's latest process snapshot,
       shared by callers
+    * `ClusterScope.Trace.ControlWord` - trace control word bits of sessions
+    * `ClusterScope.Trace.TracerSupervisor` - the tracers of trace sessions
+      on this node (at most 64)
+    * `ClusterScope.Trace.Sessions` - the trace sessions created from this node
     * `ClusterScope.Health.Monitor` - samples, alerts, baselines, self-protection
     * `ClusterScope.Web.EndpointSupervisor` - HTTP endpoints
   """
@@ -48,6 +52,10 @@ defmodule ClusterScope.Application do
        quorum: config.get(:quorum), interval_ms: config.get(:heartbeat_interval_ms)},
       ClusterScope.Mode,
       ClusterScope.Procs.Snapshots,
+      ClusterScope.Trace.ControlWord,
+      {DynamicSupervisor,
+       name: ClusterScope.Trace.TracerSupervisor, strategy: :one_for_one, max_children: 64},
+      ClusterScope.Trace.Sessions,
       {ClusterScope.Health.Monitor, interval_ms: config.get(:health_interval_ms)},
       {DynamicSupervisor, name: ClusterScope.Web.EndpointSupervisor, strategy: :one_for_one}
     ]

@@ -274,5 +274,53 @@ defmodule ClusterScope.Native do
   @doc false
   def procs_page(_snapshot, _opts), do: unavailable()
 
+  # Throttled tracing (rules in cluster_scope_core's `throttle` module;
+  # shapes and costs in native/cluster_scope_nif/src/throttle.rs). A session
+  # is a resource reference; every call runs on the caller's scheduler and
+  # is O(1), O(event size <= 64 KiB) or O(limit <= 1000, <= 256 KiB copied).
+  # Times: `now_ms` from one monotonic clock (may be negative), `ts_us` any
+  # integer; keys are non-negative integers. Errors: `{:error,
+  # {:invalid_option, field}}`, `{:error, {:invalid_argument, field}}`,
+  # `{:error, :too_large}` (event over 64 KiB, refused, not truncated).
+
+  @doc false
+  @spec throttle_new(map()) ::
+          {:ok, reference()} | {:error, {:invalid_option, atom()}} | {:error, :native_unavailable}
+  def throttle_new(_opts), do: unavailable()
+
+  @doc false
+  @spec throttle_admit(reference(), integer(), non_neg_integer()) ::
+          :keep | :drop | {:pause, integer()} | :limit | {:error, term()}
+  def throttle_admit(_session, _now_ms, _key), do: unavailable()
+
+  @doc false
+  @spec throttle_push(reference(), integer(), non_neg_integer(), binary()) ::
+          :ok | {:error, term()}
+  def throttle_push(_session, _ts_us, _key, _binary), do: unavailable()
+
+  @doc false
+  @spec throttle_admit_push(reference(), integer(), integer(), non_neg_integer(), binary()) ::
+          :keep | :drop | {:pause, integer()} | :limit | {:error, term()}
+  def throttle_admit_push(_session, _now_ms, _ts_us, _key, _binary), do: unavailable()
+
+  @doc false
+  @spec throttle_read(reference(), non_neg_integer(), pos_integer()) ::
+          {:ok, [{pos_integer(), integer(), non_neg_integer(), binary()}], non_neg_integer(),
+           non_neg_integer()}
+          | {:error, term()}
+  def throttle_read(_session, _after_seq, _limit), do: unavailable()
+
+  @doc false
+  @spec throttle_stats(reference()) :: map() | {:error, term()}
+  def throttle_stats(_session), do: unavailable()
+
+  @doc false
+  @spec throttle_overhead(reference(), integer()) :: map() | {:error, term()}
+  def throttle_overhead(_session, _now_ms), do: unavailable()
+
+  @doc false
+  @spec throttle_set_rate(reference(), pos_integer()) :: :ok | {:error, term()}
+  def throttle_set_rate(_session, _rate), do: unavailable()
+
   defp unavailable, do: {:error, :native_unavailable}
 end

@@ -198,7 +198,7 @@ defmodule ClusterScope.Test.ProcHolder do
   end
 end
 
-defmodule ClusterScope.Test.Echo do
+defmodule TestApp.Echo do
   @moduledoc false
   use GenServer
 
@@ -219,4 +219,28 @@ defmodule ClusterScope.Test.Echo do
 
   @impl true
   def handle_info(msg, state), do: {:noreply, %{state | seen: [{:info, msg} | state.seen]}}
+end
+
+defmodule TestApp.Work do
+  @moduledoc false
+  # A function to trace, and drivers that call it from the node they run on.
+
+  def step(x), do: x + 1
+
+  @doc "Calls step/1 n times."
+  def drive(n), do: drive(n, 0)
+  defp drive(0, acc), do: acc
+  defp drive(n, acc), do: drive(n - 1, __MODULE__.step(acc))
+
+  @doc "Calls step/1 for `ms` milliseconds; returns how many calls were made."
+  def drive_for(ms) do
+    deadline = System.monotonic_time(:millisecond) + ms
+    loop(deadline, 0)
+  end
+
+  defp loop(deadline, n) do
+    n = __MODULE__.drive(1_000) + n
+
+    if System.monotonic_time(:millisecond) < deadline, do: loop(deadline, n), else: n
+  end
 end

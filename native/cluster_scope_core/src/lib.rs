@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod partition;
 pub mod procs;
 pub mod protocol;
+pub mod throttle;
 
 pub use build_info::BuildInfo;
 pub use error::CoreError;

@@ -6,5 +6,6 @@ mod json;
 mod metrics;
 mod partition;
 mod procs;
+mod throttle;
 
 rustler::init!("Elixir.ClusterScope.Native");

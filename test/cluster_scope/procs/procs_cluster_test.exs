@@ -4,7 +4,8 @@ defmodule ClusterScope.Procs.ClusterTest do
 
   alias ClusterScope.LocalCluster
   alias ClusterScope.ProcessRef
-  alias ClusterScope.Test.{Cluster, Echo, ProcHolder}
+  alias ClusterScope.Test.{Cluster, ProcHolder}
+  alias TestApp.Echo
 
   @moduletag :cluster
   @moduletag timeout: 180_000
@@ -87,7 +88,7 @@ defmodule ClusterScope.Procs.ClusterTest do
     {:ok, info} = run(ctx.a, "get_process_info", %{"pid" => echo_text})
     assert info.node == Atom.to_string(ctx.b.node)
     assert info.type == :gen_server
-    assert info.initial_call == "Elixir.ClusterScope.Test.Echo:init/1"
+    assert info.initial_call == "Elixir.TestApp.Echo:init/1"
     assert info.state_text =~ "seen: []"
 
     call = %{"$tuple" => [%{"$atom" => "echo"}, "hi"]}

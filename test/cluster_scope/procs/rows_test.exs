@@ -2,7 +2,7 @@ defmodule ClusterScope.Procs.RowsTest do
   use ExUnit.Case, async: true
 
   alias ClusterScope.Procs.Rows
-  alias ClusterScope.Test.Echo
+  alias TestApp.Echo
 
   test "Rows calls nothing but OTP, so it can be loaded onto a node without ClusterScope" do
     {Rows, binary, _} = :code.get_object_code(Rows)

@@ -1,0 +1,335 @@
+defmodule ClusterScope.Trace.Spec do
+  @moduledoc """
+  What a trace session traces and within which limits, validated before
+  anything is switched on.
+
+  A spec names **what**:
+
+    * `process` - one process anywhere in the cluster (`"0.123.0@node"`),
+      or `name` - a registered name (on `nodes`, or every node), or
+      `horde_name` - a name in a `Horde.Registry` (only when Horde is
+      loaded; `horde_registry` says which registry)
+    * `module`, `function`, `arity` - a function pattern (`"_"` is a
+      wildcard for function and arity), with `return: true` for return
+      values and exceptions, and optionally `match_spec` (JSON in the
+      `ClusterScope.Procs.Terms` mapping, checked with
+      `:erlang.match_spec_test/3`)
+    * `messages` - `"send"`, `"receive"` or `"both"`: the messages the
+      process sends and receives (needs a process)
+
+  and **within what**: `duration_ms` (default 10 s, at most 10 min),
+  `max_events` (default 1,000), `rate` (kept events per second per node,
+  default 200), `per_process_rate` (optional), `max_queue` (the tracer's
+  mailbox bound, default 5,000: past it the session stops, as redbug's
+  `max_queue` does) and `overhead_ceiling` (fraction of one scheduler,
+  default 0.05).
+
+  ## Refused unless `force: true`
+
+  Every function of `:erlang`, `:lists`, `:io`, `:io_lib`, `:maps`,
+  `:ets`, `:gen`, `:gen_server`, `:proc_lib`, `:timer`, `Kernel`, `Enum`
+  and the like with a wildcard function or arity: they are called millions
+  of times a second by the VM itself, and even throttled, switching such a
+  pattern on costs every process a trace check per call. ClusterScope's own
+  modules are refused for the same reason (and because the tracer would
+  trace itself). No atom is created from a spec: module and function names
+  must already exist.
+  """
+
+  alias ClusterScope.ProcessRef
+  alias ClusterScope.Procs.Terms
+
+  @hot_modules [
+    :erlang,
+    :lists,
+    :io,
+    :io_lib,
+    :maps,
+    :ets,
+    :gen,
+    :gen_server,
+    :gen_statem,
+    :proc_lib,
+    :timer,
+    :string,
+    :unicode,
+    :binary,
+    :prim_inet,
+    :inet,
+    Kernel,
+    Enum,
+    Map,
+    List,
+    String,
+    Keyword,
+    GenServer,
+    Process,
+    IO
+  ]
+
+  @defaults %{
+    duration_ms: 10_000,
+    max_events: 1_000,
+    rate: 200,
+    per_process_rate: nil,
+    max_queue: 5_000,
+    overhead_ceiling: 0.05,
+    return: false,
+    force: false,
+    messages: nil
+  }
+
+  @typedoc "A validated spec."
+  @type t :: %{
+          optional(:process) => ProcessRef.t(),
+          optional(:name) => atom(),
+          optional(:mfa) => {module(), atom() | :_, non_neg_integer() | :_},
+          optional(:match_spec) => list() | nil,
+          required(:nodes) => [node()],
+          required(:duration_ms) => pos_integer(),
+          required(:max_events) => pos_integer(),
+          required(:rate) => pos_integer(),
+          required(:max_queue) => pos_integer(),
+          required(:overhead_ceiling) => float(),
+          required(:force) => boolean(),
+          optional(atom()) => term()
+        }
+
+  @doc "The default limits."
+  @spec defaults() :: map()
+  def defaults, do: @defaults
+
+  @doc """
+  Checks the params of `TraceProcess` (already type-checked by the
+  operation's schema) and builds a spec: `{:ok, spec}` or
+  `{:error, [%{field:, message:}]}` naming every bad field.
+  """
+  @spec build(map(), [node()]) :: {:ok, t()} | {:error, [map()]}
+  def build(params, known_nodes) do
+    params = Map.merge(@defaults, drop_nils(params))
+
+    checks = [
+      &target/2,
+      &mfa/2,
+      &match_spec/2,
+      &messages/2,
+      &something/2,
+      &nodes/2,
+      &danger/2
+    ]
+
+    Enum.reduce(checks, {%{}, []}, fn check, {spec, errors} ->
+      case check.(params, Map.put(spec, :known_nodes, known_nodes)) do
+        {:ok, more} -> {Map.merge(spec, more), errors}
+        {:error, field, message} -> {spec, [%{field: field, message: message} | errors]}
+      end
+    end)
+    |> case do
+      {spec, []} ->
+        limits =
+          Map.take(params, [
+            :duration_ms,
+            :max_events,
+            :rate,
+            :per_process_rate,
+            :max_queue,
+            :overhead_ceiling,
+            :return,
+            :force
+          ])
+
+        {:ok, spec |> Map.delete(:known_nodes) |> Map.merge(limits)}
+
+      {_, errors} ->
+        {:error, Enum.reverse(errors)}
+    end
+  end
+
+  defp drop_nils(map), do: map |> Enum.reject(fn {_, v} -> is_nil(v) end) |> Map.new()
+
+  defp target(%{process: %ProcessRef{} = ref}, _), do: {:ok, %{process: ref}}
+
+  defp target(%{name: name}, _) when is_binary(name) do
+    case existing_atom(name) do
+      {:ok, atom} -> {:ok, %{name: atom}}
+      :error -> {:error, "name", "no process is registered as #{inspect(name)} (no such atom)"}
+    end
+  end
+
+  defp target(%{horde_name: name} = params, _) when is_binary(name) do
+    cond do
+      not Code.ensure_loaded?(Horde.Registry) ->
+        {:error, "horde_name", "Horde is not loaded on this node"}
+
+      not is_binary(params[:horde_registry]) ->
+        {:error, "horde_registry", "is required with horde_name"}
+
+      true ->
+        case existing_atom(params.horde_registry) do
+          {:ok, registry} -> {:ok, %{horde: {registry, name}}}
+          :error -> {:error, "horde_registry", "no such registry"}
+        end
+    end
+  end
+
+  defp target(_, _), do: {:ok, %{}}
+
+  defp mfa(%{module: mod} = params, _) when is_binary(mod) do
+    with {:ok, module} <- existing_module(mod),
+         {:ok, fun} <- wildcard_atom(params[:function] || "_", "function"),
+         {:ok, arity} <- arity(params[:arity]) do
+      {:ok, %{mfa: {module, fun, arity}}}
+    end
+  end
+
+  defp mfa(%{function: f}, _) when is_binary(f),
+    do: {:error, "module", "is required with function"}
+
+  defp mfa(_, _), do: {:ok, %{}}
+
+  defp match_spec(%{match_spec: ms} = params, _) when not is_nil(ms) do
+    with {:ok, term} <- from_json(ms),
+         true <- is_list(term) || {:error, "match_spec", "must be a list of match clauses"},
+         {:ok, _, _, _} <- test_ms(term) do
+      {:ok, %{match_spec: maybe_return(term, params.return)}}
+    else
+      {:error, field, message} ->
+        {:error, field, message}
+
+      {:error, errors} ->
+        {:error, "match_spec", "is not a valid trace match spec: #{inspect(errors)}"}
+    end
+  end
+
+  defp match_spec(params, _) do
+    ms = if params.return, do: [{:_, [], [{:exception_trace}]}], else: true
+    {:ok, %{match_spec: ms}}
+  end
+
+  defp maybe_return(ms, false), do: ms
+
+  defp maybe_return(ms, true) do
+    Enum.map(ms, fn {head, guards, body} -> {head, guards, body ++ [{:exception_trace}]} end)
+  end
+
+  defp from_json(ms) do
+    case Terms.from_json(ms, "match_spec") do
+      {:ok, term} -> {:ok, term}
+      {:error, message} -> {:error, "match_spec", message}
+    end
+  end
+
+  defp test_ms(term) do
+    :erlang.match_spec_test([], term, :trace)
+  rescue
+    _ -> {:error, [:badarg]}
+  end
+
+  defp messages(%{messages: nil}, _), do: {:ok, %{}}
+
+  defp messages(%{messages: which} = params, _) do
+    flags =
+      case which do
+        :send -> [:send]
+        :receive -> [:receive]
+        :both -> [:send, :receive]
+      end
+
+    if params[:process] || params[:name] || params[:horde_name],
+      do: {:ok, %{messages: flags}},
+      else: {:error, "messages", "needs a process (process, name or horde_name)"}
+  end
+
+  defp something(params, _) do
+    if params[:module] || params[:messages],
+      do: {:ok, %{}},
+      else: {:error, "module", "say what to trace: a function (module) or messages"}
+  end
+
+  # The nodes where a tracer runs: the process's node, else `nodes`, else all.
+  defp nodes(%{process: %ProcessRef{node: node}}, _), do: {:ok, %{nodes: [node]}}
+
+  defp nodes(params, %{known_nodes: known}) do
+    case params[:nodes] do
+      nil -> {:ok, %{nodes: known}}
+      [] -> {:ok, %{nodes: known}}
+      nodes when is_list(nodes) -> {:ok, %{nodes: Enum.uniq(nodes)}}
+    end
+  end
+
+  defp danger(params, spec) do
+    case {spec[:mfa], params.force} do
+      {_, true} ->
+        {:ok, %{}}
+
+      {{mod, fun, arity}, false} ->
+        cond do
+          own_module?(mod) ->
+            {:error, "module",
+             "#{inspect(mod)} is part of ClusterScope: tracing it would trace the tracer (force: true to insist)"}
+
+          mod in @hot_modules and (fun == :_ or arity == :_) ->
+            {:error, "module",
+             "every call of #{inspect(mod)}#{wild(fun, arity)} is too hot to trace: name one function and arity, or force: true"}
+
+          true ->
+            {:ok, %{}}
+        end
+
+      {nil, false} ->
+        {:ok, %{}}
+    end
+  end
+
+  defp wild(:_, _), do: " (any function)"
+  defp wild(_, :_), do: " (any arity)"
+  defp wild(_, _), do: ""
+
+  defp own_module?(mod) do
+    text = Atom.to_string(mod)
+    text == "Elixir.ClusterScope" or String.starts_with?(text, "Elixir.ClusterScope.")
+  end
+
+  defp existing_module(text) do
+    candidates = if text =~ ~r/^[A-Z]/, do: ["Elixir." <> text, text], else: [text]
+
+    Enum.find_value(
+      candidates,
+      {:error, "module", "#{inspect(text)} is not a known module"},
+      fn t ->
+        case existing_atom(t) do
+          {:ok, atom} -> {:ok, atom}
+          :error -> nil
+        end
+      end
+    )
+  end
+
+  defp wildcard_atom("_", _field), do: {:ok, :_}
+
+  defp wildcard_atom(text, field) do
+    case existing_atom(text) do
+      {:ok, atom} -> {:ok, atom}
+      :error -> {:error, field, "#{inspect(text)} is not a known function name"}
+    end
+  end
+
+  defp arity(nil), do: {:ok, :_}
+  defp arity("_"), do: {:ok, :_}
+  defp arity(n) when is_integer(n) and n >= 0 and n <= 255, do: {:ok, n}
+
+  defp arity(text) when is_binary(text) do
+    case Integer.parse(text) do
+      {n, ""} when n >= 0 and n <= 255 -> {:ok, n}
+      _ -> {:error, "arity", "must be 0..255 or \"_\""}
+    end
+  end
+
+  defp arity(_), do: {:error, "arity", "must be 0..255 or \"_\""}
+
+  defp existing_atom(text) do
+    {:ok, String.to_existing_atom(text)}
+  rescue
+    ArgumentError -> :error
+  end
+end

@@ -15,7 +15,7 @@ defmodule ClusterScope.Trace.Event do
 
   alias ClusterScope.ProcessRef
 
-  @inspect_opts [limit: 20, printable_limit: 512, width: :infinity]
+  @inspect_opts [limit: 20, printable_limit: 512, width: :infinity, charlists: :as_lists]
 
   @typedoc "An event."
   @type t :: %{

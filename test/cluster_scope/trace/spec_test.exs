@@ -1,0 +1,69 @@
+defmodule ClusterScope.Trace.SpecTest do
+  use ExUnit.Case, async: true
+
+  alias ClusterScope.Trace.Spec
+
+  defp build(params), do: Spec.build(params, [node()])
+
+  defp fields({:error, errors}), do: Enum.map(errors, & &1.field)
+
+  test "a function pattern gets the default limits and every node" do
+    assert {:ok, spec} = build(%{module: "TestApp.Work", function: "step", arity: "1"})
+    assert spec.mfa == {TestApp.Work, :step, 1}
+    assert spec.nodes == [node()]
+    assert spec.match_spec == true
+    assert %{duration_ms: 10_000, max_events: 1_000, rate: 200, max_queue: 5_000} = spec
+  end
+
+  test "return values add exception_trace to the match spec" do
+    {:ok, spec} = build(%{module: "TestApp.Work", function: "step", return: true})
+    assert spec.match_spec == [{:_, [], [{:exception_trace}]}]
+    assert spec.mfa == {TestApp.Work, :step, :_}
+  end
+
+  test "hot modules with wildcards and ClusterScope's own are refused unless forced" do
+    assert fields(build(%{module: "erlang", function: "_"})) == ["module"]
+    assert fields(build(%{module: "lists", function: "reverse"})) == ["module"]
+    assert fields(build(%{module: "Enum", function: "map", arity: "_"})) == ["module"]
+    assert {:ok, _} = build(%{module: "lists", function: "reverse", arity: "1"})
+    assert fields(build(%{module: "ClusterScope.Trace", function: "start"})) == ["module"]
+    assert {:ok, _} = build(%{module: "erlang", function: "_", force: true})
+  end
+
+  test "names that are not atoms yet are errors, and stay non-atoms" do
+    name = "cs_no_module_#{System.unique_integer([:positive])}"
+    assert fields(build(%{module: name, function: "x"})) == ["module"]
+    assert fields(build(%{module: "TestApp.Work", function: name})) == ["function"]
+    assert fields(build(%{name: name, messages: :both})) == ["name"]
+    assert_raise ArgumentError, fn -> String.to_existing_atom(name) end
+  end
+
+  test "messages need a process, and something must be traced" do
+    assert "messages" in fields(build(%{messages: :send}))
+    assert fields(build(%{})) == ["module"]
+    assert fields(build(%{module: "TestApp.Work", arity: "300"})) == ["arity"]
+  end
+
+  test "a match spec comes as JSON in the $atom/$tuple mapping and is checked" do
+    ms = [
+      %{
+        "$tuple" => [
+          [%{"$atom" => "$1"}],
+          [],
+          [%{"$tuple" => [%{"$atom" => "message"}, %{"$atom" => "$1"}]}]
+        ]
+      }
+    ]
+
+    assert {:ok, spec} = build(%{module: "TestApp.Work", function: "step", match_spec: ms})
+    assert spec.match_spec == [{[:"$1"], [], [{:message, :"$1"}]}]
+
+    assert fields(build(%{module: "TestApp.Work", function: "step", match_spec: [1]})) == [
+             "match_spec"
+           ]
+
+    assert fields(build(%{module: "TestApp.Work", function: "step", match_spec: "x"})) == [
+             "match_spec"
+           ]
+  end
+end

@@ -23,13 +23,7 @@ defmodule ClusterScope.Operations.GetProcessInfo do
       path: "/api/v1/processes/:pid",
       summary: "Full info of a process on any node, with its state",
       parameters: [
-        %{
-          name: :pid,
-          type: :pid,
-          required: true,
-          location: :path,
-          description: "the process, e.g. 0.123.0@node"
-        },
+        ClusterScope.Procs.Params.pid(),
         %{
           name: :state_timeout_ms,
           type: :integer,

@@ -21,13 +21,7 @@ defmodule ClusterScope.Operations.KillProcess do
       path: "/api/v1/processes/:pid/kill",
       summary: "Kill a process on any node",
       parameters: [
-        %{
-          name: :pid,
-          type: :pid,
-          required: true,
-          location: :path,
-          description: "the process, e.g. 0.123.0@node"
-        },
+        ClusterScope.Procs.Params.pid(),
         %{
           name: :reason,
           type: :string,
@@ -37,13 +31,7 @@ defmodule ClusterScope.Operations.KillProcess do
           location: :body,
           description: "kill, shutdown, normal, or a text sent as {:shutdown, text}"
         },
-        %{
-          name: :force,
-          type: :boolean,
-          default: false,
-          location: :body,
-          description: "allow system processes and ClusterScope's own"
-        }
+        ClusterScope.Procs.Params.force()
       ],
       responses: %{200 => %{description: "whether the process exited"}}
     }

@@ -23,13 +23,7 @@ defmodule ClusterScope.Operations.SendMessage do
       path: "/api/v1/processes/:pid/message",
       summary: "Send, cast or call a process on any node",
       parameters: [
-        %{
-          name: :pid,
-          type: :pid,
-          required: true,
-          location: :path,
-          description: "the process, e.g. 0.123.0@node"
-        },
+        ClusterScope.Procs.Params.pid(),
         %{
           name: :message,
           type: :json,
@@ -54,13 +48,7 @@ defmodule ClusterScope.Operations.SendMessage do
           location: :body,
           description: "how long a call waits for the reply"
         },
-        %{
-          name: :force,
-          type: :boolean,
-          default: false,
-          location: :body,
-          description: "allow system processes and ClusterScope's own"
-        }
+        ClusterScope.Procs.Params.force()
       ],
       responses: %{200 => %{description: "delivered, and the reply of a call"}}
     }

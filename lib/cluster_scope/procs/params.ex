@@ -1,5 +1,29 @@
 defmodule ClusterScope.Procs.Params do
-  @moduledoc "The filter parameters shared by the process operations."
+  @moduledoc "The parameters shared by the process operations."
+
+  @doc "The `:pid` path parameter of the operations on one process."
+  @spec pid() :: map()
+  def pid do
+    %{
+      name: :pid,
+      type: :pid,
+      required: true,
+      location: :path,
+      description: "the process, e.g. 0.123.0@node"
+    }
+  end
+
+  @doc "The `:force` body parameter of the operations that refuse protected processes."
+  @spec force() :: map()
+  def force do
+    %{
+      name: :force,
+      type: :boolean,
+      default: false,
+      location: :body,
+      description: "allow system processes and ClusterScope's own"
+    }
+  end
 
   @doc "Parameter declarations of the process filters."
   @spec filters() :: [map()]

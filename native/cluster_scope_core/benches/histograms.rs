@@ -14,32 +14,13 @@
 //! input and merge it. An argument selects the cases whose name contains it.
 
 use std::hint::black_box;
-use std::time::Instant;
 
 use cluster_scope_core::metrics::{Format, Histogram, HistogramConfig};
 
-fn bench(case: &str, samples: usize, mut op: impl FnMut()) {
-    let filter = std::env::args().skip(1).find(|a| !a.starts_with("--"));
-    if filter.is_some_and(|f| !case.contains(&f)) {
-        return;
-    }
-    for _ in 0..(samples / 10).max(1) {
-        op();
-    }
-    let mut times: Vec<f64> = (0..samples)
-        .map(|_| {
-            let start = Instant::now();
-            op();
-            start.elapsed().as_secs_f64() * 1e6
-        })
-        .collect();
-    times.sort_by(f64::total_cmp);
-    let median = times[times.len() / 2];
-    let p99 = times[((times.len() * 99) / 100).min(times.len() - 1)];
-    println!(
-        "RESULT bench=histograms_core case={case} median_us={median:.1} p99_us={p99:.1} \
-         samples={samples}"
-    );
+mod common;
+
+fn bench(case: &str, samples: usize, op: impl FnMut()) {
+    common::bench("histograms_core", common::us(1), case, samples, 1, op);
 }
 
 fn xorshift(state: &mut u64) -> u64 {

@@ -15,37 +15,15 @@
 //! batches and the per-operation time is the batch time divided by its size.
 
 use std::hint::black_box;
-use std::time::Instant;
 
 use cluster_scope_core::partition::{
     classify, heals, Detectors, DetectorsConfig, Observation, PhiConfig, PhiDetector, Reach,
 };
 
-/// Times `samples` runs of `op`, each doing `batch` operations, and prints
-/// the median and 99th percentile per operation.
-fn bench(case: &str, samples: usize, batch: usize, mut op: impl FnMut()) {
-    // Cargo passes `--bench`; the first other argument is a filter.
-    let filter = std::env::args().skip(1).find(|a| !a.starts_with("--"));
-    if filter.is_some_and(|f| !case.contains(&f)) {
-        return;
-    }
-    for _ in 0..(samples / 10).max(1) {
-        op();
-    }
-    let mut times: Vec<f64> = (0..samples)
-        .map(|_| {
-            let start = Instant::now();
-            op();
-            start.elapsed().as_secs_f64() * 1e6 / batch as f64
-        })
-        .collect();
-    times.sort_by(f64::total_cmp);
-    let median = times[times.len() / 2];
-    let p99 = times[((times.len() * 99) / 100).min(times.len() - 1)];
-    println!(
-        "RESULT bench=partition_core case={case} median_us={median:.4} p99_us={p99:.4} \
-         samples={samples}"
-    );
+mod common;
+
+fn bench(case: &str, samples: usize, batch: usize, op: impl FnMut()) {
+    common::bench("partition_core", common::us(4), case, samples, batch, op);
 }
 
 fn names(n: usize) -> Vec<String> {

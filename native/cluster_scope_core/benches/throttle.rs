@@ -11,33 +11,13 @@
 //! per call. An argument selects the cases whose name contains it.
 
 use std::hint::black_box;
-use std::time::Instant;
 
 use cluster_scope_core::throttle::{Session, ThrottleConfig};
 
-fn bench(case: &str, samples: usize, batch: usize, mut op: impl FnMut()) {
-    // Cargo passes `--bench`; the first other argument is a filter.
-    let filter = std::env::args().skip(1).find(|a| !a.starts_with("--"));
-    if filter.is_some_and(|f| !case.contains(&f)) {
-        return;
-    }
-    for _ in 0..(samples / 10).max(1) {
-        op();
-    }
-    let mut times: Vec<f64> = (0..samples)
-        .map(|_| {
-            let start = Instant::now();
-            op();
-            start.elapsed().as_secs_f64() * 1e9 / batch as f64
-        })
-        .collect();
-    times.sort_by(f64::total_cmp);
-    let median = times[times.len() / 2];
-    let p99 = times[((times.len() * 99) / 100).min(times.len() - 1)];
-    println!(
-        "RESULT bench=throttle_core case={case} median_ns={median:.1} p99_ns={p99:.1} \
-         samples={samples}"
-    );
+mod common;
+
+fn bench(case: &str, samples: usize, batch: usize, op: impl FnMut()) {
+    common::bench("throttle_core", common::NS, case, samples, batch, op);
 }
 
 /// A session that keeps everything it is asked about (huge rate and

@@ -16,6 +16,22 @@ defmodule ClusterScope.Trace.ClusterTest do
   defp start(peer, params),
     do: Cluster.call(peer, ClusterScope, :run, ["trace_process", params], 30_000)
 
+  # A session on TestApp.Work.step/1 on node b, started from node a.
+  defp start_step(ctx, extra) do
+    start(
+      ctx.a,
+      Map.merge(
+        %{
+          "module" => "TestApp.Work",
+          "function" => "step",
+          "arity" => "1",
+          "nodes" => [Atom.to_string(ctx.b.node)]
+        },
+        extra
+      )
+    )
+  end
+
   defp events(peer, id, cursor \\ nil, limit \\ 1000),
     do: Cluster.call(peer, ClusterScope.Trace, :events, [id, cursor, limit], 30_000)
 
@@ -74,15 +90,7 @@ defmodule ClusterScope.Trace.ClusterTest do
   end
 
   test "the event count limit holds exactly and stops the session", ctx do
-    {:ok, s} =
-      start(ctx.a, %{
-        "module" => "TestApp.Work",
-        "function" => "step",
-        "arity" => "1",
-        "nodes" => [Atom.to_string(ctx.b.node)],
-        "max_events" => 25,
-        "rate" => 100_000
-      })
+    {:ok, s} = start_step(ctx, %{"max_events" => 25, "rate" => 100_000})
 
     Cluster.call(ctx.b, TestApp.Work, :drive, [10_000])
 
@@ -102,15 +110,7 @@ defmodule ClusterScope.Trace.ClusterTest do
   end
 
   test "the rate limit holds: at most rate x time + one window's budget", ctx do
-    {:ok, s} =
-      start(ctx.a, %{
-        "module" => "TestApp.Work",
-        "function" => "step",
-        "arity" => "1",
-        "nodes" => [Atom.to_string(ctx.b.node)],
-        "max_events" => 100_000,
-        "rate" => 200
-      })
+    {:ok, s} = start_step(ctx, %{"max_events" => 100_000, "rate" => 200})
 
     started = System.monotonic_time(:millisecond)
     calls = Cluster.call(ctx.b, TestApp.Work, :drive_for, [1_500], 10_000)
@@ -127,14 +127,7 @@ defmodule ClusterScope.Trace.ClusterTest do
   end
 
   test "the duration limit ends the session", ctx do
-    {:ok, s} =
-      start(ctx.a, %{
-        "module" => "TestApp.Work",
-        "function" => "step",
-        "arity" => "1",
-        "nodes" => [Atom.to_string(ctx.b.node)],
-        "duration_ms" => 300
-      })
+    {:ok, s} = start_step(ctx, %{"duration_ms" => 300})
 
     st =
       await(fn ->

@@ -84,23 +84,46 @@ defmodule ClusterScope.ProcsLocalTest do
   test "no NIF call runs longer than 1 ms on a normal scheduler" do
     many = ProcHolder.spawn_many(20_000, 1)
     on_exit(fn -> Enum.each(many, &Process.exit(&1, :kill)) end)
-    :erlang.system_monitor(self(), [{:long_schedule, 1}])
+    # The slot is the node's only one (the health monitor may hold it): give
+    # it back as it was.
+    previous = :erlang.system_monitor(self(), [{:long_schedule, 1}])
 
     try do
       {:ok, _} = Procs.summary(max_age_ms: 0)
       {:ok, _} = Procs.list(limit: 100, max_age_ms: 0)
       {:ok, _} = Procs.list(window_ms: 100, limit: 10)
     after
-      :erlang.system_monitor(:undefined)
+      case previous do
+        {pid, opts} -> :erlang.system_monitor(pid, opts)
+        :undefined -> :erlang.system_monitor(:undefined)
+      end
     end
+
+    # A dirty NIF runs on a dirty scheduler: its long schedules are allowed.
+    dirty = dirty_nifs()
+    assert :procs_summary in dirty
 
     native =
       collect_long_schedules([])
       |> Enum.filter(fn info ->
-        Enum.any?([info[:in], info[:out]], &match?({ClusterScope.Native, _, _}, &1))
+        Enum.any?([info[:in], info[:out]], fn
+          {ClusterScope.Native, name, _} -> name not in dirty
+          _ -> false
+        end)
       end)
 
-    assert native == [], "NIF calls over 1 ms: #{inspect(native)}"
+    assert native == [], "normal-scheduler NIF calls over 1 ms: #{inspect(native)}"
+  end
+
+  # The NIFs the Rust sources mark dirty (`schedule = "Dirty..."`).
+  defp dirty_nifs do
+    Path.wildcard("native/cluster_scope_nif/src/*.rs")
+    |> Enum.flat_map(fn file ->
+      Regex.scan(~r/schedule = "Dirty\w+"\)\]\s*(?:pub\s+)?fn\s+(\w+)/, File.read!(file),
+        capture: :all_but_first
+      )
+    end)
+    |> Enum.map(fn [name] -> String.to_atom(name) end)
   end
 
   defp collect_long_schedules(acc) do

@@ -244,3 +244,40 @@ defmodule TestApp.Work do
     if System.monotonic_time(:millisecond) < deadline, do: loop(deadline, n), else: n
   end
 end
+
+defmodule TestApp.TraceCollector do
+  @moduledoc false
+  # A subscriber to a trace session that keeps what it receives.
+
+  def start(id) do
+    parent = self()
+
+    pid =
+      spawn(fn ->
+        send(parent, {:subscribed, self(), ClusterScope.Trace.subscribe(id)})
+        loop([])
+      end)
+
+    receive do
+      {:subscribed, ^pid, :ok} -> {:ok, pid}
+      {:subscribed, ^pid, error} -> error
+    end
+  end
+
+  def events(pid) do
+    send(pid, {:get, self()})
+
+    receive do
+      {:events, events} -> events
+    after
+      2_000 -> :timeout
+    end
+  end
+
+  defp loop(acc) do
+    receive do
+      {:cluster_scope, :trace, _id, event} -> loop([event | acc])
+      {:get, from} -> send(from, {:events, Enum.reverse(acc)}) && loop(acc)
+    end
+  end
+end

@@ -58,6 +58,7 @@ defmodule ClusterScope.Trace.ClusterTest do
       })
 
     assert s.nodes == [ctx.b.node]
+    {:ok, collector} = Cluster.call(ctx.a, TestApp.TraceCollector, :start, [s.id])
     assert {:echoed, 7} = Cluster.call(ctx.a, GenServer, :call, [echo, {:echo, 7}])
 
     assert %{} =
@@ -81,6 +82,16 @@ defmodule ClusterScope.Trace.ClusterTest do
     assert Enum.find(page.events, &(&1.kind == "receive")).message =~ "{:echo, 7}"
     ts = Enum.map(page.events, & &1.ts_us)
     assert ts == Enum.sort(ts)
+
+    # The subscriber on node a got the same events from node b.
+    streamed =
+      await(fn ->
+        got = Cluster.call(ctx.a, TestApp.TraceCollector, :events, [collector])
+        if length(got) >= length(page.events), do: got
+      end)
+
+    assert Enum.sort_by(streamed, & &1.ts_us) |> Enum.map(&{&1.kind, &1.ts_us}) ==
+             Enum.map(page.events, &{&1.kind, &1.ts_us})
 
     {:ok, stopped} =
       Cluster.call(ctx.a, ClusterScope, :run, ["stop_trace_session", %{"id" => s.id}])

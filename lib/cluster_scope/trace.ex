@@ -29,6 +29,8 @@ defmodule ClusterScope.Trace do
   """
 
   alias ClusterScope.{Fanout, ProcessRef}
+
+  @stats_deadline_ms 2_000
   alias ClusterScope.Trace.{Sessions, Spec, Tracer}
 
   @doc """
@@ -55,15 +57,55 @@ defmodule ClusterScope.Trace do
     end
   end
 
+  # Tracers are started from here, in parallel, then the session is
+  # recorded: the registry never waits for another node.
   defp create(spec, owner) do
-    case Sessions.create(spec, owner) do
-      {:ok, session} ->
-        {:ok, session}
+    case Process.whereis(Sessions) do
+      nil ->
+        {:error, {:unavailable, "ClusterScope's trace registry is not running on #{node()}"}}
 
-      {:error, failed} when is_map(failed) ->
-        {code, message} = creation_error(failed)
-        {:error, {code, message, %{nodes: Map.new(failed, fn {n, r} -> {n, reason_text(r)} end)}}}
+      registry ->
+        id = "t" <> Base.url_encode64(:crypto.strong_rand_bytes(9), padding: false)
+        results = start_tracers(spec.nodes, [id, spec, owner || registry, registry])
+        tracers = for {node, {:ok, pid}} <- results, into: %{}, do: {node, pid}
+        failed = for {node, {:error, reason}} <- results, into: %{}, do: {node, reason}
+
+        if tracers == %{} do
+          {code, message} = creation_error(failed)
+
+          {:error,
+           {code, message, %{nodes: Map.new(failed, fn {n, r} -> {n, reason_text(r)} end)}}}
+        else
+          session = %{
+            id: id,
+            spec: spec,
+            owner: owner || registry,
+            tracers: tracers,
+            failed: failed,
+            created_at_ms: System.system_time(:millisecond)
+          }
+
+          :ok = Sessions.register(session)
+          {:ok, Map.merge(%{ended: %{}, subscribers: []}, session)}
+        end
     end
+  end
+
+  defp start_tracers(nodes, args) do
+    nodes
+    |> Enum.map(fn node ->
+      {node,
+       Task.async(fn ->
+         try do
+           :erpc.call(node, Tracer, :start, args, 10_000)
+         catch
+           :error, {:erpc, reason} -> {:error, {:node_unavailable, reason}}
+           :error, {:exception, :undef, _} -> {:error, :not_running}
+           kind, reason -> {:error, {kind, reason}}
+         end
+       end)}
+    end)
+    |> Enum.map(fn {node, task} -> {node, Task.await(task, :infinity)} end)
   end
 
   defp creation_error(failed) do
@@ -78,6 +120,11 @@ defmodule ClusterScope.Trace do
 
       Enum.all?(reasons, &match?({:node_unavailable, _}, &1)) ->
         {:node_unavailable, "no traced node could be reached: " <> texts(failed)}
+
+      Enum.any?(reasons, &(&1 in [:max_children, :not_running])) ->
+        {:unavailable,
+         "no tracer could start (at most 64 per node, kept 10 minutes after they stop; " <>
+           "or ClusterScope is not running there): " <> texts(failed)}
 
       true ->
         {:invalid_params, "no tracer could start: " <> texts(failed)}
@@ -115,34 +162,50 @@ defmodule ClusterScope.Trace do
     ArgumentError -> {:error, {:not_found, "no Horde registry #{inspect(text)}"}}
   end
 
-  @doc "The sessions created from this node, newest first, with each node's counters."
-  @spec list() :: [map()]
-  def list, do: Enum.map(Sessions.list(), &present/1)
+  @doc """
+  The sessions created from this node, newest first, with each node's
+  counters: `{sessions, total}` for the page `offset`, `limit`.
+  """
+  @spec list(non_neg_integer(), pos_integer()) :: {[map()], non_neg_integer()}
+  def list(offset \\ 0, limit \\ 100) do
+    all = registry(fn -> Sessions.list() end, [])
+    {all |> Enum.drop(offset) |> Enum.take(limit) |> Enum.map(&present/1), length(all)}
+  end
 
   @doc "One session with each node's counters."
   @spec get(String.t()) :: {:ok, map()} | {:error, term()}
   def get(id) do
-    case Sessions.get(id) do
-      {:ok, session} -> {:ok, present(session)}
-      {:error, :not_found} -> not_found(id)
-    end
+    with {:ok, session} <- fetch(id), do: {:ok, present(session)}
   end
 
   @doc "Stops a session on every node; its events stay readable for 10 minutes."
   @spec stop(String.t()) :: {:ok, map()} | {:error, term()}
   def stop(id) do
-    case Sessions.stop(id) do
-      {:ok, _} -> get(id)
-      {:error, :not_found} -> not_found(id)
+    with {:ok, session} <- fetch(id) do
+      session.tracers
+      |> Enum.map(fn {_node, pid} ->
+        Task.async(fn ->
+          try do
+            Tracer.stop_tracing(pid)
+          catch
+            :exit, _ -> :gone
+          end
+        end)
+      end)
+      |> Task.yield_many(@stats_deadline_ms)
+      |> Enum.each(fn {task, result} -> result || Task.shutdown(task, :brutal_kill) end)
+
+      {:ok, present(session)}
     end
   end
 
   @doc "Sends `{:cluster_scope, :trace, id, event}` to the caller for every kept event."
   @spec subscribe(String.t()) :: :ok | {:error, term()}
   def subscribe(id) do
-    case Sessions.subscribe(id, self()) do
+    case registry(fn -> Sessions.subscribe(id, self()) end, {:error, :unavailable}) do
       :ok -> :ok
       {:error, :not_found} -> not_found(id)
+      {:error, :unavailable} -> unavailable()
     end
   end
 
@@ -181,17 +244,13 @@ defmodule ClusterScope.Trace do
             {oks, [read_error(node, other, session) | errs]}
         end)
 
-      merged =
+      # Each node's events are in its own (seq) order; the merge takes the
+      # earliest head of any node, so what a page takes of a node is always
+      # a prefix and its position the last seq taken.
+      {merged, positions} =
         oks
-        |> Enum.flat_map(fn {_node, events, _} -> events end)
-        |> Enum.sort_by(&{&1.ts_us, &1.node, &1.seq})
-        |> Enum.take(limit)
-
-      positions =
-        Enum.reduce(merged, positions, fn e, acc ->
-          node = Enum.find(Map.keys(session.tracers), &(Atom.to_string(&1) == e.node))
-          Map.update(acc, node, e.seq, &max(&1, e.seq))
-        end)
+        |> Enum.map(fn {node, events, _} -> {node, events} end)
+        |> merge_heads(limit, [], positions)
 
       {:ok,
        %{
@@ -201,6 +260,22 @@ defmodule ClusterScope.Trace do
          missed: oks |> Enum.map(&elem(&1, 2)) |> Enum.sum(),
          node_errors: errors
        }}
+    end
+  end
+
+  defp merge_heads(_lists, 0, acc, positions), do: {Enum.reverse(acc), positions}
+
+  defp merge_heads(lists, left, acc, positions) do
+    case lists |> Enum.filter(&match?({_, [_ | _]}, &1)) do
+      [] ->
+        {Enum.reverse(acc), positions}
+
+      live ->
+        {node, [event | rest]} =
+          Enum.min_by(live, fn {n, [e | _]} -> {e.ts_us, Atom.to_string(n)} end)
+
+        lists = List.keyreplace(live, node, 0, {node, rest})
+        merge_heads(lists, left - 1, [event | acc], Map.put(positions, node, event.seq))
     end
   end
 
@@ -218,11 +293,23 @@ defmodule ClusterScope.Trace do
   end
 
   defp fetch(id) do
-    case Sessions.get(id) do
+    case registry(fn -> Sessions.get(id) end, {:error, :unavailable}) do
       {:ok, session} -> {:ok, session}
       {:error, :not_found} -> not_found(id)
+      {:error, :unavailable} -> unavailable()
     end
   end
+
+  # The registry answers at once (it never calls other nodes); an exit means
+  # it is not running.
+  defp registry(fun, default) do
+    fun.()
+  catch
+    :exit, _ -> default
+  end
+
+  defp unavailable,
+    do: {:error, {:unavailable, "ClusterScope's trace registry is not running on #{node()}"}}
 
   defp not_found(id), do: {:error, {:not_found, "no trace session #{inspect(id)} on #{node()}"}}
 
@@ -266,20 +353,32 @@ defmodule ClusterScope.Trace do
 
   # -- presentation ---------------------------------------------------------------
 
+  # Every tracer is asked at once, under one deadline: a node that does not
+  # answer in time shows as `unknown`.
   defp present(session) do
+    nodes = Map.keys(session.tracers)
+
     per_node =
       session.tracers
       |> Enum.map(fn {node, pid} ->
-        {node,
-         Task.async(fn ->
-           try do
-             Tracer.stats(pid)
-           catch
-             :exit, _ -> %{status: :gone, ended: Map.get(session.ended, node)}
-           end
-         end)}
+        Task.async(fn ->
+          try do
+            Tracer.stats(pid)
+          catch
+            :exit, _ -> %{status: :gone, ended: Map.get(session.ended, node)}
+          end
+        end)
       end)
-      |> Map.new(fn {node, task} -> {node, Task.await(task, :infinity)} end)
+      |> Task.yield_many(@stats_deadline_ms)
+      |> Enum.zip(nodes)
+      |> Map.new(fn
+        {{_task, {:ok, stats}}, node} ->
+          {node, stats}
+
+        {{task, _}, node} ->
+          Task.shutdown(task, :brutal_kill)
+          {node, %{status: :unknown, reason: "no answer within #{@stats_deadline_ms} ms"}}
+      end)
 
     spec = session.spec
 

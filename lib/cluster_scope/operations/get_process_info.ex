@@ -8,11 +8,11 @@ defmodule ClusterScope.Operations.GetProcessInfo do
   Reading the state sends the process a system message and waits for the
   answer, at most `state_timeout_ms` (0 skips it): a busy process answers
   late or not at all, and the rest of the info is still returned with
-  `state_error`. A state larger than 200,000 words is printed on its node,
+  `state_error`. A state larger than 1 MiB is printed on its node,
   depth-limited, rather than copied.
   """
 
-  use ClusterScope.Operation, name: "get_process_info", timeout: 20_000
+  use ClusterScope.Operation, name: "get_process_info", timeout: 25_000
 
   alias ClusterScope.Procs.Control
 

@@ -10,7 +10,7 @@ defmodule ClusterScope.Operations.KillProcess do
   token over HTTP and is absent in read-only mode.
   """
 
-  use ClusterScope.Operation, name: "kill_process"
+  use ClusterScope.Operation, name: "kill_process", timeout: 20_000
 
   alias ClusterScope.Procs.Control
 

@@ -41,8 +41,7 @@ defmodule ClusterScope.Operations.ListTraceSessions do
 
   @impl true
   def execute(%{limit: limit, offset: offset}) do
-    all = ClusterScope.Trace.list()
-    page = all |> Enum.drop(offset) |> Enum.take(limit)
-    {:ok, %{sessions: page, total: length(all), offset: offset, limit: limit}}
+    {page, total} = ClusterScope.Trace.list(offset, limit)
+    {:ok, %{sessions: page, total: total, offset: offset, limit: limit}}
   end
 end

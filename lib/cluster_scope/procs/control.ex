@@ -50,13 +50,16 @@ defmodule ClusterScope.Procs.Control do
 
   @doc "The pid a reference names, resolved on its node (no atom created)."
   @spec pid(ProcessRef.t()) :: {:ok, pid()} | {:error, term()}
-  def pid(%ProcessRef{node: node, id: id, serial: serial}) do
+  def pid(%ProcessRef{node: node, id: id, serial: serial} = ref) do
     if node == node() do
       {:ok, :erlang.list_to_pid(~c"<0.#{id}.#{serial}>")}
     else
       {:ok, :erpc.call(node, :erlang, :list_to_pid, [~c"<0.#{id}.#{serial}>"], timeout())}
     end
   catch
+    # Numbers beyond the VM's pid range name no process.
+    :error, :badarg -> {:error, not_found(ref)}
+    :error, {:exception, :badarg, _} -> {:error, not_found(ref)}
     :error, {:erpc, reason} -> {:error, {:node_unavailable, node, reason}}
   end
 
@@ -210,9 +213,13 @@ defmodule ClusterScope.Procs.Control do
   defp rows_on(node) when node == node(), do: :ok
 
   defp rows_on(node) do
-    case Agentless.ensure_rows(node, timeout()) do
-      :ok -> :ok
-      {:error, reason} -> {:error, {:node_unavailable, node, reason}}
+    if node in ClusterScope.Cluster.Heartbeat.agent_nodes() do
+      :ok
+    else
+      case Agentless.ensure_rows(node, timeout()) do
+        :ok -> :ok
+        {:error, reason} -> {:error, {:node_unavailable, node, reason}}
+      end
     end
   end
 
@@ -241,8 +248,8 @@ defmodule ClusterScope.Procs.Control do
             state_text: inspect(state, limit: 50, printable_limit: 4_096)
           }
 
-        {:state_too_large, words, text} ->
-          %{state_error: "state too large to copy (#{words} words)", state_text: text}
+        {:state_too_large, bytes, text} ->
+          %{state_error: "state too large to copy (#{bytes} bytes)", state_text: text}
 
         {:state_error, reason} ->
           %{state_error: inspect(reason, limit: 10)}

@@ -52,7 +52,7 @@ defmodule ClusterScope.Procs.Rows do
     :dictionary
   ]
 
-  @max_state_words 200_000
+  @max_state_bytes 1_048_576
 
   @typedoc "What a collection carries from row to row."
   @type context :: %{masters: %{pid() => atom()}, behaviours: %{module() => atom()}}
@@ -316,15 +316,16 @@ defmodule ClusterScope.Procs.Rows do
        when type in [:gen_server, :gen_statem, :gen_event, :supervisor] do
     try do
       state = :sys.get_state(pid, timeout)
-      words = :erts_debug.flat_size(state)
+      # external_size counts binaries, which flat_size does not see.
+      bytes = :erlang.external_size(state)
 
       # A huge state is printed here, depth-limited, rather than copied
       # whole across the network.
-      if words <= @max_state_words do
+      if bytes <= @max_state_bytes do
         {:ok, state}
       else
         text = :io_lib.format(~c"~P", [state, 40])
-        {:state_too_large, words, :unicode.characters_to_binary(text)}
+        {:state_too_large, bytes, :unicode.characters_to_binary(text)}
       end
     catch
       :exit, {:timeout, _} -> {:state_error, :timeout}

@@ -35,6 +35,7 @@ defmodule ClusterScope.Procs.Snapshots do
   catch
     :exit, {:timeout, _} -> {:error, :timeout}
     :exit, {:noproc, _} -> {:error, :not_running}
+    :exit, reason -> {:error, {:snapshot_server, reason}}
   end
 
   @impl true
@@ -55,22 +56,29 @@ defmodule ClusterScope.Procs.Snapshots do
   end
 
   @impl true
-  def handle_info({ref, result}, %{task: %Task{ref: ref}} = state) do
-    Process.demonitor(ref, [:flush])
+  def handle_info({tag, result}, %{task: %{tag: tag, monitor: monitor}} = state) do
+    Process.demonitor(monitor, [:flush])
     finish(result, %{state | task: nil})
   end
 
-  def handle_info({:DOWN, ref, :process, _, reason}, %{task: %Task{ref: ref}} = state) do
+  def handle_info({:DOWN, ref, :process, _, reason}, %{task: %{monitor: ref}} = state) do
     finish({:error, {:collector_crashed, reason}}, %{state | task: nil})
   end
 
   def handle_info(_msg, state), do: {:noreply, state}
 
+  # A process of its own (not a task of the operation supervisor, which may
+  # be full): starting it cannot fail, and its death is only an error reply.
   defp start_collection(state) do
-    task =
-      Task.Supervisor.async_nolink(ClusterScope.OperationSupervisor, fn -> Collector.collect() end)
+    server = self()
+    tag = make_ref()
+    {_pid, monitor} = spawn_monitor(fn -> send(server, {tag, Collector.collect()}) end)
 
-    %{state | task: task, task_started: System.monotonic_time(:millisecond)}
+    %{
+      state
+      | task: %{tag: tag, monitor: monitor},
+        task_started: System.monotonic_time(:millisecond)
+    }
   end
 
   defp finish({:ok, snapshot, stats}, state) do

@@ -31,13 +31,15 @@ defmodule ClusterScope.Procs.Terms do
   ports and funs `{"$term": "#Reference<...>"}`. Nesting deeper than
   #{20} levels or lists and maps longer than #{200} elements are cut, with
   `{"$truncated": elements_left_out}` in their place, so a huge state
-  cannot produce a huge response.
+  cannot produce a huge response; a binary over 4 KiB becomes
+  `{"$truncated_binary": size, "head": first_256_bytes}`.
   """
 
   alias ClusterScope.ProcessRef
 
   @max_depth 20
   @max_items 200
+  @max_binary 4_096
 
   @doc "A term from decoded JSON (see the module doc). Errors name the path."
   @spec from_json(term(), String.t()) :: {:ok, term()} | {:error, String.t()}
@@ -108,6 +110,10 @@ defmodule ClusterScope.Procs.Terms do
   defp to_json(_term, depth) when depth > @max_depth, do: %{"$truncated" => 1}
   defp to_json(term, _) when is_nil(term) or is_boolean(term) or is_number(term), do: term
   defp to_json(atom, _) when is_atom(atom), do: %{"$atom" => Atom.to_string(atom)}
+
+  defp to_json(bin, _) when byte_size(bin) > @max_binary do
+    %{"$truncated_binary" => byte_size(bin), "head" => to_json(binary_part(bin, 0, 256), 0)}
+  end
 
   defp to_json(bin, _) when is_binary(bin) do
     if String.valid?(bin), do: bin, else: %{"$binary" => Base.encode64(bin)}

@@ -62,12 +62,13 @@ defmodule ClusterScope.Trace.Event do
   The stored form of a kept trace message. A small message is stored as it
   came (about a microsecond to encode) and formatted when it is read: the
   tracer then gets through a burst fast enough to switch tracing off in
-  time. A large one (over #{1_024} words) is formatted now, under the
+  time. A large one (over 8 KiB in external format) is formatted now, under the
   `inspect/2` limits, so the ring never holds big terms.
   """
   @spec store(tuple(), integer()) :: binary()
   def store(message, ts_us) do
-    if :erts_debug.flat_size(message) <= 1_024,
+    # external_size counts binaries too (flat_size does not see off-heap ones).
+    if :erlang.external_size(message) <= 8_192,
       do: :erlang.term_to_binary({:raw, ts_us, message}),
       else: :erlang.term_to_binary({:event, from_trace(message, ts_us)})
   end

@@ -190,6 +190,7 @@ defmodule ClusterScope.Trace.Spec do
   defp match_spec(%{match_spec: ms} = params, _) when not is_nil(ms) do
     with {:ok, term} <- from_json(ms),
          true <- is_list(term) || {:error, "match_spec", "must be a list of match clauses"},
+         :ok <- safe_actions(term, params.force),
          {:ok, _, _, _} <- test_ms(term) do
       {:ok, %{match_spec: maybe_return(term, params.return)}}
     else
@@ -205,6 +206,42 @@ defmodule ClusterScope.Trace.Spec do
     ms = if params.return, do: [{:_, [], [{:exception_trace}]}], else: true
     {:ok, %{match_spec: ms}}
   end
+
+  # Actions that change the node's trace state for everyone (flags of other
+  # processes, the trace control word the tracers pause with, sequential
+  # tracing) or dump whole processes: refused unless forced.
+  @refused_actions [
+    :set_tcw,
+    :trace,
+    :enable_trace,
+    :disable_trace,
+    :silent,
+    :set_seq_token,
+    :process_dump
+  ]
+
+  defp safe_actions(_ms, true), do: :ok
+
+  defp safe_actions(ms, false) do
+    case find_action(ms) do
+      nil ->
+        :ok
+
+      action ->
+        {:error, "match_spec",
+         "the action #{action} changes the node's trace state for every session (force: true to insist)"}
+    end
+  end
+
+  defp find_action(tuple) when is_tuple(tuple) and tuple_size(tuple) > 0 do
+    case elem(tuple, 0) do
+      action when action in @refused_actions -> action
+      _ -> tuple |> Tuple.to_list() |> find_action()
+    end
+  end
+
+  defp find_action(list) when is_list(list), do: Enum.find_value(list, &find_action/1)
+  defp find_action(_), do: nil
 
   defp maybe_return(ms, false), do: ms
 

@@ -98,6 +98,7 @@ defmodule ClusterScope.Trace.Tracer do
     with {:ok, target} <- resolve_target(spec),
          :ok <- check_module(spec),
          :ok <- check_conflicts(spec, target),
+         {:ok, bit} <- claim(spec),
          {:ok, throttle} <- throttle(spec) do
       state = %{
         id: id,
@@ -115,7 +116,7 @@ defmodule ClusterScope.Trace.Tracer do
         late: 0,
         started_at: System.system_time(:millisecond),
         pattern: nil,
-        bit: if(spec[:mfa], do: ControlWord.acquire()),
+        bit: bit,
         held: false,
         peak_queue: 0,
         peak_memory: 0,
@@ -128,7 +129,9 @@ defmodule ClusterScope.Trace.Tracer do
           {:ok, state}
 
         {:error, reason} ->
-          disable(state)
+          # The pattern may be on (the messages failed): this session holds
+          # its claim, so switching it off touches no one else's.
+          disable(%{state | pattern: spec[:mfa]})
           {:stop, {:shutdown, reason}}
       end
     else
@@ -282,6 +285,10 @@ defmodule ClusterScope.Trace.Tracer do
 
   defp stop(state, reason) do
     disable(state)
+    # The pattern is off: its claim and bit go back to the node at once (the
+    # tracer itself stays, tracing nothing, so its events can be read).
+    if state.spec[:mfa], do: safely(fn -> ControlWord.release() end)
+    state = %{state | bit: nil, pattern: nil}
     dropped = flush_traces(0)
 
     Logger.debug("ClusterScope trace #{state.id} stopped on #{node()}: #{reason}")
@@ -346,8 +353,15 @@ defmodule ClusterScope.Trace.Tracer do
   defp enable_pattern(state), do: {:ok, state}
 
   defp enable_messages(%{spec: %{messages: flags}, target: pid} = state) when is_pid(pid) do
-    :erlang.trace(pid, true, flags ++ [:timestamp, {:tracer, self()}])
-    {:ok, state}
+    # Another tracer may have taken the process while this one was paused.
+    case tracer_of(pid) do
+      t when t in [[], self()] ->
+        :erlang.trace(pid, true, flags ++ [:timestamp, {:tracer, self()}])
+        {:ok, state}
+
+      other ->
+        {:error, {:conflict, "#{ProcessRef.to_string(pid)} is now traced by #{inspect(other)}"}}
+    end
   rescue
     ArgumentError -> {:error, {:not_found, "the process is not alive"}}
   end
@@ -356,16 +370,19 @@ defmodule ClusterScope.Trace.Tracer do
 
   # The bit first: the events stop at once; the pattern (and its cost per
   # call) goes after the code barrier.
+  # Only what this tracer switched on is switched off: after a stop its
+  # pattern may belong to another session, its process to another tracer.
   defp disable(state) do
     if state[:bit], do: safely(fn -> ControlWord.put(state.bit, true) end)
 
-    if mfa = state[:pattern] || state.spec[:mfa] do
+    if mfa = state[:pattern] do
       safely(fn -> :erlang.trace_pattern(mfa, false, [:meta]) end)
     end
 
     case state.spec do
       %{messages: flags} when is_pid(state.target) ->
-        safely(fn -> :erlang.trace(state.target, false, [:timestamp | flags]) end)
+        if tracer_of(state.target) == self(),
+          do: safely(fn -> :erlang.trace(state.target, false, [:timestamp | flags]) end)
 
       _ ->
         :ok
@@ -444,6 +461,9 @@ defmodule ClusterScope.Trace.Tracer do
         :ok
     end
   end
+
+  defp claim(%{mfa: mfa}), do: ControlWord.acquire(mfa)
+  defp claim(_spec), do: {:ok, nil}
 
   defp tracer_of(pid) do
     case :erlang.trace_info(pid, :tracer) do

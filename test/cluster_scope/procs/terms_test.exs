@@ -43,5 +43,12 @@ defmodule ClusterScope.Procs.TermsTest do
     deep = Enum.reduce(1..100, :leaf, fn _, acc -> {acc} end)
     assert {:ok, _} = ClusterScope.JSON.encode(Terms.to_json(deep))
     assert Terms.to_json(<<255, 0>>) == %{"$binary" => Base.encode64(<<255, 0>>)}
+
+    big = String.duplicate("a", 100_000)
+
+    assert Terms.to_json(big) == %{
+             "$truncated_binary" => 100_000,
+             "head" => String.duplicate("a", 256)
+           }
   end
 end

@@ -5,36 +5,59 @@ defmodule ClusterScope.Trace.ControlWordTest do
 
   alias ClusterScope.Trace.ControlWord
 
-  test "each owner gets its own bit, which follows put/2 and is cleared when the owner exits" do
+  # A process that claims `mfa` and reports its answer.
+  defp claimer(mfa) do
     parent = self()
 
-    owners =
-      for _ <- 1..2 do
-        spawn(fn ->
-          bit = ControlWord.acquire()
-          send(parent, {:bit, self(), bit})
-          receive(do: (:exit -> :ok))
-        end)
-      end
+    pid =
+      spawn(fn ->
+        send(parent, {:claimed, self(), ControlWord.acquire(mfa)})
+        receive(do: (:exit -> :ok))
+      end)
 
-    bits = for o <- owners, do: receive(do: ({:bit, ^o, bit} -> bit))
-    [a, b] = bits
-    assert a != b and a > 0 and b > 0
+    receive do
+      {:claimed, ^pid, answer} -> {pid, answer}
+    end
+  end
 
-    # put/2 only touches bits that are owned.
-    :ok = ControlWord.put(a, true)
-    assert (:erlang.system_info(:trace_control_word) &&& a) == a
-    assert (:erlang.system_info(:trace_control_word) &&& b) == 0
-    :ok = ControlWord.put(a, false)
-    assert (:erlang.system_info(:trace_control_word) &&& a) == 0
-
-    :ok = ControlWord.put(b, true)
-    [_, owner_b] = owners
-    ref = Process.monitor(owner_b)
-    send(owner_b, :exit)
+  defp stop(pid) do
+    ref = Process.monitor(pid)
+    send(pid, :exit)
     assert_receive {:DOWN, ^ref, _, _, _}
     _ = :sys.get_state(ControlWord)
-    assert (:erlang.system_info(:trace_control_word) &&& b) == 0
-    Enum.each(owners, &send(&1, :exit))
+  end
+
+  defp word, do: :erlang.system_info(:trace_control_word)
+
+  test "each claim gets its own bit, which follows put/2 and is cleared when its owner exits" do
+    {a_pid, {:ok, a}} = claimer({TestApp.Work, :step, 1})
+    {b_pid, {:ok, b}} = claimer({TestApp.Echo, :init, 1})
+    assert a != b and a > 0 and b > 0
+
+    :ok = ControlWord.put(a, true)
+    assert (word() &&& a) == a
+    assert (word() &&& b) == 0
+    :ok = ControlWord.put(a, false)
+    assert (word() &&& a) == 0
+
+    :ok = ControlWord.put(b, true)
+    stop(b_pid)
+    assert (word() &&& b) == 0
+    # A bit no one owns any more is not touched.
+    :ok = ControlWord.put(b, true)
+    assert (word() &&& b) == 0
+    stop(a_pid)
+  end
+
+  test "overlapping patterns are refused until the first claim is released" do
+    {first, {:ok, _}} = claimer({TestApp.Work, :step, 1})
+    assert {_, {:error, {:conflict, text}}} = claimer({TestApp.Work, :_, :_})
+    assert text =~ "overlaps TestApp.Work.step/1"
+    assert {_, {:error, {:conflict, _}}} = claimer({TestApp.Work, :step, :_})
+    {other, {:ok, _}} = claimer({TestApp.Work, :drive, 1})
+    stop(first)
+    {again, {:ok, _}} = claimer({TestApp.Work, :step, :_})
+    stop(other)
+    stop(again)
   end
 end

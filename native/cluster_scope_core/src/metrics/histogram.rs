@@ -318,6 +318,7 @@ impl Histogram {
         if let Some(others) = others {
             out.merge(&others);
         }
+        keep_counts(counts);
         Ok(out)
     }
 
@@ -365,6 +366,30 @@ fn merge_threads<B: AsRef<[u8]>>(inputs: &[B]) -> usize {
         .max(1)
 }
 
+// A reader (inflate state and buffer) and a counts array kept by each thread
+// between merges: fresh ones are mappings of hundreds of KiB, and mapping,
+// faulting in and unmapping them in a process of many threads (the BEAM:
+// every unmap is a TLB shootdown) cost more than the merge itself.
+thread_local! {
+    static SPARE: std::cell::RefCell<(Option<v2::Reader>, Option<v2::Counts>)> =
+        const { std::cell::RefCell::new((None, None)) };
+}
+
+fn spare() -> (Option<v2::Reader>, Option<v2::Counts>) {
+    SPARE.with(|s| {
+        let mut s = s.borrow_mut();
+        (s.0.take(), s.1.take())
+    })
+}
+
+fn keep_reader(reader: v2::Reader) {
+    SPARE.with(|s| s.borrow_mut().0 = Some(reader));
+}
+
+fn keep_counts(counts: v2::Counts) {
+    SPARE.with(|s| s.borrow_mut().1 = Some(counts));
+}
+
 /// One thread's share of a merge: the counts of the inputs of `config`, and
 /// the others merged into a histogram of `config`. `offset` is the position
 /// of `inputs[0]` in the whole list (for errors).
@@ -373,15 +398,31 @@ fn merge_part<B: AsRef<[u8]>>(
     offset: usize,
     config: HistogramConfig,
 ) -> Result<(v2::Counts, Option<Histogram>), MetricsError> {
-    let mut reader = v2::Reader::new();
-    let mut counts = v2::Counts::new(config)?;
+    let (reader, counts) = spare();
+    let mut reader = reader.unwrap_or_else(v2::Reader::new);
+    let mut counts = match counts {
+        Some(c) => c.reset_for(config)?,
+        None => v2::Counts::new(config)?,
+    };
+    let result = merge_into(inputs, offset, config, &mut reader, &mut counts);
+    keep_reader(reader);
+    result.map(|others| (counts, others))
+}
+
+fn merge_into<B: AsRef<[u8]>>(
+    inputs: &[B],
+    offset: usize,
+    config: HistogramConfig,
+    reader: &mut v2::Reader,
+    counts: &mut v2::Counts,
+) -> Result<Option<Histogram>, MetricsError> {
     let mut others: Option<Histogram> = None;
     let mut deserializer: Option<Deserializer> = None;
     for (i, bytes) in inputs.iter().enumerate() {
         let bytes = bytes.as_ref();
         check_size(bytes)?;
         let at = |e| at_position(e, offset + i);
-        match reader.add(bytes, &mut counts).map_err(at)? {
+        match reader.add(bytes, counts).map_err(at)? {
             v2::Step::Added => {}
             v2::Step::Other => {
                 let deserializer = deserializer.get_or_insert_with(Deserializer::new);
@@ -392,7 +433,7 @@ fn merge_part<B: AsRef<[u8]>>(
             }
         }
     }
-    Ok((counts, others))
+    Ok(others)
 }
 
 /// Refuses a serialized histogram over [`MAX_SERIALIZED_BYTES`].

@@ -91,6 +91,17 @@ impl Counts {
         })
     }
 
+    /// This array emptied for `config` (only its used part is zeroed), or a
+    /// new one when the configuration differs.
+    pub(crate) fn reset_for(mut self, config: HistogramConfig) -> Result<Self, MetricsError> {
+        if self.config != config {
+            return Counts::new(config);
+        }
+        self.counts[..self.used].fill(0);
+        self.used = 0;
+        Ok(self)
+    }
+
     /// The lowest value of the counts at `index` (HdrHistogram's
     /// `value_for`). `index` must be below the array's length.
     pub(crate) fn value_at(&self, index: usize) -> u64 {

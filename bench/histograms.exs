@@ -55,6 +55,24 @@ defmodule Bench.Baseline do
 
   def record_binary(_ref, <<>>), do: :ok
 
+  # The baseline's serialized form: its non-zero buckets as {index, count},
+  # in the compressed external term format (the closest plain-Elixir
+  # counterpart of V2 compressed).
+  def serialize(ref) do
+    for(i <- 1..@buckets, (c = :counters.get(ref, i)) > 0, do: {i, c})
+    |> :erlang.term_to_binary([:compressed])
+  end
+
+  def merge_serialized(bins) do
+    into = new()
+
+    for bin <- bins, {i, c} <- :erlang.binary_to_term(bin) do
+      :counters.add(into, i, c)
+    end
+
+    into
+  end
+
   # Sorted quantiles: one walk for the total, one until the last target.
   def quantiles(ref, qs) do
     total = total(ref, 1, 0)
@@ -193,6 +211,21 @@ defmodule Bench.Histograms do
     compressed = Enum.map(serialized, &elem(&1, 0))
     uncompressed = Enum.map(serialized, &elem(&1, 1))
 
+    # The same values in the baseline's buckets, serialized its way.
+    baseline_serialized =
+      for i <- 1..100 do
+        b = Bench.Baseline.new()
+        vs = latency_values(10_000, i)
+        Enum.each(Tuple.to_list(vs), &Bench.Baseline.record(b, &1))
+        Bench.Baseline.serialize(b)
+      end
+
+    base_merge_ms =
+      best_of(merge_reps, fn ->
+        {us, _} = :timer.tc(fn -> Bench.Baseline.merge_serialized(baseline_serialized) end)
+        us / 1000
+      end)
+
     merge_ms = best_of(merge_reps, fn -> merge_ms(compressed) end)
     merge_raw_ms = best_of(merge_reps, fn -> merge_ms(uncompressed) end)
     {:ok, merged} = Histogram.merge_serialized(compressed)
@@ -201,7 +234,8 @@ defmodule Bench.Histograms do
     IO.puts(
       "  merge 100 serialized histograms (V2 compressed, #{avg_size(compressed)} B each): " <>
         "#{fmt(merge_ms)} ms (target <= 2 ms: #{verdict(merge_ms <= 2)}); " <>
-        "#{merged_count} values"
+        "#{merged_count} values; baseline (:counters buckets, compressed term_to_binary, " <>
+        "#{avg_size(baseline_serialized)} B each): #{fmt(base_merge_ms)} ms"
     )
 
     IO.puts(
@@ -241,6 +275,7 @@ defmodule Bench.Histograms do
 
     IO.puts(
       "RESULT bench=histograms merge100_ms=#{fmt(merge_ms)} " <>
+        "baseline_merge100_ms=#{fmt(base_merge_ms)} ratio=#{fmt(base_merge_ms / merge_ms)} " <>
         "merge100_uncompressed_ms=#{fmt(merge_raw_ms)}"
     )
   end

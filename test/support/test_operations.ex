@@ -232,6 +232,13 @@ defmodule TestApp.Work do
   defp drive(0, acc), do: acc
   defp drive(n, acc), do: drive(n - 1, __MODULE__.step(acc))
 
+  @doc "Calls step/1 n times in each of `procs` processes at once; waits for them."
+  def drive_parallel(procs, n) do
+    1..procs
+    |> Enum.map(fn _ -> Task.async(fn -> drive(n) end) end)
+    |> Enum.map(&Task.await(&1, 30_000))
+  end
+
   @doc "Calls step/1 for `ms` milliseconds; returns how many calls were made."
   def drive_for(ms) do
     deadline = System.monotonic_time(:millisecond) + ms

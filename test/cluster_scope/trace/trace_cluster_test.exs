@@ -137,6 +137,38 @@ defmodule ClusterScope.Trace.ClusterTest do
     assert st.seen < calls / 10
   end
 
+  test "the tracer stops hard when its mailbox passes max_queue", ctx do
+    # A budget the tracer cannot keep up with, and a tiny mailbox bound.
+    {:ok, s} = start_step(ctx, %{"max_queue" => 10, "rate" => 100_000, "max_events" => 1_000_000})
+    Cluster.call(ctx.b, TestApp.Work, :drive, [200_000], 30_000)
+
+    st =
+      await(fn ->
+        st = session(ctx.a, s.id).per_node[ctx.b.node]
+        if st.status == :stopped, do: st
+      end)
+
+    assert st.stop_reason == :overload
+
+    assert Cluster.call(ctx.b, :erlang, :trace_info, [{TestApp.Work, :step, 1}, :meta]) ==
+             {:meta, false}
+  end
+
+  test "the per-process rate holds for each traced process", ctx do
+    # 3 events per process per one-second window, two processes.
+    {:ok, s} = start_step(ctx, %{"per_process_rate" => 3, "rate" => 100_000})
+    Cluster.call(ctx.b, TestApp.Work, :drive_parallel, [2, 2_000], 30_000)
+    st = session(ctx.a, s.id).per_node[ctx.b.node]
+    {:ok, _} = Cluster.call(ctx.a, ClusterScope.Trace, :stop, [s.id])
+
+    assert st.kept in [6, 9, 12]
+    assert st.dropped_key > 0
+    {:ok, page} = events(ctx.a, s.id)
+    per_pid = Enum.frequencies_by(page.events, & &1.pid)
+    assert map_size(per_pid) == 2
+    assert Enum.all?(per_pid, fn {_, n} -> n <= 3 * ceil(length(page.events) / 6) end)
+  end
+
   test "the duration limit ends the session", ctx do
     {:ok, s} = start_step(ctx, %{"duration_ms" => 300})
 

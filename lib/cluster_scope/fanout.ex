@@ -53,6 +53,31 @@ defmodule ClusterScope.Fanout do
     |> then(fn {oks, errs} -> {Enum.reverse(oks), Enum.reverse(errs)} end)
   end
 
+  @doc """
+  Each known node's status as this node's cluster state sees it
+  (`%{node => :up | :suspected | ...}`; empty when the state is not running).
+  """
+  @spec node_statuses() :: %{node() => atom()}
+  def node_statuses do
+    ClusterScope.Cluster.State.topology() |> Map.get(:nodes, []) |> Map.new(&{&1.node, &1.status})
+  catch
+    :exit, _ -> %{}
+  end
+
+  @doc """
+  The error of a node a cluster-wide call skips because this node already
+  sees it as `status` (calling it would only cost the timeout).
+  """
+  @spec not_called(node(), atom()) :: node_error()
+  def not_called(node, status) do
+    %{
+      node: node,
+      status: status,
+      reason: "not called: #{node} is #{status} as seen from #{node()}",
+      remediation: "See GET /api/v1/cluster/topology and /api/v1/cluster/partitions for why."
+    }
+  end
+
   @doc "The default per-node timeout (`node_timeout_ms`)."
   @spec default_timeout() :: pos_integer()
   def default_timeout, do: ClusterScope.Config.get(:node_timeout_ms)

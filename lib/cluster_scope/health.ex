@@ -27,7 +27,7 @@ defmodule ClusterScope.Health do
   command-line probe.
   """
 
-  alias ClusterScope.Cluster.{Heartbeat, State}
+  alias ClusterScope.Cluster.Heartbeat
   alias ClusterScope.Health.{Monitor, Thresholds}
 
   @doc "The latest sample of this node (`nil` before the first one)."
@@ -214,22 +214,12 @@ defmodule ClusterScope.Health do
   # answers `{:error, reason}` is an error too.
   def cluster_call(fun, args, nodes \\ nil) do
     targets = Enum.uniq(nodes || [node() | Heartbeat.agent_nodes()])
-    statuses = node_statuses()
+    statuses = ClusterScope.Fanout.node_statuses()
 
     {call, skip} =
       Enum.split_with(targets, fn n -> n == node() or Map.get(statuses, n, :up) == :up end)
 
-    skipped =
-      for n <- skip do
-        status = statuses[n]
-
-        %{
-          node: n,
-          status: status,
-          reason: "not called: #{n} is #{status} as seen from #{node()}",
-          remediation: "See GET /api/v1/cluster/topology and /api/v1/cluster/partitions for why."
-        }
-      end
+    skipped = for n <- skip, do: ClusterScope.Fanout.not_called(n, statuses[n])
 
     {answers, errors} = ClusterScope.Fanout.multicall(call, __MODULE__, fun, args)
 
@@ -272,10 +262,4 @@ defmodule ClusterScope.Health do
     do: "refused: " <> Enum.map_join(fields, "; ", &"#{&1.field} #{&1.message}")
 
   defp error_text(reason), do: inspect(reason, limit: 10)
-
-  defp node_statuses do
-    State.topology() |> Map.get(:nodes, []) |> Map.new(&{&1.node, &1.status})
-  catch
-    :exit, _ -> %{}
-  end
 end

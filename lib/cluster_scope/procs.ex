@@ -39,12 +39,11 @@ defmodule ClusterScope.Procs do
   """
 
   alias ClusterScope.{Fanout, Native, ProcessRef}
-  alias ClusterScope.Cluster.{Heartbeat, State}
-  alias ClusterScope.Procs.{Agentless, Snapshots}
+  alias ClusterScope.Cluster.Heartbeat
+  alias ClusterScope.Procs.{Agentless, Rows, Snapshots}
 
   @sort_fields [:memory, :reductions, :message_queue_len, :heap_size]
   @types [:supervisor, :gen_server, :gen_statem, :gen_event, :task, :proc_lib, :plain]
-  @filter_keys [:application, :type, :name_pattern, :min_memory, :min_queue]
 
   @doc "The fields a list can be sorted by."
   @spec sort_fields() :: [atom()]
@@ -245,7 +244,7 @@ defmodule ClusterScope.Procs do
     after_key =
       case per_node_after(opts.cursor, node) do
         nil -> nil
-        {value, {id, serial}} -> {value, id * 4_294_967_296 + serial}
+        {value, {id, serial}} -> {value, Rows.key(id, serial)}
         other -> other
       end
 
@@ -376,24 +375,11 @@ defmodule ClusterScope.Procs do
     agents = Enum.filter(Heartbeat.agent_nodes(), &(&1 in connected))
     agents = if node() in agents, do: agents, else: [node() | agents]
 
-    statuses =
-      try do
-        State.topology() |> Map.get(:nodes, []) |> Map.new(&{&1.node, &1.status})
-      catch
-        :exit, _ -> %{}
-      end
-
-    known_down = for {n, status} <- statuses, n not in connected, do: {n, status}
-
     skipped =
-      for {n, status} <- known_down, only in [nil, n] do
-        %{
-          node: n,
-          status: status,
-          reason: "not called: #{n} is #{status} as seen from #{node()}",
-          remediation: "See GET /api/v1/cluster/topology and /api/v1/cluster/partitions for why."
-        }
-      end
+      for {n, status} <- Fanout.node_statuses(),
+          n not in connected,
+          only in [nil, n],
+          do: Fanout.not_called(n, status)
 
     keep = fn nodes -> if only, do: Enum.filter(nodes, &(&1 == only)), else: nodes end
     {keep.(agents), keep.(connected -- agents), skipped}
@@ -454,18 +440,16 @@ defmodule ClusterScope.Procs do
   # as text.
   defp present_text_row(%{pid: "<" <> rest, node: node} = row) do
     row = Map.delete(row, :key)
-    %{row | pid: "0." <> (rest |> String.trim_trailing(">") |> strip_zero()) <> "@" <> node}
+    %{row | pid: String.trim_trailing(rest, ">") <> "@" <> node}
   end
-
-  defp strip_zero("0." <> rest), do: rest
-  defp strip_zero(other), do: other
 
   defp present_row(%{pid: pid} = row, _node, false) when is_pid(pid) do
     %{row | pid: ProcessRef.to_string(pid)} |> Map.put(:node, Atom.to_string(node(pid)))
   end
 
   defp present_row(%{pid: key} = row, node, true) when is_integer(key) do
-    ref = %ProcessRef{node: node, id: div(key, 4_294_967_296), serial: rem(key, 4_294_967_296)}
+    {id, serial} = Rows.numbers(key)
+    ref = %ProcessRef{node: node, id: id, serial: serial}
 
     %{row | pid: ProcessRef.to_string(ref)}
     |> Map.put(:node, Atom.to_string(node))
@@ -508,9 +492,6 @@ defmodule ClusterScope.Procs do
       timeout: if(window_ms, do: 2 * timeout + window_ms, else: timeout)
     }
   end
-
-  @doc false
-  def filter_keys, do: @filter_keys
 
   @doc """
   The cursor of a page: opaque text naming the sort field, the last value

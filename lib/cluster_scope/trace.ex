@@ -162,6 +162,19 @@ defmodule ClusterScope.Trace do
     ArgumentError -> {:error, {:not_found, "no Horde registry #{inspect(text)}"}}
   end
 
+  @doc "The `:id` path parameter of the operations on one session."
+  @spec id_param() :: map()
+  def id_param do
+    %{
+      name: :id,
+      type: :string,
+      required: true,
+      max_length: 64,
+      location: :path,
+      description: "the session id"
+    }
+  end
+
   @doc """
   The sessions created from this node, newest first, with each node's
   counters: `{sessions, total}` for the page `offset`, `limit`.

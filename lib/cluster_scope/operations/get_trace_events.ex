@@ -16,14 +16,7 @@ defmodule ClusterScope.Operations.GetTraceEvents do
       path: "/api/v1/trace/sessions/:id/events",
       summary: "Events of a trace session, merged across nodes, paged",
       parameters: [
-        %{
-          name: :id,
-          type: :string,
-          required: true,
-          max_length: 64,
-          location: :path,
-          description: "the session id"
-        },
+        ClusterScope.Trace.id_param(),
         %{
           name: :cursor,
           type: :string,

@@ -14,14 +14,7 @@ defmodule ClusterScope.Operations.StopTraceSession do
       path: "/api/v1/trace/sessions/:id",
       summary: "Stop a trace session everywhere",
       parameters: [
-        %{
-          name: :id,
-          type: :string,
-          required: true,
-          max_length: 64,
-          location: :path,
-          description: "the session id"
-        }
+        ClusterScope.Trace.id_param()
       ],
       responses: %{200 => %{description: "the stopped session"}}
     }

@@ -117,8 +117,8 @@ defmodule ClusterScope.Procs.Rows do
         initial = initial_call(dict, real_initial)
         app = :maps.get(gl, :maps.get(:masters, ctx), :undefined)
 
-        {{key(pid, kind), memory, reductions, mql, heap, stack, total_heap, status, current, name,
-          initial, app, type}, ctx}
+        {{row_key(pid, kind), memory, reductions, mql, heap, stack, total_heap, status, current,
+          name, initial, app, type}, ctx}
 
       :undefined ->
         {nil, ctx}
@@ -129,11 +129,19 @@ defmodule ClusterScope.Procs.Rows do
   @spec pid_key(pid()) :: non_neg_integer()
   def pid_key(pid) do
     [_, id, serial] = :string.lexemes(:erlang.pid_to_list(pid), ~c"<.>")
-    :erlang.list_to_integer(id) * 4_294_967_296 + :erlang.list_to_integer(serial)
+    key(:erlang.list_to_integer(id), :erlang.list_to_integer(serial))
   end
 
-  defp key(pid, :pid), do: pid
-  defp key(pid, :integer), do: pid_key(pid)
+  @doc "The integer key of a pid's two numbers (see `pid_key/1`)."
+  @spec key(non_neg_integer(), non_neg_integer()) :: non_neg_integer()
+  def key(id, serial), do: id * 4_294_967_296 + serial
+
+  @doc "The two numbers of an integer key: `{id, serial}`."
+  @spec numbers(non_neg_integer()) :: {non_neg_integer(), non_neg_integer()}
+  def numbers(key), do: {div(key, 4_294_967_296), rem(key, 4_294_967_296)}
+
+  defp row_key(pid, :pid), do: pid
+  defp row_key(pid, :integer), do: pid_key(pid)
 
   defp initial_call(dict, real) do
     case :lists.keyfind(:"$initial_call", 1, dict) do

@@ -6,7 +6,7 @@ defmodule ClusterScope.Procs.Snapshots do
   server every page would walk every process again. A snapshot younger than
   the caller's `max_age_ms` is reused, and callers who arrive while a
   collection runs wait for that one: at most one collection runs at a time
-  on a node, however many users ask. The collection itself runs in a task
+  on a node, however many users ask. The collection itself runs in a process
   (see `ClusterScope.Procs.Collector`), so this server's heap stays small
   and a failed collection costs only an error reply.
 
@@ -39,7 +39,7 @@ defmodule ClusterScope.Procs.Snapshots do
   end
 
   @impl true
-  def init(_opts), do: {:ok, %{latest: nil, task: nil, task_started: nil, waiters: []}}
+  def init(_opts), do: {:ok, %{latest: nil, task: nil, waiters: []}}
 
   @impl true
   def handle_call({:get, not_before}, from, state) do
@@ -74,11 +74,7 @@ defmodule ClusterScope.Procs.Snapshots do
     tag = make_ref()
     {_pid, monitor} = spawn_monitor(fn -> send(server, {tag, Collector.collect()}) end)
 
-    %{
-      state
-      | task: %{tag: tag, monitor: monitor},
-        task_started: System.monotonic_time(:millisecond)
-    }
+    %{state | task: %{tag: tag, monitor: monitor}}
   end
 
   defp finish({:ok, snapshot, stats}, state) do

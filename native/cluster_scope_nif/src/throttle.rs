@@ -145,6 +145,23 @@ fn event_bytes<'a>(term: Term<'a>) -> Result<Binary<'a>, ThrottleError> {
         .map_err(|_| ThrottleError::argument("event", "expected a binary"))
 }
 
+/// The arguments of an event to store: its session, time, key and bytes.
+type EventArgs<'a> = (&'a ThrottleResource, i64, u64, Binary<'a>);
+
+fn event_args<'a>(
+    s: Term<'a>,
+    ts_us: Term<'a>,
+    key: Term<'a>,
+    bytes: Term<'a>,
+) -> Result<EventArgs<'a>, ThrottleError> {
+    Ok((
+        session(s)?,
+        int(ts_us, "ts_us")?,
+        int(key, "key")?,
+        event_bytes(bytes)?,
+    ))
+}
+
 // ---------------------------------------------------------------------------
 // Options
 // ---------------------------------------------------------------------------
@@ -257,10 +274,7 @@ fn throttle_push<'a>(
     bytes: Term<'a>,
 ) -> Term<'a> {
     let result = (|| {
-        let res = session(s)?;
-        let ts_us: i64 = int(ts_us, "ts_us")?;
-        let key: u64 = int(key, "key")?;
-        let bin = event_bytes(bytes)?;
+        let (res, ts_us, key, bin) = event_args(s, ts_us, key, bytes)?;
         let r = res
             .0
             .lock()
@@ -287,11 +301,8 @@ fn throttle_admit_push<'a>(
     bytes: Term<'a>,
 ) -> Term<'a> {
     let result = (|| {
-        let res = session(s)?;
         let now_ms: i64 = int(now_ms, "now_ms")?;
-        let ts_us: i64 = int(ts_us, "ts_us")?;
-        let key: u64 = int(key, "key")?;
-        let bin = event_bytes(bytes)?;
+        let (res, ts_us, key, bin) = event_args(s, ts_us, key, bytes)?;
         let d = res.0.lock().admit_push(now_ms, ts_us, key, bin.as_slice());
         d
     })();

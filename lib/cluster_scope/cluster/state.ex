@@ -38,6 +38,11 @@ defmodule ClusterScope.Cluster.State do
 
   @max_events 1_000
   @net_loss_silence_ms 300
+  # A member that went down stays in the matrix this long (or until it comes
+  # back): a partition must not read as healthy once Erlang gives up on the
+  # other side. Bounded in count too.
+  @forget_down_ms 300_000
+  @max_members 10_000
 
   @typedoc "A cluster event."
   @type event :: %{
@@ -138,6 +143,7 @@ defmodule ClusterScope.Cluster.State do
        classification: nil,
        observation: nil,
        global_cuts: %{},
+       members: MapSet.new(),
        cut_pairs: MapSet.new(),
        delayed: %{},
        libcluster_cuts: %{},
@@ -237,6 +243,19 @@ defmodule ClusterScope.Cluster.State do
 
   @impl true
   def handle_info({:nodeup, node, _info}, state) do
+    # A nodedown still waiting for its cause happened before this nodeup:
+    # settle it first, or it would land after the reconnection and leave a
+    # connected node marked down.
+    state =
+      case Map.pop(state.delayed, node) do
+        {nil, _} ->
+          state
+
+        {{_token, timer, info}, delayed} ->
+          Process.cancel_timer(timer)
+          record_down(%{state | delayed: delayed}, node, info)
+      end
+
     fetch_metadata(node)
     info = %{new_node(node) | status: :up}
     state = put_in(state.nodes[node], info)
@@ -247,39 +266,32 @@ defmodule ClusterScope.Cluster.State do
   # report 100 ms to arrive before the cause of a `disconnect` is decided.
   def handle_info({:nodedown, node, info}, state) when not is_map_key(state.delayed, node) do
     if Keyword.get(info, :nodedown_reason) == :disconnect do
-      Process.send_after(self(), {:nodedown_attributed, node, info}, 100)
-      {:noreply, put_in(state.delayed[node], true)}
+      token = make_ref()
+      timer = Process.send_after(self(), {:nodedown_attributed, node, token}, 100)
+      {:noreply, put_in(state.delayed[node], {token, timer, info})}
     else
-      handle_info({:nodedown_attributed, node, info}, state)
+      {:noreply, record_down(state, node, info)}
     end
   end
 
   def handle_info({:nodedown, _node, _info}, state), do: {:noreply, state}
 
-  def handle_info({:nodedown_attributed, node, info}, state) do
-    state = %{state | delayed: Map.delete(state.delayed, node)}
-    reason = Keyword.get(info, :nodedown_reason, :unknown)
-    {cause, attribution} = cause(node, reason, state)
-    now = System.system_time(:millisecond)
+  def handle_info({:nodedown_attributed, node, token}, state) do
+    # Another token (or none) when a nodeup settled this one first and its
+    # timer had already fired.
+    case state.delayed do
+      %{^node => {^token, _timer, info}} ->
+        {:noreply, record_down(%{state | delayed: Map.delete(state.delayed, node)}, node, info)}
 
-    nodes =
-      Map.update(state.nodes, node, %{new_node(node) | status: :down}, fn n ->
-        %{n | status: :down, down_reason: reason, down_cause: cause, since_ms: now}
-      end)
-
-    state = %{
-      state
-      | nodes: nodes,
-        global_cuts: Map.delete(state.global_cuts, node),
-        libcluster_cuts: Map.delete(state.libcluster_cuts, node)
-    }
-
-    {:noreply, emit(state, :down, node, cause, %{reason: reason, attribution: attribution})}
+      _ ->
+        {:noreply, state}
+    end
   end
 
   def handle_info({:heartbeat_views, views, phis, now}, %{mode: mode} = state)
       when mode != :simulated do
-    {:noreply, classify(%{state | views: views}, observation(%{state | views: views}, now), phis)}
+    state = remember_members(%{state | views: views})
+    {:noreply, classify(state, observation(state, now), phis)}
   end
 
   def handle_info({:heartbeat_views, _views, _phis, _now}, state), do: {:noreply, state}
@@ -293,7 +305,7 @@ defmodule ClusterScope.Cluster.State do
   end
 
   def handle_info({:sim_nodedown, node, reason}, %{mode: :simulated} = state) do
-    handle_info({:nodedown_attributed, node, [nodedown_reason: reason]}, state)
+    {:noreply, record_down(state, node, nodedown_reason: reason)}
   end
 
   def handle_info({:sim_views, observation}, %{mode: :simulated} = state) do
@@ -305,6 +317,33 @@ defmodule ClusterScope.Cluster.State do
   end
 
   def handle_info(_other, state), do: {:noreply, state}
+
+  defp record_down(state, node, info) do
+    reason = Keyword.get(info, :nodedown_reason, :unknown)
+    {cause, attribution} = cause(node, reason, state)
+    now = System.system_time(:millisecond)
+
+    nodes =
+      Map.update(state.nodes, node, %{new_node(node) | status: :down}, fn n ->
+        %{
+          n
+          | status: :down,
+            down_reason: reason,
+            down_cause: cause,
+            down_attribution: attribution,
+            since_ms: now
+        }
+      end)
+
+    state = %{
+      state
+      | nodes: nodes,
+        global_cuts: Map.delete(state.global_cuts, node),
+        libcluster_cuts: Map.delete(state.libcluster_cuts, node)
+    }
+
+    emit(state, :down, node, cause, %{reason: reason, attribution: attribution})
+  end
 
   # -- classification ----------------------------------------------------------
 
@@ -331,16 +370,47 @@ defmodule ClusterScope.Cluster.State do
     end
   end
 
+  # Nodes whose agent has been seen, kept after they go down (see
+  # @forget_down_ms).
+  defp remember_members(state) do
+    cutoff = System.system_time(:millisecond) - @forget_down_ms
+
+    members =
+      state.members
+      |> MapSet.union(MapSet.new(Heartbeat.agent_nodes()))
+      |> MapSet.filter(fn n ->
+        case Map.get(state.nodes, n) do
+          %{status: :down, since_ms: since} -> since >= cutoff
+          _ -> true
+        end
+      end)
+      |> cap(@max_members)
+
+    %{state | members: members}
+  end
+
   @doc false
   # The matrix as the Rust classifier takes it. A view whose version has not
   # advanced for 2 heartbeat intervals (+100 ms) is stale: that row is
   # unknown. Its owner stopped being heard by anyone who relays it, so what it
   # said last must not count as "still hears us".
+  #
+  # A member that went down stays in the matrix, unreachable from here. Only
+  # a closed connection (a crash, a stop, an explicit disconnect) makes it
+  # `down`; after a tick timeout, or a cut by global, it is a node on the
+  # other side of a cut, so a split stays a split once Erlang gives up.
   def observation(state, now) do
     stale_ms = 2 * state.interval + 100
 
     agents = Heartbeat.agent_nodes()
     connected = MapSet.new(Node.list())
+
+    gone =
+      for n <- state.members,
+          n != node(),
+          match?(%{status: :down}, Map.get(state.nodes, n)),
+          into: MapSet.new(),
+          do: n
 
     known =
       state.nodes
@@ -348,7 +418,10 @@ defmodule ClusterScope.Cluster.State do
       |> Enum.concat(agents)
       |> Enum.concat(Map.keys(state.views))
       |> Enum.uniq()
-      |> Enum.filter(&(&1 == node() or &1 in agents or Map.has_key?(state.views, &1)))
+      |> Enum.filter(
+        &(&1 == node() or &1 in agents or Map.has_key?(state.views, &1) or
+            MapSet.member?(gone, &1))
+      )
       |> Enum.sort()
 
     index = known |> Enum.with_index() |> Map.new()
@@ -360,6 +433,7 @@ defmodule ClusterScope.Cluster.State do
             for j <- known do
               cond do
                 i == j -> :reachable
+                i == node() and MapSet.member?(gone, j) -> :unreachable
                 true -> Map.get(view, j, :unknown)
               end
             end
@@ -370,7 +444,12 @@ defmodule ClusterScope.Cluster.State do
       end
 
     down =
-      for n <- known, do: n != node() and Map.get(state.nodes, n, %{status: :up}).status == :down
+      for n <- known do
+        case Map.get(state.nodes, n) do
+          %{status: :down} = info when n != node() -> closed?(info)
+          _ -> false
+        end
+      end
 
     # The kernel is asked only when this node misses someone: loss versus
     # frozen matters only for a silent peer.
@@ -390,6 +469,12 @@ defmodule ClusterScope.Cluster.State do
       quorum: state.quorum
     }
   end
+
+  # Down because its connection closed (crash, stop, explicit disconnect),
+  # not because it went silent or global cut it.
+  defp closed?(%{down_reason: :net_tick_timeout}), do: false
+  defp closed?(%{down_attribution: :global}), do: false
+  defp closed?(_), do: true
 
   defp native_observation(obs),
     do: Map.take(obs, [:nodes, :self_index, :reach, :connected, :down, :net_loss, :quorum])
@@ -688,6 +773,7 @@ defmodule ClusterScope.Cluster.State do
       metadata: %{},
       down_reason: nil,
       down_cause: nil,
+      down_attribution: nil,
       simulated: false
     }
   end

@@ -42,6 +42,32 @@ defmodule ClusterScope.Cluster.CausesTest do
     assert event.cause =~ "disconnected explicitly"
   end
 
+  test "a reconnection before the cause of a disconnect is decided leaves the node up" do
+    # Controlled over standard I/O: a peer controlled over distribution
+    # stops when its connection goes.
+    {:ok, peer} = LocalCluster.start_peer(link: true, connection: :standard_io)
+    on_exit(fn -> LocalCluster.stop(peer) end)
+    node = peer.node
+    true = Node.connect(node)
+    assert_receive {:cluster_scope, :cluster, %{type: :up, node: ^node}}, 3_000
+    # The nodedown of a disconnect waits 100 ms for global's report; the
+    # nodeup arrives first.
+    true = Node.disconnect(node)
+    # The peer may still be closing its side for a few ms.
+    assert Enum.any?(1..40, fn _ -> Node.connect(node) or (Process.sleep(2) && false) end)
+
+    assert_receive {:cluster_scope, :cluster, %{type: :down, node: ^node} = down}, 3_000
+    assert_receive {:cluster_scope, :cluster, %{type: :up, node: ^node} = up}, 3_000
+    assert down.id < up.id
+    assert down.details.reason == :disconnect
+
+    # Past the 100 ms the nodedown would have waited.
+    Process.sleep(300)
+    status = Enum.find(State.topology().nodes, &(&1.node == node)).status
+    assert status == :up
+    refute_received {:cluster_scope, :cluster, %{type: :down, node: ^node}}
+  end
+
   test "libcluster's failed connects are one suspect event per node", %{peer: _peer} do
     meta = %{node: :"ghost@127.0.0.9", topology: :gossip, reason: :unreachable}
 

@@ -161,5 +161,19 @@ defmodule ClusterScope.Cluster.PartitionTest do
     assert health.status == :critical
     {:ok, health} = Cluster.call(a, ClusterScope, :run, ["cluster_health", %{}])
     assert health.status == :degraded
+
+    # Erlang gives up on the other side after the tick time (3 s here): the
+    # split is still a split, not a healthy 3-node cluster or a crash.
+    for {p, about} <- [{a, d}, {a, e}, {e, a}, {e, c}] do
+      Cluster.await_event(p, :nodedown, about, timeout: 15_000)
+    end
+
+    Process.sleep(500)
+    assert %{side: :majority, components: [^big, ^small]} = status(a, :split, 3_000, three_two)
+    assert %{side: :minority} = status(e, :split, 3_000, three_two)
+
+    topology = Cluster.call(a, ClusterScope.Cluster.State, :topology, [])
+    statuses = Map.new(topology.nodes, &{&1.node, &1.status})
+    assert statuses[d.node] == :down and statuses[e.node] == :down
   end
 end

@@ -120,7 +120,12 @@ defmodule ClusterScope.Test.ClusterHarnessTest do
 
       :ok = Cluster.heal(a, b)
       assert udp_delivered?(b, a)
+      {ma, mb} = {Cluster.mark(a), Cluster.mark(b)}
       assert Cluster.connect(a, b)
+      assert {:nodeup, _, _, _} = Cluster.await_event(a, :nodeup, b, after: ma)
+      # b saw the link go too (its side closed when a dropped it), and sees
+      # it come back.
+      assert {:nodeup, _, _, _} = Cluster.await_event(b, :nodeup, a, after: mb)
     end
   end
 

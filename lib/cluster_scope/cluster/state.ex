@@ -18,6 +18,11 @@ defmodule ClusterScope.Cluster.State do
   Erlang's reason (`connection_closed`, `net_tick_timeout`, `disconnect`) and
   an attribution when `global` cut the link to prevent overlapping partitions.
 
+  A member that goes down stays in the matrix for #{div(300_000, 60_000)} minutes (or until it
+  comes back), unreachable from here: after Erlang's tick timeout a split is
+  still a split, and only a closed connection (crash, stop, explicit
+  disconnect) reads as a node down.
+
   Subscribers (`ClusterScope.subscribe(:cluster)`) receive
   `{:cluster_scope, :cluster, event}` for `:up`, `:down`, `:suspect`,
   `:partition`, `:heal` and `:mode` events.

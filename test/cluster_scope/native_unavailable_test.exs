@@ -42,6 +42,22 @@ defmodule ClusterScope.NativeUnavailableTest do
     assert_degraded(peer, :load_failed)
   end
 
+  test "a failed load logs one clear error and the module still loads" do
+    peer = start_peer_with_nif_path("/nonexistent/libcluster_scope_nif")
+
+    assert {{:module, ClusterScope.Native}, [message]} =
+             LocalCluster.call(
+               peer,
+               ClusterScope.Test.NodeWatcher,
+               :reload_native_logging_errors,
+               []
+             )
+
+    assert message =~ "could not load its native core from /nonexistent/libcluster_scope_nif.so"
+    assert message =~ "native_unavailable"
+    assert_degraded(peer, :load_failed)
+  end
+
   test "without the core, the HTTP API answers 503 native_unavailable in JSON" do
     peer = start_peer_with_nif_path("/nonexistent/libcluster_scope_nif")
 

@@ -149,6 +149,52 @@ defmodule ClusterScope.Test.NodeWatcher do
     result
   end
 
+  @doc """
+  Loads `ClusterScope.Native` again (its `@on_load` runs) while a logger
+  handler collects what is logged at error level. Returns
+  `{load_result, [message]}`.
+  """
+  def reload_native_logging_errors do
+    parent = self()
+    ref = make_ref()
+    handler = :"cs_test_capture_#{System.unique_integer([:positive])}"
+
+    :ok =
+      :logger.add_handler(handler, __MODULE__, %{
+        level: :error,
+        config: %{pid: parent, ref: ref}
+      })
+
+    :code.purge(ClusterScope.Native)
+    :code.delete(ClusterScope.Native)
+    :code.purge(ClusterScope.Native)
+    result = :code.load_file(ClusterScope.Native)
+    :logger.remove_handler(handler)
+
+    {result, collect(ref, [])}
+  end
+
+  @doc false
+  # :logger handler callback of reload_native_logging_errors/0.
+  def log(%{msg: msg}, %{config: %{pid: pid, ref: ref}}) do
+    text =
+      case msg do
+        {:string, s} -> IO.chardata_to_string(s)
+        {:report, r} -> inspect(r)
+        {format, args} -> format |> :io_lib.format(args) |> IO.chardata_to_string()
+      end
+
+    send(pid, {ref, text})
+  end
+
+  defp collect(ref, acc) do
+    receive do
+      {^ref, text} -> collect(ref, [text | acc])
+    after
+      0 -> Enum.reverse(acc)
+    end
+  end
+
   defp loop(events) do
     receive do
       {event, node, info} when event in [:nodeup, :nodedown] ->

@@ -1,30 +1,43 @@
-defmodule Arsenal.Registry do
-  # A stand-in for a host's Arsenal registry: it checks the contract the way
-  # Arsenal does (rest_config/0 and the three callbacks) and keeps what it got.
-  use GenServer
+defmodule ClusterScope.Test.ArsenalRegistryStandIn do
+  # A stand-in for a host's Arsenal registry (either module name Arsenal
+  # ships under): it checks the contract the way Arsenal does (rest_config/0
+  # and the three callbacks) and keeps what it got.
+  defmacro __using__(_) do
+    quote do
+      use GenServer
 
-  def start_link(_), do: GenServer.start_link(__MODULE__, [], name: __MODULE__)
-  def register_operation(module), do: GenServer.call(__MODULE__, {:register, module})
-  def operations, do: GenServer.call(__MODULE__, :operations)
+      def start_link(_), do: GenServer.start_link(__MODULE__, [], name: __MODULE__)
+      def register_operation(module), do: GenServer.call(__MODULE__, {:register, module})
+      def operations, do: GenServer.call(__MODULE__, :operations)
 
-  @impl true
-  def init(_), do: {:ok, []}
+      @impl true
+      def init(_), do: {:ok, []}
 
-  @impl true
-  def handle_call({:register, module}, _from, ops) do
-    config = module.rest_config()
+      @impl true
+      def handle_call({:register, module}, _from, ops) do
+        config = module.rest_config()
 
-    if is_map(config) and Map.has_key?(config, :method) and Map.has_key?(config, :path) and
-         function_exported?(module, :validate_params, 1) and
-         function_exported?(module, :execute, 1) and
-         function_exported?(module, :format_response, 1) do
-      {:reply, {:ok, config}, [module | ops]}
-    else
-      {:reply, {:error, :invalid_operation}, ops}
+        if is_map(config) and Map.has_key?(config, :method) and Map.has_key?(config, :path) and
+             function_exported?(module, :validate_params, 1) and
+             function_exported?(module, :execute, 1) and
+             function_exported?(module, :format_response, 1) do
+          {:reply, {:ok, config}, [module | ops]}
+        else
+          {:reply, {:error, :invalid_operation}, ops}
+        end
+      end
+
+      def handle_call(:operations, _from, ops), do: {:reply, ops, ops}
     end
   end
+end
 
-  def handle_call(:operations, _from, ops), do: {:reply, ops, ops}
+defmodule Arsenal.Registry do
+  use ClusterScope.Test.ArsenalRegistryStandIn
+end
+
+defmodule OTPSupervisor.Core.Arsenal.Registry do
+  use ClusterScope.Test.ArsenalRegistryStandIn
 end
 
 defmodule ClusterScope.ArsenalTest do
@@ -58,6 +71,18 @@ defmodule ClusterScope.ArsenalTest do
 
     {:ok, ro} = ClusterScope.Arsenal.register_all(read_only: true)
     assert Enum.any?(ro.skipped, &(&1.module == ClusterScope.TestOps.Mutate))
+  end
+
+  test "the registry of the application Arsenal came from is found too" do
+    start_supervised!(OTPSupervisor.Core.Arsenal.Registry)
+    assert ClusterScope.Arsenal.find_registry() == OTPSupervisor.Core.Arsenal.Registry
+
+    assert {:ok, report} = ClusterScope.Arsenal.register_all()
+    assert report.registry == OTPSupervisor.Core.Arsenal.Registry
+    assert ClusterScope.Operations.NodeBuildInfo in report.registered
+
+    assert Enum.sort(OTPSupervisor.Core.Arsenal.Registry.operations()) ==
+             Enum.sort(report.registered)
   end
 
   test "a registered operation runs through the bare Arsenal contract" do

@@ -69,6 +69,12 @@ defmodule ClusterScope.Cluster.Heartbeat do
   @spec snapshot(timeout()) :: map()
   def snapshot(timeout \\ 1_000), do: GenServer.call(__MODULE__, :snapshot, timeout)
 
+  @doc false
+  # A view not refreshed for this long is stale: `ClusterScope.Cluster.State`
+  # reads its row as unknown and this process no longer relays it.
+  @spec stale_after_ms(pos_integer()) :: pos_integer()
+  def stale_after_ms(interval), do: 2 * interval + 100
+
   @impl true
   def init(opts) do
     interval = Keyword.fetch!(opts, :interval_ms)
@@ -95,7 +101,9 @@ defmodule ClusterScope.Cluster.Heartbeat do
        detectors: detectors,
        interval: interval,
        threshold: threshold,
-       version: 0,
+       # A restarted node's versions continue above its previous life's,
+       # so what others still hold of that life never looks newer.
+       version: System.system_time(:millisecond) * 1_000,
        views: %{},
        last_seen: %{},
        reset_after_ms: 2 * (interval + Keyword.get(opts, :acceptable_pause_ms, 200.0)),
@@ -137,7 +145,7 @@ defmodule ClusterScope.Cluster.Heartbeat do
 
     version = state.version + 1
     views = Map.put(state.views, node(), %{version: version, at_ms: now, view: view})
-    gossip = gossip(views, now)
+    gossip = gossip(views, now, stale_after_ms(state.interval))
     message = {:cs_heartbeat, node(), version, gossip}
 
     for pid <- peers, do: :erlang.send(pid, message, [:noconnect, :nosuspend])
@@ -220,9 +228,13 @@ defmodule ClusterScope.Cluster.Heartbeat do
   end
 
   # Views travel with their version (the owner's counter) only; the receiver
-  # stamps its own arrival time.
-  defp gossip(views, _now) do
+  # stamps its own arrival time. Only views that are fresh here are relayed
+  # (the same staleness as `ClusterScope.Cluster.State`'s): a receiver that
+  # has forgotten a node (nodedown) would otherwise take its last words,
+  # stamped with a new arrival time, for current.
+  defp gossip(views, now, stale_ms) do
     views
+    |> Enum.filter(fn {_node, v} -> now - v.at_ms <= stale_ms end)
     |> Enum.sort_by(fn {_node, v} -> -v.at_ms end)
     |> Enum.take(@max_gossip)
     |> Map.new(fn {node, v} -> {node, {v.version, v.view}} end)

@@ -405,7 +405,7 @@ defmodule ClusterScope.Cluster.State do
   # `down`; after a tick timeout, or a cut by global, it is a node on the
   # other side of a cut, so a split stays a split once Erlang gives up.
   def observation(state, now) do
-    stale_ms = 2 * state.interval + 100
+    stale_ms = Heartbeat.stale_after_ms(state.interval)
 
     agents = Heartbeat.agent_nodes()
     connected = MapSet.new(Node.list())

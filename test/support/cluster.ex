@@ -64,6 +64,24 @@ defmodule ClusterScope.Test.Cluster do
       System.cmd("kill", ["-KILL", "#{os_pid}"], stderr_to_stdout: true)
     end
 
+    forget(peers)
+  end
+
+  @doc """
+  Makes this node's cluster state forget peers that are gone, once their
+  connections have closed: a visible peer last seen silent (frozen, cut)
+  would otherwise stay in its matrix as cut off for minutes and tilt every
+  later test's view of the cluster.
+  """
+  def forget(peers) do
+    if Process.whereis(ClusterScope.Cluster.State) do
+      for %Peer{node: node} <- peers do
+        poll(System.monotonic_time(:millisecond) + 5_000, fn ->
+          ClusterScope.Cluster.State.forget(node) == :ok
+        end)
+      end
+    end
+
     :ok
   end
 
@@ -85,7 +103,15 @@ defmodule ClusterScope.Test.Cluster do
   @doc """
   Cuts the link between two peers: `:both` directions (default), or
   `:one_way`, where only traffic from `b` to `a` is dropped (`a` no longer
-  hears `b`; `b` still hears `a`).
+  hears `b`; `b` still hears `a`), or `:one_way_data`, where only `b`'s
+  packets carrying data to `a` are dropped and its bare acknowledgements
+  pass.
+
+  Over a TCP connection (Erlang distribution), `:one_way` lasts about one
+  retransmission timeout: `a`'s acknowledged window closes when `b`'s ACKs
+  are lost, and `b` stops hearing `a` a few hundred ms later.
+  `:one_way_data` keeps `a`'s data flowing to `b` until Erlang's tick
+  timeout closes the connection.
   """
   def cut(%Peer{} = a, %Peer{} = b, direction \\ :both), do: cut_all([{a, b}], direction)
 
@@ -99,7 +125,11 @@ defmodule ClusterScope.Test.Cluster do
 
     rules =
       Enum.flat_map(pairs, fn {a, b} ->
-        [rule(b, a) | if(direction == :both, do: [rule(a, b)], else: [])]
+        case direction do
+          :both -> [rule(b, a), rule(a, b)]
+          :one_way -> [rule(b, a)]
+          :one_way_data -> [data_rule(b, a)]
+        end
       end)
 
     input =
@@ -123,7 +153,10 @@ defmodule ClusterScope.Test.Cluster do
 
   @doc "Removes the rules between two peers, in both directions."
   def heal(%Peer{} = a, %Peer{} = b) do
-    for {from, to} <- [{a, b}, {b, a}], do: delete_all(rule(from, to))
+    for {from, to} <- [{a, b}, {b, a}],
+        r <- [rule(from, to), data_rule(from, to)],
+        do: delete_all(r)
+
     :ok
   end
 
@@ -328,6 +361,25 @@ defmodule ClusterScope.Test.Cluster do
 
   defp rule(%Peer{ip: from}, %Peer{ip: to}) do
     ["-s", ip(from), "-d", ip(to), "-j", "DROP"]
+  end
+
+  # Packets over 100 bytes: data. A bare ACK (with TCP timestamps) is 52
+  # bytes, an Erlang tick 56.
+  defp data_rule(%Peer{ip: from}, %Peer{ip: to}) do
+    [
+      "-s",
+      ip(from),
+      "-d",
+      ip(to),
+      "-p",
+      "tcp",
+      "-m",
+      "length",
+      "--length",
+      "100:65535",
+      "-j",
+      "DROP"
+    ]
   end
 
   defp ip(tuple), do: tuple |> :inet.ntoa() |> List.to_string()

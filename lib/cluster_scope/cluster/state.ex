@@ -1,4 +1,10 @@
 defmodule ClusterScope.Cluster.State do
+  # A member cut off from here (tick timeout, or cut by global) stays in the
+  # matrix this long, or until it comes back: a partition must not read as
+  # healthy once Erlang gives up on the other side. Bounded in count too.
+  @forget_down_ms 300_000
+  @max_members 10_000
+
   @moduledoc """
   This node's knowledge of the cluster: members and their status, metadata,
   the connection matrix, its classification, and a bounded history of events.
@@ -18,10 +24,12 @@ defmodule ClusterScope.Cluster.State do
   Erlang's reason (`connection_closed`, `net_tick_timeout`, `disconnect`) and
   an attribution when `global` cut the link to prevent overlapping partitions.
 
-  A member that goes down stays in the matrix for #{div(300_000, 60_000)} minutes (or until it
-  comes back), unreachable from here: after Erlang's tick timeout a split is
-  still a split, and only a closed connection (crash, stop, explicit
-  disconnect) reads as a node down.
+  A member cut off from here stays in the matrix for
+  #{div(@forget_down_ms, 60_000)} minutes (or until it comes back), unreachable
+  from here, and counts in the majority: after Erlang's tick timeout (or a
+  cut by `global`) a split is still a split. A member whose connection closed
+  (crash, stop, explicit disconnect) leaves the matrix with its down event,
+  so a stopped or replaced node does not hold the cluster in `node_down`.
 
   Subscribers (`ClusterScope.subscribe(:cluster)`) receive
   `{:cluster_scope, :cluster, event}` for `:up`, `:down`, `:suspect`,
@@ -43,11 +51,6 @@ defmodule ClusterScope.Cluster.State do
 
   @max_events 1_000
   @net_loss_silence_ms 300
-  # A member that went down stays in the matrix this long (or until it comes
-  # back): a partition must not read as healthy once Erlang gives up on the
-  # other side. Bounded in count too.
-  @forget_down_ms 300_000
-  @max_members 10_000
 
   @typedoc "A cluster event."
   @type event :: %{
@@ -73,6 +76,16 @@ defmodule ClusterScope.Cluster.State do
   @doc "The current topology: nodes, statuses, matrix and classification."
   @spec topology() :: map()
   def topology, do: GenServer.call(__MODULE__, :topology)
+
+  @doc """
+  Forgets a node that is gone for good (decommissioned, replaced): it leaves
+  the topology and the matrix at once instead of
+  #{div(@forget_down_ms, 60_000)} minutes after it went silent, and its cut
+  pairs can no longer heal. `{:error, :connected}` while it is connected; a
+  later connection brings it back as new.
+  """
+  @spec forget(node()) :: :ok | {:error, :connected}
+  def forget(node) when is_atom(node), do: GenServer.call(__MODULE__, {:forget, node})
 
   @doc "Events with an id greater than `since` (oldest first), at most `limit`."
   @spec events(non_neg_integer(), pos_integer()) :: [event()]
@@ -176,6 +189,24 @@ defmodule ClusterScope.Cluster.State do
 
   def handle_call(:topology, _from, state), do: {:reply, build_topology(state), state}
 
+  def handle_call({:forget, node}, _from, state) do
+    if node in Node.list() or node == node() do
+      {:reply, {:error, :connected}, state}
+    else
+      name = Atom.to_string(node)
+
+      {:reply, :ok,
+       %{
+         state
+         | nodes: Map.delete(state.nodes, node),
+           members: MapSet.delete(state.members, node),
+           views: Map.delete(state.views, node),
+           global_cuts: Map.delete(state.global_cuts, node),
+           cut_pairs: MapSet.reject(state.cut_pairs, fn {a, b} -> a == name or b == name end)
+       }}
+    end
+  end
+
   def handle_call({:mode, from, to}, _from, state) do
     # Virtual nodes belong to the simulation: they leave with it.
     nodes =
@@ -263,7 +294,9 @@ defmodule ClusterScope.Cluster.State do
 
     fetch_metadata(node)
     info = %{new_node(node) | status: :up}
-    state = put_in(state.nodes[node], info)
+    # A cut reported before this reconnection is history: it must not be
+    # the cause of a later nodedown.
+    state = %{put_in(state.nodes[node], info) | global_cuts: Map.delete(state.global_cuts, node)}
     {:noreply, emit(state, :up, node, "connected", %{})}
   end
 
@@ -328,17 +361,16 @@ defmodule ClusterScope.Cluster.State do
     {cause, attribution} = cause(node, reason, state)
     now = System.system_time(:millisecond)
 
-    nodes =
-      Map.update(state.nodes, node, %{new_node(node) | status: :down}, fn n ->
-        %{
-          n
-          | status: :down,
-            down_reason: reason,
-            down_cause: cause,
-            down_attribution: attribution,
-            since_ms: now
-        }
-      end)
+    info = %{
+      Map.get(state.nodes, node, new_node(node))
+      | status: :down,
+        down_reason: reason,
+        down_cause: cause,
+        down_attribution: attribution,
+        since_ms: now
+    }
+
+    nodes = Map.put(state.nodes, node, info)
 
     state = %{
       state
@@ -410,10 +442,12 @@ defmodule ClusterScope.Cluster.State do
     agents = Heartbeat.agent_nodes()
     connected = MapSet.new(Node.list())
 
+    # Members cut off from here: down but not closed, or a disconnect whose
+    # cause is still being decided (pg and the views have dropped it already).
     gone =
       for n <- state.members,
           n != node(),
-          match?(%{status: :down}, Map.get(state.nodes, n)),
+          is_map_key(state.delayed, n) or cut_off?(Map.get(state.nodes, n)),
           into: MapSet.new(),
           do: n
 
@@ -480,6 +514,9 @@ defmodule ClusterScope.Cluster.State do
   defp closed?(%{down_reason: :net_tick_timeout}), do: false
   defp closed?(%{down_attribution: :global}), do: false
   defp closed?(_), do: true
+
+  defp cut_off?(%{status: :down} = info), do: not closed?(info)
+  defp cut_off?(_), do: false
 
   defp native_observation(obs),
     do: Map.take(obs, [:nodes, :self_index, :reach, :connected, :down, :net_loss, :quorum])
@@ -571,10 +608,14 @@ defmodule ClusterScope.Cluster.State do
           reachable?(observation, a, b),
           do: pair
 
+    # Pairs of nodes no longer known (forgotten members) can never heal.
+    known = MapSet.union(present, MapSet.new(state.members, &Atom.to_string/1))
+
     cut_pairs =
       state.cut_pairs
       |> MapSet.difference(MapSet.new(healed))
       |> MapSet.union(current)
+      |> MapSet.filter(fn {a, b} -> MapSet.member?(known, a) and MapSet.member?(known, b) end)
       |> cap(10_000)
 
     state = %{state | cut_pairs: cut_pairs}
@@ -629,6 +670,7 @@ defmodule ClusterScope.Cluster.State do
 
     %{
       status: c.status,
+      anomalies: c.anomalies,
       side: c.side,
       description: description(c),
       components: Enum.map(c.components, fn comp -> Enum.map(comp, name) end),
@@ -642,6 +684,16 @@ defmodule ClusterScope.Cluster.State do
         end),
       unreachable_pairs: Enum.map(c.unreachable_pairs, fn {a, b} -> [name.(a), name.(b)] end)
     }
+  end
+
+  @doc """
+  True when a described classification has this node outside the majority
+  of a split (minority or tie), alone or with other problems (`:mixed`).
+  """
+  @spec split_here?(map()) :: boolean()
+  def split_here?(classification) do
+    :split in Map.get(classification, :anomalies, [classification.status]) and
+      Map.get(classification, :side) != :majority
   end
 
   defp description(%{status: :healthy}), do: "every node reaches every other node"

@@ -168,7 +168,7 @@ defmodule ClusterScope.Health.Collectors do
 
     level =
       cond do
-        c.status == :split and c[:side] != :majority -> 2
+        ClusterScope.Cluster.State.split_here?(c) -> 2
         c.status != :healthy -> 1
         true -> 0
       end

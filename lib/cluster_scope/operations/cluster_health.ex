@@ -54,7 +54,7 @@ defmodule ClusterScope.Operations.ClusterHealth do
 
     connectivity_status =
       cond do
-        c.status == :split and c[:side] != :majority -> :critical
+        ClusterScope.Cluster.State.split_here?(c) -> :critical
         c.status != :healthy -> :degraded
         Enum.any?(topology.nodes, &(&1.status != :up)) -> :degraded
         true -> :healthy

@@ -136,7 +136,12 @@ defmodule ClusterScope.Metrics.OperationLatencyTest do
   @tag timeout: 120_000
   test "a peer's runs show in the merged figures and per_node; a stopped peer gives node_errors" do
     {:ok, peer} = LocalCluster.start_peer(link: true)
-    on_exit(fn -> LocalCluster.stop(peer) end)
+
+    on_exit(fn ->
+      LocalCluster.stop(peer)
+      ClusterScope.Test.Cluster.forget([peer])
+    end)
+
     # Visible to this node: a member of the cluster.
     assert peer.node in Node.list()
 

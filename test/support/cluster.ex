@@ -94,8 +94,32 @@ defmodule ClusterScope.Test.Cluster do
   @doc "Kills the peer's OS process with SIGKILL."
   def kill(%Peer{os_pid: os_pid}), do: signal(os_pid, "KILL")
 
-  @doc "Freezes the peer's OS process with SIGSTOP: it stays connected but silent."
-  def freeze(%Peer{os_pid: os_pid}), do: signal(os_pid, "STOP")
+  @doc """
+  Freezes the peer's OS process with SIGSTOP: it stays connected but silent.
+  Returns once the kernel reports every thread of it stopped.
+  """
+  def freeze(%Peer{os_pid: os_pid}) do
+    with :ok <- signal(os_pid, "STOP") do
+      stopped? = fn ->
+        case File.ls("/proc/#{os_pid}/task") do
+          {:ok, tasks} -> Enum.all?(tasks, &(thread_state(os_pid, &1) in ["T", "t", nil]))
+          _ -> true
+        end
+      end
+
+      if poll(System.monotonic_time(:millisecond) + 2_000, stopped?),
+        do: :ok,
+        else: {:error, "the process did not stop"}
+    end
+  end
+
+  # The state letter of /proc/PID/task/TID/stat (nil once the thread is gone).
+  defp thread_state(os_pid, tid) do
+    case File.read("/proc/#{os_pid}/task/#{tid}/stat") do
+      {:ok, stat} -> stat |> String.split(") ", parts: 2) |> List.last() |> String.first()
+      _ -> nil
+    end
+  end
 
   @doc "Resumes a frozen peer with SIGCONT."
   def resume(%Peer{os_pid: os_pid}), do: signal(os_pid, "CONT")

@@ -171,8 +171,9 @@ defmodule ClusterScope.Metrics.OperationLatencyTest do
 
     # A stopped (SIGSTOP) peer: no answer within the node timeout, or the
     # connection drops first; either way a node error and a partial answer.
-    {_, 0} = System.cmd("kill", ["-STOP", Integer.to_string(peer.os_pid)])
-    on_exit(fn -> System.cmd("kill", ["-CONT", Integer.to_string(peer.os_pid)]) end)
+    assert peer.node in Node.list()
+    :ok = ClusterScope.Test.Cluster.freeze(peer)
+    on_exit(fn -> ClusterScope.Test.Cluster.resume(peer) end)
 
     {:ok, data, meta} = Runner.run("operation_metrics", %{}, timeout: 30_000)
     assert meta.partial == true

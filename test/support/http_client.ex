@@ -34,6 +34,14 @@ defmodule ClusterScope.Test.HTTP do
     end
   end
 
+  @doc "A TCP port on 127.0.0.1 that was free a moment ago."
+  def free_port do
+    {:ok, socket} = :gen_tcp.listen(0, ip: {127, 0, 0, 1})
+    {:ok, port} = :inet.port(socket)
+    :ok = :gen_tcp.close(socket)
+    port
+  end
+
   def get(url, opts \\ []), do: request(:get, url, opts)
   def post(url, body, opts \\ []), do: request(:post, url, Keyword.put(opts, :body, body))
 

@@ -328,8 +328,9 @@ defmodule ClusterScope.Cluster.State do
 
   def handle_info({:heartbeat_views, views, phis, now}, %{mode: mode} = state)
       when mode != :simulated do
-    state = remember_members(%{state | views: views})
-    {:noreply, classify(state, observation(state, now), phis)}
+    agents = Heartbeat.agent_nodes()
+    state = remember_members(%{state | views: views}, agents)
+    {:noreply, classify(state, observation(state, agents, now), phis)}
   end
 
   def handle_info({:heartbeat_views, _views, _phis, _now}, state), do: {:noreply, state}
@@ -409,12 +410,12 @@ defmodule ClusterScope.Cluster.State do
 
   # Nodes whose agent has been seen, kept after they go down (see
   # @forget_down_ms).
-  defp remember_members(state) do
+  defp remember_members(state, agents) do
     cutoff = System.system_time(:millisecond) - @forget_down_ms
 
     members =
       state.members
-      |> MapSet.union(MapSet.new(Heartbeat.agent_nodes()))
+      |> MapSet.union(MapSet.new(agents))
       |> MapSet.filter(fn n ->
         case Map.get(state.nodes, n) do
           %{status: :down, since_ms: since} -> since >= cutoff
@@ -432,14 +433,12 @@ defmodule ClusterScope.Cluster.State do
   # unknown. Its owner stopped being heard by anyone who relays it, so what it
   # said last must not count as "still hears us".
   #
-  # A member that went down stays in the matrix, unreachable from here. Only
-  # a closed connection (a crash, a stop, an explicit disconnect) makes it
-  # `down`; after a tick timeout, or a cut by global, it is a node on the
-  # other side of a cut, so a split stays a split once Erlang gives up.
-  def observation(state, now) do
+  # A member cut off from here (tick timeout, or a link global cut) stays in
+  # the matrix, unreachable from here, so a split stays a split once Erlang
+  # gives up; one whose connection closed is `down` while it is still listed
+  # (agent or views), then leaves.
+  def observation(state, agents, now) do
     stale_ms = Heartbeat.stale_after_ms(state.interval)
-
-    agents = Heartbeat.agent_nodes()
     connected = MapSet.new(Node.list())
 
     # Members cut off from here: down but not closed, or a disconnect whose

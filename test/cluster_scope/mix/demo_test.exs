@@ -9,9 +9,7 @@ defmodule Mix.Tasks.ClusterScope.DemoTest do
   @moduletag timeout: 180_000
 
   test "the demo starts real nodes, prints their builds and serves the API" do
-    {:ok, socket} = :gen_tcp.listen(0, ip: {127, 0, 0, 1})
-    {:ok, port} = :inet.port(socket)
-    :ok = :gen_tcp.close(socket)
+    port = HTTP.free_port()
 
     mix = System.find_executable("mix")
 

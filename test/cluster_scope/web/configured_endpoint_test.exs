@@ -10,10 +10,7 @@ defmodule ClusterScope.Web.ConfiguredEndpointTest do
   @moduletag :cluster
 
   setup do
-    # A port free a moment ago.
-    {:ok, socket} = :gen_tcp.listen(0, ip: {127, 0, 0, 1})
-    {:ok, port} = :inet.port(socket)
-    :ok = :gen_tcp.close(socket)
+    port = HTTP.free_port()
 
     config = ~s([{enabled,true},{port,#{port}},{token,<<"s3cret-token-0123456789">>}])
     {:ok, peer} = LocalCluster.start_peer(link: true, args: ["-cluster_scope", "http", config])

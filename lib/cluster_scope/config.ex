@@ -25,18 +25,47 @@ defmodule ClusterScope.Config do
   * `:health_interval_ms` - how often each node's health monitor samples
     (`100..600_000`, default `1_000`); it backs off by itself under load, see
     `ClusterScope.Health.Monitor`
+  * `:allow_dangerous_actions` - `false` by default: `force: true` on kill and
+    send is refused; when `true` it lets them reach processes of the
+    runtime's own applications, never `init`, `auth`, `net_kernel`,
+    `global`, `code_server` or `application_controller`
+  * `:allow_mode_switch` - `false` by default: `set_mode` is refused, so
+    nobody can replace a production node's view of its cluster with a
+    simulation or start peers from it (`mix cluster_scope.demo` sets it)
+  * `:redact_keys` - names whose values never leave a node, wherever they
+    sit in a term (map keys, keyword and tuple keys, compared without case
+    and as substrings); default #{inspect(~w(password passwd secret token cookie
+    api_key apikey authorization credential private_key))}. The distribution
+    cookies and the endpoint's tokens are always redacted.
+  * `:departed_grace_ms` - a node whose connection closed (a stop, a deploy)
+    is shown as `departed`, not down, after this long (default `30_000`)
+  * `:departed_retention_ms` - and leaves the cluster's picture after this
+    long (default `600_000`)
   * `:http` - the embedded HTTP API (`ClusterScope.Web.Endpoint`), a keyword
     list; missing keys take their defaults:
     * `enabled: false` - start the endpoint with the application
     * `ip: {127, 0, 0, 1}` - listen address (loopback unless you say otherwise)
     * `port: 4848` (`0` picks a free port)
-    * `token: nil` - bearer token for mutating operations; without one,
-      mutating operations answer 403
-    * `read_only: false` - when `true`, mutating operations are not served
+    * `token: nil` - the admin bearer token: every scope (read, sensitive,
+      control); without one, sensitive and control operations answer 403
+    * `read_token: nil` - a second token that grants the read scope only;
+      when set, read operations need it (or the admin token) too
+    * `read_only: false` - when `true`, control operations are not served
       (404) and not listed
     * `max_body_bytes: 1_048_576` - larger request bodies answer 413
-    * `allowed_origins: []` - extra `Origin`s allowed to send mutating
-      requests from a browser (the endpoint's own origin always is)
+    * `allowed_hosts: []` - host names (or `host:port`) besides the loopback
+      names and the listen address that may appear in `Host`; any other
+      `Host` gets a JSON 421 (DNS rebinding)
+    * `allowed_origins: []` - `Origin`s (`scheme://host:port`) allowed to
+      send requests from a browser besides the endpoint's own loopback
+      origins; never compared with `Host`
+    * `max_connections: 1_024` - connections httpd serves at once; an idle
+      or slow one costs one small process
+    * `client_concurrency: 8` - requests one client (peer address) may have
+      running at once in the general lane; more answer a JSON 429
+    * `client_rate: 50` and `client_burst: 100` - requests per second one
+      client may make (a token bucket); more answer a JSON 429 with
+      `Retry-After`
 
   ## Why a bad option does not stop the host
 
@@ -57,10 +86,19 @@ defmodule ClusterScope.Config do
     ip: {127, 0, 0, 1},
     port: 4848,
     token: nil,
+    read_token: nil,
     read_only: false,
     max_body_bytes: 1_048_576,
-    allowed_origins: []
+    allowed_hosts: [],
+    allowed_origins: [],
+    max_connections: 1_024,
+    client_concurrency: 8,
+    client_rate: 50,
+    client_burst: 100
   ]
+
+  @redact_keys ~w(password passwd secret token cookie api_key apikey authorization
+                  credential private_key)
 
   @schema [
     native_path: [type: :path, default: nil],
@@ -69,7 +107,12 @@ defmodule ClusterScope.Config do
     heartbeat_interval_ms: [type: {:integer, 20, 10_000}, default: 200],
     phi_threshold: [type: {:number, 1.0, 100.0}, default: 8.0],
     quorum: [type: {:integer_or_nil, 1, 100_000}, default: nil],
-    health_interval_ms: [type: {:integer, 100, 600_000}, default: 1_000]
+    health_interval_ms: [type: {:integer, 100, 600_000}, default: 1_000],
+    allow_dangerous_actions: [type: :boolean, default: false],
+    allow_mode_switch: [type: :boolean, default: false],
+    redact_keys: [type: :strings, default: @redact_keys],
+    departed_grace_ms: [type: {:integer, 0, 86_400_000}, default: 30_000],
+    departed_retention_ms: [type: {:integer, 0, 604_800_000}, default: 600_000]
   ]
 
   @typedoc "A validated configuration."
@@ -187,24 +230,42 @@ defmodule ClusterScope.Config do
   defp check_http(:enabled, v) when is_boolean(v), do: :ok
   defp check_http(:read_only, v) when is_boolean(v), do: :ok
   defp check_http(:port, v) when is_integer(v) and v in 0..65_535, do: :ok
-  defp check_http(:token, nil), do: :ok
-  defp check_http(:token, v) when is_binary(v) and byte_size(v) >= 16, do: :ok
+  defp check_http(key, nil) when key in [:token, :read_token], do: :ok
+
+  defp check_http(key, v)
+       when key in [:token, :read_token] and is_binary(v) and byte_size(v) >= 16,
+       do: :ok
+
+  defp check_http(key, v)
+       when key in [:max_connections, :client_concurrency, :client_rate, :client_burst] and
+              is_integer(v) and v in 1..100_000,
+       do: :ok
+
   defp check_http(:max_body_bytes, v) when is_integer(v) and v in 1..1_073_741_824, do: :ok
 
   defp check_http(:ip, v) when is_tuple(v) do
     if :inet.is_ip_address(v), do: :ok, else: {:error, "must be an IP address tuple"}
   end
 
-  defp check_http(:allowed_origins, v) when is_list(v) do
+  defp check_http(key, v) when key in [:allowed_origins, :allowed_hosts] and is_list(v) do
     if Enum.all?(v, &is_binary/1), do: :ok, else: {:error, "must be a list of strings"}
   end
 
   defp check_http(key, _) when key in [:enabled, :read_only], do: {:error, "must be a boolean"}
   defp check_http(:port, _), do: {:error, "must be an integer in 0..65535"}
-  defp check_http(:token, _), do: {:error, "must be nil or a string of at least 16 bytes"}
+
+  defp check_http(key, _) when key in [:token, :read_token],
+    do: {:error, "must be nil or a string of at least 16 bytes"}
+
+  defp check_http(key, _)
+       when key in [:max_connections, :client_concurrency, :client_rate, :client_burst],
+       do: {:error, "must be an integer in 1..100000"}
+
   defp check_http(:max_body_bytes, _), do: {:error, "must be an integer in 1..1073741824"}
   defp check_http(:ip, _), do: {:error, "must be an IP address tuple"}
-  defp check_http(:allowed_origins, _), do: {:error, "must be a list of strings"}
+
+  defp check_http(key, _) when key in [:allowed_origins, :allowed_hosts],
+    do: {:error, "must be a list of strings"}
 
   defp check_http(_, _),
     do: {:error, "is not an http option (known: #{Keyword.keys(@http_defaults) |> inspect()})"}
@@ -222,6 +283,17 @@ defmodule ClusterScope.Config do
   defp check({:number, min, max}, _), do: {:error, "must be a number in #{min}..#{max}"}
   defp check({:integer_or_nil, _, _}, nil), do: :ok
   defp check({:integer_or_nil, min, max}, value), do: check({:integer, min, max}, value)
+
+  defp check(:boolean, value) when is_boolean(value), do: :ok
+  defp check(:boolean, _), do: {:error, "must be true or false"}
+
+  defp check(:strings, value) when is_list(value) do
+    if value != [] and Enum.all?(value, &(is_binary(&1) and &1 != "")),
+      do: :ok,
+      else: {:error, "must be a non-empty list of non-empty strings"}
+  end
+
+  defp check(:strings, _), do: {:error, "must be a non-empty list of non-empty strings"}
 
   defp check(:path, nil), do: :ok
   defp check(:path, value) when is_binary(value) and value != "", do: :ok

@@ -21,6 +21,8 @@ defmodule ClusterScope.Operation do
         name: "node_build_info",   # default: the module name, snake_cased
         version: 1,                # several versions of one route may be served
         mutating: false,           # default: true unless the method is GET
+        scope: :read,              # :read | :sensitive | :control (default:
+                                   # :control when mutating, else :read)
         requires: [:native],       # :native, :horde, :libcluster, :telemetry
         timeout: 10_000            # ms, default: node_timeout_ms + 1 s
 
@@ -49,10 +51,25 @@ defmodule ClusterScope.Operation do
           parameters: [ClusterScope.Operation.Params.spec()],
           responses: map(),
           mutating: boolean(),
+          scope: scope(),
           requires: [atom()],
           timeout: pos_integer() | nil,
           md5: binary()
         }
+
+  @typedoc """
+  The authority an operation needs (see `ClusterScope.Web.Handler`):
+
+    * `:read` - topology, health, metrics, process rows: nothing a secret
+      can hide in;
+    * `:sensitive` - process state, dictionaries, mailboxes, trace events
+      and their arguments: anything that can hold a cookie or a password;
+    * `:control` - anything that changes the cluster (kill, send, trace,
+      thresholds, mode).
+  """
+  @type scope :: :read | :sensitive | :control
+
+  @scopes [:read, :sensitive, :control]
 
   @callback rest_config() :: map()
   @callback validate_params(map()) :: {:ok, map()} | {:error, term()}
@@ -108,7 +125,9 @@ defmodule ClusterScope.Operation do
          :ok <- ClusterScope.Operation.Params.check_specs(parameters),
          :ok <- check_path_params(segments, parameters),
          opts = own_opts(module),
-         {:ok, requires} <- requires(opts) do
+         {:ok, requires} <- requires(opts),
+         mutating = Keyword.get(opts, :mutating, method != :get),
+         {:ok, scope} <- scope(opts, mutating) do
       {:ok,
        %{
          module: module,
@@ -120,7 +139,8 @@ defmodule ClusterScope.Operation do
          summary: Map.get(config, :summary, ""),
          parameters: parameters,
          responses: Map.get(config, :responses, %{}),
-         mutating: Keyword.get(opts, :mutating, method != :get),
+         mutating: mutating,
+         scope: scope,
          requires: requires,
          timeout: Keyword.get(opts, :timeout),
          md5: module.module_info(:md5)
@@ -235,6 +255,28 @@ defmodule ClusterScope.Operation do
         {:error, "unknown requirements #{inspect(unknown)}; known: #{inspect(@requirements)}"}
     end
   end
+
+  # A mutating operation is always :control: a weaker scope would let a
+  # read token change the cluster.
+  defp scope(opts, mutating) do
+    case Keyword.get(opts, :scope, if(mutating, do: :control, else: :read)) do
+      :control ->
+        {:ok, :control}
+
+      scope when scope in @scopes and not mutating ->
+        {:ok, scope}
+
+      scope when scope in @scopes ->
+        {:error, "a mutating operation has scope :control, not #{inspect(scope)}"}
+
+      other ->
+        {:error, "unknown scope #{inspect(other)}; known: #{inspect(@scopes)}"}
+    end
+  end
+
+  @doc "The scopes of authority, weakest first."
+  @spec scopes() :: [scope()]
+  def scopes, do: @scopes
 
   defp existing_atom(name) do
     String.to_existing_atom(name)

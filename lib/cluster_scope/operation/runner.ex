@@ -215,12 +215,23 @@ defmodule ClusterScope.Operation.Runner do
     # operation); never raises, well under a microsecond or two.
     ClusterScope.Metrics.OperationLatency.record(elem(result, 1), duration_us)
 
+    # Secrets never leave the node, whatever the operation put in its
+    # answer or its error (a state, a reply, an inspected exit reason).
     case result do
       {:ok, meta, data} ->
+        data = ClusterScope.Secrets.redact(data)
         node_errors = node_errors(data)
         {:ok, data, metadata(meta, duration_us, node_errors)}
 
       {:error, meta, %Error{} = error} ->
+        rules = ClusterScope.Secrets.rules()
+
+        error = %{
+          error
+          | message: ClusterScope.Redact.text(error.message, rules),
+            details: ClusterScope.Redact.term(error.details, rules)
+        }
+
         {:error, error, metadata(meta, duration_us, [])}
     end
   end

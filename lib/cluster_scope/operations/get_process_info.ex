@@ -12,7 +12,7 @@ defmodule ClusterScope.Operations.GetProcessInfo do
   depth-limited, rather than copied.
   """
 
-  use ClusterScope.Operation, name: "get_process_info", timeout: 25_000
+  use ClusterScope.Operation, name: "get_process_info", scope: :sensitive, timeout: 25_000
 
   alias ClusterScope.Procs.Control
 

@@ -7,7 +7,7 @@ defmodule ClusterScope.Operations.GetTraceEvents do
   `node_errors`.
   """
 
-  use ClusterScope.Operation, name: "get_trace_events"
+  use ClusterScope.Operation, name: "get_trace_events", scope: :sensitive
 
   @impl true
   def rest_config do

@@ -7,7 +7,7 @@ defmodule ClusterScope.Operations.ListTraceSessions do
   estimated overhead. One call to each tracer.
   """
 
-  use ClusterScope.Operation, name: "list_trace_sessions"
+  use ClusterScope.Operation, name: "list_trace_sessions", scope: :sensitive
 
   @impl true
   def rest_config do

@@ -50,6 +50,7 @@ defmodule ClusterScope.Web.Endpoint do
     opts = Keyword.drop(opts, [:restart])
 
     with {:ok, settings} <- Config.validate_http(opts),
+         :ok <- ClusterScope.Secrets.add_tokens([settings.token, settings.read_token]),
          {:ok, port} <- pick_port(settings),
          id = "cluster_scope_#{System.unique_integer([:positive])}",
          :ok <- :persistent_term.put({__MODULE__, id}, settings),

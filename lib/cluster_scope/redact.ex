@@ -156,7 +156,7 @@ defmodule ClusterScope.Redact do
 
   defp binary(bin, %{exact: exact, pattern: pattern}) do
     cond do
-      bin in exact -> @redacted
+      :lists.member(bin, exact) -> @redacted
       pattern != nil and :binary.match(bin, pattern) != :nomatch -> replace(bin, pattern)
       true -> bin
     end

@@ -74,12 +74,9 @@ defmodule ClusterScope.Redact do
         cookie -> [cookie]
       end
 
-    per_node = for n <- nodes, cookie = safe_cookie(n), cookie != :nocookie, do: cookie
-
-    for cookie <- :lists.usort(own ++ per_node),
-        text = :erlang.atom_to_binary(cookie, :utf8),
-        text != "",
-        do: text
+    per_node = :lists.map(&safe_cookie/1, nodes)
+    cookies = :lists.usort(own ++ per_node) -- [:nocookie, :""]
+    :lists.map(&:erlang.atom_to_binary(&1, :utf8), cookies)
   end
 
   defp safe_cookie(node) do

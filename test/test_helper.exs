@@ -8,7 +8,10 @@ net_ticktime = 3
 exclude = [:bench, :browser]
 
 exclude =
-  case LocalCluster.ensure_distributed(name: "cluster_scope_test", net_ticktime: net_ticktime) do
+  case LocalCluster.ensure_distributed(
+         name: "cluster_scope_test_#{System.pid()}",
+         net_ticktime: net_ticktime
+       ) do
     {:ok, _node} ->
       exclude
 

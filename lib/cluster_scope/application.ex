@@ -25,6 +25,8 @@ defmodule ClusterScope.Application do
       on this node (at most 64)
     * `ClusterScope.Trace.Sessions` - the trace sessions created from this node
     * `ClusterScope.Health.Monitor` - samples, alerts, baselines, self-protection
+    * `ClusterScope.Web.Admission` - places per lane and per client of the
+      HTTP endpoints (429 past them)
     * `ClusterScope.Web.EndpointSupervisor` - HTTP endpoints
   """
 
@@ -57,6 +59,7 @@ defmodule ClusterScope.Application do
        name: ClusterScope.Trace.TracerSupervisor, strategy: :one_for_one, max_children: 64},
       ClusterScope.Trace.Sessions,
       {ClusterScope.Health.Monitor, interval_ms: config.get(:health_interval_ms)},
+      ClusterScope.Web.Admission,
       {DynamicSupervisor, name: ClusterScope.Web.EndpointSupervisor, strategy: :one_for_one}
     ]
 

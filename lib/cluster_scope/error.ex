@@ -18,7 +18,7 @@ defmodule ClusterScope.Error do
 
   @codes ~w(invalid_params not_found node_unavailable timeout partition forbidden
             unauthorized unavailable native_unavailable method_not_allowed
-            payload_too_large internal)a
+            payload_too_large misdirected_request too_many_requests internal)a
 
   @typedoc "The stable error codes."
   @type code ::
@@ -33,6 +33,8 @@ defmodule ClusterScope.Error do
           | :native_unavailable
           | :method_not_allowed
           | :payload_too_large
+          | :misdirected_request
+          | :too_many_requests
           | :internal
 
   @type t :: %__MODULE__{
@@ -102,6 +104,8 @@ defmodule ClusterScope.Error do
   def http_status(:not_found), do: 404
   def http_status(:method_not_allowed), do: 405
   def http_status(:payload_too_large), do: 413
+  def http_status(:misdirected_request), do: 421
+  def http_status(:too_many_requests), do: 429
   def http_status(:internal), do: 500
   def http_status(:node_unavailable), do: 502
   def http_status(:partition), do: 503
@@ -143,6 +147,8 @@ defmodule ClusterScope.Error do
   defp default_message(:native_unavailable), do: "ClusterScope's native core is not loaded"
   defp default_message(:method_not_allowed), do: "method not allowed"
   defp default_message(:payload_too_large), do: "the request body is too large"
+  defp default_message(:misdirected_request), do: "this endpoint does not serve that host"
+  defp default_message(:too_many_requests), do: "too many requests"
   defp default_message(:internal), do: "internal error"
 
   defp default_remediation(:invalid_params),
@@ -180,6 +186,16 @@ defmodule ClusterScope.Error do
 
   defp default_remediation(:payload_too_large),
     do: ["Send a smaller body, or raise the `http: [max_body_bytes: ...]` option."]
+
+  defp default_remediation(:misdirected_request),
+    do: [
+      "Address the endpoint by a loopback name or IP, or add the host to http: [allowed_hosts: ...]."
+    ]
+
+  defp default_remediation(:too_many_requests),
+    do: [
+      "Retry after the number of seconds in the Retry-After header; send fewer requests at once."
+    ]
 
   defp default_remediation(:internal),
     do: ["This is a bug in the operation; the node's log has the stacktrace."]

@@ -10,15 +10,24 @@ defmodule ClusterScope.Web.Endpoint do
   ## Safe by default
 
     * listens on `127.0.0.1` unless `ip:` says otherwise;
-    * mutating operations need `Authorization: Bearer <token>`; with no token
-      configured they answer 403; in `read_only: true` they are not served
-      at all (404) nor listed;
-    * a browser request that mutates must come from the endpoint's own
-      origin (or `allowed_origins`), so another site cannot drive it;
+    * serves only requests whose `Host` is a loopback name, an IP literal or
+      an allowed host, and whose `Origin`, when sent, is its own (DNS
+      rebinding, cross-site requests): see `ClusterScope.Web.Authority`;
+    * sensitive operations (states, mailboxes, trace events) and control
+      operations (kill, send, trace, thresholds, mode) need the admin
+      `Authorization: Bearer <token>`; with no token configured they answer
+      403; in `read_only: true` control operations are not served at all
+      (404) nor listed; a `read_token`, when set, guards the rest;
+    * every answer is redacted (`ClusterScope.Secrets`): cookies, tokens and
+      values under secret keys never leave the node;
+    * admission control (`ClusterScope.Web.Admission`): health and control
+      have places of their own, each client has a concurrency and a rate
+      limit (JSON 429 with `Retry-After`), up to `max_connections` (1,024)
+      connections are served, and a client sending under 100 bytes a
+      second is dropped;
     * bodies over `max_body_bytes` (1 MiB) are refused with a JSON 413;
       bodies over twice that are refused by httpd from the headers alone,
-      before they are read (its own HTML 413); at most 64 connections are
-      served at once.
+      before they are read (its own HTML 413).
   """
 
   alias ClusterScope.Config
@@ -53,6 +62,7 @@ defmodule ClusterScope.Web.Endpoint do
          :ok <- ClusterScope.Secrets.add_tokens([settings.token, settings.read_token]),
          {:ok, port} <- pick_port(settings),
          id = "cluster_scope_#{System.unique_integer([:positive])}",
+         settings = %{settings | port: port} |> Map.put(:id, id),
          :ok <- :persistent_term.put({__MODULE__, id}, settings),
          {:ok, pid} <- :inets.start(:httpd, httpd_config(id, settings, port), :stand_alone) do
       endpoint = %{pid: pid, id: id, ip: settings.ip, port: port, url: url(settings.ip, port)}
@@ -104,7 +114,7 @@ defmodule ClusterScope.Web.Endpoint do
 
   def settings(nil) do
     {:ok, settings} = Config.validate_http(Config.get(:http))
-    settings
+    Map.put(settings, :id, "configured")
   end
 
   def settings(id), do: :persistent_term.get({__MODULE__, id})
@@ -130,7 +140,10 @@ defmodule ClusterScope.Web.Endpoint do
       # own HTML 413, before reading them); bodies between the limit and that
       # get the JSON 413 of the handler. Memory per request stays bounded.
       max_body_size: settings.max_body_bytes * 2,
-      max_clients: 64,
+      # Connections are cheap (a process each); admission control decides
+      # what runs (ClusterScope.Web.Admission), so a few hundred slow or
+      # idle connections cannot lock the others out.
+      max_clients: settings.max_connections,
       keep_alive_timeout: 15,
       max_header_size: 16_384,
       max_uri_size: 8_192,

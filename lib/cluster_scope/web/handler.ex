@@ -18,9 +18,10 @@ defmodule ClusterScope.Web.Handler do
 
   alias ClusterScope.{Error, JSON}
   alias ClusterScope.Operation.{Registry, Runner}
-  alias ClusterScope.Web.{Endpoint, OpenAPI, Static}
+  alias ClusterScope.Web.{Admission, Authority, Endpoint, OpenAPI, Static}
 
   Record.defrecordp(:mod, Record.extract(:mod, from_lib: "inets/include/httpd.hrl"))
+  Record.defrecordp(:init_data, Record.extract(:init_data, from_lib: "inets/include/httpd.hrl"))
 
   @doc false
   # httpd's module callback.
@@ -64,9 +65,16 @@ defmodule ClusterScope.Web.Handler do
       query: query,
       headers: headers,
       body: body(mod(mod_data, :entity_body)),
-      settings: settings
+      settings: settings,
+      client: client(mod(mod_data, :init_data))
     }
   end
+
+  # The peer address: the key of a client's limits.
+  defp client(init_data(peername: {_port, address})) when is_list(address),
+    do: List.to_string(address)
+
+  defp client(_), do: "unknown"
 
   defp server_name(config_db) do
     case :ets.lookup(config_db, :server_name) do
@@ -88,7 +96,19 @@ defmodule ClusterScope.Web.Handler do
 
   # -- routing -----------------------------------------------------------------
 
-  defp handle(%{body: body, settings: %{max_body_bytes: max}}) when byte_size(body) > max do
+  # Host and Origin first: after DNS rebinding, a page of another site talks
+  # to this endpoint with its own name in Host; nothing it asks is served.
+  defp handle(req) do
+    with :ok <- Authority.check_host(req),
+         :ok <- Authority.check_origin(req) do
+      route_request(req)
+    else
+      {:error, %Error{} = error} -> error_response(error, nil)
+    end
+  end
+
+  defp route_request(%{body: body, settings: %{max_body_bytes: max}})
+       when byte_size(body) > max do
     error_response(
       Error.new(
         :payload_too_large,
@@ -98,26 +118,36 @@ defmodule ClusterScope.Web.Handler do
     )
   end
 
-  defp handle(%{method: "GET", path: "/api/openapi.json"} = req) do
-    json_response(200, OpenAPI.document(read_only: req.settings.read_only))
+  defp route_request(%{method: "GET", path: "/api/openapi.json"} = req) do
+    case Authority.authorize(:read, req) do
+      :ok -> json_response(200, OpenAPI.document(read_only: req.settings.read_only))
+      {:error, error} -> error_response(error, nil)
+    end
   end
 
-  defp handle(%{path: "/api/" <> _} = req) do
+  defp route_request(%{path: "/api/" <> _} = req) do
     with {:ok, method} <- method(req.method),
          {:ok, version} <- version(req.headers),
          {:ok, meta, path_params} <- route(method, req, version),
-         :ok <- authorize(meta, req),
-         {:ok, params} <- params(req, path_params) do
-      case Runner.run(meta, params, context: %{surface: :http, read_only: req.settings.read_only}) do
-        {:ok, data, metadata} -> json_response(200, %{data: data, metadata: metadata})
-        {:error, error, metadata} -> error_response(error, metadata)
+         :ok <- Authority.authorize(meta.scope, req),
+         {:ok, params} <- params(req, path_params),
+         :ok <- admit(meta, params, req) do
+      try do
+        context = %{surface: :http, read_only: req.settings.read_only}
+
+        case Runner.run(meta, params, context: context) do
+          {:ok, data, metadata} -> json_response(200, %{data: data, metadata: metadata})
+          {:error, error, metadata} -> error_response(error, metadata)
+        end
+      after
+        Admission.leave()
       end
     else
       {:error, %Error{} = error} -> error_response(error, nil)
     end
   end
 
-  defp handle(%{method: method} = req) when method in ["GET", "HEAD"] do
+  defp route_request(%{method: method} = req) when method in ["GET", "HEAD"] do
     case Static.fetch(req.path) do
       {:ok, content_type, body} ->
         %{
@@ -135,15 +165,45 @@ defmodule ClusterScope.Web.Handler do
     end
   end
 
-  defp handle(req) do
+  defp route_request(req) do
     error_response(
       Error.new(
         :method_not_allowed,
-        "#{req.method} is not allowed on #{String.slice(req.path, 0, 200)}",
-        details: %{allowed: ["GET"]}
+        "#{String.slice(req.method, 0, 20)} is not allowed on #{String.slice(req.path, 0, 200)}",
+        details: %{allowed: ["GET", "HEAD"]}
       ),
       nil
     )
+  end
+
+  # -- admission ---------------------------------------------------------------
+
+  defp admit(meta, params, req) do
+    lane = lane(meta, params)
+    limits = Map.take(req.settings, [:client_concurrency, :client_rate, :client_burst])
+
+    case Admission.enter(req.settings.id, lane, req.client, limits) do
+      :ok ->
+        :ok
+
+      {:reject, why, retry_after} ->
+        {:error,
+         Error.new(:too_many_requests, "refused: #{why}",
+           details: %{lane: lane, retry_after_s: retry_after}
+         )}
+    end
+  end
+
+  @health_operations ["cluster_health", "node_build_info"]
+
+  defp lane(%{scope: :control}, _params), do: :control
+  defp lane(%{name: name}, _params) when name in @health_operations, do: :health
+
+  defp lane(_meta, params) do
+    case Integer.parse(to_string(Map.get(params, "window_ms", ""))) do
+      {ms, _} when ms > 0 -> :slow
+      _ -> :general
+    end
   end
 
   defp method(text) do
@@ -183,13 +243,17 @@ defmodule ClusterScope.Web.Handler do
 
     case Registry.match(method, segments, version) do
       {:ok, meta, params} ->
-        if req.settings.read_only and meta.mutating, do: not_found(req), else: {:ok, meta, params}
+        if req.settings.read_only and meta.scope == :control,
+          do: not_found(req),
+          else: {:ok, meta, params}
 
       {:error, {:method_not_allowed, allowed}} ->
         allowed = Enum.map(allowed, &(&1 |> Atom.to_string() |> String.upcase()))
 
         {:error,
-         Error.new(:method_not_allowed, "#{req.method} is not allowed on #{req.path}",
+         Error.new(
+           :method_not_allowed,
+           "#{req.method} is not allowed on #{String.slice(req.path, 0, 200)}",
            details: %{allowed: allowed}
          )}
 
@@ -202,59 +266,6 @@ defmodule ClusterScope.Web.Handler do
     {:error,
      Error.new(:not_found, "no operation at #{req.method} #{String.slice(req.path, 0, 200)}")}
   end
-
-  # -- security ----------------------------------------------------------------
-
-  defp authorize(%{mutating: false}, _req), do: :ok
-
-  defp authorize(_meta, req) do
-    with :ok <- check_origin(req), do: check_token(req)
-  end
-
-  # A browser always sends Origin on a cross-site POST; it must be ours.
-  defp check_origin(%{headers: %{"origin" => origin}} = req) do
-    own = "http://" <> Map.get(req.headers, "host", "")
-
-    if origin == own or origin in req.settings.allowed_origins do
-      :ok
-    else
-      {:error,
-       Error.new(
-         :forbidden,
-         "requests from origin #{String.slice(origin, 0, 200)} may not mutate",
-         remediation: [
-           "Use the dashboard served by this endpoint, or add the origin to http: [allowed_origins: ...]."
-         ]
-       )}
-    end
-  end
-
-  defp check_origin(_req), do: :ok
-
-  defp check_token(%{settings: %{token: nil}}) do
-    {:error,
-     Error.new(:forbidden, "mutating operations are disabled: no token is configured",
-       remediation: ["Set config :cluster_scope, http: [token: \"...\"] (at least 16 bytes)."]
-     )}
-  end
-
-  defp check_token(%{settings: %{token: token}, headers: headers}) do
-    case Map.get(headers, "authorization") do
-      "Bearer " <> given ->
-        if secure_equal?(given, token),
-          do: :ok,
-          else: {:error, Error.new(:unauthorized, "the bearer token is not valid")}
-
-      _ ->
-        {:error, Error.new(:unauthorized, "this operation needs Authorization: Bearer <token>")}
-    end
-  end
-
-  defp secure_equal?(a, b) when byte_size(a) == byte_size(b) do
-    :crypto.hash_equals(a, b)
-  end
-
-  defp secure_equal?(_, _), do: false
 
   # -- parameters --------------------------------------------------------------
 
@@ -308,8 +319,25 @@ defmodule ClusterScope.Web.Handler do
   defp error_response(%Error{} = error, metadata) do
     metadata = metadata || %{node: node(), partial: false, node_errors: []}
 
-    json_response(Error.http_status(error.code), %{error: Error.to_map(error), metadata: metadata})
+    response =
+      json_response(Error.http_status(error.code), %{
+        error: Error.to_map(error),
+        metadata: metadata
+      })
+
+    %{response | extra: error_headers(error) ++ response.extra}
   end
+
+  defp error_headers(%Error{code: :method_not_allowed, details: %{allowed: allowed}}),
+    do: [{~c"allow", String.to_charlist(Enum.join(allowed, ", "))}]
+
+  defp error_headers(%Error{code: :too_many_requests, details: %{retry_after_s: s}}),
+    do: [{~c"retry-after", Integer.to_charlist(s)}]
+
+  defp error_headers(%Error{code: :unauthorized}),
+    do: [{~c"www-authenticate", ~c"Bearer realm=\"cluster_scope\""}]
+
+  defp error_headers(_), do: []
 
   defp json_response(status, payload) do
     case JSON.encode(payload) do

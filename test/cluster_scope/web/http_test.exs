@@ -9,7 +9,19 @@ defmodule ClusterScope.Web.HTTPTest do
   @token "test-token-0123456789abcdef"
 
   setup_all do
-    {:ok, main} = Endpoint.start(port: 0, token: @token, max_body_bytes: 2_048)
+    # Admission limits are raised here: these tests send thousands of
+    # requests from one client on purpose (test/cluster_scope/security
+    # tests the limits themselves).
+    {:ok, main} =
+      Endpoint.start(
+        port: 0,
+        token: @token,
+        max_body_bytes: 2_048,
+        client_rate: 100_000,
+        client_burst: 100_000,
+        client_concurrency: 16
+      )
+
     {:ok, read_only} = Endpoint.start(port: 0, token: @token, read_only: true)
     {:ok, no_token} = Endpoint.start(port: 0)
 

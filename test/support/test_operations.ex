@@ -288,3 +288,13 @@ defmodule TestApp.TraceCollector do
     end
   end
 end
+
+defmodule TestApp.Secretive do
+  @moduledoc false
+  # A function that receives secrets as arguments, for redaction tests.
+
+  def login(user, password), do: {:ok, user, byte_size(password)}
+
+  @doc "Calls login/2 with `password` n times."
+  def drive(password, n), do: for(_ <- 1..n, do: __MODULE__.login("bob", password))
+end

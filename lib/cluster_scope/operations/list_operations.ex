@@ -31,13 +31,13 @@ defmodule ClusterScope.Operations.ListOperations do
 
   @impl true
   def execute(%{include_unavailable: include?} = params) do
-    # A read-only endpoint does not serve mutating operations: do not list them.
+    # A read-only endpoint does not serve control operations: do not list them.
     read_only = get_in(params, [:__context__, :read_only]) || false
 
     operations =
       for {meta, availability} <- ClusterScope.Operation.Registry.list(),
           include? or availability == :ok,
-          not (read_only and meta.mutating) do
+          not (read_only and meta.scope == :control) do
         describe(meta, availability)
       end
 
@@ -54,6 +54,7 @@ defmodule ClusterScope.Operations.ListOperations do
       path: meta.path,
       summary: meta.summary,
       mutating: meta.mutating,
+      scope: meta.scope,
       requires: meta.requires,
       available: availability == :ok,
       unavailable_reason: with({:error, reason} <- availability, do: reason, else: (_ -> nil)),

@@ -21,7 +21,7 @@ defmodule ClusterScope.Web.OpenAPI do
 
     routes =
       Registry.list()
-      |> Enum.reject(fn {meta, _} -> read_only and meta.mutating end)
+      |> Enum.reject(fn {meta, _} -> read_only and meta.scope == :control end)
       |> Enum.group_by(fn {meta, _} -> {meta.path, meta.method} end)
 
     paths =
@@ -70,7 +70,8 @@ defmodule ClusterScope.Web.OpenAPI do
       "x-version" => meta.version
     }
     |> put_if(body != [], "requestBody", request_body(body))
-    |> put_if(meta.mutating, "security", [%{"bearerAuth" => []}])
+    |> Map.put("x-scope", Atom.to_string(meta.scope))
+    |> put_if(meta.scope != :read, "security", [%{"bearerAuth" => []}])
     |> put_if(other_versions != [], "x-versions", Enum.sort(other_versions))
   end
 
@@ -136,7 +137,7 @@ defmodule ClusterScope.Web.OpenAPI do
 
     errors =
       [{"400", error}, {"404", error}, {"503", error}, {"504", error}] ++
-        if meta.mutating, do: [{"401", error}, {"403", error}], else: []
+        [{"401", error}, {"403", error}, {"421", error}, {"429", error}]
 
     Map.merge(Map.new(errors), declared)
   end

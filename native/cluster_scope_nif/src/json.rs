@@ -2,7 +2,8 @@
 //! only. Parsing, encoding, limits and error messages are the core's.
 //!
 //! Each NIF exists twice: on the normal scheduler for small inputs and on a
-//! dirty CPU scheduler for large ones; `ClusterScope.JSON` picks one. Every
+//! dirty CPU scheduler for large ones; `ClusterScope.JSON` picks one (dirty
+//! over 16 KiB of JSON, read or estimated: its `@dirty_threshold`). Every
 //! walk here is bounded by `max_depth` (at most
 //! `cluster_scope_core::json::MAX_DEPTH_CEILING`), so recursion stays shallow.
 
@@ -12,20 +13,9 @@ use cluster_scope_core::json::{self, JsonError, Limits, Value};
 use rustler::types::atom;
 use rustler::{Binary, Encoder, Env, MapIterator, NewBinary, Term, TermType};
 
-mod atoms {
-    rustler::atoms! {
-        invalid_limits,
-        too_large,
-        invalid_utf8,
-        syntax,
-        non_finite_float,
-        unsupported,
-        too_deep,
-        integer_out_of_range,
-    }
-}
+use crate::error::error;
 
-/// `json_encode/3`: a term to `{:ok, json_binary}` or `{:error, {code, message}}`.
+/// `json_encode/3`: a term to `{:ok, json_binary}` or `{:error, {code, detail}}`.
 #[rustler::nif]
 fn json_encode<'a>(env: Env<'a>, term: Term<'a>, max_bytes: usize, max_depth: usize) -> Term<'a> {
     encode(env, term, max_bytes, max_depth)
@@ -42,7 +32,7 @@ fn json_encode_dirty<'a>(
     encode(env, term, max_bytes, max_depth)
 }
 
-/// `json_decode/3`: a JSON binary to `{:ok, term}` or `{:error, {code, message}}`.
+/// `json_decode/3`: a JSON binary to `{:ok, term}` or `{:error, {code, detail}}`.
 #[rustler::nif]
 fn json_decode<'a>(
     env: Env<'a>,
@@ -75,7 +65,7 @@ fn encode<'a>(env: Env<'a>, term: Term<'a>, max_bytes: usize, max_depth: usize) 
     });
     match encoded {
         Ok(bytes) => (atom::ok(), binary(env, &bytes)).encode(env),
-        Err(e) => error(env, &e),
+        Err(e) => error(env, e),
     }
 }
 
@@ -84,24 +74,8 @@ fn decode<'a>(env: Env<'a>, input: Binary<'a>, max_bytes: usize, max_depth: usiz
         Limits::new(max_bytes, max_depth).and_then(|limits| json::decode(&input, &limits));
     match decoded {
         Ok(value) => (atom::ok(), value_to_term(env, value)).encode(env),
-        Err(e) => error(env, &e),
+        Err(e) => error(env, e),
     }
-}
-
-/// `{:error, {code, message}}`. The codes are the fixed atoms above: nothing
-/// from the input ever becomes an atom.
-fn error<'a>(env: Env<'a>, e: &JsonError) -> Term<'a> {
-    let code = match e {
-        JsonError::InvalidLimits { .. } => atoms::invalid_limits(),
-        JsonError::TooLarge { .. } => atoms::too_large(),
-        JsonError::InvalidUtf8 { .. } => atoms::invalid_utf8(),
-        JsonError::Syntax { .. } => atoms::syntax(),
-        JsonError::NonFiniteFloat { .. } => atoms::non_finite_float(),
-        JsonError::Unsupported { .. } => atoms::unsupported(),
-        JsonError::TooDeep { .. } => atoms::too_deep(),
-        JsonError::IntegerOutOfRange { .. } => atoms::integer_out_of_range(),
-    };
-    (atom::error(), (code, e.to_string())).encode(env)
 }
 
 fn binary<'a>(env: Env<'a>, bytes: &[u8]) -> Term<'a> {

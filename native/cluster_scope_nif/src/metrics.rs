@@ -20,21 +20,16 @@
 //! than 1 MiB.
 
 use cluster_scope_core::metrics::{
-    default_shards, Format, Histogram, HistogramConfig, MetricsError, ShardedHistogram,
+    default_shards, Format, Histogram, HistogramConfig, ShardedHistogram,
 };
+use cluster_scope_core::ErrorCode;
 use rustler::types::atom;
 use rustler::{Binary, Encoder, Env, NewBinary, ResourceArc, Term};
 
+use crate::error::{error, Error};
+
 mod atoms {
     rustler::atoms! {
-        invalid_config,
-        invalid_quantile,
-        invalid_batch,
-        invalid_serialized,
-        too_large,
-        empty,
-        serialize_failed,
-        invalid_value,
         use_dirty,
         count,
         min,
@@ -83,11 +78,11 @@ fn from_histogram(h: Histogram) -> ResourceArc<HistogramResource> {
     resource(ShardedHistogram::from_histogram(h, default_shards()))
 }
 
-/// Runs `f` on the histogram behind `term`, or answers
-/// `{:error, {:invalid_value, _}}` when `term` is not one (a plain reference
-/// from `make_ref/0`, say) instead of raising. The resource is borrowed for
-/// the call, not reference-counted: schedulers recording into one histogram
-/// share no cache line but their own buffers'.
+/// Runs `f` on the histogram behind `term`, or answers `{:error,
+/// {:invalid_value, "not a histogram reference"}}` when `term` is not one (a
+/// plain reference from `make_ref/0`, say) instead of raising. The resource
+/// is borrowed for the call, not reference-counted: schedulers recording into
+/// one histogram share no cache line but their own buffers'.
 fn with_hist<'a>(
     env: Env<'a>,
     term: Term<'a>,
@@ -95,15 +90,14 @@ fn with_hist<'a>(
 ) -> Term<'a> {
     match term.decode::<&HistogramResource>() {
         Ok(h) => f(h),
-        Err(_) => (
-            atom::error(),
-            (atoms::invalid_value(), "not a histogram reference"),
-        )
-            .encode(env),
+        Err(_) => error(
+            env,
+            Error::new(ErrorCode::InvalidValue, "not a histogram reference"),
+        ),
     }
 }
 
-/// `hist_new/3`: `{:ok, ref}`, `{:error, {:invalid_config, message}}`, or
+/// `hist_new/3`: `{:ok, ref}`, `{:error, {:invalid_config, detail}}`, or
 /// `:use_dirty` for a configuration over [`DIRTY_ABOVE_BYTES`] of counts.
 #[rustler::nif]
 fn hist_new(env: Env<'_>, lowest: u64, highest: u64, significant_figures: u32) -> Term<'_> {
@@ -120,7 +114,7 @@ fn new(env: Env<'_>, lowest: u64, highest: u64, figures: u32, dirty: bool) -> Te
     match HistogramConfig::new(lowest, highest, figures) {
         Ok(config) if !dirty && is_large(config) => use_dirty(env),
         Ok(config) => ok(env, resource(ShardedHistogram::new(config))),
-        Err(e) => error(env, &e),
+        Err(e) => error(env, e),
     }
 }
 
@@ -158,7 +152,7 @@ fn hist_record_batch_dirty<'a>(env: Env<'a>, h: Term<'a>, batch: Binary<'a>) -> 
 fn record_batch<'a>(env: Env<'a>, h: Term<'a>, batch: &[u8]) -> Term<'a> {
     with_hist(env, h, |h| match h.hist.record_le_bytes(batch) {
         Ok(n) => ok(env, n),
-        Err(e) => error(env, &e),
+        Err(e) => error(env, e),
     })
 }
 
@@ -182,7 +176,7 @@ fn quantiles_of<'a>(env: Env<'a>, h: Term<'a>, quantiles: &[f64], dirty: bool) -
         }
         match h.hist.quantiles(quantiles) {
             Ok(values) => ok(env, values),
-            Err(e) => error(env, &e),
+            Err(e) => error(env, e),
         }
     })
 }
@@ -284,7 +278,7 @@ fn hist_serialize_uncompressed<'a>(env: Env<'a>, h: Term<'a>) -> Term<'a> {
 fn serialize<'a>(env: Env<'a>, h: Term<'a>, format: Format) -> Term<'a> {
     with_hist(env, h, |h| match h.hist.serialize(format) {
         Ok(bytes) => binary(env, &bytes),
-        Err(e) => error(env, &e),
+        Err(e) => error(env, e),
     })
 }
 
@@ -298,7 +292,7 @@ fn hist_deserialize<'a>(env: Env<'a>, bytes: Binary<'a>) -> Term<'a> {
 fn deserialize<'a>(env: Env<'a>, bytes: &[u8]) -> Term<'a> {
     match Histogram::deserialize(bytes) {
         Ok(h) => ok(env, from_histogram(h)),
-        Err(e) => error(env, &e),
+        Err(e) => error(env, e),
     }
 }
 
@@ -309,27 +303,12 @@ fn hist_merge_serialized<'a>(env: Env<'a>, inputs: Vec<Binary<'a>>) -> Term<'a> 
     let slices: Vec<&[u8]> = inputs.iter().map(|b| b.as_slice()).collect();
     match Histogram::merge_serialized(&slices) {
         Ok(h) => ok(env, from_histogram(h)),
-        Err(e) => error(env, &e),
+        Err(e) => error(env, e),
     }
 }
 
 fn ok<'a>(env: Env<'a>, value: impl Encoder) -> Term<'a> {
     (atom::ok(), value).encode(env)
-}
-
-/// `{:error, {code, message}}`. The codes are the fixed atoms above: nothing
-/// from the input ever becomes an atom.
-fn error<'a>(env: Env<'a>, e: &MetricsError) -> Term<'a> {
-    let code = match e {
-        MetricsError::InvalidConfig { .. } => atoms::invalid_config(),
-        MetricsError::InvalidQuantile { .. } => atoms::invalid_quantile(),
-        MetricsError::InvalidBatch { .. } => atoms::invalid_batch(),
-        MetricsError::InvalidSerialized { .. } => atoms::invalid_serialized(),
-        MetricsError::TooLarge { .. } => atoms::too_large(),
-        MetricsError::Empty { .. } => atoms::empty(),
-        MetricsError::SerializeFailed { .. } => atoms::serialize_failed(),
-    };
-    (atom::error(), (code, e.to_string())).encode(env)
 }
 
 fn binary<'a>(env: Env<'a>, bytes: &[u8]) -> Term<'a> {

@@ -147,6 +147,38 @@ defmodule ClusterScope.NativeTest do
       end
     end
 
+    test "a push while a dirty call reads the snapshot: {:error, {:busy, detail}}" do
+      snapshot = Native.procs_snapshot_new()
+
+      for chunk <- Enum.chunk_every(1..100_000, 10_000) do
+        rows = for i <- chunk, do: put_elem(row(self()), 0, i)
+        assert :ok = Native.procs_snapshot_push_dirty(snapshot, rows)
+      end
+
+      # Summaries one after the other hold the snapshot's read lock nearly
+      # all the time; a push on a normal scheduler does not wait for it.
+      reader =
+        spawn_link(fn ->
+          Stream.repeatedly(fn -> Native.procs_summary(snapshot, "n@h", %{k: 10}) end)
+          |> Stream.run()
+        end)
+
+      deadline = System.monotonic_time(:millisecond) + 10_000
+
+      busy =
+        Stream.repeatedly(fn -> Native.procs_snapshot_push(snapshot, []) end)
+        |> Enum.find(fn answer ->
+          answer != :ok or System.monotonic_time(:millisecond) > deadline
+        end)
+
+      Process.unlink(reader)
+      Process.exit(reader, :kill)
+
+      assert {:error, {:busy, detail}} = busy
+      assert detail =~ "snapshot:" and detail =~ "procs_snapshot_push_dirty/2"
+      assert :busy in Native.error_codes()
+    end
+
     test "the table covers every NIF with an error path" do
       nifs =
         for {name, _arity} <- Native.__info__(:functions),

@@ -26,9 +26,11 @@ defmodule ClusterScope.Native do
       (`"row 3: invalid key"`, `"invalid option sort_by: expected ..."`,
       `"invalid observation, reach[2][5]: expected ..."`).
 
-  `ClusterScope.Error.normalize/1` turns such an error into the envelope of
-  every surface: `invalid_params` for the codes that refuse input, else
-  `internal`.
+  Every NIF reads its arguments itself, so an argument of the wrong type is
+  such an error too (`{:invalid_value, "value: expected an integer from 0 to
+  2^64 - 1"}`), never an `ArgumentError`. `ClusterScope.Error.normalize/1`
+  turns such an error into the envelope of every surface: `invalid_params`
+  for the codes that refuse input, else `internal`.
 
   Two answers are not in that shape. When the library is not loaded, every
   stub answers `{:error, :native_unavailable}` (a bare atom: not an error of

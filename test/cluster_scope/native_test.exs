@@ -47,6 +47,8 @@ defmodule ClusterScope.NativeTest do
       {:json_encode_dirty, &__MODULE__.args_json_encode/1, :unsupported, "at $.a"},
       {:json_decode, &__MODULE__.args_json_decode/1, :syntax, "line 1"},
       {:json_decode_dirty, &__MODULE__.args_json_decode/1, :syntax, "invalid JSON"},
+      {:json_encode, &__MODULE__.args_json_bad_limit/1, :invalid_limits, "max_bytes:"},
+      {:json_decode, &__MODULE__.args_json_not_binary/1, :invalid_argument, "input:"},
       # metrics
       {:hist_new, &__MODULE__.args_hist_config/1, :invalid_config, "lowest"},
       {:hist_new_dirty, &__MODULE__.args_hist_config/1, :invalid_config, "lowest"},
@@ -68,6 +70,14 @@ defmodule ClusterScope.NativeTest do
        "not a histogram"},
       {:hist_deserialize, &__MODULE__.args_junk/1, :invalid_serialized, "HdrHistogram"},
       {:hist_merge_serialized, &__MODULE__.args_empty_list/1, :empty, "none given"},
+      # metrics, arguments of the wrong type
+      {:hist_new, &__MODULE__.args_hist_config_text/1, :invalid_config, "highest:"},
+      {:hist_record, &__MODULE__.args_hist_negative/1, :invalid_value, "value:"},
+      {:hist_record_n, &__MODULE__.args_hist_negative_n/1, :invalid_value, "n:"},
+      {:hist_record_batch, &__MODULE__.args_hist_list_batch/1, :invalid_batch, "batch:"},
+      {:hist_quantiles, &__MODULE__.args_hist_atom_quantiles/1, :invalid_quantile, "quantiles:"},
+      {:hist_deserialize, &__MODULE__.args_integer/1, :invalid_serialized, "serialized:"},
+      {:hist_merge_serialized, &__MODULE__.args_junk/1, :invalid_serialized, "serialized:"},
       # partition
       {:phi_new, &__MODULE__.args_phi_config/1, :invalid_config, "window"},
       {:phi_heartbeat, &__MODULE__.args_phi_not_ref/1, :invalid_argument, "detectors:"},
@@ -133,7 +143,7 @@ defmodule ClusterScope.NativeTest do
       }
     end
 
-    test "every NIF answers bad input with {:error, {code, detail}}", ctx do
+    test "every NIF answers bad input, of any type, with {:error, {code, detail}}", ctx do
       for {name, args, code, fragment} <- @cases do
         args = args.(ctx)
         result = apply(Native, name, args)
@@ -236,7 +246,23 @@ defmodule ClusterScope.NativeTest do
   @doc false
   def args_json_decode(_), do: ["[1,", 1_000, 10]
   @doc false
+  def args_json_bad_limit(_), do: [1, -1, 10]
+  @doc false
+  def args_json_not_binary(_), do: [123, 1_000, 10]
+  @doc false
   def args_hist_config(_), do: [0, 10, 3]
+  @doc false
+  def args_hist_config_text(_), do: [1, "big", 3]
+  @doc false
+  def args_hist_negative(ctx), do: [ctx.hist, -1]
+  @doc false
+  def args_hist_negative_n(ctx), do: [ctx.hist, 1, -1]
+  @doc false
+  def args_hist_list_batch(ctx), do: [ctx.hist, [1, 2]]
+  @doc false
+  def args_hist_atom_quantiles(ctx), do: [ctx.hist, :p99]
+  @doc false
+  def args_integer(_), do: [42]
   @doc false
   def args_not_hist_value(_), do: [make_ref(), 1]
   @doc false

@@ -12,15 +12,19 @@
 //! The module errors of the core (`JsonError`, `MetricsError`, ...) convert
 //! into a `CoreError`, which [`Error`] wraps; the few errors of this crate's
 //! own (`busy`, a term that is not a histogram reference) are built with
-//! [`Error::new`]. Every NIF answers through [`error`] or returns an
-//! [`Error`] inside rustler's `Result` encoding: both give the same term.
+//! [`Error::new`]. Every NIF answers through [`error`] (an `Error` in
+//! rustler's `Err` encoding would give the same term).
+//!
+//! NIFs take their arguments as terms and read them with [`arg`] (or their
+//! own readers), so a wrongly typed argument is an error in this shape too,
+//! never a `badarg` exception from rustler's decoding.
 //!
 //! Not errors, and so not in this shape: `:use_dirty` (metrics: call the
 //! dirty twin) and the decisions of the throttle (`:drop`, `:limit`, ...).
 
 use cluster_scope_core::{CoreError, ErrorCode};
 use rustler::types::atom;
-use rustler::{Atom, Encoder, Env, Term};
+use rustler::{Atom, Decoder, Encoder, Env, Term};
 
 mod atoms {
     rustler::atoms! {
@@ -109,6 +113,18 @@ impl Encoder for Error {
 /// `{:error, {code, detail}}`: how every NIF answers an error.
 pub fn error<'a>(env: Env<'a>, e: impl Into<Error>) -> Term<'a> {
     (atom::error(), e.into()).encode(env)
+}
+
+/// Argument `field` read as a `T`, or the error `{code, "field: expected
+/// <expected>"}`.
+pub fn arg<'a, T: Decoder<'a>>(
+    term: Term<'a>,
+    code: ErrorCode,
+    field: &str,
+    expected: &str,
+) -> Result<T, Error> {
+    term.decode()
+        .map_err(|_| Error::new(code, format!("{field}: expected {expected}")))
 }
 
 /// `error_codes/0`: every code a NIF error can carry, as atoms, in the

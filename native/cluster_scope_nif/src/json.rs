@@ -10,14 +10,20 @@
 use std::collections::HashSet;
 
 use cluster_scope_core::json::{self, JsonError, Limits, Value};
+use cluster_scope_core::ErrorCode;
 use rustler::types::atom;
 use rustler::{Binary, Encoder, Env, MapIterator, NewBinary, Term, TermType};
 
-use crate::error::error;
+use crate::error::{arg, error, Error};
 
 /// `json_encode/3`: a term to `{:ok, json_binary}` or `{:error, {code, detail}}`.
 #[rustler::nif]
-fn json_encode<'a>(env: Env<'a>, term: Term<'a>, max_bytes: usize, max_depth: usize) -> Term<'a> {
+fn json_encode<'a>(
+    env: Env<'a>,
+    term: Term<'a>,
+    max_bytes: Term<'a>,
+    max_depth: Term<'a>,
+) -> Term<'a> {
     encode(env, term, max_bytes, max_depth)
 }
 
@@ -26,8 +32,8 @@ fn json_encode<'a>(env: Env<'a>, term: Term<'a>, max_bytes: usize, max_depth: us
 fn json_encode_dirty<'a>(
     env: Env<'a>,
     term: Term<'a>,
-    max_bytes: usize,
-    max_depth: usize,
+    max_bytes: Term<'a>,
+    max_depth: Term<'a>,
 ) -> Term<'a> {
     encode(env, term, max_bytes, max_depth)
 }
@@ -36,9 +42,9 @@ fn json_encode_dirty<'a>(
 #[rustler::nif]
 fn json_decode<'a>(
     env: Env<'a>,
-    input: Binary<'a>,
-    max_bytes: usize,
-    max_depth: usize,
+    input: Term<'a>,
+    max_bytes: Term<'a>,
+    max_depth: Term<'a>,
 ) -> Term<'a> {
     decode(env, input, max_bytes, max_depth)
 }
@@ -47,21 +53,29 @@ fn json_decode<'a>(
 #[rustler::nif(schedule = "DirtyCpu")]
 fn json_decode_dirty<'a>(
     env: Env<'a>,
-    input: Binary<'a>,
-    max_bytes: usize,
-    max_depth: usize,
+    input: Term<'a>,
+    max_bytes: Term<'a>,
+    max_depth: Term<'a>,
 ) -> Term<'a> {
     decode(env, input, max_bytes, max_depth)
 }
 
-fn encode<'a>(env: Env<'a>, term: Term<'a>, max_bytes: usize, max_depth: usize) -> Term<'a> {
-    let encoded = Limits::new(max_bytes, max_depth).and_then(|limits| {
+/// The limits, read and checked: `{:invalid_limits, detail}` otherwise.
+fn limits(max_bytes: Term<'_>, max_depth: Term<'_>) -> Result<Limits, Error> {
+    let integer = "a non-negative integer";
+    let max_bytes = arg(max_bytes, ErrorCode::InvalidLimits, "max_bytes", integer)?;
+    let max_depth = arg(max_depth, ErrorCode::InvalidLimits, "max_depth", integer)?;
+    Ok(Limits::new(max_bytes, max_depth)?)
+}
+
+fn encode<'a>(env: Env<'a>, term: Term<'a>, max_bytes: Term<'a>, max_depth: Term<'a>) -> Term<'a> {
+    let encoded = limits(max_bytes, max_depth).and_then(|limits| {
         let mut reader = TermReader {
             limits,
             min_output: 0,
         };
         let value = reader.value(term, 0)?;
-        json::encode(&value, &limits)
+        Ok(json::encode(&value, &limits)?)
     });
     match encoded {
         Ok(bytes) => (atom::ok(), binary(env, &bytes)).encode(env),
@@ -69,9 +83,16 @@ fn encode<'a>(env: Env<'a>, term: Term<'a>, max_bytes: usize, max_depth: usize) 
     }
 }
 
-fn decode<'a>(env: Env<'a>, input: Binary<'a>, max_bytes: usize, max_depth: usize) -> Term<'a> {
-    let decoded =
-        Limits::new(max_bytes, max_depth).and_then(|limits| json::decode(&input, &limits));
+fn decode<'a>(env: Env<'a>, input: Term<'a>, max_bytes: Term<'a>, max_depth: Term<'a>) -> Term<'a> {
+    let decoded = limits(max_bytes, max_depth).and_then(|limits| {
+        let input = arg::<Binary>(
+            input,
+            ErrorCode::InvalidArgument,
+            "input",
+            "a binary of JSON text",
+        )?;
+        Ok(json::decode(&input, &limits)?)
+    });
     match decoded {
         Ok(value) => (atom::ok(), value_to_term(env, value)).encode(env),
         Err(e) => error(env, e),

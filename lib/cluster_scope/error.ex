@@ -20,6 +20,18 @@ defmodule ClusterScope.Error do
             unauthorized unavailable native_unavailable method_not_allowed
             payload_too_large misdirected_request too_many_requests internal)a
 
+  # The codes of the errors of the native core (`{code, detail}`, see
+  # `ClusterScope.Native`): those that refuse the caller's input become
+  # `invalid_params`, the others (a resource's state, a failure inside) become
+  # `internal`. A test checks that these are exactly
+  # `ClusterScope.Native.error_codes/0`.
+  @native_input_codes ~w(invalid_argument invalid_option invalid_config invalid_value
+                         invalid_limits too_large invalid_utf8 syntax non_finite_float
+                         unsupported too_deep integer_out_of_range invalid_quantile
+                         invalid_batch invalid_serialized empty invalid_observation
+                         invalid_row invalid_summary invalid_window)a
+  @native_other_codes ~w(too_many_peers too_many_rows busy serialize_failed)a
+
   @typedoc "The stable error codes."
   @type code ::
           :invalid_params
@@ -69,11 +81,22 @@ defmodule ClusterScope.Error do
   end
 
   @doc """
+  The codes of native core errors this module classifies, as
+  `{input_codes, other_codes}`: `normalize/1` makes `invalid_params` of the
+  first and `internal` of the second.
+  """
+  @spec native_codes() :: {[ClusterScope.Native.error_code()], [ClusterScope.Native.error_code()]}
+  def native_codes, do: {@native_input_codes, @native_other_codes}
+
+  @doc """
   Turns whatever an operation returned as `{:error, reason}` into an error.
 
   Accepts an `%Error{}`, a known code atom, `{code, message}`,
-  `{code, message, details}`, `{:node_unavailable, node, reason}`, or any
-  other term (reported as `internal`, inspected, never turned into an atom).
+  `{code, message, details}`, `{:node_unavailable, node, reason}`, an error of
+  the native core `{native_code, detail}` (see `ClusterScope.Native`:
+  `invalid_params` when it refuses the input, else `internal`; the detail is
+  the message and `details.native_code` the native code), or any other term
+  (reported as `internal`, inspected, never turned into an atom).
   """
   @spec normalize(term()) :: t()
   def normalize(%__MODULE__{} = error), do: error
@@ -85,6 +108,23 @@ defmodule ClusterScope.Error do
   def normalize({code, message, details})
       when code in @codes and is_binary(message) and is_map(details),
       do: new(code, message, details: details)
+
+  def normalize({code, detail}) when code in @native_input_codes and is_binary(detail) do
+    new(:invalid_params, detail,
+      details: %{native_code: code},
+      remediation: ["Fix the input the message names; GET /api/openapi.json has the schema."]
+    )
+  end
+
+  def normalize({code, detail}) when code in @native_other_codes and is_binary(detail) do
+    new(:internal, detail,
+      details: %{native_code: code},
+      remediation: [
+        "The native core refused the call in its current state (see the message): " <>
+          "retry, and report it if it persists."
+      ]
+    )
+  end
 
   def normalize({:node_unavailable, node, reason}) when is_atom(node) do
     new(:node_unavailable, "node #{node} did not answer: #{inspect(reason)}",

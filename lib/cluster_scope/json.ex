@@ -68,9 +68,10 @@ defmodule ClusterScope.JSON do
 
   ## Errors
 
-  `{:error, {code, message}}`, where `message` says what is wrong and where
-  (line and column in the input, or the path in the term being encoded), and
-  `code` is one of:
+  `{:error, {code, detail}}`, the one error shape of every NIF (see
+  `ClusterScope.Native`), where `detail` says what is wrong and where (line
+  and column in the input, or the path in the term being encoded), and `code`
+  is one of:
 
     * `:syntax` - not JSON (includes trailing data after the value)
     * `:invalid_utf8` - the input, or a binary being encoded, is not UTF-8
@@ -191,8 +192,8 @@ defmodule ClusterScope.JSON do
       {:ok, json} ->
         json
 
-      {:error, {_code, message}} ->
-        raise ArgumentError, message
+      {:error, {_code, detail}} ->
+        raise ArgumentError, detail
 
       {:error, :native_unavailable} ->
         raise "ClusterScope.JSON needs ClusterScope's native core, which is not loaded " <>

@@ -15,6 +15,29 @@ defmodule ClusterScope.Native do
   loads and every stub answers `{:error, :native_unavailable}`. Callers check
   `loaded?/0` or handle that error; the host keeps running.
 
+  ## Errors
+
+  Every NIF answers an error in one shape, `{:error, {code, detail}}`, built
+  in one place (`native/cluster_scope_nif/src/error.rs`):
+
+    * `code` - an atom, snake_case and stable, from the fixed list of
+      `error_codes/0` (`t:error_code/0`); atoms are never made from input;
+    * `detail` - a binary for people that names the field or the cause
+      (`"row 3: invalid key"`, `"invalid option sort_by: expected ..."`,
+      `"invalid observation, reach[2][5]: expected ..."`).
+
+  Every NIF reads its arguments itself, so an argument of the wrong type is
+  such an error too (`{:invalid_value, "value: expected an integer from 0 to
+  2^64 - 1"}`), never an `ArgumentError`. `ClusterScope.Error.normalize/1`
+  turns such an error into the envelope of every surface: `invalid_params`
+  for the codes that refuse input, else `internal`.
+
+  Two answers are not in that shape. When the library is not loaded, every
+  stub answers `{:error, :native_unavailable}` (a bare atom: not an error of
+  a NIF but the absence of one, which callers match on and `normalize/1`
+  maps to the `native_unavailable` code). And `:use_dirty` (histograms) and
+  the throttle's decisions (`:drop`, `:limit`, ...) are answers, not errors.
+
   ## Cost
 
   Every NIF here either finishes in well under a millisecond on a normal
@@ -28,6 +51,36 @@ defmodule ClusterScope.Native do
   @on_load :__load_nif__
   @lib "libcluster_scope_nif"
   @status_key {__MODULE__, :status}
+
+  @typedoc "The code of a NIF error; `error_codes/0` lists them."
+  @type error_code ::
+          :invalid_argument
+          | :invalid_option
+          | :invalid_config
+          | :invalid_value
+          | :invalid_limits
+          | :too_large
+          | :invalid_utf8
+          | :syntax
+          | :non_finite_float
+          | :unsupported
+          | :too_deep
+          | :integer_out_of_range
+          | :invalid_quantile
+          | :invalid_batch
+          | :invalid_serialized
+          | :empty
+          | :invalid_observation
+          | :invalid_row
+          | :invalid_summary
+          | :invalid_window
+          | :too_many_peers
+          | :too_many_rows
+          | :busy
+          | :serialize_failed
+
+  @typedoc "How every NIF answers an error: `{:error, error()}`."
+  @type error :: {error_code(), String.t()}
 
   @typedoc "Facts about the loaded Rust core."
   @type build_info :: %{
@@ -101,29 +154,37 @@ defmodule ClusterScope.Native do
   @spec build_info() :: build_info() | {:error, :native_unavailable}
   def build_info, do: unavailable()
 
+  @doc """
+  Every code a NIF error can carry (see "Errors" above), in the core's order.
+  Constants only.
+  """
+  @spec error_codes() :: [error_code()] | {:error, :native_unavailable}
+  def error_codes, do: unavailable()
+
   # JSON codec (see ClusterScope.JSON, which validates the options and picks
   # the variant). The plain NIFs run on the caller's scheduler and are meant
-  # for inputs of at most 64 KiB; the `_dirty` ones run on a dirty CPU
-  # scheduler. All four return `{:ok, result}` or `{:error, {code, message}}`.
+  # for inputs of at most 16 KiB of JSON (ClusterScope.JSON's
+  # @dirty_threshold, read or estimated); the `_dirty` ones run on a dirty CPU
+  # scheduler. All four return `{:ok, result}` or `{:error, {code, detail}}`.
 
   @doc false
   @spec json_encode(term(), pos_integer(), non_neg_integer()) ::
-          {:ok, binary()} | {:error, {atom(), String.t()}} | {:error, :native_unavailable}
+          {:ok, binary()} | {:error, error()} | {:error, :native_unavailable}
   def json_encode(_term, _max_bytes, _max_depth), do: unavailable()
 
   @doc false
   @spec json_encode_dirty(term(), pos_integer(), non_neg_integer()) ::
-          {:ok, binary()} | {:error, {atom(), String.t()}} | {:error, :native_unavailable}
+          {:ok, binary()} | {:error, error()} | {:error, :native_unavailable}
   def json_encode_dirty(_term, _max_bytes, _max_depth), do: unavailable()
 
   @doc false
   @spec json_decode(binary(), pos_integer(), non_neg_integer()) ::
-          {:ok, term()} | {:error, {atom(), String.t()}} | {:error, :native_unavailable}
+          {:ok, term()} | {:error, error()} | {:error, :native_unavailable}
   def json_decode(_json, _max_bytes, _max_depth), do: unavailable()
 
   @doc false
   @spec json_decode_dirty(binary(), pos_integer(), non_neg_integer()) ::
-          {:ok, term()} | {:error, {atom(), String.t()}} | {:error, :native_unavailable}
+          {:ok, term()} | {:error, error()} | {:error, :native_unavailable}
   def json_decode_dirty(_json, _max_bytes, _max_depth), do: unavailable()
 
   # Partition detection (rules in cluster_scope_core's `partition` module).
@@ -132,62 +193,62 @@ defmodule ClusterScope.Native do
   # monotonic clock. `partition_classify/1` and `partition_heals/2` are for
   # up to about 200 nodes, their `_dirty` variants (dirty CPU scheduler) for
   # more; `phi_all_dirty/2` is for thousands of peers. Bad input gives
-  # `{:error, {code, message}}` with code `:invalid_config`,
+  # `{:error, {code, detail}}` with code `:invalid_config`,
   # `:invalid_argument`, `:too_many_peers` or `:invalid_observation` and a
-  # message naming the field, never an exception.
+  # detail naming the field, never an exception.
 
   @doc false
   @spec phi_new(pos_integer(), number(), number(), number(), pos_integer()) ::
-          {:ok, reference()} | {:error, {atom(), String.t()}} | {:error, :native_unavailable}
+          {:ok, reference()} | {:error, error()} | {:error, :native_unavailable}
   def phi_new(_window, _min_std_dev_ms, _acceptable_pause_ms, _first_estimate_ms, _max_peers),
     do: unavailable()
 
   @doc false
   @spec phi_heartbeat(reference(), binary() | atom(), number()) ::
-          :ok | {:error, {atom(), String.t()}} | {:error, :native_unavailable}
+          :ok | {:error, error()} | {:error, :native_unavailable}
   def phi_heartbeat(_detectors, _peer, _now_ms), do: unavailable()
 
   @doc false
   @spec phi_get(reference(), binary() | atom(), number()) ::
-          float() | nil | {:error, {atom(), String.t()}} | {:error, :native_unavailable}
+          float() | nil | {:error, error()} | {:error, :native_unavailable}
   def phi_get(_detectors, _peer, _now_ms), do: unavailable()
 
   @doc false
   @spec phi_all(reference(), number()) ::
-          [map()] | {:error, {atom(), String.t()}} | {:error, :native_unavailable}
+          [map()] | {:error, error()} | {:error, :native_unavailable}
   def phi_all(_detectors, _now_ms), do: unavailable()
 
   @doc false
   @spec phi_all_dirty(reference(), number()) ::
-          [map()] | {:error, {atom(), String.t()}} | {:error, :native_unavailable}
+          [map()] | {:error, error()} | {:error, :native_unavailable}
   def phi_all_dirty(_detectors, _now_ms), do: unavailable()
 
   @doc false
   @spec phi_remove(reference(), binary() | atom()) ::
-          :ok | {:error, {atom(), String.t()}} | {:error, :native_unavailable}
+          :ok | {:error, error()} | {:error, :native_unavailable}
   def phi_remove(_detectors, _peer), do: unavailable()
 
   @doc false
   @spec partition_classify(map()) ::
-          {:ok, map()} | {:error, {atom(), String.t()}} | {:error, :native_unavailable}
+          {:ok, map()} | {:error, error()} | {:error, :native_unavailable}
   def partition_classify(_observation), do: unavailable()
 
   @doc false
   @spec partition_classify_dirty(map()) ::
-          {:ok, map()} | {:error, {atom(), String.t()}} | {:error, :native_unavailable}
+          {:ok, map()} | {:error, error()} | {:error, :native_unavailable}
   def partition_classify_dirty(_observation), do: unavailable()
 
   @doc false
   @spec partition_heals(map(), map()) ::
           {:ok, [{binary(), binary()}]}
-          | {:error, {atom(), String.t()}}
+          | {:error, error()}
           | {:error, :native_unavailable}
   def partition_heals(_prev, _next), do: unavailable()
 
   @doc false
   @spec partition_heals_dirty(map(), map()) ::
           {:ok, [{binary(), binary()}]}
-          | {:error, {atom(), String.t()}}
+          | {:error, error()}
           | {:error, :native_unavailable}
   def partition_heals_dirty(_prev, _next), do: unavailable()
 
@@ -197,7 +258,8 @@ defmodule ClusterScope.Native do
   # merge answer `:use_dirty` and their `_dirty` twins (dirty CPU scheduler)
   # do the work; batch records over 64 KiB use `hist_record_batch_dirty`;
   # serialize, deserialize and merge_serialized are always dirty. Errors are
-  # `{:error, {code, message}}`.
+  # `{:error, {code, detail}}`; a term that is not a histogram reference gives
+  # `{:error, {:invalid_value, "not a histogram reference"}}`.
 
   @doc false
   def hist_new(_lowest, _highest, _significant_figures), do: unavailable()
@@ -240,12 +302,12 @@ defmodule ClusterScope.Native do
   # native/cluster_scope_nif/src/procs.rs). Pid cursors and snapshots are
   # resource references. `procs_snapshot_push/2` runs on the caller's
   # scheduler (batches of about 1,000 rows, ~0.15 ms) and answers
-  # `{:error, :busy}` while a dirty call reads the snapshot;
+  # `{:error, {:busy, detail}}` while a dirty call reads the snapshot;
   # `procs_snapshot_push_dirty/2` waits instead. Summaries, windows and pages
-  # are dirty CPU calls. Errors: `{:error, {:invalid_row, index, field}}`,
-  # `{:error, {:invalid_option, field}}`, `{:error, {:invalid_argument,
-  # field}}`, `{:error, :too_many_rows}`, `{:error, :invalid_summary}`,
-  # `{:error, :invalid_window}`.
+  # are dirty CPU calls. Errors are `{:error, {code, detail}}` with code
+  # `:invalid_row` (the detail names the row's index and field),
+  # `:invalid_option`, `:invalid_argument` (the detail starts with the name),
+  # `:too_many_rows`, `:invalid_summary`, `:invalid_window` or `:busy`.
 
   @doc false
   def procs_pids_new(_pids), do: unavailable()
@@ -279,47 +341,61 @@ defmodule ClusterScope.Native do
   # is a resource reference; every call runs on the caller's scheduler and
   # is O(1), O(event size <= 64 KiB) or O(limit <= 1000, <= 256 KiB copied).
   # Times: `now_ms` from one monotonic clock (may be negative), `ts_us` any
-  # integer; keys are non-negative integers. Errors: `{:error,
-  # {:invalid_option, field}}`, `{:error, {:invalid_argument, field}}`,
-  # `{:error, :too_large}` (event over 64 KiB, refused, not truncated).
+  # integer; keys are non-negative integers. Errors are `{:error, {code,
+  # detail}}` with code `:invalid_option`, `:invalid_argument` (the detail
+  # starts with the option's or argument's name) or `:too_large` (event over
+  # 64 KiB, refused, not truncated).
 
   @doc false
   @spec throttle_new(map()) ::
-          {:ok, reference()} | {:error, {:invalid_option, atom()}} | {:error, :native_unavailable}
+          {:ok, reference()} | {:error, error()} | {:error, :native_unavailable}
   def throttle_new(_opts), do: unavailable()
 
   @doc false
   @spec throttle_admit(reference(), integer(), non_neg_integer()) ::
-          :keep | :drop | {:pause, integer()} | :limit | {:error, term()}
+          :keep
+          | :drop
+          | {:pause, integer()}
+          | :limit
+          | {:error, error()}
+          | {:error, :native_unavailable}
   def throttle_admit(_session, _now_ms, _key), do: unavailable()
 
   @doc false
   @spec throttle_push(reference(), integer(), non_neg_integer(), binary()) ::
-          :ok | {:error, term()}
+          :ok | {:error, error()} | {:error, :native_unavailable}
   def throttle_push(_session, _ts_us, _key, _binary), do: unavailable()
 
   @doc false
   @spec throttle_admit_push(reference(), integer(), integer(), non_neg_integer(), binary()) ::
-          :keep | :drop | {:pause, integer()} | :limit | {:error, term()}
+          :keep
+          | :drop
+          | {:pause, integer()}
+          | :limit
+          | {:error, error()}
+          | {:error, :native_unavailable}
   def throttle_admit_push(_session, _now_ms, _ts_us, _key, _binary), do: unavailable()
 
   @doc false
   @spec throttle_read(reference(), non_neg_integer(), pos_integer()) ::
           {:ok, [{pos_integer(), integer(), non_neg_integer(), binary()}], non_neg_integer(),
            non_neg_integer()}
-          | {:error, term()}
+          | {:error, error()}
+          | {:error, :native_unavailable}
   def throttle_read(_session, _after_seq, _limit), do: unavailable()
 
   @doc false
-  @spec throttle_stats(reference()) :: map() | {:error, term()}
+  @spec throttle_stats(reference()) :: map() | {:error, error()} | {:error, :native_unavailable}
   def throttle_stats(_session), do: unavailable()
 
   @doc false
-  @spec throttle_overhead(reference(), integer()) :: map() | {:error, term()}
+  @spec throttle_overhead(reference(), integer()) ::
+          map() | {:error, error()} | {:error, :native_unavailable}
   def throttle_overhead(_session, _now_ms), do: unavailable()
 
   @doc false
-  @spec throttle_set_rate(reference(), pos_integer()) :: :ok | {:error, term()}
+  @spec throttle_set_rate(reference(), pos_integer()) ::
+          :ok | {:error, error()} | {:error, :native_unavailable}
   def throttle_set_rate(_session, _rate), do: unavailable()
 
   defp unavailable, do: {:error, :native_unavailable}

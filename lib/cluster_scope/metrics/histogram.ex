@@ -59,8 +59,9 @@ defmodule ClusterScope.Metrics.Histogram do
       those that can are on dirty CPU schedulers (see above).
     * Memory is fixed when the histogram is created, and a configuration
       whose counts would need more than 16 MiB is refused.
-    * No atom is created: errors are `{:error, {code, message}}` with a fixed
-      set of codes (`:invalid_config`, `:invalid_value`, `:invalid_quantile`,
+    * No atom is created: errors are `{:error, {code, detail}}` (the one
+      shape of every NIF, see `ClusterScope.Native`) with a fixed set of
+      codes (`:invalid_config`, `:invalid_value`, `:invalid_quantile`,
       `:invalid_batch`, `:invalid_serialized`, `:too_large`, `:empty`,
       `:serialize_failed`), or `{:error, :native_unavailable}` when the core
       is not loaded.
@@ -85,7 +86,7 @@ defmodule ClusterScope.Metrics.Histogram do
   @type t :: reference()
 
   @typedoc "Errors of the histogram calls."
-  @type error :: {:error, :native_unavailable} | {:error, {atom(), String.t()}}
+  @type error :: {:error, :native_unavailable} | {:error, Native.error()}
 
   @typedoc "What `stats/1` returns."
   @type stats :: %{

@@ -79,6 +79,10 @@ defmodule ClusterScope.Procs.Collector do
         Process.demonitor(monitor, [:flush])
         {:ok, cursor}
 
+      {^ref, {:error, _} = error} ->
+        Process.demonitor(monitor, [:flush])
+        error
+
       {^ref, other} ->
         Process.demonitor(monitor, [:flush])
         {:error, other}

@@ -194,6 +194,9 @@ defmodule ClusterScope.Trace.Tracer do
 
           {:ok, events, next, missed}
 
+        {:error, _} = error ->
+          error
+
         other ->
           {:error, other}
       end

@@ -31,6 +31,8 @@ use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
+use crate::error::ErrorCode;
+
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::ser::{CompactFormatter, Formatter};
 
@@ -220,9 +222,10 @@ impl fmt::Display for Location {
 
 /// Why a JSON encode or decode failed.
 ///
-/// [`JsonError::code`] gives a stable snake_case name (the NIF layer turns it
-/// into an atom); `Display` gives a message for humans that says what went
-/// wrong and where.
+/// [`JsonError::code`] gives its stable [`ErrorCode`] and `Display` a message
+/// for humans that says what went wrong and where; the two make the
+/// [`CoreError`](crate::CoreError) the NIF layer answers as `{:error, {code,
+/// detail}}`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum JsonError {
     /// The [`Limits`] themselves are out of range.
@@ -260,16 +263,16 @@ pub enum JsonError {
 
 impl JsonError {
     /// The stable, machine-readable code of this error.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            JsonError::InvalidLimits { .. } => "invalid_limits",
-            JsonError::TooLarge { .. } => "too_large",
-            JsonError::InvalidUtf8 { .. } => "invalid_utf8",
-            JsonError::Syntax { .. } => "syntax",
-            JsonError::NonFiniteFloat { .. } => "non_finite_float",
-            JsonError::Unsupported { .. } => "unsupported",
-            JsonError::TooDeep { .. } => "too_deep",
-            JsonError::IntegerOutOfRange { .. } => "integer_out_of_range",
+            JsonError::InvalidLimits { .. } => ErrorCode::InvalidLimits,
+            JsonError::TooLarge { .. } => ErrorCode::TooLarge,
+            JsonError::InvalidUtf8 { .. } => ErrorCode::InvalidUtf8,
+            JsonError::Syntax { .. } => ErrorCode::Syntax,
+            JsonError::NonFiniteFloat { .. } => ErrorCode::NonFiniteFloat,
+            JsonError::Unsupported { .. } => ErrorCode::Unsupported,
+            JsonError::TooDeep { .. } => ErrorCode::TooDeep,
+            JsonError::IntegerOutOfRange { .. } => ErrorCode::IntegerOutOfRange,
         }
     }
 

@@ -14,4 +14,4 @@ pub mod protocol;
 pub mod throttle;
 
 pub use build_info::BuildInfo;
-pub use error::CoreError;
+pub use error::{CoreError, ErrorCode};

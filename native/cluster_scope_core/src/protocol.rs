@@ -1,6 +1,17 @@
 //! The protocol version spoken between ClusterScope agents on different
-//! nodes. The fan-out checks it before trusting a peer's summary: a peer that
-//! speaks another major protocol is treated as agentless rather than merged.
+//! nodes.
+//!
+//! Today it is reported, not enforced: [`PROTOCOL_VERSION`] is part of
+//! `build_info` (`ClusterScope.Native.build_info/0`, the `node_build_info`
+//! operation), and nothing calls [`compatible`] yet. `ClusterScope.Fanout`
+//! checks no version: a node without ClusterScope's code shows up as a
+//! `not_running` node error (and process reads fall back to agentless
+//! collection). What crosses nodes in the core's own formats is checked
+//! where it is read: process summaries and windows carry
+//! [`procs::FORMAT_VERSION`](crate::procs::FORMAT_VERSION), and reading one
+//! of another version fails with `invalid_summary` or `invalid_window`.
+//! [`compatible`] is the rule the fan-out's version check (planned in the
+//! blueprint) is to apply.
 
 /// Current protocol version. Bump on any incompatible change of what agents
 /// exchange.

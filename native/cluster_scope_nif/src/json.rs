@@ -2,32 +2,28 @@
 //! only. Parsing, encoding, limits and error messages are the core's.
 //!
 //! Each NIF exists twice: on the normal scheduler for small inputs and on a
-//! dirty CPU scheduler for large ones; `ClusterScope.JSON` picks one. Every
+//! dirty CPU scheduler for large ones; `ClusterScope.JSON` picks one (dirty
+//! over 16 KiB of JSON, read or estimated: its `@dirty_threshold`). Every
 //! walk here is bounded by `max_depth` (at most
 //! `cluster_scope_core::json::MAX_DEPTH_CEILING`), so recursion stays shallow.
 
 use std::collections::HashSet;
 
 use cluster_scope_core::json::{self, JsonError, Limits, Value};
+use cluster_scope_core::ErrorCode;
 use rustler::types::atom;
 use rustler::{Binary, Encoder, Env, MapIterator, NewBinary, Term, TermType};
 
-mod atoms {
-    rustler::atoms! {
-        invalid_limits,
-        too_large,
-        invalid_utf8,
-        syntax,
-        non_finite_float,
-        unsupported,
-        too_deep,
-        integer_out_of_range,
-    }
-}
+use crate::error::{arg, error, Error};
 
-/// `json_encode/3`: a term to `{:ok, json_binary}` or `{:error, {code, message}}`.
+/// `json_encode/3`: a term to `{:ok, json_binary}` or `{:error, {code, detail}}`.
 #[rustler::nif]
-fn json_encode<'a>(env: Env<'a>, term: Term<'a>, max_bytes: usize, max_depth: usize) -> Term<'a> {
+fn json_encode<'a>(
+    env: Env<'a>,
+    term: Term<'a>,
+    max_bytes: Term<'a>,
+    max_depth: Term<'a>,
+) -> Term<'a> {
     encode(env, term, max_bytes, max_depth)
 }
 
@@ -36,19 +32,19 @@ fn json_encode<'a>(env: Env<'a>, term: Term<'a>, max_bytes: usize, max_depth: us
 fn json_encode_dirty<'a>(
     env: Env<'a>,
     term: Term<'a>,
-    max_bytes: usize,
-    max_depth: usize,
+    max_bytes: Term<'a>,
+    max_depth: Term<'a>,
 ) -> Term<'a> {
     encode(env, term, max_bytes, max_depth)
 }
 
-/// `json_decode/3`: a JSON binary to `{:ok, term}` or `{:error, {code, message}}`.
+/// `json_decode/3`: a JSON binary to `{:ok, term}` or `{:error, {code, detail}}`.
 #[rustler::nif]
 fn json_decode<'a>(
     env: Env<'a>,
-    input: Binary<'a>,
-    max_bytes: usize,
-    max_depth: usize,
+    input: Term<'a>,
+    max_bytes: Term<'a>,
+    max_depth: Term<'a>,
 ) -> Term<'a> {
     decode(env, input, max_bytes, max_depth)
 }
@@ -57,51 +53,50 @@ fn json_decode<'a>(
 #[rustler::nif(schedule = "DirtyCpu")]
 fn json_decode_dirty<'a>(
     env: Env<'a>,
-    input: Binary<'a>,
-    max_bytes: usize,
-    max_depth: usize,
+    input: Term<'a>,
+    max_bytes: Term<'a>,
+    max_depth: Term<'a>,
 ) -> Term<'a> {
     decode(env, input, max_bytes, max_depth)
 }
 
-fn encode<'a>(env: Env<'a>, term: Term<'a>, max_bytes: usize, max_depth: usize) -> Term<'a> {
-    let encoded = Limits::new(max_bytes, max_depth).and_then(|limits| {
+/// The limits, read and checked: `{:invalid_limits, detail}` otherwise.
+fn limits(max_bytes: Term<'_>, max_depth: Term<'_>) -> Result<Limits, Error> {
+    let integer = "a non-negative integer";
+    let max_bytes = arg(max_bytes, ErrorCode::InvalidLimits, "max_bytes", integer)?;
+    let max_depth = arg(max_depth, ErrorCode::InvalidLimits, "max_depth", integer)?;
+    Ok(Limits::new(max_bytes, max_depth)?)
+}
+
+fn encode<'a>(env: Env<'a>, term: Term<'a>, max_bytes: Term<'a>, max_depth: Term<'a>) -> Term<'a> {
+    let encoded = limits(max_bytes, max_depth).and_then(|limits| {
         let mut reader = TermReader {
             limits,
             min_output: 0,
         };
         let value = reader.value(term, 0)?;
-        json::encode(&value, &limits)
+        Ok(json::encode(&value, &limits)?)
     });
     match encoded {
         Ok(bytes) => (atom::ok(), binary(env, &bytes)).encode(env),
-        Err(e) => error(env, &e),
+        Err(e) => error(env, e),
     }
 }
 
-fn decode<'a>(env: Env<'a>, input: Binary<'a>, max_bytes: usize, max_depth: usize) -> Term<'a> {
-    let decoded =
-        Limits::new(max_bytes, max_depth).and_then(|limits| json::decode(&input, &limits));
+fn decode<'a>(env: Env<'a>, input: Term<'a>, max_bytes: Term<'a>, max_depth: Term<'a>) -> Term<'a> {
+    let decoded = limits(max_bytes, max_depth).and_then(|limits| {
+        let input = arg::<Binary>(
+            input,
+            ErrorCode::InvalidArgument,
+            "input",
+            "a binary of JSON text",
+        )?;
+        Ok(json::decode(&input, &limits)?)
+    });
     match decoded {
         Ok(value) => (atom::ok(), value_to_term(env, value)).encode(env),
-        Err(e) => error(env, &e),
+        Err(e) => error(env, e),
     }
-}
-
-/// `{:error, {code, message}}`. The codes are the fixed atoms above: nothing
-/// from the input ever becomes an atom.
-fn error<'a>(env: Env<'a>, e: &JsonError) -> Term<'a> {
-    let code = match e {
-        JsonError::InvalidLimits { .. } => atoms::invalid_limits(),
-        JsonError::TooLarge { .. } => atoms::too_large(),
-        JsonError::InvalidUtf8 { .. } => atoms::invalid_utf8(),
-        JsonError::Syntax { .. } => atoms::syntax(),
-        JsonError::NonFiniteFloat { .. } => atoms::non_finite_float(),
-        JsonError::Unsupported { .. } => atoms::unsupported(),
-        JsonError::TooDeep { .. } => atoms::too_deep(),
-        JsonError::IntegerOutOfRange { .. } => atoms::integer_out_of_range(),
-    };
-    (atom::error(), (code, e.to_string())).encode(env)
 }
 
 fn binary<'a>(env: Env<'a>, bytes: &[u8]) -> Term<'a> {

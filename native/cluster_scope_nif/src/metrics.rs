@@ -20,21 +20,16 @@
 //! than 1 MiB.
 
 use cluster_scope_core::metrics::{
-    default_shards, Format, Histogram, HistogramConfig, MetricsError, ShardedHistogram,
+    default_shards, Format, Histogram, HistogramConfig, ShardedHistogram,
 };
+use cluster_scope_core::ErrorCode;
 use rustler::types::atom;
 use rustler::{Binary, Encoder, Env, NewBinary, ResourceArc, Term};
 
+use crate::error::{arg, error, Error};
+
 mod atoms {
     rustler::atoms! {
-        invalid_config,
-        invalid_quantile,
-        invalid_batch,
-        invalid_serialized,
-        too_large,
-        empty,
-        serialize_failed,
-        invalid_value,
         use_dirty,
         count,
         min,
@@ -83,11 +78,11 @@ fn from_histogram(h: Histogram) -> ResourceArc<HistogramResource> {
     resource(ShardedHistogram::from_histogram(h, default_shards()))
 }
 
-/// Runs `f` on the histogram behind `term`, or answers
-/// `{:error, {:invalid_value, _}}` when `term` is not one (a plain reference
-/// from `make_ref/0`, say) instead of raising. The resource is borrowed for
-/// the call, not reference-counted: schedulers recording into one histogram
-/// share no cache line but their own buffers'.
+/// Runs `f` on the histogram behind `term`, or answers `{:error,
+/// {:invalid_value, "not a histogram reference"}}` when `term` is not one (a
+/// plain reference from `make_ref/0`, say) instead of raising. The resource
+/// is borrowed for the call, not reference-counted: schedulers recording into
+/// one histogram share no cache line but their own buffers'.
 fn with_hist<'a>(
     env: Env<'a>,
     term: Term<'a>,
@@ -95,94 +90,155 @@ fn with_hist<'a>(
 ) -> Term<'a> {
     match term.decode::<&HistogramResource>() {
         Ok(h) => f(h),
-        Err(_) => (
-            atom::error(),
-            (atoms::invalid_value(), "not a histogram reference"),
-        )
-            .encode(env),
+        Err(_) => error(
+            env,
+            Error::new(ErrorCode::InvalidValue, "not a histogram reference"),
+        ),
     }
 }
 
-/// `hist_new/3`: `{:ok, ref}`, `{:error, {:invalid_config, message}}`, or
+/// `hist_new/3`: `{:ok, ref}`, `{:error, {:invalid_config, detail}}`, or
 /// `:use_dirty` for a configuration over [`DIRTY_ABOVE_BYTES`] of counts.
 #[rustler::nif]
-fn hist_new(env: Env<'_>, lowest: u64, highest: u64, significant_figures: u32) -> Term<'_> {
+fn hist_new<'a>(
+    env: Env<'a>,
+    lowest: Term<'a>,
+    highest: Term<'a>,
+    significant_figures: Term<'a>,
+) -> Term<'a> {
     new(env, lowest, highest, significant_figures, false)
 }
 
 /// `hist_new_dirty/3`: `hist_new/3` on a dirty CPU scheduler, any size.
 #[rustler::nif(schedule = "DirtyCpu")]
-fn hist_new_dirty(env: Env<'_>, lowest: u64, highest: u64, significant_figures: u32) -> Term<'_> {
+fn hist_new_dirty<'a>(
+    env: Env<'a>,
+    lowest: Term<'a>,
+    highest: Term<'a>,
+    significant_figures: Term<'a>,
+) -> Term<'a> {
     new(env, lowest, highest, significant_figures, true)
 }
 
-fn new(env: Env<'_>, lowest: u64, highest: u64, figures: u32, dirty: bool) -> Term<'_> {
-    match HistogramConfig::new(lowest, highest, figures) {
+fn new<'a>(
+    env: Env<'a>,
+    lowest: Term<'a>,
+    highest: Term<'a>,
+    figures: Term<'a>,
+    dirty: bool,
+) -> Term<'a> {
+    let config = (|| -> Result<HistogramConfig, Error> {
+        let integer = "an integer from 1 to 2^64 - 1";
+        let lowest = arg(lowest, ErrorCode::InvalidConfig, "lowest", integer)?;
+        let highest = arg(highest, ErrorCode::InvalidConfig, "highest", integer)?;
+        let figures = arg(
+            figures,
+            ErrorCode::InvalidConfig,
+            "significant_figures",
+            "an integer from 1 to 5",
+        )?;
+        Ok(HistogramConfig::new(lowest, highest, figures)?)
+    })();
+    match config {
         Ok(config) if !dirty && is_large(config) => use_dirty(env),
         Ok(config) => ok(env, resource(ShardedHistogram::new(config))),
-        Err(e) => error(env, &e),
+        Err(e) => error(env, e),
     }
+}
+
+/// A value or count to record: an integer from 0 to 2^64 - 1.
+fn value(term: Term<'_>, field: &str) -> Result<u64, Error> {
+    arg(
+        term,
+        ErrorCode::InvalidValue,
+        field,
+        "an integer from 0 to 2^64 - 1",
+    )
 }
 
 /// `hist_record/2`: `:ok`. The hot path: one uncontended lock, an append.
 #[rustler::nif]
-fn hist_record<'a>(env: Env<'a>, h: Term<'a>, value: u64) -> Term<'a> {
-    with_hist(env, h, |h| {
-        h.hist.record(value);
-        atom::ok().encode(env)
+fn hist_record<'a>(env: Env<'a>, h: Term<'a>, v: Term<'a>) -> Term<'a> {
+    with_hist(env, h, |h| match value(v, "value") {
+        Ok(v) => {
+            h.hist.record(v);
+            atom::ok().encode(env)
+        }
+        Err(e) => error(env, e),
     })
 }
 
 /// `hist_record_n/3`: `:ok`.
 #[rustler::nif]
-fn hist_record_n<'a>(env: Env<'a>, h: Term<'a>, value: u64, n: u64) -> Term<'a> {
+fn hist_record_n<'a>(env: Env<'a>, h: Term<'a>, v: Term<'a>, n: Term<'a>) -> Term<'a> {
     with_hist(env, h, |h| {
-        h.hist.record_n(value, n);
-        atom::ok().encode(env)
+        match value(v, "value").and_then(|v| Ok((v, value(n, "n")?))) {
+            Ok((v, n)) => {
+                h.hist.record_n(v, n);
+                atom::ok().encode(env)
+            }
+            Err(e) => error(env, e),
+        }
     })
 }
 
 /// `hist_record_batch/2`: `{:ok, count}` or `{:error, {:invalid_batch, _}}`.
 /// For batches of at most 64 KiB (8192 values, well under 100 us).
 #[rustler::nif]
-fn hist_record_batch<'a>(env: Env<'a>, h: Term<'a>, batch: Binary<'a>) -> Term<'a> {
-    record_batch(env, h, &batch)
+fn hist_record_batch<'a>(env: Env<'a>, h: Term<'a>, batch: Term<'a>) -> Term<'a> {
+    record_batch(env, h, batch)
 }
 
 /// `hist_record_batch_dirty/2`: `hist_record_batch/2` on a dirty CPU scheduler.
 #[rustler::nif(schedule = "DirtyCpu")]
-fn hist_record_batch_dirty<'a>(env: Env<'a>, h: Term<'a>, batch: Binary<'a>) -> Term<'a> {
-    record_batch(env, h, &batch)
+fn hist_record_batch_dirty<'a>(env: Env<'a>, h: Term<'a>, batch: Term<'a>) -> Term<'a> {
+    record_batch(env, h, batch)
 }
 
-fn record_batch<'a>(env: Env<'a>, h: Term<'a>, batch: &[u8]) -> Term<'a> {
-    with_hist(env, h, |h| match h.hist.record_le_bytes(batch) {
-        Ok(n) => ok(env, n),
-        Err(e) => error(env, &e),
+fn record_batch<'a>(env: Env<'a>, h: Term<'a>, batch: Term<'a>) -> Term<'a> {
+    with_hist(env, h, |h| {
+        let recorded = arg::<Binary>(
+            batch,
+            ErrorCode::InvalidBatch,
+            "batch",
+            "a binary of little-endian unsigned 64-bit integers",
+        )
+        .and_then(|batch| Ok(h.hist.record_le_bytes(&batch)?));
+        match recorded {
+            Ok(n) => ok(env, n),
+            Err(e) => error(env, e),
+        }
     })
 }
 
 /// `hist_quantiles/2`: `{:ok, [value]}` in the order of the quantiles given
 /// (or `:use_dirty`).
 #[rustler::nif]
-fn hist_quantiles<'a>(env: Env<'a>, h: Term<'a>, quantiles: Vec<f64>) -> Term<'a> {
-    quantiles_of(env, h, &quantiles, false)
+fn hist_quantiles<'a>(env: Env<'a>, h: Term<'a>, quantiles: Term<'a>) -> Term<'a> {
+    quantiles_of(env, h, quantiles, false)
 }
 
 /// `hist_quantiles_dirty/2`: `hist_quantiles/2` on a dirty CPU scheduler.
 #[rustler::nif(schedule = "DirtyCpu")]
-fn hist_quantiles_dirty<'a>(env: Env<'a>, h: Term<'a>, quantiles: Vec<f64>) -> Term<'a> {
-    quantiles_of(env, h, &quantiles, true)
+fn hist_quantiles_dirty<'a>(env: Env<'a>, h: Term<'a>, quantiles: Term<'a>) -> Term<'a> {
+    quantiles_of(env, h, quantiles, true)
 }
 
-fn quantiles_of<'a>(env: Env<'a>, h: Term<'a>, quantiles: &[f64], dirty: bool) -> Term<'a> {
+fn quantiles_of<'a>(env: Env<'a>, h: Term<'a>, quantiles: Term<'a>, dirty: bool) -> Term<'a> {
     with_hist(env, h, |h| {
         if h.large && !dirty {
             return use_dirty(env);
         }
-        match h.hist.quantiles(quantiles) {
+        let values = arg::<Vec<f64>>(
+            quantiles,
+            ErrorCode::InvalidQuantile,
+            "quantiles",
+            "a list of floats between 0.0 and 1.0",
+        )
+        .and_then(|quantiles| Ok(h.hist.quantiles(&quantiles)?));
+        match values {
             Ok(values) => ok(env, values),
-            Err(e) => error(env, &e),
+            Err(e) => error(env, e),
         }
     })
 }
@@ -284,52 +340,49 @@ fn hist_serialize_uncompressed<'a>(env: Env<'a>, h: Term<'a>) -> Term<'a> {
 fn serialize<'a>(env: Env<'a>, h: Term<'a>, format: Format) -> Term<'a> {
     with_hist(env, h, |h| match h.hist.serialize(format) {
         Ok(bytes) => binary(env, &bytes),
-        Err(e) => error(env, &e),
+        Err(e) => error(env, e),
     })
 }
 
 /// `hist_deserialize/1`: `{:ok, ref}`. Dirty: the configuration, and so
 /// the size of the counts array to allocate, is only known once read.
 #[rustler::nif(schedule = "DirtyCpu")]
-fn hist_deserialize<'a>(env: Env<'a>, bytes: Binary<'a>) -> Term<'a> {
-    deserialize(env, &bytes)
-}
-
-fn deserialize<'a>(env: Env<'a>, bytes: &[u8]) -> Term<'a> {
-    match Histogram::deserialize(bytes) {
+fn hist_deserialize<'a>(env: Env<'a>, bytes: Term<'a>) -> Term<'a> {
+    let read = arg::<Binary>(
+        bytes,
+        ErrorCode::InvalidSerialized,
+        "serialized",
+        "a binary (a serialized histogram)",
+    )
+    .and_then(|bytes| Ok(Histogram::deserialize(&bytes)?));
+    match read {
         Ok(h) => ok(env, from_histogram(h)),
-        Err(e) => error(env, &e),
+        Err(e) => error(env, e),
     }
 }
 
 /// `hist_merge_serialized/1`: a list of serialized histograms merged into a
 /// new one, `{:ok, ref}`. Dirty: its cost grows with the list.
 #[rustler::nif(schedule = "DirtyCpu")]
-fn hist_merge_serialized<'a>(env: Env<'a>, inputs: Vec<Binary<'a>>) -> Term<'a> {
-    let slices: Vec<&[u8]> = inputs.iter().map(|b| b.as_slice()).collect();
-    match Histogram::merge_serialized(&slices) {
+fn hist_merge_serialized<'a>(env: Env<'a>, inputs: Term<'a>) -> Term<'a> {
+    let merged = arg::<Vec<Binary>>(
+        inputs,
+        ErrorCode::InvalidSerialized,
+        "serialized",
+        "a list of binaries (serialized histograms)",
+    )
+    .and_then(|inputs| {
+        let slices: Vec<&[u8]> = inputs.iter().map(|b| b.as_slice()).collect();
+        Ok(Histogram::merge_serialized(&slices)?)
+    });
+    match merged {
         Ok(h) => ok(env, from_histogram(h)),
-        Err(e) => error(env, &e),
+        Err(e) => error(env, e),
     }
 }
 
 fn ok<'a>(env: Env<'a>, value: impl Encoder) -> Term<'a> {
     (atom::ok(), value).encode(env)
-}
-
-/// `{:error, {code, message}}`. The codes are the fixed atoms above: nothing
-/// from the input ever becomes an atom.
-fn error<'a>(env: Env<'a>, e: &MetricsError) -> Term<'a> {
-    let code = match e {
-        MetricsError::InvalidConfig { .. } => atoms::invalid_config(),
-        MetricsError::InvalidQuantile { .. } => atoms::invalid_quantile(),
-        MetricsError::InvalidBatch { .. } => atoms::invalid_batch(),
-        MetricsError::InvalidSerialized { .. } => atoms::invalid_serialized(),
-        MetricsError::TooLarge { .. } => atoms::too_large(),
-        MetricsError::Empty { .. } => atoms::empty(),
-        MetricsError::SerializeFailed { .. } => atoms::serialize_failed(),
-    };
-    (atom::error(), (code, e.to_string())).encode(env)
 }
 
 fn binary<'a>(env: Env<'a>, bytes: &[u8]) -> Term<'a> {

@@ -2,10 +2,10 @@
 //! classification of connectivity matrices. Term conversion only: the rules,
 //! limits and messages are `cluster_scope_core::partition`'s.
 //!
-//! Every NIF answers bad input with `{:error, {code, message}}`, never an
-//! exception: `code` is one of the fixed atoms `:invalid_config`,
-//! `:invalid_argument`, `:too_many_peers`, `:invalid_observation`, and the
-//! message names the offending argument or field (`reach[2][5]`). No atom is
+//! Every NIF answers bad input with `{:error, {code, detail}}` (through
+//! `crate::error`), never an exception: `code` is `:invalid_config`,
+//! `:invalid_argument`, `:too_many_peers` or `:invalid_observation`, and the
+//! detail names the offending argument or field (`reach[2][5]`). No atom is
 //! ever created from input: every atom here comes from the fixed list below.
 //!
 //! Costs (measured on a 2-core x86-64): a heartbeat or a phi read takes
@@ -27,13 +27,10 @@ use parking_lot::Mutex;
 use rustler::types::atom;
 use rustler::{Atom, Binary, Encoder, Env, NewBinary, ResourceArc, Term, TermType};
 
+use crate::error::error;
+
 mod atoms {
     rustler::atoms! {
-        // Error codes.
-        invalid_config,
-        invalid_argument,
-        too_many_peers,
-        invalid_observation,
         // Keys of phi_all's maps.
         peer,
         phi,
@@ -93,7 +90,7 @@ type Res = ResourceArc<DetectorsResource>;
 // Detectors
 // ---------------------------------------------------------------------------
 
-/// `phi_new/5`: `{:ok, ref}` or `{:error, {:invalid_config, message}}`.
+/// `phi_new/5`: `{:ok, ref}` or `{:error, {:invalid_config, detail}}`.
 #[rustler::nif]
 fn phi_new<'a>(
     env: Env<'a>,
@@ -122,11 +119,11 @@ fn phi_new<'a>(
             let resource = ResourceArc::new(DetectorsResource(Mutex::new(detectors)));
             (atom::ok(), resource).encode(env)
         }
-        Err(e) => error(env, &e),
+        Err(e) => error(env, e),
     }
 }
 
-/// `phi_heartbeat/3`: `:ok` or `{:error, {code, message}}`.
+/// `phi_heartbeat/3`: `:ok` or `{:error, {code, detail}}`.
 #[rustler::nif]
 fn phi_heartbeat<'a>(
     env: Env<'a>,
@@ -143,12 +140,12 @@ fn phi_heartbeat<'a>(
     })();
     match result {
         Ok(()) => atom::ok().encode(env),
-        Err(e) => error(env, &e),
+        Err(e) => error(env, e),
     }
 }
 
 /// `phi_get/3`: the peer's phi as a float, `nil` for an unknown peer, or
-/// `{:error, {code, message}}`.
+/// `{:error, {code, detail}}`.
 #[rustler::nif]
 fn phi_get<'a>(env: Env<'a>, detectors: Term<'a>, peer: Term<'a>, now_ms: Term<'a>) -> Term<'a> {
     let result = (|| -> Result<Option<f64>, PartitionError> {
@@ -161,12 +158,12 @@ fn phi_get<'a>(env: Env<'a>, detectors: Term<'a>, peer: Term<'a>, now_ms: Term<'
     match result {
         Ok(Some(phi)) => phi.encode(env),
         Ok(None) => atom::nil().encode(env),
-        Err(e) => error(env, &e),
+        Err(e) => error(env, e),
     }
 }
 
 /// `phi_all/2`: a list of maps, one per peer sorted by name, or
-/// `{:error, {code, message}}`.
+/// `{:error, {code, detail}}`.
 #[rustler::nif]
 fn phi_all<'a>(env: Env<'a>, detectors: Term<'a>, now_ms: Term<'a>) -> Term<'a> {
     all(env, detectors, now_ms)
@@ -179,7 +176,7 @@ fn phi_all_dirty<'a>(env: Env<'a>, detectors: Term<'a>, now_ms: Term<'a>) -> Ter
 }
 
 /// `phi_remove/2`: `:ok` (whether the peer was tracked or not) or
-/// `{:error, {code, message}}`.
+/// `{:error, {code, detail}}`.
 #[rustler::nif]
 fn phi_remove<'a>(env: Env<'a>, detectors: Term<'a>, peer: Term<'a>) -> Term<'a> {
     let result = (|| -> Result<(), PartitionError> {
@@ -190,7 +187,7 @@ fn phi_remove<'a>(env: Env<'a>, detectors: Term<'a>, peer: Term<'a>) -> Term<'a>
     })();
     match result {
         Ok(()) => atom::ok().encode(env),
-        Err(e) => error(env, &e),
+        Err(e) => error(env, e),
     }
 }
 
@@ -230,7 +227,7 @@ fn all<'a>(env: Env<'a>, detectors: Term<'a>, now_ms: Term<'a>) -> Term<'a> {
                 .collect();
             maps.encode(env)
         }
-        Err(e) => error(env, &e),
+        Err(e) => error(env, e),
     }
 }
 
@@ -277,7 +274,7 @@ fn config_count(term: Term<'_>, field: &'static str) -> Result<usize, PartitionE
 // ---------------------------------------------------------------------------
 
 /// `partition_classify/1`: `{:ok, classification_map}` or
-/// `{:error, {code, message}}`. For up to about 200 nodes.
+/// `{:error, {code, detail}}`. For up to about 200 nodes.
 #[rustler::nif]
 fn partition_classify<'a>(env: Env<'a>, observation: Term<'a>) -> Term<'a> {
     classify_term(env, observation)
@@ -291,7 +288,7 @@ fn partition_classify_dirty<'a>(env: Env<'a>, observation: Term<'a>) -> Term<'a>
 }
 
 /// `partition_heals/2`: `{:ok, [{name, name}]}` or `{:error, {code,
-/// message}}`. For up to about 200 nodes.
+/// detail}}`. For up to about 200 nodes.
 #[rustler::nif]
 fn partition_heals<'a>(env: Env<'a>, prev: Term<'a>, next: Term<'a>) -> Term<'a> {
     heals_term(env, prev, next)
@@ -306,7 +303,7 @@ fn partition_heals_dirty<'a>(env: Env<'a>, prev: Term<'a>, next: Term<'a>) -> Te
 fn classify_term<'a>(env: Env<'a>, term: Term<'a>) -> Term<'a> {
     match observation(term, "").and_then(|obs| classify(&obs)) {
         Ok(c) => (atom::ok(), classification(env, &c)).encode(env),
-        Err(e) => error(env, &e),
+        Err(e) => error(env, e),
     }
 }
 
@@ -328,7 +325,7 @@ fn heals_term<'a>(env: Env<'a>, prev: Term<'a>, next: Term<'a>) -> Term<'a> {
                 .collect();
             (atom::ok(), pairs).encode(env)
         }
-        Err(e) => error(env, &e),
+        Err(e) => error(env, e),
     }
 }
 
@@ -572,15 +569,4 @@ fn binary<'a>(env: Env<'a>, bytes: &[u8]) -> Term<'a> {
     let mut bin = NewBinary::new(env, bytes.len());
     bin.as_mut_slice().copy_from_slice(bytes);
     bin.into()
-}
-
-/// `{:error, {code, message}}`, the code from the fixed atoms.
-fn error<'a>(env: Env<'a>, e: &PartitionError) -> Term<'a> {
-    let code = match e {
-        PartitionError::InvalidConfig { .. } => atoms::invalid_config(),
-        PartitionError::InvalidArgument { .. } => atoms::invalid_argument(),
-        PartitionError::TooManyPeers { .. } => atoms::too_many_peers(),
-        PartitionError::InvalidObservation { .. } => atoms::invalid_observation(),
-    };
-    (atom::error(), (code, e.to_string())).encode(env)
 }

@@ -15,8 +15,9 @@
 //!   distinct atom and `{m, f, a}` is turned into text once per snapshot
 //!   (cached by its raw term word; atoms are immediates that live as long
 //!   as the VM). It never waits for the lock: while a dirty call reads the
-//!   snapshot it answers `{:error, :busy}`, and `procs_snapshot_push_dirty/2`
-//!   (same, dirty CPU, waits) is the fallback, also for bigger batches.
+//!   snapshot it answers `{:error, {:busy, detail}}`, and
+//!   `procs_snapshot_push_dirty/2` (same, dirty CPU, waits) is the
+//!   fallback, also for bigger batches.
 //! * `procs_summary/3`, `procs_window/5`, `procs_page/2` (dirty CPU): one
 //!   pass over every row: for 1,000,000 rows a summary takes 16-35 ms (k
 //!   20 to 1000), a page of 1,000 about 12 ms, a window about 60 ms.
@@ -26,35 +27,30 @@
 //!
 //! # Errors
 //!
-//! Never an exception for bad input: `{:error, {:invalid_row, index,
-//! field}}`, `{:error, {:invalid_option, field}}`, `{:error,
-//! {:invalid_argument, field}}`, `{:error, :too_many_rows}`, `{:error,
-//! :invalid_summary}`, `{:error, :invalid_window}`, `{:error, :busy}`.
-//! Every atom comes from the fixed list below; texts read from processes
-//! (names, applications, functions) come back as binaries.
+//! Never an exception for bad input: `{:error, {code, detail}}` (through
+//! `crate::error`) with code `:invalid_row` (detail `"row 3: invalid key"`),
+//! `:invalid_option`, `:invalid_argument` (the detail starts with the
+//! option's or argument's name), `:too_many_rows`, `:invalid_summary`,
+//! `:invalid_window` or `:busy`. Every atom comes from a fixed list; texts
+//! read from processes (names, applications, functions) come back as
+//! binaries.
 
 use cluster_scope_core::procs::{
     page, Cursor, CursorKey, Filter, Glob, Key, KeyKind, Metric, PageOptions, PidCursor, ProcRow,
     ProcType, ProcsError, Row, Snapshot, Summary, SummaryOptions, Window, WindowRow, WordMap,
     DEFAULT_K, DEFAULT_LIMIT, NO_NAME, UNDEFINED,
 };
+use cluster_scope_core::{CoreError, ErrorCode};
 use parking_lot::{Mutex, RwLock};
 use rustler::sys::ErlNifTerm;
 use rustler::types::atom;
 use rustler::{Atom, Binary, Encoder, Env, LocalPid, NewBinary, ResourceArc, Term, TermType};
 
+use crate::error::error;
+
 mod atoms {
     rustler::atoms! {
-        // Error codes.
-        invalid_row,
-        invalid_option,
-        invalid_argument,
-        too_many_rows,
-        invalid_summary,
-        invalid_window,
-        busy,
-        // Field names (rows, options, arguments).
-        row,
+        // Keys of options, rows, summaries and windows.
         key,
         memory,
         reductions,
@@ -77,15 +73,8 @@ mod atoms {
         limit,
         after,
         before,
-        opts,
-        n,
-        pids,
-        snapshot,
         node,
         interval_ms,
-        summaries,
-        windows,
-        unknown,
         // Process types.
         supervisor,
         gen_server,
@@ -216,10 +205,10 @@ fn snapshot_ref(term: Term<'_>, field: &'static str) -> Result<SnapRef, ProcsErr
 // ---------------------------------------------------------------------------
 
 /// `procs_pids_new/1`: a cursor reference over a list of local pids, or
-/// `{:error, {:invalid_argument, :pids}}`.
+/// `{:error, {:invalid_argument, "pids: ..."}}`.
 #[rustler::nif(schedule = "DirtyCpu")]
 fn procs_pids_new<'a>(env: Env<'a>, pids: Term<'a>) -> Term<'a> {
-    let result = (|| {
+    let result = (|| -> Result<_, ProcsError> {
         let bad = || ProcsError::argument("pids", "expected a proper list of local pids");
         let len = pids.list_length().map_err(|_| bad())?;
         let mut words = Vec::with_capacity(len);
@@ -230,14 +219,14 @@ fn procs_pids_new<'a>(env: Env<'a>, pids: Term<'a>) -> Term<'a> {
     })();
     match result {
         Ok(words) => ResourceArc::new(PidsResource(Mutex::new(PidCursor::new(words)))).encode(env),
-        Err(e) => error(env, &e),
+        Err(e) => error(env, e),
     }
 }
 
 /// `procs_pids_next/2`: the next `n` (1..=5000) pids, `[]` once exhausted.
 #[rustler::nif]
 fn procs_pids_next<'a>(env: Env<'a>, cursor: Term<'a>, n: Term<'a>) -> Term<'a> {
-    let result = (|| {
+    let result = (|| -> Result<_, ProcsError> {
         let cursor = cursor
             .decode::<ResourceArc<PidsResource>>()
             .map_err(|_| ProcsError::argument("pids", "is not a pid cursor (procs_pids_new/1)"))?;
@@ -250,7 +239,7 @@ fn procs_pids_next<'a>(env: Env<'a>, cursor: Term<'a>, n: Term<'a>) -> Term<'a> 
     })();
     match result {
         Ok(pids) => pids.encode(env),
-        Err(e) => error(env, &e),
+        Err(e) => error(env, e),
     }
 }
 
@@ -264,9 +253,10 @@ fn procs_snapshot_new(env: Env<'_>) -> Term<'_> {
     ResourceArc::new(SnapshotResource(RwLock::new(State::default()))).encode(env)
 }
 
-/// `procs_snapshot_push/2`: appends a batch of 13-tuples; `:ok`, `{:error,
-/// {:invalid_row, index, field}}` (nothing appended), `{:error,
-/// :too_many_rows}` or `{:error, :busy}` (a dirty call holds the snapshot).
+/// `procs_snapshot_push/2`: appends a batch of 13-tuples; `:ok`, or
+/// `{:error, {code, detail}}` with code `:invalid_row` (nothing appended;
+/// the detail names the row's index and field), `:too_many_rows` or `:busy`
+/// (a dirty call holds the snapshot).
 #[rustler::nif]
 fn procs_snapshot_push<'a>(env: Env<'a>, snapshot: Term<'a>, rows: Term<'a>) -> Term<'a> {
     push(env, snapshot, rows, false)
@@ -279,35 +269,32 @@ fn procs_snapshot_push_dirty<'a>(env: Env<'a>, snapshot: Term<'a>, rows: Term<'a
     push(env, snapshot, rows, true)
 }
 
-enum PushError {
-    Busy,
-    Procs(ProcsError),
-}
-
 fn push<'a>(env: Env<'a>, snapshot: Term<'a>, rows: Term<'a>, wait: bool) -> Term<'a> {
-    let result = (|| {
-        let res = snapshot_ref(snapshot, "snapshot").map_err(PushError::Procs)?;
-        let len = rows.list_length().map_err(|_| {
-            PushError::Procs(ProcsError::argument("rows", "expected a proper list"))
-        })?;
+    let result = (|| -> Result<(), CoreError> {
+        let res = snapshot_ref(snapshot, "snapshot")?;
+        let not_a_list = || ProcsError::argument("rows", "expected a proper list");
+        let len = rows.list_length().map_err(|_| not_a_list())?;
         let mut state = if wait {
             res.0.write()
         } else {
-            res.0.try_write().ok_or(PushError::Busy)?
+            res.0.try_write().ok_or_else(|| {
+                CoreError::new(
+                    ErrorCode::Busy,
+                    "snapshot: a dirty call is reading it; retry, or push with \
+                     procs_snapshot_push_dirty/2, which waits",
+                )
+            })?
         };
         let mut decoded = Vec::with_capacity(len);
-        let iter = rows.into_list_iterator().map_err(|_| {
-            PushError::Procs(ProcsError::argument("rows", "expected a proper list"))
-        })?;
+        let iter = rows.into_list_iterator().map_err(|_| not_a_list())?;
         for (index, t) in iter.enumerate() {
-            decoded.push(decode_row(&mut state, t, index).map_err(PushError::Procs)?);
+            decoded.push(decode_row(&mut state, t, index)?);
         }
-        state.snap.push(&decoded).map_err(PushError::Procs)
+        Ok(state.snap.push(&decoded)?)
     })();
     match result {
         Ok(()) => atom::ok().encode(env),
-        Err(PushError::Busy) => (atom::error(), atoms::busy()).encode(env),
-        Err(PushError::Procs(e)) => error(env, &e),
+        Err(e) => error(env, e),
     }
 }
 
@@ -420,7 +407,7 @@ fn procs_snapshot_info<'a>(env: Env<'a>, snapshot: Term<'a>) -> Term<'a> {
             };
             rustler::term_map!(env, { atoms::rows() => rows, atoms::bytes() => bytes })
         }
-        Err(e) => error(env, &e),
+        Err(e) => error(env, e),
     }
 }
 
@@ -525,10 +512,10 @@ fn node_name(term: Term<'_>) -> Result<String, ProcsError> {
 // Summaries
 // ---------------------------------------------------------------------------
 
-/// `procs_summary/3`: `{:ok, binary}` (JSON), or `{:error, reason}`.
+/// `procs_summary/3`: `{:ok, binary}` (JSON), or `{:error, {code, detail}}`.
 #[rustler::nif(schedule = "DirtyCpu")]
 fn procs_summary<'a>(env: Env<'a>, snapshot: Term<'a>, node: Term<'a>, opts: Term<'a>) -> Term<'a> {
-    let result = (|| {
+    let result = (|| -> Result<_, ProcsError> {
         let res = snapshot_ref(snapshot, "snapshot")?;
         let node = node_name(node)?;
         let opts = summary_options(opts)?;
@@ -537,7 +524,7 @@ fn procs_summary<'a>(env: Env<'a>, snapshot: Term<'a>, node: Term<'a>, opts: Ter
     })();
     match result {
         Ok(bytes) => ok(env, binary(env, &bytes)),
-        Err(e) => error(env, &e),
+        Err(e) => error(env, e),
     }
 }
 
@@ -546,11 +533,11 @@ fn binaries<'a>(list: Term<'a>, field: &'static str) -> Result<Vec<Binary<'a>>, 
         .map_err(|_| ProcsError::argument(field, "expected a list of binaries"))
 }
 
-/// `procs_summary_merge/1`: `{:ok, binary}`, `{:error, :invalid_summary}`
-/// or `{:error, {:invalid_argument, :summaries}}` for `[]`.
+/// `procs_summary_merge/1`: `{:ok, binary}`, `{:error, {:invalid_summary,
+/// detail}}`, or `{:error, {:invalid_argument, detail}}` for `[]`.
 #[rustler::nif(schedule = "DirtyCpu")]
 fn procs_summary_merge<'a>(env: Env<'a>, list: Term<'a>) -> Term<'a> {
-    let result = (|| {
+    let result = (|| -> Result<_, ProcsError> {
         let parts = binaries(list, "summaries")?
             .iter()
             .map(|b| Summary::from_bytes(b.as_slice()))
@@ -559,11 +546,12 @@ fn procs_summary_merge<'a>(env: Env<'a>, list: Term<'a>) -> Term<'a> {
     })();
     match result {
         Ok(bytes) => ok(env, binary(env, &bytes)),
-        Err(e) => error(env, &e),
+        Err(e) => error(env, e),
     }
 }
 
-/// `procs_summary_to_term/1`: `{:ok, map}` or `{:error, :invalid_summary}`.
+/// `procs_summary_to_term/1`: `{:ok, map}` or `{:error, {:invalid_summary,
+/// detail}}`.
 #[rustler::nif(schedule = "DirtyCpu")]
 fn procs_summary_to_term<'a>(env: Env<'a>, bin: Term<'a>) -> Term<'a> {
     let result = bin
@@ -574,7 +562,7 @@ fn procs_summary_to_term<'a>(env: Env<'a>, bin: Term<'a>) -> Term<'a> {
         .and_then(|b| Summary::from_bytes(b.as_slice()));
     match result {
         Ok(s) => ok(env, summary_term(env, &s)),
-        Err(e) => error(env, &e),
+        Err(e) => error(env, e),
     }
 }
 
@@ -673,7 +661,7 @@ fn proc_row<'a>(env: Env<'a>, r: &ProcRow, extra: &[(Atom, Term<'a>)]) -> Term<'
 // Windows
 // ---------------------------------------------------------------------------
 
-/// `procs_window/5`: `{:ok, binary}` (JSON) or `{:error, reason}`.
+/// `procs_window/5`: `{:ok, binary}` (JSON) or `{:error, {code, detail}}`.
 #[rustler::nif(schedule = "DirtyCpu")]
 fn procs_window<'a>(
     env: Env<'a>,
@@ -683,7 +671,7 @@ fn procs_window<'a>(
     interval_ms: Term<'a>,
     opts: Term<'a>,
 ) -> Term<'a> {
-    let result = (|| {
+    let result = (|| -> Result<_, ProcsError> {
         let b = snapshot_ref(before, "before")?;
         let a = snapshot_ref(after, "after")?;
         let node = node_name(node)?;
@@ -706,15 +694,15 @@ fn procs_window<'a>(
     })();
     match result {
         Ok(bytes) => ok(env, binary(env, &bytes)),
-        Err(e) => error(env, &e),
+        Err(e) => error(env, e),
     }
 }
 
-/// `procs_window_merge/1`: `{:ok, binary}`, `{:error, :invalid_window}` or
-/// `{:error, {:invalid_argument, :windows}}` for `[]`.
+/// `procs_window_merge/1`: `{:ok, binary}`, `{:error, {:invalid_window,
+/// detail}}`, or `{:error, {:invalid_argument, detail}}` for `[]`.
 #[rustler::nif(schedule = "DirtyCpu")]
 fn procs_window_merge<'a>(env: Env<'a>, list: Term<'a>) -> Term<'a> {
-    let result = (|| {
+    let result = (|| -> Result<_, ProcsError> {
         let parts = binaries(list, "windows")?
             .iter()
             .map(|b| Window::from_bytes(b.as_slice()))
@@ -723,11 +711,12 @@ fn procs_window_merge<'a>(env: Env<'a>, list: Term<'a>) -> Term<'a> {
     })();
     match result {
         Ok(bytes) => ok(env, binary(env, &bytes)),
-        Err(e) => error(env, &e),
+        Err(e) => error(env, e),
     }
 }
 
-/// `procs_window_to_term/1`: `{:ok, map}` or `{:error, :invalid_window}`.
+/// `procs_window_to_term/1`: `{:ok, map}` or `{:error, {:invalid_window,
+/// detail}}`.
 #[rustler::nif(schedule = "DirtyCpu")]
 fn procs_window_to_term<'a>(env: Env<'a>, bin: Term<'a>) -> Term<'a> {
     let result = bin
@@ -738,7 +727,7 @@ fn procs_window_to_term<'a>(env: Env<'a>, bin: Term<'a>) -> Term<'a> {
         .and_then(|b| Window::from_bytes(b.as_slice()));
     let w = match result {
         Ok(w) => w,
-        Err(e) => return error(env, &e),
+        Err(e) => return error(env, e),
     };
     let rows = |list: &[WindowRow]| {
         list.iter()
@@ -794,7 +783,7 @@ fn procs_window_to_term<'a>(env: Env<'a>, bin: Term<'a>) -> Term<'a> {
 /// for the next page or `nil` at the end.
 #[rustler::nif(schedule = "DirtyCpu")]
 fn procs_page<'a>(env: Env<'a>, snapshot: Term<'a>, opts: Term<'a>) -> Term<'a> {
-    let result = (|| {
+    let result = (|| -> Result<_, ProcsError> {
         let res = snapshot_ref(snapshot, "snapshot")?;
         let filter = filter(opts)?;
         let sort_by = match opt(opts, atoms::sort_by()) {
@@ -864,7 +853,7 @@ fn procs_page<'a>(env: Env<'a>, snapshot: Term<'a>, opts: Term<'a>) -> Term<'a> 
     })();
     match result {
         Ok((rows, next)) => (atom::ok(), rows, next).encode(env),
-        Err(e) => error(env, &e),
+        Err(e) => error(env, e),
     }
 }
 
@@ -906,61 +895,4 @@ fn binary<'a>(env: Env<'a>, bytes: &[u8]) -> Term<'a> {
     let mut bin = NewBinary::new(env, bytes.len());
     bin.as_mut_slice().copy_from_slice(bytes);
     bin.into()
-}
-
-/// The atom of a field name; every name the core uses is in the list.
-fn field_atom(field: &str) -> Atom {
-    match field {
-        "row" => atoms::row(),
-        "key" => atoms::key(),
-        "memory" => atoms::memory(),
-        "reductions" => atoms::reductions(),
-        "message_queue_len" => atoms::message_queue_len(),
-        "heap_size" => atoms::heap_size(),
-        "stack_size" => atoms::stack_size(),
-        "total_heap_size" => atoms::total_heap_size(),
-        "status" => atoms::status(),
-        "current_function" => atoms::current_function(),
-        "registered_name" => atoms::registered_name(),
-        "initial_call" => atoms::initial_call(),
-        "application" => atoms::application(),
-        "type" => atoms::r#type(),
-        "name_pattern" => atoms::name_pattern(),
-        "min_memory" => atoms::min_memory(),
-        "min_queue" => atoms::min_queue(),
-        "k" => atoms::k(),
-        "sort_by" => atoms::sort_by(),
-        "limit" => atoms::limit(),
-        "after" => atoms::after(),
-        "before" => atoms::before(),
-        "opts" => atoms::opts(),
-        "n" => atoms::n(),
-        "pids" => atoms::pids(),
-        "rows" => atoms::rows(),
-        "snapshot" => atoms::snapshot(),
-        "node" => atoms::node(),
-        "interval_ms" => atoms::interval_ms(),
-        "summaries" => atoms::summaries(),
-        "windows" => atoms::windows(),
-        _ => atoms::unknown(),
-    }
-}
-
-/// `{:error, reason}` (see the module doc for the shapes).
-fn error<'a>(env: Env<'a>, e: &ProcsError) -> Term<'a> {
-    let reason = match e {
-        ProcsError::InvalidRow { index, field } => {
-            (atoms::invalid_row(), *index, field_atom(field)).encode(env)
-        }
-        ProcsError::InvalidOption { field, .. } => {
-            (atoms::invalid_option(), field_atom(field)).encode(env)
-        }
-        ProcsError::InvalidArgument { field, .. } => {
-            (atoms::invalid_argument(), field_atom(field)).encode(env)
-        }
-        ProcsError::TooManyRows { .. } => atoms::too_many_rows().encode(env),
-        ProcsError::InvalidSummary { .. } => atoms::invalid_summary().encode(env),
-        ProcsError::InvalidWindow { .. } => atoms::invalid_window().encode(env),
-    };
-    (atom::error(), reason).encode(env)
 }

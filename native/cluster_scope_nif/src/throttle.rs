@@ -17,7 +17,7 @@
 //! * `throttle_push/4`, `throttle_admit_push/5`: O(size of the event): one
 //!   copy of at most 64 KiB; a 200-byte event: 25 ns in the core, about
 //!   80 ns a call from Elixir.
-//!   An event over 64 KiB is refused, `{:error, :too_large}` (not
+//!   An event over 64 KiB is refused, `{:error, {:too_large, detail}}` (not
 //!   truncated: a cut term would be misleading; the tracer formats with
 //!   limits), and counted `too_large`; `throttle_admit_push/5` refuses it
 //!   before admitting it.
@@ -50,30 +50,27 @@
 //!
 //! # Errors
 //!
-//! Never an exception for bad input: `{:error, {:invalid_option, field}}`
-//! (a bad or missing option, a bad rate for set_rate), `{:error,
-//! {:invalid_argument, field}}` (field `:session`, `:now_ms`, `:key`,
-//! `:ts_us`, `:event`, `:after_seq`, `:limit`), `{:error, :too_large}`.
-//! Every atom comes from the fixed list below.
+//! Never an exception for bad input: `{:error, {code, detail}}` (through
+//! `crate::error`) with code `:invalid_option` (a bad or missing option, a
+//! bad rate for set_rate), `:invalid_argument` (`session`, `now_ms`, `key`,
+//! `ts_us`, `event`, `after_seq`, `limit`) or `:too_large`; the detail starts
+//! with the option's or argument's name. Every atom comes from a fixed list.
 
 use cluster_scope_core::throttle::{Decision, Session, Stats, ThrottleConfig, ThrottleError};
 use parking_lot::Mutex;
 use rustler::types::atom;
 use rustler::{Atom, Binary, Encoder, Env, NewBinary, ResourceArc, Term, TermType};
 
+use crate::error::error;
+
 mod atoms {
     rustler::atoms! {
-        // Error codes.
-        invalid_option,
-        invalid_argument,
-        too_large,
         // Decisions.
         keep,
         drop,
         pause,
         limit,
-        // Option and argument names.
-        opts,
+        // Option names.
         rate,
         window_ms,
         max_events,
@@ -83,14 +80,8 @@ mod atoms {
         ring_max_bytes,
         overhead_ceiling,
         event_cost_ns,
-        session,
-        now_ms,
-        key,
-        ts_us,
-        event,
-        after_seq,
-        unknown,
         // Stats.
+        too_large,
         seen,
         kept,
         dropped_rate,
@@ -235,7 +226,7 @@ fn config(opts: Term<'_>) -> Result<ThrottleConfig, ThrottleError> {
 // NIFs
 // ---------------------------------------------------------------------------
 
-/// `throttle_new/1`: `{:ok, ref}` or `{:error, {:invalid_option, field}}`.
+/// `throttle_new/1`: `{:ok, ref}` or `{:error, {:invalid_option, detail}}`.
 #[rustler::nif]
 fn throttle_new<'a>(env: Env<'a>, opts: Term<'a>) -> Term<'a> {
     match config(opts).and_then(Session::new) {
@@ -244,14 +235,14 @@ fn throttle_new<'a>(env: Env<'a>, opts: Term<'a>) -> Term<'a> {
             ResourceArc::new(ThrottleResource(Mutex::new(s))),
         )
             .encode(env),
-        Err(e) => error(env, &e),
+        Err(e) => error(env, e),
     }
 }
 
 /// `throttle_admit/3`: `:keep | :drop | {:pause, until_ms} | :limit`.
 #[rustler::nif]
 fn throttle_admit<'a>(env: Env<'a>, s: Term<'a>, now_ms: Term<'a>, key: Term<'a>) -> Term<'a> {
-    let result = (|| {
+    let result = (|| -> Result<_, ThrottleError> {
         let res = session(s)?;
         let now_ms: i64 = int(now_ms, "now_ms")?;
         let key: u64 = int(key, "key")?;
@@ -260,11 +251,11 @@ fn throttle_admit<'a>(env: Env<'a>, s: Term<'a>, now_ms: Term<'a>, key: Term<'a>
     })();
     match result {
         Ok(d) => decision(env, d),
-        Err(e) => error(env, &e),
+        Err(e) => error(env, e),
     }
 }
 
-/// `throttle_push/4`: `:ok` or `{:error, :too_large}`.
+/// `throttle_push/4`: `:ok` or `{:error, {:too_large, detail}}`.
 #[rustler::nif]
 fn throttle_push<'a>(
     env: Env<'a>,
@@ -273,7 +264,7 @@ fn throttle_push<'a>(
     key: Term<'a>,
     bytes: Term<'a>,
 ) -> Term<'a> {
-    let result = (|| {
+    let result = (|| -> Result<_, ThrottleError> {
         let (res, ts_us, key, bin) = event_args(s, ts_us, key, bytes)?;
         let r = res
             .0
@@ -284,13 +275,13 @@ fn throttle_push<'a>(
     })();
     match result {
         Ok(()) => atom::ok().encode(env),
-        Err(e) => error(env, &e),
+        Err(e) => error(env, e),
     }
 }
 
 /// `throttle_admit_push/5`: the decision of `throttle_admit/3`; on `:keep`
-/// the binary is copied into the ring. `{:error, :too_large}` (not
-/// admitted) for a binary over 64 KiB.
+/// the binary is copied into the ring. `{:error, {:too_large, detail}}`
+/// (not admitted) for a binary over 64 KiB.
 #[rustler::nif]
 fn throttle_admit_push<'a>(
     env: Env<'a>,
@@ -300,7 +291,7 @@ fn throttle_admit_push<'a>(
     key: Term<'a>,
     bytes: Term<'a>,
 ) -> Term<'a> {
-    let result = (|| {
+    let result = (|| -> Result<_, ThrottleError> {
         let now_ms: i64 = int(now_ms, "now_ms")?;
         let (res, ts_us, key, bin) = event_args(s, ts_us, key, bytes)?;
         let d = res.0.lock().admit_push(now_ms, ts_us, key, bin.as_slice());
@@ -308,7 +299,7 @@ fn throttle_admit_push<'a>(
     })();
     match result {
         Ok(d) => decision(env, d),
-        Err(e) => error(env, &e),
+        Err(e) => error(env, e),
     }
 }
 
@@ -316,7 +307,7 @@ fn throttle_admit_push<'a>(
 /// missed}`.
 #[rustler::nif]
 fn throttle_read<'a>(env: Env<'a>, s: Term<'a>, after: Term<'a>, limit: Term<'a>) -> Term<'a> {
-    let result = (|| {
+    let result = (|| -> Result<_, ThrottleError> {
         let res = session(s)?;
         let after: u64 = int(after, "after_seq")?;
         let limit: u64 = limit
@@ -349,7 +340,7 @@ fn throttle_read<'a>(env: Env<'a>, s: Term<'a>, after: Term<'a>, limit: Term<'a>
     })();
     match result {
         Ok((events, next, missed)) => (atom::ok(), events, next, missed).encode(env),
-        Err(e) => error(env, &e),
+        Err(e) => error(env, e),
     }
 }
 
@@ -361,7 +352,7 @@ fn throttle_stats<'a>(env: Env<'a>, s: Term<'a>) -> Term<'a> {
             let st = res.0.lock().stats();
             stats_term(env, &st)
         }
-        Err(e) => error(env, &e),
+        Err(e) => error(env, e),
     }
 }
 
@@ -369,7 +360,7 @@ fn throttle_stats<'a>(env: Env<'a>, s: Term<'a>) -> Term<'a> {
 /// as of `now_ms`.
 #[rustler::nif]
 fn throttle_overhead<'a>(env: Env<'a>, s: Term<'a>, now_ms: Term<'a>) -> Term<'a> {
-    let result = (|| {
+    let result = (|| -> Result<_, ThrottleError> {
         let res = session(s)?;
         let now_ms: i64 = int(now_ms, "now_ms")?;
         let o = res.0.lock().overhead(now_ms);
@@ -381,14 +372,14 @@ fn throttle_overhead<'a>(env: Env<'a>, s: Term<'a>, now_ms: Term<'a>) -> Term<'a
             atoms::average() => o.average,
             atoms::current_seen() => o.current_seen,
         }),
-        Err(e) => error(env, &e),
+        Err(e) => error(env, e),
     }
 }
 
-/// `throttle_set_rate/2`: `:ok` or `{:error, {:invalid_option, :rate}}`.
+/// `throttle_set_rate/2`: `:ok` or `{:error, {:invalid_option, detail}}`.
 #[rustler::nif]
 fn throttle_set_rate<'a>(env: Env<'a>, s: Term<'a>, rate: Term<'a>) -> Term<'a> {
-    let result = (|| {
+    let result = (|| -> Result<_, ThrottleError> {
         let res = session(s)?;
         let rate: u64 = rate
             .decode()
@@ -398,7 +389,7 @@ fn throttle_set_rate<'a>(env: Env<'a>, s: Term<'a>, rate: Term<'a>) -> Term<'a> 
     })();
     match result {
         Ok(()) => atom::ok().encode(env),
-        Err(e) => error(env, &e),
+        Err(e) => error(env, e),
     }
 }
 
@@ -460,42 +451,4 @@ fn stats_term<'a>(env: Env<'a>, st: &Stats) -> Term<'a> {
     let values: Vec<Term<'a>> = pairs.iter().map(|(_, v)| *v).collect();
     // Distinct keys: this cannot fail.
     Term::map_from_term_arrays(env, &keys, &values).unwrap_or_else(|_| Term::map_new(env))
-}
-
-/// The atom of a field name; every name the core uses is in the list.
-fn field_atom(field: &str) -> Atom {
-    match field {
-        "opts" => atoms::opts(),
-        "rate" => atoms::rate(),
-        "window_ms" => atoms::window_ms(),
-        "max_events" => atoms::max_events(),
-        "per_key_rate" => atoms::per_key_rate(),
-        "max_keys" => atoms::max_keys(),
-        "ring_capacity" => atoms::ring_capacity(),
-        "ring_max_bytes" => atoms::ring_max_bytes(),
-        "overhead_ceiling" => atoms::overhead_ceiling(),
-        "event_cost_ns" => atoms::event_cost_ns(),
-        "session" => atoms::session(),
-        "now_ms" => atoms::now_ms(),
-        "key" => atoms::key(),
-        "ts_us" => atoms::ts_us(),
-        "event" => atoms::event(),
-        "after_seq" => atoms::after_seq(),
-        "limit" => atoms::limit(),
-        _ => atoms::unknown(),
-    }
-}
-
-/// `{:error, reason}` (see the module doc for the shapes).
-fn error<'a>(env: Env<'a>, e: &ThrottleError) -> Term<'a> {
-    let reason = match e {
-        ThrottleError::InvalidOption { field, .. } => {
-            (atoms::invalid_option(), field_atom(field)).encode(env)
-        }
-        ThrottleError::InvalidArgument { field, .. } => {
-            (atoms::invalid_argument(), field_atom(field)).encode(env)
-        }
-        ThrottleError::TooLarge { .. } => atoms::too_large().encode(env),
-    };
-    (atom::error(), reason).encode(env)
 }

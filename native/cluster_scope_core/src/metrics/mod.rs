@@ -42,6 +42,8 @@
 
 use std::fmt;
 
+use crate::error::ErrorCode;
+
 mod histogram;
 mod sharded;
 mod v2;
@@ -74,9 +76,10 @@ pub const MAX_QUANTILES: usize = 10_000;
 
 /// Why a histogram call failed.
 ///
-/// [`MetricsError::code`] gives a stable snake_case name (the NIF layer turns
-/// it into one of a fixed set of atoms); `Display` gives a message for humans
-/// that names the field or value at fault.
+/// [`MetricsError::code`] gives its stable [`ErrorCode`] and `Display` a
+/// message for humans that names the field or value at fault; the two make
+/// the [`CoreError`](crate::CoreError) the NIF layer answers as `{:error,
+/// {code, detail}}`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MetricsError {
     /// A configuration field is out of range. `field` is `"lowest"`,
@@ -106,15 +109,15 @@ pub enum MetricsError {
 
 impl MetricsError {
     /// The stable, machine-readable code of this error.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            MetricsError::InvalidConfig { .. } => "invalid_config",
-            MetricsError::InvalidQuantile { .. } => "invalid_quantile",
-            MetricsError::InvalidBatch { .. } => "invalid_batch",
-            MetricsError::InvalidSerialized { .. } => "invalid_serialized",
-            MetricsError::TooLarge { .. } => "too_large",
-            MetricsError::Empty { .. } => "empty",
-            MetricsError::SerializeFailed { .. } => "serialize_failed",
+            MetricsError::InvalidConfig { .. } => ErrorCode::InvalidConfig,
+            MetricsError::InvalidQuantile { .. } => ErrorCode::InvalidQuantile,
+            MetricsError::InvalidBatch { .. } => ErrorCode::InvalidBatch,
+            MetricsError::InvalidSerialized { .. } => ErrorCode::InvalidSerialized,
+            MetricsError::TooLarge { .. } => ErrorCode::TooLarge,
+            MetricsError::Empty { .. } => ErrorCode::Empty,
+            MetricsError::SerializeFailed { .. } => ErrorCode::SerializeFailed,
         }
     }
 

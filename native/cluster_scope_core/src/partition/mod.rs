@@ -16,9 +16,10 @@
 //! a clock itself, so every result is a pure function of its inputs.
 //!
 //! Every fallible function returns [`PartitionError`], whose
-//! [`code`](PartitionError::code) is a stable snake_case name (the NIF layer
-//! turns it into one of a fixed set of atoms) and whose `Display` names the
-//! offending field.
+//! [`code`](PartitionError::code) is a stable [`ErrorCode`] and whose
+//! `Display` names the offending field; the two make the
+//! [`CoreError`](crate::CoreError) the NIF layer answers as `{:error, {code,
+//! detail}}`.
 
 mod bits;
 pub mod classify;
@@ -26,6 +27,8 @@ pub mod detectors;
 pub mod phi;
 
 use std::fmt;
+
+use crate::error::ErrorCode;
 
 pub use classify::{
     classify, heals, heals_indices, Classification, Observation, Reach, Side, Status,
@@ -58,12 +61,12 @@ pub enum PartitionError {
 
 impl PartitionError {
     /// The stable, machine-readable code of this error.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            PartitionError::InvalidConfig { .. } => "invalid_config",
-            PartitionError::InvalidArgument { .. } => "invalid_argument",
-            PartitionError::TooManyPeers { .. } => "too_many_peers",
-            PartitionError::InvalidObservation { .. } => "invalid_observation",
+            PartitionError::InvalidConfig { .. } => ErrorCode::InvalidConfig,
+            PartitionError::InvalidArgument { .. } => ErrorCode::InvalidArgument,
+            PartitionError::TooManyPeers { .. } => ErrorCode::TooManyPeers,
+            PartitionError::InvalidObservation { .. } => ErrorCode::InvalidObservation,
         }
     }
 

@@ -50,6 +50,8 @@ mod top;
 
 use std::fmt;
 
+use crate::error::ErrorCode;
+
 pub use filter::{Filter, Glob, MAX_PATTERN_CHARS};
 pub use page::{page, Cursor, CursorKey, Page, PageOptions, DEFAULT_LIMIT, MAX_LIMIT};
 pub use pids::{PidCursor, MAX_PIDS_NEXT};
@@ -97,14 +99,14 @@ pub enum ProcsError {
 
 impl ProcsError {
     /// The stable, machine-readable code of this error.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            ProcsError::InvalidRow { .. } => "invalid_row",
-            ProcsError::InvalidOption { .. } => "invalid_option",
-            ProcsError::InvalidArgument { .. } => "invalid_argument",
-            ProcsError::TooManyRows { .. } => "too_many_rows",
-            ProcsError::InvalidSummary { .. } => "invalid_summary",
-            ProcsError::InvalidWindow { .. } => "invalid_window",
+            ProcsError::InvalidRow { .. } => ErrorCode::InvalidRow,
+            ProcsError::InvalidOption { .. } => ErrorCode::InvalidOption,
+            ProcsError::InvalidArgument { .. } => ErrorCode::InvalidArgument,
+            ProcsError::TooManyRows { .. } => ErrorCode::TooManyRows,
+            ProcsError::InvalidSummary { .. } => ErrorCode::InvalidSummary,
+            ProcsError::InvalidWindow { .. } => ErrorCode::InvalidWindow,
         }
     }
 

@@ -80,6 +80,8 @@ pub mod session;
 
 use std::fmt;
 
+use crate::error::ErrorCode;
+
 pub use bucket::{Bucket, Budget, UNIT};
 pub use overhead::{adapt_rate, Overhead, OverheadMeter, RECOVERY};
 pub use ring::{Event, ReadPage, Ring, MAX_EVENT_BYTES, MAX_READ, MAX_READ_BYTES};
@@ -227,11 +229,11 @@ pub enum ThrottleError {
 
 impl ThrottleError {
     /// The stable, machine-readable code of this error.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            ThrottleError::InvalidOption { .. } => "invalid_option",
-            ThrottleError::InvalidArgument { .. } => "invalid_argument",
-            ThrottleError::TooLarge { .. } => "too_large",
+            ThrottleError::InvalidOption { .. } => ErrorCode::InvalidOption,
+            ThrottleError::InvalidArgument { .. } => ErrorCode::InvalidArgument,
+            ThrottleError::TooLarge { .. } => ErrorCode::TooLarge,
         }
     }
 

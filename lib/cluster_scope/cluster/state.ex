@@ -22,7 +22,9 @@ defmodule ClusterScope.Cluster.State do
   `:frozen` (silent while its TCP connection is up and acknowledging),
   `:down` (Erlang reported nodedown). Every nodedown keeps its cause:
   Erlang's reason (`connection_closed`, `net_tick_timeout`, `disconnect`) and
-  an attribution when `global` cut the link to prevent overlapping partitions.
+  an attribution when libcluster disconnected it or `global` cut the link to
+  prevent overlapping partitions (see `ClusterScope.Cluster.GlobalWatcher`:
+  a meta trace pattern, whatever the logger's level).
 
   A member cut off from here stays in the matrix for
   #{div(@forget_down_ms, 60_000)} minutes (or until it comes back), unreachable
@@ -46,7 +48,7 @@ defmodule ClusterScope.Cluster.State do
 
   require Logger
 
-  alias ClusterScope.Cluster.{Heartbeat, TcpInfo}
+  alias ClusterScope.Cluster.{GlobalWatcher, Heartbeat, TcpInfo}
   alias ClusterScope.Native
 
   @max_events 1_000
@@ -135,7 +137,8 @@ defmodule ClusterScope.Cluster.State do
   end
 
   @doc false
-  # Called by the logger handler that watches `global`'s reports.
+  # Called by the logger handler that watches `global`'s reports (the
+  # fallback of the meta trace pattern, see GlobalWatcher).
   def global_disconnect(from, to), do: GenServer.cast(__MODULE__, {:global_disconnect, from, to})
 
   # -- server ------------------------------------------------------------------
@@ -145,6 +148,7 @@ defmodule ClusterScope.Cluster.State do
     :ok = :net_kernel.monitor_nodes(true, [{:node_type, :visible}, :nodedown_reason])
     :ok = GenServer.call(Heartbeat, {:set_listener, self()})
     attach_libcluster()
+    watch_global()
 
     nodes =
       Map.new(Node.list(), fn n -> {n, new_node(n)} end)
@@ -355,6 +359,24 @@ defmodule ClusterScope.Cluster.State do
     {:noreply, %{state | subscribers: Map.delete(state.subscribers, pid)}}
   end
 
+  def handle_info(:global_watch, state) do
+    watch_global()
+    {:noreply, state}
+  end
+
+  # This process is the meta tracer of global's partition-prevention cuts.
+  def handle_info(message, state)
+      when is_tuple(message) and tuple_size(message) in [4, 5] and
+             elem(message, 0) in [:trace, :trace_ts] do
+    case GlobalWatcher.cut(message) do
+      {:ok, node} ->
+        {:noreply, put_in(state.global_cuts[node], System.monotonic_time(:millisecond))}
+
+      :ignore ->
+        {:noreply, state}
+    end
+  end
+
   def handle_info(_other, state), do: {:noreply, state}
 
   defp record_down(state, node, info) do
@@ -381,6 +403,11 @@ defmodule ClusterScope.Cluster.State do
     }
 
     emit(state, :down, node, cause, %{reason: reason, attribution: attribution})
+  end
+
+  defp watch_global do
+    GlobalWatcher.watch(self())
+    Process.send_after(self(), :global_watch, GlobalWatcher.check_interval_ms())
   end
 
   # -- classification ----------------------------------------------------------

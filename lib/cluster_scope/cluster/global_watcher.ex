@@ -40,7 +40,8 @@ defmodule ClusterScope.Cluster.GlobalWatcher do
       #{div(@check_ms, 1_000)} s, one `erlang:trace_info/2`) once it is free
       again: after `dbg:ctp/0`, a reload of `global` or the end of that
       session;
-    * setting it costs one code barrier, once at start and after each loss.
+    * setting it costs one code barrier, once at start and after each loss;
+      the state removes it when it stops.
 
   ## The fallback: a logger handler
 
@@ -89,6 +90,22 @@ defmodule ClusterScope.Cluster.GlobalWatcher do
     end
   catch
     _, _ -> :unavailable
+  end
+
+  @doc """
+  Removes the pattern when `tracer` holds it (the state stopping), so no
+  breakpoint is left in `global` once ClusterScope is gone. Always `:ok`.
+  """
+  @spec unwatch(pid()) :: :ok
+  def unwatch(tracer) when is_pid(tracer) do
+    case :erlang.trace_info(@mfa, :meta) do
+      {:meta, ^tracer} -> :erlang.trace_pattern(@mfa, false, [:meta])
+      _ -> :ok
+    end
+
+    :ok
+  catch
+    _, _ -> :ok
   end
 
   @doc "How often the pattern is checked (milliseconds)."

@@ -157,6 +157,8 @@ defmodule ClusterScope.Cluster.State do
 
   @impl true
   def init(opts) do
+    # terminate/2 runs at shutdown: the pattern on global goes with us.
+    Process.flag(:trap_exit, true)
     :ok = :net_kernel.monitor_nodes(true, [{:node_type, :visible}, :nodedown_reason])
     :ok = GenServer.call(Heartbeat, {:set_listener, self()})
     attach_libcluster()
@@ -387,6 +389,11 @@ defmodule ClusterScope.Cluster.State do
   end
 
   def handle_info(_other, state), do: {:noreply, state}
+
+  @impl true
+  def terminate(_reason, _state) do
+    GlobalWatcher.unwatch(self())
+  end
 
   defp record_down(state, node, info) do
     reason = Keyword.get(info, :nodedown_reason, :unknown)

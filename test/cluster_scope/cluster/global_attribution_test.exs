@@ -49,6 +49,14 @@ defmodule ClusterScope.Cluster.GlobalAttributionTest do
     assert_receive {:DOWN, ^ref, :process, ^other, _}
     check_now()
     assert meta_tracer() == Process.whereis(State)
+
+    # Only its owner removes it (the state does when it stops).
+    assert GlobalWatcher.unwatch(self()) == :ok
+    assert meta_tracer() == Process.whereis(State)
+    assert GlobalWatcher.unwatch(Process.whereis(State)) == :ok
+    assert meta_tracer() == false
+    check_now()
+    assert meta_tracer() == Process.whereis(State)
   end
 
   test "a call of global's remove_connection is a cut; other nodedowns are not" do

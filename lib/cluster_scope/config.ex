@@ -38,9 +38,15 @@ defmodule ClusterScope.Config do
     api_key apikey authorization credential private_key))}. The distribution
     cookies and the endpoint's tokens are always redacted.
   * `:departed_grace_ms` - a node whose connection closed (a stop, a deploy)
-    is shown as `departed`, not down, after this long (default `30_000`)
-  * `:departed_retention_ms` - and leaves the cluster's picture after this
-    long (default `600_000`)
+    is shown as `departed`, not down, after this long (default `30_000`);
+    until then it is `down` and the cluster's health says degraded. A
+    departed node is no problem for health and never counts in a majority.
+    Members cut off by a tick timeout or by `global` are not departed: they
+    stay unreachable (a split is still a split); see
+    `ClusterScope.Cluster.State`
+  * `:departed_retention_ms` - and leaves the cluster's picture (topology,
+    matrix, everything kept about it) this long after its nodedown (default
+    `600_000`). Both are read at each nodedown.
   * `:http` - the embedded HTTP API (`ClusterScope.Web.Endpoint`), a keyword
     list; missing keys take their defaults:
     * `enabled: false` - start the endpoint with the application

@@ -56,10 +56,16 @@ defmodule ClusterScope.Fanout do
   @doc """
   Each known node's status as this node's cluster state sees it
   (`%{node => :up | :suspected | ...}`; empty when the state is not running).
+  Departed nodes (gone for good, see `ClusterScope.Cluster.State`) are left
+  out: a cluster-wide call neither calls them nor reports them as errors.
   """
   @spec node_statuses() :: %{node() => atom()}
   def node_statuses do
-    ClusterScope.Cluster.State.topology() |> Map.get(:nodes, []) |> Map.new(&{&1.node, &1.status})
+    for %{node: node, status: status} <-
+          Map.get(ClusterScope.Cluster.State.topology(), :nodes, []),
+        status != :departed,
+        into: %{},
+        do: {node, status}
   catch
     :exit, _ -> %{}
   end

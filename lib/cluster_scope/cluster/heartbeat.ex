@@ -40,6 +40,10 @@ defmodule ClusterScope.Cluster.Heartbeat do
   @scope :cluster_scope
   @group :agents
   @max_gossip 64
+  # A view nobody refreshed for this long belongs to a node that is gone
+  # (a relay can hand over a node's last view just after its nodedown):
+  # dropped, so the views do not grow with churn.
+  @forget_view_ms 60_000
 
   @typedoc "What one node hears of the others."
   @type view :: %{node() => :reachable | :unreachable}
@@ -144,7 +148,12 @@ defmodule ClusterScope.Cluster.Heartbeat do
       end)
 
     version = state.version + 1
-    views = Map.put(state.views, node(), %{version: version, at_ms: now, view: view})
+
+    views =
+      state.views
+      |> prune(now, @forget_view_ms)
+      |> Map.put(node(), %{version: version, at_ms: now, view: view})
+
     gossip = gossip(views, now, stale_after_ms(state.interval))
     message = {:cs_heartbeat, node(), version, gossip}
 
@@ -254,6 +263,13 @@ defmodule ClusterScope.Cluster.Heartbeat do
   end
 
   defp merge(views, _gossip, _now), do: views
+
+  @doc false
+  # The views refreshed within `max_age_ms` of `now`, and this node's own.
+  @spec prune(views(), integer(), non_neg_integer()) :: views()
+  def prune(views, now, max_age_ms) do
+    Map.filter(views, fn {node, %{at_ms: at}} -> node == node() or now - at <= max_age_ms end)
+  end
 
   defp schedule(interval), do: Process.send_after(self(), :tick, interval)
 

@@ -20,33 +20,46 @@ defmodule ClusterScope.Cluster.State do
   Node status is one of `:up`, `:suspected` (this node no longer hears it),
   `:unreachable` (in another component of a split, or cut from this node),
   `:frozen` (silent while its TCP connection is up and acknowledging),
-  `:down` (Erlang reported nodedown). Every nodedown keeps its cause:
-  Erlang's reason (`connection_closed`, `net_tick_timeout`, `disconnect`) and
-  an attribution when `global` cut the link to prevent overlapping partitions.
+  `:down` (Erlang reported nodedown), `:departed` (its connection closed
+  and it did not come back within the grace period). Every nodedown keeps
+  its cause: Erlang's reason (`connection_closed`, `net_tick_timeout`,
+  `disconnect`) and an attribution when libcluster disconnected it or
+  `global` cut the link to prevent overlapping partitions (see
+  `ClusterScope.Cluster.GlobalWatcher`: a meta trace pattern, whatever the
+  logger's level).
 
   A member cut off from here stays in the matrix for
   #{div(@forget_down_ms, 60_000)} minutes (or until it comes back), unreachable
   from here, and counts in the majority: after Erlang's tick timeout (or a
   cut by `global`) a split is still a split. A member whose connection closed
-  (crash, stop, explicit disconnect) leaves the matrix with its down event,
-  so a stopped or replaced node does not hold the cluster in `node_down`.
+  (crash, stop, explicit or libcluster disconnect) leaves the matrix with its
+  down event, so a stopped or replaced node does not hold the cluster in
+  `node_down`; it stays in the topology as `:down` for `departed_grace_ms`
+  (default 30 s: it may be restarting, and health says degraded meanwhile),
+  then is `:departed` (a `:departed` event; health ignores it, it never
+  counts in a majority) and leaves the topology `departed_retention_ms`
+  (default 10 minutes) after its nodedown, with everything kept about it.
+  Both are read from `ClusterScope.Config` at each nodedown. Simulated nodes
+  stay as the simulator reports them.
 
   Subscribers (`ClusterScope.subscribe(:cluster)`) receive
-  `{:cluster_scope, :cluster, event}` for `:up`, `:down`, `:suspect`,
-  `:partition`, `:heal` and `:mode` events.
+  `{:cluster_scope, :cluster, event}` for `:up`, `:down`, `:departed`,
+  `:suspect`, `:partition`, `:heal` and `:mode` events.
 
   ## Cost
 
   One classification per heartbeat interval (microseconds for tens of nodes,
   in Rust), one `TCP_INFO` read per connection per interval. The history
-  keeps the last #{1_000} events.
+  keeps the last #{1_000} events. What is kept about a node that came and
+  went is dropped with it at the end of its retention, so the state does not
+  grow with churn.
   """
 
   use GenServer
 
   require Logger
 
-  alias ClusterScope.Cluster.{Heartbeat, TcpInfo}
+  alias ClusterScope.Cluster.{GlobalWatcher, Heartbeat, TcpInfo}
   alias ClusterScope.Native
 
   @max_events 1_000
@@ -55,7 +68,7 @@ defmodule ClusterScope.Cluster.State do
   @typedoc "A cluster event."
   @type event :: %{
           id: pos_integer(),
-          type: :up | :down | :suspect | :partition | :heal | :mode,
+          type: :up | :down | :departed | :suspect | :partition | :heal | :mode,
           node: node() | nil,
           at_ms: integer(),
           cause: String.t(),
@@ -80,8 +93,9 @@ defmodule ClusterScope.Cluster.State do
   @doc """
   Forgets a node that is gone for good (decommissioned, replaced): it leaves
   the topology and the matrix at once instead of
-  #{div(@forget_down_ms, 60_000)} minutes after it went silent, and its cut
-  pairs can no longer heal. `{:error, :connected}` while it is connected; a
+  #{div(@forget_down_ms, 60_000)} minutes after it went silent (or at the end
+  of its retention when its connection closed), and its cut pairs can no
+  longer heal. `{:error, :connected}` while it is connected; a
   later connection brings it back as new.
   """
   @spec forget(node()) :: :ok | {:error, :connected}
@@ -135,16 +149,20 @@ defmodule ClusterScope.Cluster.State do
   end
 
   @doc false
-  # Called by the logger handler that watches `global`'s reports.
+  # Called by the logger handler that watches `global`'s reports (the
+  # fallback of the meta trace pattern, see GlobalWatcher).
   def global_disconnect(from, to), do: GenServer.cast(__MODULE__, {:global_disconnect, from, to})
 
   # -- server ------------------------------------------------------------------
 
   @impl true
   def init(opts) do
+    # terminate/2 runs at shutdown: the pattern on global goes with us.
+    Process.flag(:trap_exit, true)
     :ok = :net_kernel.monitor_nodes(true, [{:node_type, :visible}, :nodedown_reason])
     :ok = GenServer.call(Heartbeat, {:set_listener, self()})
     attach_libcluster()
+    watch_global()
 
     nodes =
       Map.new(Node.list(), fn n -> {n, new_node(n)} end)
@@ -166,6 +184,7 @@ defmodule ClusterScope.Cluster.State do
        delayed: %{},
        libcluster_cuts: %{},
        libcluster_failing: %{},
+       departing: %{},
        mode: :multi_node,
        quorum: Keyword.get(opts, :quorum),
        interval: Keyword.get(opts, :interval_ms, 100)
@@ -193,17 +212,7 @@ defmodule ClusterScope.Cluster.State do
     if node in Node.list() or node == node() do
       {:reply, {:error, :connected}, state}
     else
-      name = Atom.to_string(node)
-
-      {:reply, :ok,
-       %{
-         state
-         | nodes: Map.delete(state.nodes, node),
-           members: MapSet.delete(state.members, node),
-           views: Map.delete(state.views, node),
-           global_cuts: Map.delete(state.global_cuts, node),
-           cut_pairs: MapSet.reject(state.cut_pairs, fn {a, b} -> a == name or b == name end)
-       }}
+      {:reply, :ok, drop_node(state, node)}
     end
   end
 
@@ -292,11 +301,13 @@ defmodule ClusterScope.Cluster.State do
           record_down(%{state | delayed: delayed}, node, info)
       end
 
-    fetch_metadata(node)
+    # Asking a node that is already gone would reconnect to it.
+    if node in Node.list(), do: fetch_metadata(node)
     info = %{new_node(node) | status: :up}
     # A cut reported before this reconnection is history: it must not be
     # the cause of a later nodedown.
     state = %{put_in(state.nodes[node], info) | global_cuts: Map.delete(state.global_cuts, node)}
+    state = cancel_departure(state, node)
     {:noreply, emit(state, :up, node, "connected", %{})}
   end
 
@@ -355,7 +366,34 @@ defmodule ClusterScope.Cluster.State do
     {:noreply, %{state | subscribers: Map.delete(state.subscribers, pid)}}
   end
 
+  def handle_info({:departure, node, token}, state) do
+    {:noreply, departure(state, node, token)}
+  end
+
+  def handle_info(:global_watch, state) do
+    watch_global()
+    {:noreply, state}
+  end
+
+  # This process is the meta tracer of global's partition-prevention cuts.
+  def handle_info(message, state)
+      when is_tuple(message) and tuple_size(message) in [4, 5] and
+             elem(message, 0) in [:trace, :trace_ts] do
+    case GlobalWatcher.cut(message) do
+      {:ok, node} ->
+        {:noreply, put_in(state.global_cuts[node], System.monotonic_time(:millisecond))}
+
+      :ignore ->
+        {:noreply, state}
+    end
+  end
+
   def handle_info(_other, state), do: {:noreply, state}
+
+  @impl true
+  def terminate(_reason, _state) do
+    GlobalWatcher.unwatch(self())
+  end
 
   defp record_down(state, node, info) do
     reason = Keyword.get(info, :nodedown_reason, :unknown)
@@ -380,7 +418,101 @@ defmodule ClusterScope.Cluster.State do
         libcluster_cuts: Map.delete(state.libcluster_cuts, node)
     }
 
+    # Gone (closed): departed after the grace period, forgotten after the
+    # retention. Cut off (tick timeout, global): kept, see @forget_down_ms.
+    state =
+      if closed?(info) and not info.simulated,
+        do: schedule_departure(state, node),
+        else: cancel_departure(state, node)
+
     emit(state, :down, node, cause, %{reason: reason, attribution: attribution})
+  end
+
+  # -- departures --------------------------------------------------------------
+
+  # One timer per node whose connection closed: at the grace period it is
+  # departed, at the retention (both counted from its nodedown) it is
+  # dropped. The token ignores a timer that a nodeup or a new nodedown
+  # replaced.
+  defp schedule_departure(state, node) do
+    state = cancel_departure(state, node)
+    grace = ClusterScope.Config.get(:departed_grace_ms)
+    retention = ClusterScope.Config.get(:departed_retention_ms)
+    token = make_ref()
+    timer = Process.send_after(self(), {:departure, node, token}, min(grace, retention))
+
+    departure = %{
+      token: token,
+      timer: timer,
+      down_at: System.monotonic_time(:millisecond),
+      grace: grace,
+      retention: retention
+    }
+
+    put_in(state.departing[node], departure)
+  end
+
+  defp cancel_departure(state, node) do
+    case Map.pop(state.departing, node) do
+      {nil, _} ->
+        state
+
+      {%{timer: timer}, departing} ->
+        Process.cancel_timer(timer)
+        %{state | departing: departing}
+    end
+  end
+
+  defp departure(state, node, token) do
+    with %{^node => %{token: ^token} = d} <- state.departing,
+         %{status: status} = info when status in [:down, :departed] <- state.nodes[node],
+         true <- closed?(info) do
+      elapsed = System.monotonic_time(:millisecond) - d.down_at
+
+      if elapsed >= d.retention or status == :departed do
+        drop_node(state, node)
+      else
+        timer = Process.send_after(self(), {:departure, node, token}, d.retention - elapsed)
+
+        state
+        |> put_in([:departing, node], %{d | timer: timer})
+        |> put_in([:nodes, node], %{
+          info
+          | status: :departed,
+            since_ms: System.system_time(:millisecond)
+        })
+        |> emit(
+          :departed,
+          node,
+          "departed: its connection closed #{d.grace} ms ago and it did not come back",
+          %{reason: info.down_reason, leaves_in_ms: d.retention - elapsed}
+        )
+      end
+    else
+      _ -> %{state | departing: Map.delete(state.departing, node)}
+    end
+  end
+
+  # Everything kept about a node, for a node gone for good.
+  defp drop_node(state, node) do
+    name = Atom.to_string(node)
+    state = cancel_departure(state, node)
+
+    %{
+      state
+      | nodes: Map.delete(state.nodes, node),
+        members: MapSet.delete(state.members, node),
+        views: Map.delete(state.views, node),
+        global_cuts: Map.delete(state.global_cuts, node),
+        libcluster_cuts: Map.delete(state.libcluster_cuts, node),
+        libcluster_failing: Map.delete(state.libcluster_failing, node),
+        cut_pairs: MapSet.reject(state.cut_pairs, fn {a, b} -> a == name or b == name end)
+    }
+  end
+
+  defp watch_global do
+    GlobalWatcher.watch(self())
+    Process.send_after(self(), :global_watch, GlobalWatcher.check_interval_ms())
   end
 
   # -- classification ----------------------------------------------------------
@@ -457,8 +589,8 @@ defmodule ClusterScope.Cluster.State do
       |> Enum.concat(Map.keys(state.views))
       |> Enum.uniq()
       |> Enum.filter(
-        &(&1 == node() or &1 in agents or Map.has_key?(state.views, &1) or
-            MapSet.member?(gone, &1))
+        &(&1 == node() or &1 in agents or MapSet.member?(gone, &1) or
+            listed_by_views?(state, &1, now, stale_ms))
       )
       |> Enum.sort()
 
@@ -517,6 +649,19 @@ defmodule ClusterScope.Cluster.State do
   defp cut_off?(%{status: :down} = info), do: not closed?(info)
   defp cut_off?(_), do: false
 
+  # A node is in the matrix through its view while that view is fresh, or
+  # while the node is known here and not departed. A relay can hand over a
+  # closed node's last view just after its nodedown: that stale view must
+  # not bring a departed or dropped node back.
+  defp listed_by_views?(state, node, now, stale_ms) do
+    case {Map.fetch(state.views, node), Map.fetch(state.nodes, node)} do
+      {:error, _} -> false
+      {{:ok, _}, {:ok, %{status: :departed}}} -> false
+      {{:ok, _}, {:ok, _}} -> true
+      {{:ok, %{at_ms: at}}, :error} -> now - at <= stale_ms
+    end
+  end
+
   defp native_observation(obs),
     do: Map.take(obs, [:nodes, :self_index, :reach, :connected, :down, :net_loss, :quorum])
 
@@ -535,7 +680,7 @@ defmodule ClusterScope.Cluster.State do
       status =
         cond do
           n == node() -> :up
-          info.status == :down -> :down
+          info.status in [:down, :departed] -> info.status
           MapSet.member?(frozen, n) -> :frozen
           MapSet.member?(unreachable, n) -> :unreachable
           MapSet.member?(suspected, n) -> :suspected
@@ -547,7 +692,7 @@ defmodule ClusterScope.Cluster.State do
           state
 
         # A first suspicion, or a sharper one (suspected -> frozen).
-        status in [:suspected, :frozen, :unreachable] and info.status != :down ->
+        status in [:suspected, :frozen, :unreachable] and info.status not in [:down, :departed] ->
           state
           |> put_in([:nodes, n], %{
             info

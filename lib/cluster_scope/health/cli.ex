@@ -13,8 +13,9 @@ defmodule ClusterScope.Health.CLI do
   probes):
 
     * `0` - healthy
-    * `1` - degraded: a warning alert, a connectivity problem, or a node that
-      did not answer
+    * `1` - degraded: a warning alert, a connectivity problem (a node down
+      within its grace period included; a departed one is not), or a node
+      that did not answer
     * `2` - critical: a critical alert, or this node is on the minority side
       of a split
     * `3` - unknown: a usage error, or the health could not be read (the node

@@ -158,7 +158,7 @@ defmodule ClusterScope.Health.Collectors do
   Connectivity from `ClusterScope.Cluster.State.topology/0`: the
   classification's status and side, a level (0 healthy, 1 any other
   classification, 2 split on the minority or tie side) and the number of
-  known nodes that are not up. `%{status: :unavailable, ...}` when the state
+  known nodes that are neither up nor departed. `%{status: :unavailable, ...}` when the state
   does not answer.
   """
   @spec connectivity() :: map()
@@ -178,7 +178,7 @@ defmodule ClusterScope.Health.Collectors do
       side: c[:side],
       level: level,
       node_count: length(topology.nodes),
-      non_up_nodes: Enum.count(topology.nodes, &(&1.status != :up))
+      non_up_nodes: Enum.count(topology.nodes, &(&1.status not in [:up, :departed]))
     }
   catch
     kind, reason ->

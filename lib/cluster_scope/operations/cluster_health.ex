@@ -9,7 +9,9 @@ defmodule ClusterScope.Operations.ClusterHealth do
       frozen or down, a one-way or indirect loss) or `critical` (split, and
       this node is not on the majority side), with node counts by status
       (`nodes_by_status`, `node_count`) and the classification
-      (`connectivity`).
+      (`connectivity`). A `departed` node (its connection closed longer
+      than `departed_grace_ms` ago: stopped, replaced) is counted but is no
+      problem.
     * **resources** (fanned out to every node with a ClusterScope agent):
       `per_node` has each node's latest sample summary (memory, processes,
       run queue, scheduler utilisation, longest message queue, ...), its
@@ -56,7 +58,7 @@ defmodule ClusterScope.Operations.ClusterHealth do
       cond do
         ClusterScope.Cluster.State.split_here?(c) -> :critical
         c.status != :healthy -> :degraded
-        Enum.any?(topology.nodes, &(&1.status != :up)) -> :degraded
+        Enum.any?(topology.nodes, &(&1.status not in [:up, :departed])) -> :degraded
         true -> :healthy
       end
 

@@ -1,7 +1,7 @@
 defmodule ClusterScope.Operations.ClusterTopology do
   @moduledoc """
   `GET /api/v1/cluster/topology`: every node this node knows, with its status
-  (up, suspected, unreachable, frozen, down), metadata and down cause; the
+  (up, suspected, unreachable, frozen, down, departed), metadata and down cause; the
   connection matrix (what each node hears of the others); the classification
   of that matrix; and the nodes running a ClusterScope agent.
 

@@ -168,6 +168,35 @@ defmodule ClusterScope.Cluster.PartitionTest do
     assert attributed.cause =~ "global"
   end
 
+  test "global's cuts are attributed with the logger at :error (production's usual level)" do
+    # The same partition as above, on nodes whose primary logger level drops
+    # global's warning before any handler sees it.
+    [a, b, c] = peers = Cluster.start(3)
+    healthy(peers)
+    levels = Map.new(peers, &{&1.node, Cluster.call(&1, :logger, :get_primary_config, []).level})
+    for p <- peers, do: :ok = Cluster.call(p, :logger, :set_primary_config, [:level, :error])
+    marks = Map.new(peers, &{&1.node, Cluster.last_cluster_event(&1)})
+    :ok = Cluster.cut(a, b)
+
+    deadline = System.monotonic_time(:millisecond) + 15_000
+
+    attributed =
+      Cluster.poll(deadline, fn ->
+        Enum.find_value([a, b, c], fn p ->
+          p
+          |> Cluster.call(ClusterScope.Test.NodeWatcher, :cluster_events, [])
+          |> Enum.find(
+            &(&1.id > marks[p.node] and &1.type == :down and &1.details.attribution == :global)
+          )
+        end)
+      end)
+
+    assert attributed, "no nodedown attributed to global within 15 s at logger level :error"
+    assert attributed.cause =~ "global"
+
+    for p <- peers, do: Cluster.call(p, :logger, :set_primary_config, [:level, levels[p.node]])
+  end
+
   test "a clean 2-2 split is a tie on both sides" do
     [a, b, c, d] = peers = Cluster.start(4)
     healthy(peers)

@@ -12,7 +12,7 @@ defmodule ClusterScope.Cluster.SimulatedTest do
   setup do
     ClusterScope.subscribe(:cluster)
     on_exit(fn -> Mode.set(:multi_node) end)
-    :ok
+    ClusterScope.Test.ModeSwitch.allow()
   end
 
   defp await_event(fun, timeout \\ 3_000) do

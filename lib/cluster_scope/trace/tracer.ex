@@ -52,7 +52,7 @@ defmodule ClusterScope.Trace.Tracer do
 
   @doc """
   Starts a tracer on this node under `ClusterScope.Trace.TracerSupervisor`
-  (called through `:erpc` from the node that creates the session). Returns
+  (called through `ClusterScope.Fanout` from the node that creates the session). Returns
   `{:ok, pid}` or `{:error, reason}` when the target is not here, a
   conflicting tracer exists, or the module is not loaded here.
   """
@@ -120,7 +120,11 @@ defmodule ClusterScope.Trace.Tracer do
         held: false,
         peak_queue: 0,
         peak_memory: 0,
-        budget: Native.throttle_stats(throttle).budget
+        budget: Native.throttle_stats(throttle).budget,
+        # This node's secrets, read again at most every second: events
+        # are redacted here, where the secrets are known.
+        rules: ClusterScope.Secrets.rules(),
+        rules_at: System.monotonic_time(:millisecond)
       }
 
       case enable(state) do
@@ -187,8 +191,10 @@ defmodule ClusterScope.Trace.Tracer do
     reply =
       case Native.throttle_read(state.throttle, after_seq, limit) do
         {:ok, items, next, missed} ->
+          rules = ClusterScope.Secrets.rules()
+
           events =
-            for {seq, _ts, _key, bin} <- items, event = Event.load(bin), event != nil do
+            for {seq, _ts, _key, bin} <- items, event = Event.load(bin, rules), event != nil do
               Map.put(event, :seq, seq)
             end
 
@@ -228,12 +234,15 @@ defmodule ClusterScope.Trace.Tracer do
     case Native.throttle_admit(state.throttle, System.monotonic_time(:millisecond), key) do
       :keep ->
         ts = Event.ts_us(message)
+        state = fresh_rules(state)
         # An event over 64 KiB is refused by the ring (and counted there as
-        # too_large); Event.store/2 keeps real events far below it.
-        _ = Native.throttle_push(state.throttle, ts, key, Event.store(message, ts))
+        # too_large); Event.store/3 keeps real events far below it.
+        _ = Native.throttle_push(state.throttle, ts, key, Event.store(message, ts, state.rules))
 
-        if state.forward,
-          do: send(state.forward, {:cluster_scope_trace, state.id, Event.from_trace(message, ts)})
+        if state.forward do
+          event = Event.from_trace(message, ts, state.rules)
+          send(state.forward, {:cluster_scope_trace, state.id, event})
+        end
 
         state
 
@@ -256,6 +265,14 @@ defmodule ClusterScope.Trace.Tracer do
       :limit ->
         stop(state, :max_events)
     end
+  end
+
+  defp fresh_rules(state) do
+    now = System.monotonic_time(:millisecond)
+
+    if now - state.rules_at >= 1_000,
+      do: %{state | rules: ClusterScope.Secrets.rules(), rules_at: now},
+      else: state
   end
 
   # Past max_queue: stop. With a control-word bit, hold production as soon

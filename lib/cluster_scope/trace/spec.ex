@@ -370,6 +370,31 @@ defmodule ClusterScope.Trace.Spec do
   defp protected_name?(nil), do: false
   defp protected_name?(name), do: name in @secret_processes or own_module?(name)
 
+  @doc """
+  Whether a process (on this node) is never traced: registered under a name
+  whose messages carry secrets, or started by one of ClusterScope's modules.
+  Checked by the tracer on the traced node, where a pid target is known.
+  """
+  @spec protected_process?(pid()) :: boolean()
+  def protected_process?(pid) when is_pid(pid) do
+    name =
+      case Process.info(pid, :registered_name) do
+        {:registered_name, name} when is_atom(name) -> name
+        _ -> nil
+      end
+
+    protected_name?(name) or own_initial_call?(pid)
+  end
+
+  defp own_initial_call?(pid) do
+    case :proc_lib.initial_call(pid) do
+      {mod, _, _} when is_atom(mod) -> own_module?(mod)
+      _ -> false
+    end
+  catch
+    _, _ -> false
+  end
+
   @doc "The modules never traced, even with `force: true` (besides ClusterScope's own)."
   @spec secret_modules() :: [module()]
   def secret_modules, do: @secret_modules

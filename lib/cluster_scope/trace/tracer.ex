@@ -96,6 +96,7 @@ defmodule ClusterScope.Trace.Tracer do
     Enum.each([Event, Native, ControlWord, :erts_debug], &Code.ensure_loaded/1)
 
     with {:ok, target} <- resolve_target(spec),
+         :ok <- check_protected(target),
          :ok <- check_module(spec),
          :ok <- check_conflicts(spec, target),
          {:ok, bit} <- claim(spec),
@@ -450,6 +451,18 @@ defmodule ClusterScope.Trace.Tracer do
   end
 
   defp resolve_target(_spec), do: {:ok, nil}
+
+  # A pid target is checked here, where its name and initial call are known.
+  defp check_protected(pid) when is_pid(pid) do
+    if ClusterScope.Trace.Spec.protected_process?(pid),
+      do:
+        {:error,
+         {:protected,
+          "#{ProcessRef.to_string(pid)} holds the node's secrets or is part of ClusterScope: never traced, even with force: true"}},
+      else: :ok
+  end
+
+  defp check_protected(_), do: :ok
 
   # A module of the node's code path that was not called yet is loaded (it
   # would be at its first call anyway); one that is not there is an error.

@@ -59,6 +59,20 @@ defmodule ClusterScope.Trace.SecretsTest do
 
       assert inspect(e.details) =~ "never traced"
     end
+
+    # The same processes, and ClusterScope's, named by pid: checked on b.
+    for name <- [:auth, :net_kernel, ClusterScope.Cluster.State], force <- [false, true] do
+      pid = Cluster.call(ctx.b, Process, :whereis, [name])
+
+      assert {:error, %{code: :invalid_params} = e} =
+               start(ctx.a, %{
+                 "process" => ProcessRef.to_string(pid),
+                 "messages" => "both",
+                 "force" => force
+               })
+
+      assert e.message =~ "never traced", "#{name}: #{e.message}"
+    end
   end
 
   test "the cookie and the node's tokens never appear in events, only [REDACTED]", ctx do

@@ -91,19 +91,21 @@ defmodule ClusterScope.Trace do
     end
   end
 
-  # Every traced node at once through Fanout (the one place that calls
-  # other nodes), each bounded by the same 10 s.
+  # Every traced node at once, each through Fanout (the one place that
+  # calls other nodes), each bounded by 10 s.
   defp start_tracers(nodes, args) do
-    {oks, errors} = Fanout.multicall(nodes, Tracer, :start, args, 10_000)
-
-    started =
-      Enum.map(oks, fn
-        {node, {:ok, pid}} when is_pid(pid) -> {node, {:ok, pid}}
-        {node, {:error, reason}} -> {node, {:error, reason}}
-        {node, other} -> {node, {:error, {:unexpected, other}}}
-      end)
-
-    started ++ Enum.map(errors, &{&1.node, {:error, node_reason(&1)}})
+    nodes
+    |> Enum.map(fn node ->
+      {node, Task.async(fn -> Fanout.call(node, Tracer, :start, args, 10_000) end)}
+    end)
+    |> Enum.map(fn {node, task} ->
+      case Task.await(task, :infinity) do
+        {:ok, {:ok, pid}} when is_pid(pid) -> {node, {:ok, pid}}
+        {:ok, {:error, reason}} -> {node, {:error, reason}}
+        {:ok, other} -> {node, {:error, {:unexpected, other}}}
+        {:error, node_error} -> {node, {:error, node_reason(node_error)}}
+      end
+    end)
   end
 
   defp node_reason(%{status: status, reason: text}) when status in [:down, :timeout],

@@ -121,11 +121,7 @@ defmodule ClusterScope.Trace.Tracer do
         held: false,
         peak_queue: 0,
         peak_memory: 0,
-        budget: Native.throttle_stats(throttle).budget,
-        # This node's secrets, read again at most every second: events
-        # are redacted here, where the secrets are known.
-        rules: ClusterScope.Secrets.rules(),
-        rules_at: System.monotonic_time(:millisecond)
+        budget: Native.throttle_stats(throttle).budget
       }
 
       case enable(state) do
@@ -235,13 +231,14 @@ defmodule ClusterScope.Trace.Tracer do
     case Native.throttle_admit(state.throttle, System.monotonic_time(:millisecond), key) do
       :keep ->
         ts = Event.ts_us(message)
-        state = fresh_rules(state)
         # An event over 64 KiB is refused by the ring (and counted there as
-        # too_large); Event.store/3 keeps real events far below it.
-        _ = Native.throttle_push(state.throttle, ts, key, Event.store(message, ts, state.rules))
+        # too_large); Event.store/2 keeps real events far below it. A small
+        # one is stored raw and redacted when read; a large one is formatted
+        # (and redacted with this node's rules) now.
+        _ = Native.throttle_push(state.throttle, ts, key, Event.store(message, ts))
 
         if state.forward do
-          event = Event.from_trace(message, ts, state.rules)
+          event = Event.from_trace(message, ts, rules())
           send(state.forward, {:cluster_scope_trace, state.id, event})
         end
 
@@ -268,12 +265,21 @@ defmodule ClusterScope.Trace.Tracer do
     end
   end
 
-  defp fresh_rules(state) do
+  # This node's secrets for events formatted as they come (forwarded to
+  # subscribers), read again at most every second. Events are redacted
+  # here, on the traced node, where the secrets are known.
+  defp rules do
     now = System.monotonic_time(:millisecond)
 
-    if now - state.rules_at >= 1_000,
-      do: %{state | rules: ClusterScope.Secrets.rules(), rules_at: now},
-      else: state
+    case Process.get(:cluster_scope_rules) do
+      {at, rules} when now - at < 1_000 ->
+        rules
+
+      _ ->
+        rules = ClusterScope.Secrets.rules()
+        Process.put(:cluster_scope_rules, {now, rules})
+        rules
+    end
   end
 
   # Past max_queue: stop. With a control-word bit, hold production as soon

@@ -7,8 +7,8 @@ defmodule ClusterScope.LocalCluster do
   laptop, each running this project's code with ClusterScope started.
 
   Each peer is a separate OS process started from this node's `erl`, with this
-  node's code paths (everything outside the OTP root), the same cookie and
-  net tick time, and distribution bound to the peer's own loopback address
+  node's code paths (everything outside the OTP root), the same cookie (or
+  one of its own, `:cookie`) and net tick time, and distribution bound to the peer's own loopback address
   (`127.0.0.1` by default; `127.0.0.2`, `127.0.0.3`, ... to make links
   separable by address for partition tests).
 

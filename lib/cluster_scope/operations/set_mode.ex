@@ -37,7 +37,10 @@ defmodule ClusterScope.Operations.SetMode do
           description: "peers or virtual nodes to start"
         }
       ],
-      responses: %{200 => %{description: "the new mode and its nodes"}}
+      responses: %{
+        200 => %{description: "the new mode and its nodes"},
+        403 => %{description: "forbidden: the allow_mode_switch option is off on this node"}
+      }
     }
   end
 

@@ -19,7 +19,7 @@ defmodule ClusterScope.Trace.Event do
   (`ClusterScope.Secrets.rules/0`: its cookies, its endpoints' tokens, the
   values under `redact_keys`), before `inspect/2`: an event never holds a
   secret, whoever reads it. The term is first cut to what `inspect/2` shows
-  (#{21} items per collection, at most #{5_000} terms in all), so the cost of
+  (21 items per collection, at most 5,000 terms in all), so the cost of
   redaction is bounded like the formatting; texts are matched whole before
   they are cut, so a secret is never shown in part.
   """

@@ -6,7 +6,8 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := test
 
 # elixir alone lacks runtime_tools, os_mon, inets...: erlang-nox brings them.
-APT_PACKAGES := elixir erlang-nox erlang-dev iptables
+# python3-venv: Debian's python3 has no `venv`/ensurepip without it.
+APT_PACKAGES := elixir erlang-nox erlang-dev iptables python3 python3-venv
 
 export LANG := C.UTF-8
 export LC_ALL := C.UTF-8
@@ -47,8 +48,10 @@ rust-check: system-deps
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	cargo test --workspace --locked
 
-$(OPENAPI_VALIDATOR):
+# A venv left half-made by an earlier failure (no ensurepip) is made again.
+$(OPENAPI_VALIDATOR): | system-deps
 	@command -v python3 >/dev/null 2>&1 || { echo "python3 is needed to validate the OpenAPI document"; exit 1; }
+	rm -rf _build/tools/venv
 	python3 -m venv _build/tools/venv
 	_build/tools/venv/bin/pip install --quiet --disable-pip-version-check openapi-spec-validator==0.7.1
 

@@ -1,43 +1,31 @@
 alias ClusterScope.LocalCluster
-alias ClusterScope.Test.Cluster
+alias ClusterScope.Test.{Cluster, Setup}
 
 # Every node of a test cluster shares this tick time (seconds), so that a cut
 # link is noticed by Erlang itself within a few seconds instead of a minute.
 net_ticktime = 3
 
-exclude = [:bench, :browser]
-
-exclude =
+distribution =
   case LocalCluster.ensure_distributed(
          name: "cluster_scope_test_#{System.pid()}",
          net_ticktime: net_ticktime
        ) do
-    {:ok, _node} ->
-      exclude
-
-    {:error, reason} ->
-      IO.puts("Skipping :cluster and :chaos tests: distribution unavailable (#{inspect(reason)})")
-      [:cluster, :chaos | exclude]
+    {:ok, _node} -> :ok
+    {:error, reason} -> {:error, reason}
   end
 
+# Under CI=true (as root, iptables installed by the Makefile) a missing
+# capability is a broken setup: the run halts instead of skipping :cluster
+# or :chaos tests (see ClusterScope.Test.Setup).
 exclude =
-  case {:chaos in exclude, Cluster.chaos_available?()} do
-    {true, _} ->
+  case Setup.decide([:bench, :browser], Setup.ci?(), distribution, &Cluster.chaos_available?/0) do
+    {:run, exclude, notices} ->
+      Enum.each(notices, &IO.puts/1)
       exclude
 
-    {false, :ok} ->
-      exclude
-
-    {false, {:error, reason}} ->
-      # CI runs as root with iptables installed by the Makefile: there, a
-      # missing capability is a broken setup, not a reason to skip.
-      if System.get_env("CI") == "true" do
-        IO.puts(:stderr, "CI must run the :chaos tests, but: #{reason}")
-        System.halt(1)
-      end
-
-      IO.puts("Skipping :chaos tests: #{reason}")
-      [:chaos | exclude]
+    {:halt, message} ->
+      IO.puts(:stderr, message)
+      System.halt(1)
   end
 
 if :chaos not in exclude do

@@ -13,9 +13,24 @@ defmodule ClusterScope.Arsenal do
   or `OTPSupervisor.Core.Arsenal.Registry` (the application Arsenal came
   from), whichever is loaded and running. Pass `registry: Module` to choose.
 
-  Operations whose requirements are missing on this node are not registered
-  and are reported as skipped, with the reason. In read-only mode
-  (`read_only: true`) mutating operations are skipped too.
+  ## Read-only by default
+
+  A host's routes do not go through ClusterScope's HTTP layer: no bearer
+  token, no Origin check, no read-only setting, no scope. So by default only
+  operations of scope `:read` that change nothing are registered (topology,
+  health, metrics, process rows, ...). Mutations (kill, send, trace, set
+  mode, thresholds: scope `:control`) and `:sensitive` reads (process
+  state, trace events and sessions: anything that can hold a secret) are
+  registered only when the host names them, after putting its own
+  authorisation in front of its routes:
+
+      ClusterScope.Arsenal.register_all(allow: ["kill_process", "get_trace_events"])
+
+  A name in `allow:` that no operation has is an error (a typo must not
+  silently leave an operation out, or in). Operations whose requirements
+  are missing on this node are not registered and are reported as skipped,
+  with the reason, as are the ones left out by default. With
+  `read_only: true` mutating operations are skipped even when listed.
   """
 
   alias ClusterScope.Operation.Registry
@@ -31,18 +46,52 @@ defmodule ClusterScope.Arsenal do
         }
 
   @doc """
-  Registers every available ClusterScope operation into the host's Arsenal
-  registry. Options: `:registry` (module), `:read_only` (boolean).
-  Returns `{:ok, report}`, or `{:error, :no_arsenal_registry}` when no
-  registry is loaded and running.
+  Registers the available ClusterScope operations into the host's Arsenal
+  registry: every non-mutating `:read` operation, plus the mutating and
+  `:sensitive` ones named in `:allow`.
+
+  Options: `:registry` (module), `:allow` (operation names, strings or
+  atoms; default `[]`), `:read_only` (boolean: no mutation even if listed).
+  Returns `{:ok, report}`, `{:error, {:unknown_operations, names}}` when
+  `:allow` names an operation that does not exist (nothing is registered
+  then), or `{:error, :no_arsenal_registry}` when no registry is loaded and
+  running.
   """
-  @spec register_all(keyword()) :: {:ok, report()} | {:error, :no_arsenal_registry}
+  @spec register_all(keyword()) ::
+          {:ok, report()}
+          | {:error, :no_arsenal_registry}
+          | {:error, {:unknown_operations, [String.t()]}}
   def register_all(opts \\ []) do
-    case Keyword.get_lazy(opts, :registry, &find_registry/0) do
-      nil -> {:error, :no_arsenal_registry}
-      registry -> {:ok, register_into(registry, Keyword.get(opts, :read_only, false))}
+    with {:ok, allow} <- allowed(Keyword.get(opts, :allow, [])) do
+      case Keyword.get_lazy(opts, :registry, &find_registry/0) do
+        nil -> {:error, :no_arsenal_registry}
+        registry -> {:ok, register_into(registry, Keyword.get(opts, :read_only, false), allow)}
+      end
     end
   end
+
+  # The names in allow:, checked against every operation served here
+  # (available or not: a listed operation whose requirement is missing is
+  # reported as skipped, not as unknown).
+  defp allowed(names) when is_list(names) do
+    known = MapSet.new(Registry.list(), fn {meta, _} -> meta.name end)
+    texts = Enum.map(names, &name_text/1)
+
+    case texts |> Enum.reject(&MapSet.member?(known, &1)) |> Enum.uniq() |> Enum.sort() do
+      [] -> {:ok, MapSet.new(texts)}
+      unknown -> {:error, {:unknown_operations, unknown}}
+    end
+  end
+
+  defp allowed(other), do: {:error, {:unknown_operations, [name_text(other)]}}
+
+  defp name_text(name) when is_binary(name), do: name
+  defp name_text(name) when is_atom(name), do: Atom.to_string(name)
+  defp name_text(other), do: inspect(other, limit: 5)
+
+  # Registered without being listed: reads that change nothing and cannot
+  # hold a secret.
+  defp by_default?(meta), do: not meta.mutating and meta.scope == :read
 
   @doc "The host's Arsenal registry module, when one is loaded and running."
   @spec find_registry() :: module() | nil
@@ -58,7 +107,7 @@ defmodule ClusterScope.Arsenal do
     is_pid(Process.whereis(module))
   end
 
-  defp register_into(registry, read_only) do
+  defp register_into(registry, read_only, allow) do
     report = %{registry: registry, registered: [], skipped: [], failed: []}
 
     Registry.list()
@@ -72,6 +121,16 @@ defmodule ClusterScope.Arsenal do
           add(report, :skipped, %{
             module: meta.module,
             reason: "mutating operation in read-only mode"
+          })
+
+        not by_default?(meta) and not MapSet.member?(allow, meta.name) ->
+          kind = if meta.mutating, do: "mutating", else: "sensitive"
+
+          add(report, :skipped, %{
+            module: meta.module,
+            reason:
+              "#{kind} operation (scope #{meta.scope}): registered only when listed, " <>
+                "allow: [#{inspect(meta.name)}], behind the host's own authorisation"
           })
 
         true ->

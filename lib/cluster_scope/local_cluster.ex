@@ -7,8 +7,8 @@ defmodule ClusterScope.LocalCluster do
   laptop, each running this project's code with ClusterScope started.
 
   Each peer is a separate OS process started from this node's `erl`, with this
-  node's code paths (everything outside the OTP root), the same cookie and
-  net tick time, and distribution bound to the peer's own loopback address
+  node's code paths (everything outside the OTP root), the same cookie (or
+  one of its own, `:cookie`) and net tick time, and distribution bound to the peer's own loopback address
   (`127.0.0.1` by default; `127.0.0.2`, `127.0.0.3`, ... to make links
   separable by address for partition tests).
 
@@ -93,6 +93,16 @@ defmodule ClusterScope.LocalCluster do
   end
 
   @doc """
+  A fresh random cookie (24 random bytes, URL-safe text) for peers that must
+  not share this node's. Creates one atom per call: call it once per group
+  of peers, never per request.
+  """
+  @spec random_cookie() :: atom()
+  def random_cookie do
+    :crypto.strong_rand_bytes(24) |> Base.url_encode64(padding: false) |> String.to_atom()
+  end
+
+  @doc """
   Starts one peer node.
 
   Options:
@@ -104,6 +114,12 @@ defmodule ClusterScope.LocalCluster do
     * `:apps` - applications to start on the peer, default `[:cluster_scope]`
     * `:app_env` - `[{app, key, value}]` set before the apps start
     * `:args` - extra `erl` arguments (list of strings)
+    * `:cookie` - the peer's cookie (an atom), default this node's; this
+      node sets it for the peer (`:erlang.set_cookie/2`) so it can still
+      connect, while nodes that only know this node's cookie cannot
+    * `:connect_all` - `false` starts the peer with `-connect_all false`:
+      its `global` never connects it to the nodes of the nodes it meets
+      (default `true`, the VM's default)
     * `:agent` - `false` starts a node without ClusterScope's code at all
       (its ebin is left off the code path and no app is started): an
       *agentless* node, as a host's node without the dependency would be
@@ -137,6 +153,12 @@ defmodule ClusterScope.LocalCluster do
         else: peer_opts
 
     start = if Keyword.get(opts, :link, true), do: &:peer.start_link/1, else: &:peer.start/1
+
+    # Set before the peer boots: it connects back to this node at once.
+    case Keyword.get(opts, :cookie) do
+      nil -> :ok
+      cookie -> true = :erlang.set_cookie(String.to_atom("#{name}@#{host}"), cookie)
+    end
 
     with {:ok, pid, node} <- start.(peer_opts) do
       peer = %Peer{name: name, node: node, ip: ip, pid: pid, os_pid: 0, connection: connection}
@@ -281,9 +303,14 @@ defmodule ClusterScope.LocalCluster do
 
     # Bind both the listener and outgoing connections to the peer's address,
     # so each link between two peers is identified by its address pair.
+    cookie = Keyword.get_lazy(opts, :cookie, &Node.get_cookie/0)
+
+    connect_all =
+      if Keyword.get(opts, :connect_all, true), do: [], else: ["-connect_all", "false"]
+
     [
       "-setcookie",
-      Atom.to_string(Node.get_cookie()),
+      Atom.to_string(cookie),
       "-kernel",
       "inet_dist_use_interface",
       "{#{ip_term}}",
@@ -293,7 +320,7 @@ defmodule ClusterScope.LocalCluster do
       "-kernel",
       "net_ticktime",
       Integer.to_string(:net_kernel.get_net_ticktime() |> ticktime())
-    ] ++ Enum.flat_map(paths, &["-pa", &1]) ++ Keyword.get(opts, :args, [])
+    ] ++ connect_all ++ Enum.flat_map(paths, &["-pa", &1]) ++ Keyword.get(opts, :args, [])
   end
 
   defp own_ebin, do: :cluster_scope |> :code.lib_dir(:ebin) |> List.to_string()

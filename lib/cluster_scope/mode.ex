@@ -9,6 +9,19 @@ defmodule ClusterScope.Mode do
     * `:simulated` - virtual nodes inside this VM (`ClusterScope.Simulator`)
       that can be failed, frozen, partitioned and healed instantly.
 
+  ## Refused unless allowed
+
+  A switch to `:local_cluster` or `:simulated` is refused with
+  `{:error, {:forbidden, message}}` unless the `allow_mode_switch` option
+  is `true` (default `false`; `mix cluster_scope.demo` sets it): on a
+  production node it would replace the node's view of its real cluster, or
+  start VMs from it. A switch back to `:multi_node` is always allowed.
+
+  The peers of `:local_cluster` get a fresh random cookie per switch (this
+  node sets it for them with `:erlang.set_cookie/2`) and `-connect_all
+  false`: the host's other nodes cannot connect to them, and `global` never
+  meshes them into the host's cluster.
+
   A switch keeps the debugging session: subscriptions and the event history
   of `ClusterScope.Cluster.State` survive it, and the switch itself is an
   event (`:mode`). Peers and virtual nodes of the previous mode are stopped.
@@ -41,11 +54,26 @@ defmodule ClusterScope.Mode do
 
   @doc """
   Switches mode. Options: `:nodes` (how many peers or virtual nodes, default
-  3). Returns `{:ok, %{mode: mode, nodes: [node]}}`.
+  3). Returns `{:ok, %{mode: mode, nodes: [node]}}`, or
+  `{:error, {:forbidden, message}}` for a switch away from `:multi_node`
+  while `allow_mode_switch` is off.
   """
   @spec set(mode(), keyword()) :: {:ok, map()} | {:error, term()}
-  def set(mode, opts \\ []) when mode in @modes,
-    do: GenServer.call(__MODULE__, {:set, mode, opts}, 120_000)
+  def set(mode, opts \\ []) when mode in @modes do
+    if mode == :multi_node or allowed?(),
+      do: GenServer.call(__MODULE__, {:set, mode, opts}, 120_000),
+      else: {:error, {:forbidden, forbidden_message(mode)}}
+  end
+
+  @doc "Whether switching away from the real cluster is allowed here (`allow_mode_switch`)."
+  @spec allowed?() :: boolean()
+  def allowed?, do: ClusterScope.Config.get(:allow_mode_switch) == true
+
+  defp forbidden_message(mode) do
+    "switching to #{mode} is refused on #{node()}: the allow_mode_switch option is off " <>
+      "(set `config :cluster_scope, allow_mode_switch: true` only on a development node; " <>
+      "it replaces this node's view of its cluster)"
+  end
 
   @impl true
   def init(_opts) do
@@ -76,7 +104,12 @@ defmodule ClusterScope.Mode do
 
   defp enter(:local_cluster, count) do
     with {:ok, _} <- LocalCluster.ensure_distributed(name: "cluster_scope_local"),
-         {:ok, peers} <- LocalCluster.start_peers(count, link: false) do
+         {:ok, peers} <-
+           LocalCluster.start_peers(count,
+             link: false,
+             cookie: LocalCluster.random_cookie(),
+             connect_all: false
+           ) do
       {:ok, %{peers: peers, simulator: nil}}
     end
   end

@@ -91,22 +91,28 @@ defmodule ClusterScope.Trace do
     end
   end
 
+  # Every traced node at once, each through Fanout (the one place that
+  # calls other nodes), each bounded by 10 s.
   defp start_tracers(nodes, args) do
     nodes
     |> Enum.map(fn node ->
-      {node,
-       Task.async(fn ->
-         try do
-           :erpc.call(node, Tracer, :start, args, 10_000)
-         catch
-           :error, {:erpc, reason} -> {:error, {:node_unavailable, reason}}
-           :error, {:exception, :undef, _} -> {:error, :not_running}
-           kind, reason -> {:error, {kind, reason}}
-         end
-       end)}
+      {node, Task.async(fn -> Fanout.call(node, Tracer, :start, args, 10_000) end)}
     end)
-    |> Enum.map(fn {node, task} -> {node, Task.await(task, :infinity)} end)
+    |> Enum.map(fn {node, task} ->
+      case Task.await(task, :infinity) do
+        {:ok, {:ok, pid}} when is_pid(pid) -> {node, {:ok, pid}}
+        {:ok, {:error, reason}} -> {node, {:error, reason}}
+        {:ok, other} -> {node, {:error, {:unexpected, other}}}
+        {:error, node_error} -> {node, {:error, node_reason(node_error)}}
+      end
+    end)
   end
+
+  defp node_reason(%{status: status, reason: text}) when status in [:down, :timeout],
+    do: {:node_unavailable, text}
+
+  defp node_reason(%{status: :not_running}), do: :not_running
+  defp node_reason(%{reason: text}), do: {:failed, text}
 
   defp creation_error(failed) do
     reasons = Map.values(failed)
@@ -196,16 +202,12 @@ defmodule ClusterScope.Trace do
   def stop(id) do
     with {:ok, session} <- fetch(id) do
       session.tracers
-      |> Enum.map(fn {_node, pid} ->
+      |> Enum.map(fn {node, pid} ->
         Task.async(fn ->
-          try do
-            Tracer.stop_tracing(pid)
-          catch
-            :exit, _ -> :gone
-          end
+          Fanout.call(node, Tracer, :stop_tracing, [pid], @stats_deadline_ms)
         end)
       end)
-      |> Task.yield_many(@stats_deadline_ms)
+      |> Task.yield_many(@stats_deadline_ms + 500)
       |> Enum.each(fn {task, result} -> result || Task.shutdown(task, :brutal_kill) end)
 
       {:ok, present(session)}
@@ -235,18 +237,11 @@ defmodule ClusterScope.Trace do
       reads =
         session.tracers
         |> Enum.map(fn {node, pid} ->
-          {node,
-           Task.async(fn ->
-             try do
-               Tracer.read(pid, Map.get(positions, node, 0), limit)
-             catch
-               :exit, reason -> {:error, reason}
-             end
-           end)}
+          # Read and formatted (and redacted) on the traced node.
+          args = [pid, Map.get(positions, node, 0), limit]
+          {node, Task.async(fn -> Fanout.call(node, Tracer, :read, args) end)}
         end)
-        |> Enum.map(fn {node, task} ->
-          {node, Task.yield(task, Fanout.default_timeout()) || Task.shutdown(task, :brutal_kill)}
-        end)
+        |> Enum.map(fn {node, task} -> {node, Task.await(task, :infinity)} end)
 
       {oks, errors} =
         Enum.reduce(reads, {[], []}, fn
@@ -300,10 +295,13 @@ defmodule ClusterScope.Trace do
       status: if(ended == :node_down, do: :down, else: :error),
       reason:
         "could not read #{node}'s events: " <>
-          if(ended, do: "its part of the session ended (#{ended})", else: inspect(other, limit: 5)),
+          if(ended, do: "its part of the session ended (#{ended})", else: error_text(other)),
       remediation: "Events kept on a node that went away are lost with it."
     }
   end
+
+  defp error_text({:error, %{reason: text}}) when is_binary(text), do: text
+  defp error_text(other), do: inspect(other, limit: 5)
 
   defp fetch(id) do
     case registry(fn -> Sessions.get(id) end, {:error, :unavailable}) do
@@ -375,17 +373,26 @@ defmodule ClusterScope.Trace do
       session.tracers
       |> Enum.map(fn {node, pid} ->
         Task.async(fn ->
-          try do
-            Tracer.stats(pid)
-          catch
-            :exit, _ -> %{status: :gone, ended: Map.get(session.ended, node)}
+          case Fanout.call(node, Tracer, :stats, [pid], @stats_deadline_ms) do
+            {:ok, stats} ->
+              stats
+
+            # The tracer is gone (its node answered: the call exited there).
+            {:error, %{status: :error}} ->
+              %{status: :gone, ended: Map.get(session.ended, node)}
+
+            {:error, %{status: status}} when status in [:down, :not_running] ->
+              %{status: :gone, ended: Map.get(session.ended, node)}
+
+            {:error, %{status: :timeout}} ->
+              :timeout
           end
         end)
       end)
-      |> Task.yield_many(@stats_deadline_ms)
+      |> Task.yield_many(@stats_deadline_ms + 500)
       |> Enum.zip(nodes)
       |> Map.new(fn
-        {{_task, {:ok, stats}}, node} ->
+        {{_task, {:ok, stats}}, node} when is_map(stats) ->
           {node, stats}
 
         {{task, _}, node} ->

@@ -55,7 +55,7 @@ defmodule ClusterScope.ArsenalTest do
     assert ClusterScope.Arsenal.register_all() == {:error, :no_arsenal_registry}
   end
 
-  test "registers every available operation into the host's registry" do
+  test "registers every available read operation into the host's registry" do
     start_supervised!(Arsenal.Registry)
     assert ClusterScope.Arsenal.find_registry() == Arsenal.Registry
 
@@ -65,12 +65,82 @@ defmodule ClusterScope.ArsenalTest do
     assert ClusterScope.Operations.ListOperations in report.registered
     assert MyApp.Ops.Greet in report.registered
     assert report.failed == []
-    assert [%{module: ClusterScope.TestOps.NeedsHorde, reason: reason}] = report.skipped
+
+    assert %{reason: reason} =
+             Enum.find(report.skipped, &(&1.module == ClusterScope.TestOps.NeedsHorde))
+
     assert reason =~ "Horde"
     assert Enum.sort(Arsenal.Registry.operations()) == Enum.sort(report.registered)
+  end
 
-    {:ok, ro} = ClusterScope.Arsenal.register_all(read_only: true)
-    assert Enum.any?(ro.skipped, &(&1.module == ClusterScope.TestOps.Mutate))
+  test "by default the bridge registers no mutation and nothing sensitive" do
+    # A host's routes skip ClusterScope's token, Origin check, read-only
+    # mode and timeout: kill, send, trace or set_mode there would be open.
+    start_supervised!(Arsenal.Registry)
+    assert {:ok, report} = ClusterScope.Arsenal.register_all()
+
+    for module <- report.registered do
+      {:ok, meta} = ClusterScope.Operation.meta(module)
+      refute meta.mutating, "#{meta.name} is mutating"
+      assert meta.scope == :read, "#{meta.name} has scope #{meta.scope}"
+    end
+
+    for module <- [
+          ClusterScope.Operations.KillProcess,
+          ClusterScope.Operations.SendMessage,
+          ClusterScope.Operations.TraceProcess,
+          ClusterScope.Operations.SetMode,
+          ClusterScope.Operations.SetAlertThresholds,
+          ClusterScope.Operations.StopTraceSession,
+          ClusterScope.Operations.GetTraceEvents,
+          ClusterScope.Operations.ListTraceSessions,
+          ClusterScope.Operations.GetProcessInfo,
+          ClusterScope.TestOps.Mutate
+        ] do
+      refute module in Arsenal.Registry.operations()
+      assert %{reason: reason} = Enum.find(report.skipped, &(&1.module == module))
+      assert reason =~ "allow:"
+    end
+  end
+
+  test "mutations and sensitive operations listed in allow: are registered, exactly those" do
+    start_supervised!(Arsenal.Registry)
+    {:ok, default} = ClusterScope.Arsenal.register_all()
+
+    {:ok, report} =
+      ClusterScope.Arsenal.register_all(
+        allow: ["kill_process", "get_trace_events", "test_mutate"]
+      )
+
+    assert Enum.sort(report.registered -- default.registered) ==
+             Enum.sort([
+               ClusterScope.Operations.KillProcess,
+               ClusterScope.Operations.GetTraceEvents,
+               ClusterScope.TestOps.Mutate
+             ])
+
+    refute ClusterScope.Operations.SendMessage in report.registered
+    refute ClusterScope.Operations.SetMode in report.registered
+
+    # read_only: true still keeps mutations out, listed or not.
+    {:ok, ro} = ClusterScope.Arsenal.register_all(read_only: true, allow: ["test_mutate"])
+    refute ClusterScope.TestOps.Mutate in ro.registered
+    assert %{reason: reason} = Enum.find(ro.skipped, &(&1.module == ClusterScope.TestOps.Mutate))
+    assert reason =~ "read-only"
+  end
+
+  test "an unknown name in allow: is an error and nothing is registered" do
+    start_supervised!(Arsenal.Registry)
+
+    assert {:error, {:unknown_operations, ["kill_everything", "rm_rf"]}} =
+             ClusterScope.Arsenal.register_all(
+               allow: ["kill_process", "rm_rf", "kill_everything"]
+             )
+
+    assert {:error, {:unknown_operations, ["42"]}} =
+             ClusterScope.Arsenal.register_all(allow: [:kill_process, 42])
+
+    assert Arsenal.Registry.operations() == []
   end
 
   test "the registry of the application Arsenal came from is found too" do

@@ -38,6 +38,22 @@ defmodule ClusterScope.Operation.ParamsTest do
     assert err(%{type: :integer}, String.duplicate("9", 100)) =~ "integer"
   end
 
+  test "integer: without declared bounds, still a signed 64-bit integer" do
+    # No bignum reaches an ETS match, a NIF or the JSON encoder.
+    max = 9_223_372_036_854_775_807
+    min = -9_223_372_036_854_775_808
+    assert ok(%{type: :integer}, max) == max
+    assert ok(%{type: :integer}, min) == min
+    assert ok(%{type: :integer}, Integer.to_string(max)) == max
+    assert err(%{type: :integer}, max + 1) =~ "at most #{max}"
+    assert err(%{type: :integer}, "23333774473005098860544") =~ "at most #{max}"
+    assert err(%{type: :integer}, min - 1) =~ "at least #{min}"
+    assert err(%{type: :integer, min: 0}, "23333774473005098860544") =~ "at most #{max}"
+    # Declared bounds beyond 64 bits are clamped to them too.
+    assert err(%{type: :integer, max: max * 4}, max + 1) =~ "at most #{max}"
+    assert err(%{type: :array, items: :integer}, [1, max + 1]) =~ "item 1: must be at most"
+  end
+
   test "float: numbers and text, bounds" do
     assert ok(%{type: :float}, 1) == 1.0
     assert ok(%{type: :float}, "0.25") == 0.25

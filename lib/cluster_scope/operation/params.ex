@@ -15,7 +15,8 @@ defmodule ClusterScope.Operation.Params do
   ## Types
 
     * `:string` - a binary; `:min_length`/`:max_length` (default max 10 000)
-    * `:integer` - an integer or its decimal text; `:min`/`:max`
+    * `:integer` - an integer or its decimal text; `:min`/`:max`, always
+      within a signed 64-bit integer (an undeclared bound is the 64-bit one)
     * `:float` - a number or its text; `:min`/`:max`
     * `:boolean` - `true`/`false` or `"true"`/`"false"`/`"1"`/`"0"`
     * `:array` - a list, or comma-separated text; `:items` (element type),
@@ -39,6 +40,8 @@ defmodule ClusterScope.Operation.Params do
   @types ~w(string integer float boolean array map json enum node pid)a
   @default_max_string 10_000
   @default_max_items 1_000
+  @int64_min -0x8000000000000000
+  @int64_max 0x7FFFFFFFFFFFFFFF
 
   @typedoc "A parameter declaration."
   @type spec :: %{
@@ -164,11 +167,11 @@ defmodule ClusterScope.Operation.Params do
   defp cast(%{type: :string}, value, _), do: type_error("a string", value)
 
   defp cast(%{type: :integer} = spec, value, _) when is_integer(value),
-    do: check_range(spec, value)
+    do: check_range(int64(spec), value)
 
   defp cast(%{type: :integer} = spec, value, _) when is_binary(value) do
     case Integer.parse(String.trim(value)) do
-      {int, ""} when byte_size(value) <= 40 -> check_range(spec, int)
+      {int, ""} when byte_size(value) <= 40 -> check_range(int64(spec), int)
       _ -> type_error("an integer", value)
     end
   end
@@ -270,6 +273,15 @@ defmodule ClusterScope.Operation.Params do
       {:ok, acc} -> {:ok, Enum.reverse(acc)}
       error -> error
     end
+  end
+
+  # Every integer is a signed 64-bit one whatever its declaration says, so
+  # no bignum reaches an ETS call, a NIF or the JSON encoder.
+  defp int64(spec) do
+    Map.merge(spec, %{
+      min: max(Map.get(spec, :min, @int64_min), @int64_min),
+      max: min(Map.get(spec, :max, @int64_max), @int64_max)
+    })
   end
 
   defp check_range(spec, value) do

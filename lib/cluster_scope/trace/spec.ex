@@ -24,15 +24,27 @@ defmodule ClusterScope.Trace.Spec do
   `max_queue` does) and `overhead_ceiling` (fraction of one scheduler,
   default 0.05).
 
+  ## Never traced
+
+  Modules that handle the distribution cookie, keys or tokens
+  (`:auth`, `:crypto`, `:erl_distribution`, `:dist_util`, `:net_kernel`, the
+  distribution carriers `:inet_tcp_dist`, `:inet6_tcp_dist`, `:inet_tls_dist`,
+  `:inet6_tls_dist`, `:inet_epmd_dist`, `:erl_epmd`, and the key handling of
+  `:public_key` and `:ssl`; see `secret_modules/0`) and ClusterScope's
+  own modules (the tracer would trace itself, and its HTTP layer compares
+  tokens) are refused even with `force: true`, as are the messages of
+  the processes that hold the cookie (`auth`, `net_kernel`, `erl_epmd`, ...),
+  by name.
+  Whatever else is traced, events are redacted on the traced node
+  (`ClusterScope.Trace.Event`).
+
   ## Refused unless `force: true`
 
   Every function of `:erlang`, `:lists`, `:io`, `:io_lib`, `:maps`,
   `:ets`, `:gen`, `:gen_server`, `:proc_lib`, `:timer`, `Kernel`, `Enum`
   and the like with a wildcard function or arity: they are called millions
   of times a second by the VM itself, and even throttled, switching such a
-  pattern on costs every process a trace check per call. ClusterScope's own
-  modules are refused for the same reason (and because the tracer would
-  trace itself). No atom is created from a spec: module and function names
+  pattern on costs every process a trace check per call. No atom is created from a spec: module and function names
   must already exist.
   """
 
@@ -66,6 +78,33 @@ defmodule ClusterScope.Trace.Spec do
     Process,
     IO
   ]
+
+  # Modules whose arguments, return values and state are secrets: the
+  # distribution cookie (auth, the handshake in dist_util, net_kernel and
+  # the carriers that run it), keys and tokens being compared or derived
+  # (crypto, public_key, ssl's key handling). Never traced, even forced:
+  # a session on crypto:hash_equals/2 recorded the bearer token itself.
+  @secret_modules [
+    :auth,
+    :crypto,
+    :erl_distribution,
+    :dist_util,
+    :net_kernel,
+    :inet_tcp_dist,
+    :inet6_tcp_dist,
+    :inet_tls_dist,
+    :inet6_tls_dist,
+    :inet_epmd_dist,
+    :erl_epmd,
+    :public_key,
+    :ssl_config,
+    :ssl_handshake,
+    :tls_handshake,
+    :ssl_cipher
+  ]
+
+  # Processes whose messages carry the cookie: never traced by name.
+  @secret_processes [:auth, :net_kernel, :erl_epmd, :ssl_dist_sup, :ssl_pem_cache]
 
   @defaults %{
     duration_ms: 10_000,
@@ -295,15 +334,28 @@ defmodule ClusterScope.Trace.Spec do
   end
 
   defp danger(params, spec) do
-    case {spec[:mfa], params.force} do
-      {_, true} ->
+    cond do
+      protected_name?(spec[:name]) ->
+        {:error, "name",
+         "the messages of #{inspect(spec[:name])} carry the node's secrets: never traced, even with force: true"}
+
+      spec[:mfa] == nil ->
         {:ok, %{}}
 
-      {{mod, fun, arity}, false} ->
+      true ->
+        {mod, fun, arity} = spec.mfa
+
         cond do
           own_module?(mod) ->
             {:error, "module",
-             "#{inspect(mod)} is part of ClusterScope: tracing it would trace the tracer (force: true to insist)"}
+             "#{inspect(mod)} is part of ClusterScope (the tracer would trace itself, and it handles tokens): never traced, even with force: true"}
+
+          mod in @secret_modules ->
+            {:error, "module",
+             "#{inspect(mod)} handles the distribution cookie, keys or tokens: its arguments are secrets, so it is never traced, even with force: true"}
+
+          params.force ->
+            {:ok, %{}}
 
           mod in @hot_modules and (fun == :_ or arity == :_) ->
             {:error, "module",
@@ -312,11 +364,40 @@ defmodule ClusterScope.Trace.Spec do
           true ->
             {:ok, %{}}
         end
-
-      {nil, false} ->
-        {:ok, %{}}
     end
   end
+
+  defp protected_name?(nil), do: false
+  defp protected_name?(name), do: name in @secret_processes or own_module?(name)
+
+  @doc """
+  Whether a process (on this node) is never traced: registered under a name
+  whose messages carry secrets, or started by one of ClusterScope's modules.
+  Checked by the tracer on the traced node, where a pid target is known.
+  """
+  @spec protected_process?(pid()) :: boolean()
+  def protected_process?(pid) when is_pid(pid) do
+    name =
+      case Process.info(pid, :registered_name) do
+        {:registered_name, name} when is_atom(name) -> name
+        _ -> nil
+      end
+
+    protected_name?(name) or own_initial_call?(pid)
+  end
+
+  defp own_initial_call?(pid) do
+    case :proc_lib.initial_call(pid) do
+      {mod, _, _} when is_atom(mod) -> own_module?(mod)
+      _ -> false
+    end
+  catch
+    _, _ -> false
+  end
+
+  @doc "The modules never traced, even with `force: true` (besides ClusterScope's own)."
+  @spec secret_modules() :: [module()]
+  def secret_modules, do: @secret_modules
 
   defp wild(:_, _), do: " (any function)"
   defp wild(_, :_), do: " (any arity)"

@@ -52,7 +52,7 @@ defmodule ClusterScope.Trace.Tracer do
 
   @doc """
   Starts a tracer on this node under `ClusterScope.Trace.TracerSupervisor`
-  (called through `:erpc` from the node that creates the session). Returns
+  (called through `ClusterScope.Fanout` from the node that creates the session). Returns
   `{:ok, pid}` or `{:error, reason}` when the target is not here, a
   conflicting tracer exists, or the module is not loaded here.
   """
@@ -96,6 +96,7 @@ defmodule ClusterScope.Trace.Tracer do
     Enum.each([Event, Native, ControlWord, :erts_debug], &Code.ensure_loaded/1)
 
     with {:ok, target} <- resolve_target(spec),
+         :ok <- check_protected(target),
          :ok <- check_module(spec),
          :ok <- check_conflicts(spec, target),
          {:ok, bit} <- claim(spec),
@@ -187,8 +188,10 @@ defmodule ClusterScope.Trace.Tracer do
     reply =
       case Native.throttle_read(state.throttle, after_seq, limit) do
         {:ok, items, next, missed} ->
+          rules = ClusterScope.Secrets.rules()
+
           events =
-            for {seq, _ts, _key, bin} <- items, event = Event.load(bin), event != nil do
+            for {seq, _ts, _key, bin} <- items, event = Event.load(bin, rules), event != nil do
               Map.put(event, :seq, seq)
             end
 
@@ -232,11 +235,15 @@ defmodule ClusterScope.Trace.Tracer do
       :keep ->
         ts = Event.ts_us(message)
         # An event over 64 KiB is refused by the ring (and counted there as
-        # too_large); Event.store/2 keeps real events far below it.
+        # too_large); Event.store/2 keeps real events far below it. A small
+        # one is stored raw and redacted when read; a large one is formatted
+        # (and redacted with this node's rules) now.
         _ = Native.throttle_push(state.throttle, ts, key, Event.store(message, ts))
 
-        if state.forward,
-          do: send(state.forward, {:cluster_scope_trace, state.id, Event.from_trace(message, ts)})
+        if state.forward do
+          event = Event.from_trace(message, ts, rules())
+          send(state.forward, {:cluster_scope_trace, state.id, event})
+        end
 
         state
 
@@ -258,6 +265,23 @@ defmodule ClusterScope.Trace.Tracer do
 
       :limit ->
         stop(state, :max_events)
+    end
+  end
+
+  # This node's secrets for events formatted as they come (forwarded to
+  # subscribers), read again at most every second. Events are redacted
+  # here, on the traced node, where the secrets are known.
+  defp rules do
+    now = System.monotonic_time(:millisecond)
+
+    case Process.get(:cluster_scope_rules) do
+      {at, rules} when now - at < 1_000 ->
+        rules
+
+      _ ->
+        rules = ClusterScope.Secrets.rules()
+        Process.put(:cluster_scope_rules, {now, rules})
+        rules
     end
   end
 
@@ -436,6 +460,18 @@ defmodule ClusterScope.Trace.Tracer do
   end
 
   defp resolve_target(_spec), do: {:ok, nil}
+
+  # A pid target is checked here, where its name and initial call are known.
+  defp check_protected(pid) when is_pid(pid) do
+    if ClusterScope.Trace.Spec.protected_process?(pid),
+      do:
+        {:error,
+         {:protected,
+          "#{ProcessRef.to_string(pid)} holds the node's secrets or is part of ClusterScope: never traced, even with force: true"}},
+      else: :ok
+  end
+
+  defp check_protected(_), do: :ok
 
   # A module of the node's code path that was not called yet is loaded (it
   # would be at its first call anyway); one that is not there is an error.

@@ -16,6 +16,10 @@ defmodule Mix.Tasks.ClusterScope.Demo do
   The token (generated for this run unless `CLUSTER_SCOPE_TOKEN` is set) is
   the bearer token of the mutating operations.
 
+  The demo node sets `allow_mode_switch: true`, so `POST /api/v1/cluster/mode`
+  (and the dashboard) can switch it to a simulated or another local cluster.
+  A production node leaves it off.
+
   It reads nothing from the terminal, so it also runs in the background
   (`make demo &`).
   """
@@ -33,7 +37,10 @@ defmodule Mix.Tasks.ClusterScope.Demo do
     end
 
     count = Keyword.get(opts, :nodes, 3)
+    # A development node: mode switching on (off on every other node).
+    Application.put_env(:cluster_scope, :allow_mode_switch, true)
     Mix.Task.run("app.start")
+    ClusterScope.Config.load()
 
     {:ok, _} = LocalCluster.ensure_distributed(name: "cluster_scope_demo")
 

@@ -12,7 +12,7 @@ defmodule ClusterScope.Cluster.SimulatedTest do
   setup do
     ClusterScope.subscribe(:cluster)
     on_exit(fn -> Mode.set(:multi_node) end)
-    :ok
+    ClusterScope.Test.ModeSwitch.allow()
   end
 
   defp await_event(fun, timeout \\ 3_000) do
@@ -100,14 +100,21 @@ defmodule ClusterScope.Cluster.SimulatedTest do
   end
 
   test "switching modes keeps subscriptions and the event history" do
-    {:ok, %{events: before}} = ClusterScope.run("cluster_events", %{})
+    # The whole history (at most 1,000 events; a page of the default 100
+    # would be the oldest 100 once earlier tests recorded more).
+    {:ok, %{events: before, last_id: mark}} =
+      ClusterScope.run("cluster_events", %{"limit" => 1_000})
+
     {:ok, _} = Mode.set(:simulated, nodes: 2)
     await_event(&(&1.type == :mode and &1.details.to == :simulated))
     {:ok, _} = Mode.set(:multi_node)
     await_event(&(&1.type == :mode and &1.details.to == :multi_node))
 
-    {:ok, %{events: later}} = ClusterScope.run("cluster_events", %{})
-    assert length(later) >= length(before) + 2
+    # The events before the switches are still there, and the switches follow.
+    {:ok, %{events: later}} = ClusterScope.run("cluster_events", %{"limit" => 1_000})
+    assert before == [] or Enum.any?(later, &(&1.id == mark))
+    {:ok, %{events: since}} = ClusterScope.run("cluster_events", %{"since" => mark})
+    assert Enum.count(since, &(&1.type == :mode)) >= 2
     {:ok, topology} = ClusterScope.topology()
     refute Enum.any?(topology.nodes, & &1.simulated)
   end

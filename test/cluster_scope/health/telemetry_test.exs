@@ -44,6 +44,7 @@ defmodule ClusterScope.TelemetryTest do
     # Events go through State's emit (and its telemetry call) unchanged.
     ClusterScope.subscribe(:cluster)
     on_exit(fn -> ClusterScope.Mode.set(:multi_node) end)
+    ClusterScope.Test.ModeSwitch.allow()
     {:ok, %{nodes: [_, _]}} = ClusterScope.Mode.set(:simulated, nodes: 2)
     assert_receive {:cluster_scope, :cluster, %{type: :up}}, 3_000
     {:ok, _} = ClusterScope.Mode.set(:multi_node)
@@ -113,6 +114,7 @@ defmodule ClusterScope.TelemetryTest do
 
     test "cluster state emits node up and down" do
       on_exit(fn -> ClusterScope.Mode.set(:multi_node) end)
+      ClusterScope.Test.ModeSwitch.allow()
       {:ok, %{nodes: [s1, _]}} = ClusterScope.Mode.set(:simulated, nodes: 2)
 
       assert_receive {:telemetry_event, [:cluster_scope, :node, :up], %{system_time: _},

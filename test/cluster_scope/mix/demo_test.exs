@@ -46,6 +46,16 @@ defmodule Mix.Tasks.ClusterScope.DemoTest do
       node_lines |> Enum.map(&(&1 |> String.trim() |> String.split() |> hd())) |> Enum.sort()
 
     assert served == printed
+
+    # The demo allows mode switching (a production node does not).
+    url = "http://127.0.0.1:#{port}/api/v1/cluster/mode"
+    auth = [{"authorization", "Bearer demo-token-0123456789"}]
+
+    assert {200, %{"data" => %{"mode" => "simulated", "nodes" => [_, _]}}, _} =
+             HTTP.post(url, ~s({"mode": "simulated", "nodes": 2}), headers: auth)
+
+    assert {200, %{"data" => %{"mode" => "multi_node"}}, _} =
+             HTTP.post(url, ~s({"mode": "multi_node"}), headers: auth)
   end
 
   defp read_until(port, marker, acc, timeout) do

@@ -21,6 +21,21 @@ defmodule ClusterScope.Trace.SpecTest do
     assert spec.mfa == {TestApp.Work, :step, :_}
   end
 
+  test "modules that handle secrets and ClusterScope's own are refused even when forced" do
+    for module <-
+          ~w(auth crypto erl_distribution dist_util net_kernel inet_tcp_dist public_key) ++
+            ["ClusterScope.Secrets", "ClusterScope.Web.Handler", "ClusterScope"],
+        force <- [false, true] do
+      assert {:error, [%{field: "module", message: message}]} =
+               build(%{module: module, function: "_", force: force})
+
+      assert message =~ "never traced"
+    end
+
+    assert {:error, [%{field: "name"}]} = build(%{name: "auth", messages: :receive, force: true})
+    assert {:ok, _} = build(%{module: "TestApp.Work", function: "step", force: true})
+  end
+
   test "hot modules with wildcards and ClusterScope's own are refused unless forced" do
     assert fields(build(%{module: "erlang", function: "_"})) == ["module"]
     assert fields(build(%{module: "lists", function: "reverse"})) == ["module"]

@@ -18,8 +18,11 @@ defmodule ClusterScope.Procs do
   `ClusterScope.Procs.Collector`) with a heap bounded by one chunk; it is
   shared by every caller for `max_age_ms` (default 1000) through
   `ClusterScope.Procs.Snapshots`, and at most one runs at a time. Summaries,
-  pages and windows run on dirty schedulers. Window mode collects twice,
-  `window_ms` apart.
+  pages and windows run on dirty schedulers. Window mode uses two
+  snapshots `window_ms` apart, and concurrent window requests on a node
+  share them (`ClusterScope.Procs.Snapshots.window/2`): 70 requests for a
+  30 s window cost one window, not 70. On an agentless node each request
+  collects its own two.
 
   ## Options
 
@@ -225,9 +228,7 @@ defmodule ClusterScope.Procs do
 
   @doc false
   def node_window(opts) do
-    with {:ok, before} <- Snapshots.get(0),
-         :ok <- Process.sleep(opts.window_ms),
-         {:ok, later} <- Snapshots.get(0) do
+    with {:ok, before, later} <- Snapshots.window(opts.window_ms) do
       interval = max(later.taken_at_ms - before.taken_at_ms, 1)
 
       Native.procs_window(

@@ -155,28 +155,55 @@ defmodule ClusterScope.Procs.Control do
     end
   end
 
+  # The call is made on the process's node (Rows.call_v1), so the reply is
+  # redacted there before it leaves; a node with an older ClusterScope is
+  # called from here and its reply redacted with this node's rules.
   defp call(pid, message, timeout_ms, base) do
+    node = node(pid)
+    args = [pid, message, timeout_ms, Config.get(:redact_keys), Secrets.tokens()]
+
+    answer =
+      case remote(node, Rows, :call_v1, args, timeout_ms) do
+        {:error, :undef} -> call_here(pid, message, timeout_ms)
+        {:ok, answer} -> answer
+        {:error, _} = error -> error
+      end
+
+    case answer do
+      {:reply, reply, call_us} ->
+        reply = Secrets.redact(reply)
+
+        {:ok,
+         Map.merge(base, %{
+           delivered: true,
+           reply: Terms.to_json(reply),
+           reply_text: inspect(reply, limit: 50, printable_limit: 4_096),
+           call_us: call_us
+         })}
+
+      {:timeout, _} ->
+        {:error,
+         {:timeout, "#{base.pid} did not reply within #{timeout_ms} ms",
+          %{pid: base.pid, timeout_ms: timeout_ms}}}
+
+      {:exit, reason} ->
+        {:error,
+         {:unavailable,
+          "the call to #{base.pid} failed: #{inspect(reason, limit: 10)} (is it a GenServer?)",
+          %{pid: base.pid}}}
+
+      {:error, _} = error ->
+        error
+    end
+  end
+
+  defp call_here(pid, message, timeout_ms) do
     started = System.monotonic_time(:microsecond)
     reply = GenServer.call(pid, message, timeout_ms)
-
-    {:ok,
-     Map.merge(base, %{
-       delivered: true,
-       reply: Terms.to_json(reply),
-       reply_text: inspect(reply, limit: 50, printable_limit: 4_096),
-       call_us: System.monotonic_time(:microsecond) - started
-     })}
+    {:reply, reply, System.monotonic_time(:microsecond) - started}
   catch
-    :exit, {:timeout, _} ->
-      {:error,
-       {:timeout, "#{base.pid} did not reply within #{timeout_ms} ms",
-        %{pid: base.pid, timeout_ms: timeout_ms}}}
-
-    :exit, {reason, _} ->
-      {:error,
-       {:unavailable,
-        "the call to #{base.pid} failed: #{inspect(reason, limit: 10)} (is it a GenServer?)",
-        %{pid: base.pid}}}
+    :exit, {:timeout, _} -> {:timeout, timeout_ms}
+    :exit, {reason, _} -> {:exit, Secrets.redact(reason)}
   end
 
   defp target(%ProcessRef{} = ref, true) do
@@ -290,8 +317,11 @@ defmodule ClusterScope.Procs.Control do
   defp present_info(pid, info) do
     row = info.row
 
+    # Redacted again with this node's rules: a node with an older
+    # ClusterScope sends it as it is (info_v1), and a key of a map that
+    # is not all strings is no longer a key once mapped to JSON.
     state =
-      case info.state do
+      case Secrets.redact(info.state) do
         {:ok, state} ->
           %{
             state: Terms.to_json(state),

@@ -483,6 +483,28 @@ defmodule ClusterScope.Procs.Rows do
   end
 
   @doc """
+  `gen_server:call(pid, message, timeout)` made here, on the process's
+  node, for a caller elsewhere: the reply (or the exit reason) is redacted
+  here like `info_v2/4`'s state before it leaves. Returns
+  `{:reply, reply, call_us}`, `{:timeout, timeout}` or `{:exit, reason}`.
+  """
+  @spec call_v1(pid(), term(), pos_integer(), [binary()], [binary()]) ::
+          {:reply, term(), non_neg_integer()} | {:timeout, pos_integer()} | {:exit, term()}
+  def call_v1(pid, message, timeout, keys, secrets) do
+    rules = :"Elixir.ClusterScope.Redact".rules(keys, secrets)
+    started = :erlang.monotonic_time(:microsecond)
+
+    try do
+      reply = :gen_server.call(pid, message, timeout)
+      {:reply, redact(reply, rules), :erlang.monotonic_time(:microsecond) - started}
+    catch
+      :exit, {:timeout, _} -> {:timeout, timeout}
+      :exit, {reason, _} -> {:exit, redact(reason, rules)}
+      :exit, reason -> {:exit, redact(reason, rules)}
+    end
+  end
+
+  @doc """
   Whether a request may kill or message `pid`, decided on its node from
   what the process is, not from a list of names. Returns `:undefined` for
   a dead process, else `%{registered_name:, level:, reason:}` where
@@ -607,7 +629,8 @@ defmodule ClusterScope.Procs.Rows do
         end
       end,
       :undefined,
-      :application.which_applications(5_000)
+      # ETS reads only: never waits on a busy application_controller.
+      :application.loaded_applications()
     )
   catch
     _, _ -> :undefined

@@ -251,6 +251,31 @@ defmodule ClusterScope.Procs.ControlClusterTest do
       assert inspect(v1, limit: :infinity) =~ ghost_text
     end
 
+    test "a call's reply leaves the process's node redacted", ctx do
+      ghost = :"ghost_#{System.unique_integer([:positive])}@127.0.0.98"
+      ghost_cookie = :"replycookie_#{System.unique_integer([:positive])}_b_only"
+      true = Cluster.call(ctx.b, :erlang, :set_cookie, [ghost, ghost_cookie])
+      password = "swordfish-#{System.unique_integer([:positive])}"
+      state = [password: password, other: ghost_cookie, line: "-setcookie #{ghost_cookie}"]
+      {:ok, agent} = Cluster.call(ctx.b, Agent, :start, [Map, :new, [state]])
+
+      # Agent's {:get, {m, f, a}}: the reply is Map.merge(state, %{}).
+      get = %{
+        "$tuple" => [
+          %{"$atom" => "get"},
+          %{"$tuple" => [%{"$atom" => "Elixir.Map"}, %{"$atom" => "merge"}, [%{}]]}
+        ]
+      }
+
+      {:ok, reply} =
+        run(ctx.c, "send_message", %{"pid" => text(agent), "mode" => "call", "message" => get})
+
+      whole = inspect(reply, limit: :infinity, printable_limit: :infinity)
+      assert reply.reply_text =~ "[REDACTED]"
+      refute whole =~ Atom.to_string(ghost_cookie)
+      refute whole =~ password
+    end
+
     test "the peer controller's state (its command line) leaves its node redacted", ctx do
       {:ok, info} = run(ctx.c, "get_process_info", %{"pid" => text(ctx.sub.pid)})
       refute inspect(info, limit: :infinity) =~ Atom.to_string(Node.get_cookie())

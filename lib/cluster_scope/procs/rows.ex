@@ -3,8 +3,9 @@ defmodule ClusterScope.Procs.Rows do
   Reads processes into compact rows, on the node where they live.
 
   This module calls only OTP (`erlang`, `lists`, `maps`, `string`,
-  `application_controller`, `sys`): no Elixir standard library and no other
-  ClusterScope module. That is what lets a caller load its object code onto
+  `proplists`, `io_lib`, `unicode`, `application`, `application_controller`,
+  `sys`, `gen_server`): no Elixir standard library and no other
+  ClusterScope module but `ClusterScope.Redact`, itself OTP-only. That is what lets a caller load its object code onto
   a node that runs no ClusterScope at all (`:code.load_binary/3`, as Phoenix
   LiveDashboard does) and collect there: the *agentless* path. Agent nodes
   use the same functions, so a process is described the same way whichever
@@ -513,8 +514,10 @@ defmodule ClusterScope.Procs.Rows do
     * `:vital` - never, whatever the caller's settings: `init`, `auth`,
       `net_kernel`, `global_name_server`, `code_server`,
       `application_controller` (each checked as the process registered
-      under that name right now), and every process `init` started itself
-      (ERTS's own processes, the boot process);
+      under that name right now), every process `init` started itself
+      (ERTS's own processes, the boot process) and every process whose
+      group leader is `init` (boot-time servers such as `erl_prim_loader`
+      and `logger`);
     * `:system` - only with `force` where dangerous actions are allowed: a
       process at `max` priority; one of the runtime's applications
       (#{inspect(@runtime_apps)}, from the group leader) or of ClusterScope;
@@ -554,6 +557,11 @@ defmodule ClusterScope.Procs.Rows do
         cond do
           pid == init or parent == init ->
             {:vital, "it is one of the runtime's own processes, started by init"}
+
+          # Boot-time servers started before any application (the boot
+          # loader, logger's server): their group leader is init itself.
+          gl == init ->
+            {:vital, "it is one of the runtime's boot-time processes (its group leader is init)"}
 
           true ->
             system(pid, name, initial, ic, gl, priority, parent)

@@ -86,7 +86,9 @@ defmodule ClusterScope.Procs.ControlClusterTest do
       {"kernel process", b, whereis(b, :kernel_refc)},
       {"kernel-app process", b, kernel_app_process(b)},
       {"ClusterScope's own", b, whereis(b, ClusterScope.Cluster.State)},
-      {"erts process", b, whereis(b, :erts_code_purger)}
+      {"erts process", b, whereis(b, :erts_code_purger)},
+      {"boot-time process", b, whereis(b, :erl_prim_loader)},
+      {"max-priority process", b, whereis(b, :global_group)}
     ]
   end
 
@@ -188,7 +190,10 @@ defmodule ClusterScope.Procs.ControlClusterTest do
             :net_kernel,
             :global_name_server,
             :code_server,
-            :application_controller
+            :application_controller,
+            # Beyond the named ones: what init started, what runs under it.
+            :erts_code_purger,
+            :erl_prim_loader
           ] do
         pid = whereis(ctx.b, name)
 

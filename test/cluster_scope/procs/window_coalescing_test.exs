@@ -2,6 +2,7 @@ defmodule ClusterScope.Procs.WindowCoalescingTest do
   # Concurrent window queries on one node share one window collection.
   use ExUnit.Case, async: false
 
+  alias ClusterScope.LocalCluster
   alias ClusterScope.Procs.Snapshots
   alias ClusterScope.Test.Cluster
 
@@ -13,7 +14,19 @@ defmodule ClusterScope.Procs.WindowCoalescingTest do
 
   setup_all do
     [a, b] = Cluster.start(2)
-    %{a: a, b: b}
+    {o1, o2, o3, _} = Cluster.alias_base()
+
+    {:ok, bare} =
+      LocalCluster.start_peer(
+        agent: false,
+        connection: :standard_io,
+        link: false,
+        ip: {o1, o2, o3, 41}
+      )
+
+    on_exit(fn -> Cluster.cleanup([bare]) end)
+    assert Cluster.connect(a, bare.node)
+    %{a: a, b: b, bare: bare}
   end
 
   defp stats(peer), do: Cluster.call(peer, Snapshots, :stats, [])
@@ -69,5 +82,39 @@ defmodule ClusterScope.Procs.WindowCoalescingTest do
     assert {:ok, other_start, end3} = own
     assert other_start.taken_at_ms > start.taken_at_ms
     assert end3.taken_at_ms - other_start.taken_at_ms >= 300
+  end
+
+  test "window queries for an agentless node, served by one node, share one window", ctx do
+    bare = Atom.to_string(ctx.bare.node)
+    source = {:agentless, ctx.bare.node}
+    params = %{"window_ms" => @window, "node" => bare, "limit" => 3}
+    before = Cluster.call(ctx.a, Snapshots, :stats, [source])
+    started = System.monotonic_time(:millisecond)
+
+    answers =
+      1..@callers
+      |> Enum.map(fn _ ->
+        Task.async(fn ->
+          Cluster.call(ctx.a, ClusterScope, :run, ["process_list", params], 60_000)
+        end)
+      end)
+      |> Enum.map(&Task.await(&1, 60_000))
+
+    elapsed = System.monotonic_time(:millisecond) - started
+    later = Cluster.call(ctx.a, Snapshots, :stats, [source])
+
+    for answer <- answers do
+      assert {:ok, %{agentless: [_], window: window, processes: [_ | _]}} = answer
+      assert window.interval_ms >= @window
+    end
+
+    assert later.windows - before.windows == 1
+    assert later.collections - before.collections == 2
+    assert elapsed < 2 * @window, "took #{elapsed} ms"
+
+    # Pages of an agentless node reuse its snapshot like an agent's own.
+    {:ok, _} = Cluster.call(ctx.a, ClusterScope, :run, ["process_list", %{"node" => bare}])
+    {:ok, _} = Cluster.call(ctx.a, ClusterScope, :run, ["process_list", %{"node" => bare}])
+    assert Cluster.call(ctx.a, Snapshots, :stats, [source]).collections <= later.collections + 1
   end
 end

@@ -12,6 +12,20 @@ defmodule ClusterScope.Fanout do
   One `:erpc` request per node; nothing is retried. A node that does not
   answer within the timeout costs the caller exactly the timeout, never more,
   whatever the number of nodes (they are called at once).
+
+  ## Doors
+
+    * `call/5` and `multicall/5` - results or node errors, for reads
+    * `rpc/5` - one call that answers the raw error class (`:erpc` error,
+      remote exception, exit or throw), for callers that decide per class:
+      process control tells "no such pid" (`badarg`) and "that node's
+      ClusterScope is older" (`undef`) from a node that is down;
+      `describe/2` turns such an error into a node error
+    * `spawn/4` - a node-side process that talks back by message (the
+      agentless row stream and its acknowledgements)
+
+  No other module calls another node itself (a test checks `lib/`):
+  timeouts and per-node errors are decided here.
   """
 
   @typedoc "Why a node gave no answer."

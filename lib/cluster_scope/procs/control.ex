@@ -181,6 +181,16 @@ defmodule ClusterScope.Procs.Control do
            call_us: call_us
          })}
 
+      {:reply_too_large, bytes, text, call_us} ->
+        {:ok,
+         Map.merge(base, %{
+           delivered: true,
+           reply: nil,
+           reply_error: "reply too large to copy (#{bytes} bytes)",
+           reply_text: Secrets.redact(text),
+           call_us: call_us
+         })}
+
       {:timeout, _} ->
         {:error,
          {:timeout, "#{base.pid} did not reply within #{timeout_ms} ms",

@@ -76,13 +76,6 @@ defmodule ClusterScope.Procs.Rows do
   # (`peer`, `pg`, `global`, `logger_olp`, ...) is the runtime's, whoever
   # started it.
   @core_apps [:kernel, :stdlib]
-  # Initial calls that say how a process was started, not what it runs.
-  @generic_entries [
-    {:erlang, :apply, 2},
-    {:proc_lib, :init_p, 5},
-    {:gen_event, :init_it, 6}
-  ]
-  @generic_starters [:supervisor, :supervisor_bridge]
 
   @typedoc "What a collection carries from row to row."
   @type context :: %{masters: %{pid() => atom()}, behaviours: %{module() => atom()}}
@@ -365,14 +358,7 @@ defmodule ClusterScope.Procs.Rows do
       if bytes <= @max_state_bytes do
         {:ok, redact(state, rules)}
       else
-        preview =
-          case rules do
-            nil -> state
-            _ -> redact(:erlang.element(1, preview(state, @preview_terms)), rules)
-          end
-
-        text = :io_lib.format(~c"~P", [preview, 40])
-        {:state_too_large, bytes, :unicode.characters_to_binary(text)}
+        {:state_too_large, bytes, too_large_text(state, rules)}
       end
     catch
       :exit, {:timeout, _} -> {:state_error, :timeout}
@@ -382,6 +368,18 @@ defmodule ClusterScope.Procs.Rows do
   end
 
   defp state(_pid, _type, _timeout, _rules), do: :not_a_behaviour
+
+  # A term too large to copy, printed depth-limited; with rules, from a
+  # bounded preview that was redacted first.
+  defp too_large_text(term, rules) do
+    preview =
+      case rules do
+        nil -> term
+        _ -> redact(:erlang.element(1, preview(term, @preview_terms)), rules)
+      end
+
+    :unicode.characters_to_binary(:io_lib.format(~c"~P", [preview, 40]))
+  end
 
   defp redact(term, nil), do: term
   defp redact(term, rules), do: :"Elixir.ClusterScope.Redact".term(term, rules)
@@ -486,18 +484,30 @@ defmodule ClusterScope.Procs.Rows do
   @doc """
   `gen_server:call(pid, message, timeout)` made here, on the process's
   node, for a caller elsewhere: the reply (or the exit reason) is redacted
-  here like `info_v2/4`'s state before it leaves. Returns
-  `{:reply, reply, call_us}`, `{:timeout, timeout}` or `{:exit, reason}`.
+  here like `info_v2/4`'s state before it leaves, and a reply over 1 MiB
+  is printed here from a redacted preview instead of copied. Returns
+  `{:reply, reply, call_us}`, `{:reply_too_large, bytes, text, call_us}`,
+  `{:timeout, timeout}` or `{:exit, reason}`.
   """
   @spec call_v1(pid(), term(), pos_integer(), [binary()], [binary()]) ::
-          {:reply, term(), non_neg_integer()} | {:timeout, pos_integer()} | {:exit, term()}
+          {:reply, term(), non_neg_integer()}
+          | {:reply_too_large, non_neg_integer(), binary(), non_neg_integer()}
+          | {:timeout, pos_integer()}
+          | {:exit, term()}
   def call_v1(pid, message, timeout, keys, secrets) do
     rules = :"Elixir.ClusterScope.Redact".rules(keys, secrets)
     started = :erlang.monotonic_time(:microsecond)
 
     try do
       reply = :gen_server.call(pid, message, timeout)
-      {:reply, redact(reply, rules), :erlang.monotonic_time(:microsecond) - started}
+      call_us = :erlang.monotonic_time(:microsecond) - started
+      bytes = :erlang.external_size(reply)
+
+      if bytes <= @max_state_bytes do
+        {:reply, redact(reply, rules), call_us}
+      else
+        {:reply_too_large, bytes, too_large_text(reply, rules), call_us}
+      end
     catch
       :exit, {:timeout, _} -> {:timeout, timeout}
       :exit, {reason, _} -> {:exit, redact(reason, rules)}
@@ -523,9 +533,9 @@ defmodule ClusterScope.Procs.Rows do
       (#{inspect(@runtime_apps)}, from the group leader) or of ClusterScope;
       an application master, or the top supervisor of an application (its
       parent is the master's child); a process running the code of a
-      server of OTP's core (`kernel`, `stdlib` or preloaded modules, by
-      its initial call: `peer` controllers, `pg` scopes, ...), and the
-      agentless row stream of this module;
+      server of OTP's core (a gen_server or gen_statem whose callback
+      module is of `kernel`, `stdlib` or preloaded: `peer` controllers,
+      `pg` scopes, ...), and the agentless row stream of this module;
     * `:none` - any other process.
 
   `reason` says why in a sentence (`nil` for `:none`). Cost: one
@@ -595,9 +605,6 @@ defmodule ClusterScope.Procs.Rows do
       core_server?(ic) ->
         {:system, "it runs " <> mfa_text(ic) <> ", a server of the runtime's own code"}
 
-      core_server?(initial) ->
-        {:system, "it runs " <> mfa_text(initial) <> ", part of the runtime's own code"}
-
       true ->
         {:none, nil}
     end
@@ -653,13 +660,12 @@ defmodule ClusterScope.Procs.Rows do
 
   defp top_supervisor?(_), do: false
 
-  defp core_server?({mod, fun, arity} = mfa) when is_atom(mod) do
-    cond do
-      :lists.member(mfa, @generic_entries) -> false
-      :lists.member(mod, @generic_starters) and is_atom(fun) and arity == 1 -> false
-      :lists.member(mod, :erlang.pre_loaded()) -> true
-      true -> :lists.member(module_app(mod), @core_apps)
-    end
+  # A gen_server or gen_statem whose callback module is OTP's core code
+  # (proc_lib's `$initial_call` is then `{Mod, init, 1}`). Other initial
+  # calls say what function a process started in (a Task or an Agent of
+  # `:lists.duplicate/2` is the user's), not whose server it is.
+  defp core_server?({mod, :init, 1}) when is_atom(mod) do
+    :lists.member(mod, :erlang.pre_loaded()) or :lists.member(module_app(mod), @core_apps)
   end
 
   defp core_server?(_), do: false

@@ -279,6 +279,26 @@ defmodule ClusterScope.Procs.ControlClusterTest do
       assert reply.reply_text =~ "[REDACTED]"
       refute whole =~ Atom.to_string(ghost_cookie)
       refute whole =~ password
+
+      # A reply over 1 MiB is printed on b from a redacted preview.
+      {:ok, large} =
+        Cluster.call(ctx.b, Agent, :start, [:lists, :duplicate, [100_000, {:cfg, state}]])
+
+      reverse = %{
+        "$tuple" => [
+          %{"$atom" => "get"},
+          %{"$tuple" => [%{"$atom" => "lists"}, %{"$atom" => "reverse"}, []]}
+        ]
+      }
+
+      {:ok, reply} =
+        run(ctx.c, "send_message", %{"pid" => text(large), "mode" => "call", "message" => reverse})
+
+      assert reply.reply_error =~ "too large"
+      assert reply.reply_text =~ "-setcookie [REDACTED]"
+      whole = inspect(reply, limit: :infinity, printable_limit: :infinity)
+      refute whole =~ Atom.to_string(ghost_cookie)
+      refute whole =~ password
     end
 
     test "the peer controller's state (its command line) leaves its node redacted", ctx do

@@ -150,6 +150,15 @@ defmodule ClusterScope.Procs.ControlClusterTest do
       assert %{level: :none} =
                Cluster.call(ctx.b, ClusterScope.Procs.Rows, :protection_v1, [echo])
 
+      # Starting in an OTP function does not make a process the runtime's.
+      {:ok, agent} = Cluster.call(ctx.b, Agent, :start, [:lists, :seq, [1, 3]])
+      sleeper = Cluster.call(ctx.b, :erlang, :spawn, [:timer, :sleep, [60_000]])
+
+      for pid <- [agent, sleeper] do
+        assert %{level: :none} =
+                 Cluster.call(ctx.b, ClusterScope.Procs.Rows, :protection_v1, [pid])
+      end
+
       {:ok, info} = run(ctx.c, "get_process_info", %{"pid" => text(echo)})
       assert info.protected == nil and info.protection == :none
     end

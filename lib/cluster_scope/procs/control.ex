@@ -12,8 +12,9 @@ defmodule ClusterScope.Procs.Control do
   of names kept here:
 
     * **vital** processes (`init`, `auth`, `net_kernel`,
-      `global_name_server`, `code_server`, `application_controller` and
-      every process `init` started itself) are never killed or sent to,
+      `global_name_server`, `code_server`, `application_controller`, every
+      process `init` started itself and every process whose group leader
+      is `init`, such as `erl_prim_loader`) are never killed or sent to,
       whatever the request and the settings;
     * **protected** processes (the runtime's applications, ERTS-level and
       max-priority processes, application masters and top supervisors,
@@ -30,8 +31,10 @@ defmodule ClusterScope.Procs.Control do
   be the thing that breaks it.
 
   Every call to another node goes through `ClusterScope.Fanout.rpc/5`.
-  A process's state is redacted on its own node (`Rows.info_v2/4`) before
-  it leaves it.
+  A process's state and a call's reply are redacted on the process's own
+  node (`Rows.info_v2/4`, `Rows.call_v1/5`: its cookies, this node's
+  `redact_keys` and tokens) before they leave it, and again here with this
+  node's rules before they are mapped to JSON.
   """
 
   alias ClusterScope.{Config, Fanout, ProcessRef, Secrets}
@@ -61,7 +64,8 @@ defmodule ClusterScope.Procs.Control do
   Everything about a process: the fields of a process list row, links and
   monitors with their nodes, ancestors, trap_exit, priority, and its state
   through `:sys.get_state/2` when it is an OTP behaviour (`state_timeout`
-  ms, 0 to skip).
+  ms, 0 to skip), redacted on its node; `protected` says why a request
+  may not touch it and `protection` is `:vital`, `:system` or `:none`.
   """
   @spec info(ProcessRef.t(), non_neg_integer()) :: {:ok, map()} | {:error, term()}
   def info(%ProcessRef{node: node} = ref, state_timeout) do
@@ -76,8 +80,8 @@ defmodule ClusterScope.Procs.Control do
   end
 
   # info_v2 redacts on the node with its cookies plus our keys and tokens;
-  # a node with an older ClusterScope only has info_v1 (the runner still
-  # redacts what it answers with this node's rules).
+  # a node with an older ClusterScope only has info_v1 (present_info and
+  # the runner redact what it sends with this node's rules).
   defp remote_info(node, pid, state_timeout) do
     args = [pid, state_timeout, Config.get(:redact_keys), Secrets.tokens()]
 

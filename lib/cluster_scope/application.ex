@@ -18,7 +18,8 @@ defmodule ClusterScope.Application do
     * `ClusterScope.Cluster.Heartbeat` - heartbeats and phi-accrual detectors
     * `ClusterScope.Cluster.State` - members, matrix, classification, events
     * `ClusterScope.Mode` - multi_node, local_cluster or simulated
-    * `ClusterScope.Procs.Snapshots` - this node's latest process snapshot,
+    * `ClusterScope.Procs.Snapshots` - the latest process snapshot of this
+      node (and of agentless nodes read from here), and window starts,
       shared by callers
     * `ClusterScope.Trace.ControlWord` - trace control word bits of sessions
     * `ClusterScope.Trace.TracerSupervisor` - the tracers of trace sessions

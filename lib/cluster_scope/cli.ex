@@ -257,11 +257,18 @@ defmodule ClusterScope.CLI do
   def remote(:local, m, f, a), do: {:ok, apply(m, f, a)}
 
   def remote(node, m, f, a) do
-    {:ok, :erpc.call(node, m, f, a, ClusterScope.Config.get(:node_timeout_ms) * 3)}
-  rescue
-    e -> {:error, "The call to #{node} failed: #{Exception.message(e)}"}
-  catch
-    kind, reason -> {:error, "The call to #{node} failed: #{kind} #{inspect(reason)}"}
+    case ClusterScope.Fanout.rpc(node, m, f, a, ClusterScope.Config.get(:node_timeout_ms) * 3) do
+      {:ok, result} ->
+        {:ok, result}
+
+      {:error, {:exception, reason, stack}} ->
+        message = Exception.format_banner(:error, reason, stack)
+        {:error, "The call to #{node} failed: #{message}"}
+
+      {:error, error} ->
+        {:error,
+         "The call to #{node} failed: #{ClusterScope.Fanout.describe(node, error).reason}"}
+    end
   end
 
   # -- output ------------------------------------------------------------------

@@ -12,6 +12,20 @@ defmodule ClusterScope.Fanout do
   One `:erpc` request per node; nothing is retried. A node that does not
   answer within the timeout costs the caller exactly the timeout, never more,
   whatever the number of nodes (they are called at once).
+
+  ## Doors
+
+    * `call/5` and `multicall/5` - results or node errors, for reads
+    * `rpc/5` - one call that answers the raw error class (`:erpc` error,
+      remote exception, exit or throw), for callers that decide per class:
+      process control tells "no such pid" (`badarg`) and "that node's
+      ClusterScope is older" (`undef`) from a node that is down;
+      `describe/2` turns such an error into a node error
+    * `spawn/4` - a node-side process that talks back by message (the
+      agentless row stream and its acknowledgements)
+
+  No other module calls another node itself (a test checks `lib/`):
+  timeouts and per-node errors are decided here.
   """
 
   @typedoc "Why a node gave no answer."
@@ -52,6 +66,55 @@ defmodule ClusterScope.Fanout do
     end)
     |> then(fn {oks, errs} -> {Enum.reverse(oks), Enum.reverse(errs)} end)
   end
+
+  @typedoc """
+  Why one `rpc/5` gave no result, as `:erpc` raised it: the call did not
+  complete (`{:erpc, :noconnection | :timeout | ...}`), or the function
+  raised, exited or threw on the other node.
+  """
+  @type rpc_error ::
+          {:erpc, term()}
+          | {:exception, term(), list()}
+          | {:exit, term()}
+          | {:throw, term()}
+
+  @doc """
+  Calls `module.fun(args)` on `node` (through `:erpc` even for this node,
+  so the call runs in a process of its own) and returns the raw error
+  class instead of a `t:node_error/0`, for callers that decide per class
+  (an `:undef` from an older peer, a `:badarg` meaning "no such pid").
+  Never raises; bounded by `timeout`. `describe/2` turns an error into a
+  node error.
+  """
+  @spec rpc(node(), module(), atom(), list(), timeout()) ::
+          {:ok, term()} | {:error, rpc_error()}
+  def rpc(node, module, fun, args, timeout \\ default_timeout()) do
+    {:ok, :erpc.call(node, module, fun, args, timeout)}
+  catch
+    :error, {:erpc, _} = reason -> {:error, reason}
+    :error, {:exception, reason, stack} -> {:error, {:exception, reason, stack}}
+    :exit, {:exception, reason} -> {:error, {:exit, reason}}
+    :throw, value -> {:error, {:throw, value}}
+  end
+
+  @doc """
+  Starts `module.fun(args)` in a new process on `node` and returns its pid
+  at once (a pid that exits with `:noconnection` when the node cannot be
+  reached: monitor it). For node-side streams that talk back by message,
+  such as the agentless process rows.
+  """
+  @spec spawn(node(), module(), atom(), list()) :: pid()
+  def spawn(node, module, fun, args), do: Node.spawn(node, module, fun, args)
+
+  @doc "The node error of an `rpc/5` error (what `call/5` would have answered)."
+  @spec describe(node(), rpc_error()) :: node_error()
+  def describe(node, {:erpc, _} = reason), do: node_error(node, :error, reason)
+
+  def describe(node, {:exception, reason, stack}),
+    do: node_error(node, :error, {:exception, reason, stack})
+
+  def describe(node, {:exit, reason}), do: node_error(node, :exit, reason)
+  def describe(node, {:throw, value}), do: node_error(node, :throw, value)
 
   @doc """
   Each known node's status as this node's cluster state sees it

@@ -18,8 +18,11 @@ defmodule ClusterScope.Procs do
   `ClusterScope.Procs.Collector`) with a heap bounded by one chunk; it is
   shared by every caller for `max_age_ms` (default 1000) through
   `ClusterScope.Procs.Snapshots`, and at most one runs at a time. Summaries,
-  pages and windows run on dirty schedulers. Window mode collects twice,
-  `window_ms` apart.
+  pages and windows run on dirty schedulers. Window mode uses two
+  snapshots `window_ms` apart, and concurrent window requests on a node
+  share them (`ClusterScope.Procs.Snapshots.window/2`): 70 requests for a
+  30 s window cost one window, not 70. An agentless node's snapshots are
+  kept and shared the same way on the node that reads it.
 
   ## Options
 
@@ -40,7 +43,7 @@ defmodule ClusterScope.Procs do
 
   alias ClusterScope.{Fanout, Native, ProcessRef}
   alias ClusterScope.Cluster.Heartbeat
-  alias ClusterScope.Procs.{Agentless, Rows, Snapshots}
+  alias ClusterScope.Procs.{Rows, Snapshots}
 
   @sort_fields [:memory, :reductions, :message_queue_len, :heap_size]
   @types [:supervisor, :gen_server, :gen_statem, :gen_event, :task, :proc_lib, :plain]
@@ -120,7 +123,6 @@ defmodule ClusterScope.Procs do
   defp window_list(opts) do
     {answers, errors, agentless} =
       fan_out(opts, {:node_window, [opts]}, fn node, _snapshot ->
-        # Agentless: two collections over the network, window_ms apart.
         agentless_window(node, opts)
       end)
 
@@ -225,9 +227,7 @@ defmodule ClusterScope.Procs do
 
   @doc false
   def node_window(opts) do
-    with {:ok, before} <- Snapshots.get(0),
-         :ok <- Process.sleep(opts.window_ms),
-         {:ok, later} <- Snapshots.get(0) do
+    with {:ok, before, later} <- Snapshots.window(opts.window_ms) do
       interval = max(later.taken_at_ms - before.taken_at_ms, 1)
 
       Native.procs_window(
@@ -253,19 +253,16 @@ defmodule ClusterScope.Procs do
     end
   end
 
+  # Agentless: two collections over the network, window_ms apart, shared
+  # with every concurrent window request for that node served here.
   defp agentless_window(node, opts) do
-    timeout = opts.timeout
-
-    with {:ok, before} <- Agentless.collect(node, timeout),
-         t0 = System.monotonic_time(:millisecond),
-         :ok <- Process.sleep(opts.window_ms),
-         t1 = System.monotonic_time(:millisecond),
-         {:ok, later} <- Agentless.collect(node, timeout) do
+    with {:ok, before, later} <-
+           Snapshots.window({:agentless, node}, opts.window_ms, opts.timeout) do
       Native.procs_window(
-        before,
-        later,
+        before.snapshot,
+        later.snapshot,
         Atom.to_string(node),
-        max(t1 - t0, 1),
+        max(later.taken_at_ms - before.taken_at_ms, 1),
         Map.put(opts.filter, :k, opts.limit)
       )
     end
@@ -330,7 +327,7 @@ defmodule ClusterScope.Procs do
         {node,
          Task.async(fn ->
            try do
-             with {:ok, snapshot} <- agentless_snapshot(node, fun, timeout) do
+             with {:ok, snapshot} <- agentless_snapshot(node, fun, opts) do
                agentless_fun.(node, snapshot)
              end
            catch
@@ -362,8 +359,14 @@ defmodule ClusterScope.Procs do
      agentless_answers |> Enum.map(&elem(&1, 0)) |> Enum.sort()}
   end
 
-  defp agentless_snapshot(_node, :node_window, _timeout), do: {:ok, nil}
-  defp agentless_snapshot(node, _fun, timeout), do: Agentless.collect(node, timeout)
+  # Agentless snapshots are kept and shared here like a node keeps its own.
+  defp agentless_snapshot(_node, :node_window, _opts), do: {:ok, nil}
+
+  defp agentless_snapshot(node, _fun, opts) do
+    with {:ok, %{snapshot: snapshot}} <-
+           Snapshots.get({:agentless, node}, opts.max_age_ms, opts.timeout),
+         do: {:ok, snapshot}
+  end
 
   @doc """
   The nodes a cluster-wide call goes to: `{agents, agentless, skipped}`,

@@ -61,8 +61,8 @@ defmodule ClusterScope.Redact do
   end
 
   @doc """
-  Every cookie this node holds: its own and those set for the nodes it
-  knows (connected now or earlier), as binaries.
+  Every cookie this node holds: its own and those set for other nodes
+  (connected now, earlier or never, from `auth`'s own table), as binaries.
   """
   @spec cookies() :: [binary()]
   def cookies do
@@ -75,8 +75,38 @@ defmodule ClusterScope.Redact do
       end
 
     per_node = :lists.map(&safe_cookie/1, nodes)
-    cookies = :lists.usort(own ++ per_node) -- [:nocookie, :""]
+    cookies = :lists.usort(own ++ per_node ++ auth_cookies()) -- [:nocookie, :""]
     :lists.map(&:erlang.atom_to_binary(&1, :utf8), cookies)
+  end
+
+  # Cookies set with erlang:set_cookie/2 for nodes never connected are in
+  # none of nodes/1's lists: auth keeps them all in a protected (readable)
+  # table of its own named `cookies`.
+  defp auth_cookies do
+    case :erlang.whereis(:auth) do
+      auth when is_pid(auth) ->
+        :lists.flatmap(
+          fn table ->
+            if :ets.info(table, :owner) == auth and :ets.info(table, :name) == :cookies do
+              :lists.filtermap(
+                fn
+                  {_node, cookie} when is_atom(cookie) -> {true, cookie}
+                  _ -> false
+                end,
+                :ets.tab2list(table)
+              )
+            else
+              []
+            end
+          end,
+          :ets.all()
+        )
+
+      _ ->
+        []
+    end
+  catch
+    _, _ -> []
   end
 
   defp safe_cookie(node) do

@@ -5,8 +5,9 @@ defmodule ClusterScope.Operations.KillProcess do
 
   `reason` is `kill` (the default: untrappable), `shutdown`, `normal`
   (which a process that does not trap exits ignores), or any text, sent as
-  `{:shutdown, text}`. System processes and ClusterScope's own are refused
-  unless `force` (see `ClusterScope.Procs.Control`). Mutating: needs the
+  `{:shutdown, text}`. The runtime's vital servers are always refused;
+  the runtime's other processes and ClusterScope's own unless `force` where
+  `allow_dangerous_actions` is true (see `ClusterScope.Procs.Control`). Mutating: needs the
   token over HTTP and is absent in read-only mode.
   """
 

@@ -14,7 +14,9 @@ defmodule ClusterScope.Operations.ProcessList do
   application, type, initial call and module, histograms, totals).
 
   Cost on each node: one walk of its processes (shared by callers for a
-  second, see `ClusterScope.Procs.Snapshots`), two in window mode. Nodes
+  second, see `ClusterScope.Procs.Snapshots`), two in window mode, shared
+  by every concurrent window request on that node (N requests for a 30 s
+  window cost one window). Nodes
   that do not answer within the node timeout are in `node_errors`.
   """
 

@@ -7,8 +7,9 @@ defmodule ClusterScope.Operations.SendMessage do
   `message` is JSON mapped to a term as `ClusterScope.Procs.Terms`
   documents (`{"$tuple": [{"$atom": "ping"}, 1]}` is `{:ping, 1}`; atoms
   must already exist). A call's reply comes back in the same mapping
-  (`reply`) and as Elixir text (`reply_text`). System processes and
-  ClusterScope's own are refused unless `force`. Mutating: needs the token
+  (`reply`) and as Elixir text (`reply_text`). The runtime's vital
+  servers are always refused; its other processes and ClusterScope's own
+  unless `force` where `allow_dangerous_actions` is true. Mutating: needs the token
   over HTTP and is absent in read-only mode.
   """
 

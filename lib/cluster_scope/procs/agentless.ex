@@ -6,7 +6,9 @@ defmodule ClusterScope.Procs.Agentless do
   OTP) onto that node with `:code.load_binary/3` when the node has no
   module of that name, then runs its `stream_v1/3` there: the node reads its
   own processes and streams rows back in acknowledged chunks, and the caller
-  pushes them into a Rust snapshot of its own and aggregates. A node that
+  pushes them into a Rust snapshot of its own and aggregates.
+  `ClusterScope.Redact` (also OTP-only) is loaded beside it, so a process's
+  state read there is redacted there. A node that
   already has a `Rows` module of another ClusterScope version is used as
   long as it exports `stream_v1/3`; otherwise it is reported, not
   overwritten.
@@ -17,34 +19,56 @@ defmodule ClusterScope.Procs.Agentless do
   process count beyond the remote pid list.
   """
 
-  alias ClusterScope.Native
+  alias ClusterScope.{Fanout, Native, Redact}
   alias ClusterScope.Procs.Rows
 
   @chunk 500
 
   @doc """
-  Makes `Rows` callable on `node`: `:ok`, or `{:error, reason}` (for
-  example an incompatible `Rows` already loaded there).
+  Makes `Rows` (and `ClusterScope.Redact`, which its `info_v2/4` uses)
+  callable on `node`: `:ok`, or `{:error, reason}` (for example an
+  incompatible `Rows` already loaded there). Every call to the node goes
+  through `ClusterScope.Fanout.rpc/5`.
   """
   @spec ensure_rows(node(), timeout()) :: :ok | {:error, term()}
   def ensure_rows(node, timeout) do
-    case :erpc.call(node, :code, :ensure_loaded, [Rows], timeout) do
-      {:module, Rows} ->
-        if :erpc.call(node, :erlang, :function_exported, [Rows, :stream_v1, 3], timeout),
-          do: :ok,
-          else: {:error, :incompatible_version}
-
-      {:error, _} ->
-        {Rows, binary, file} = :code.get_object_code(Rows)
-
-        case :erpc.call(node, :code, :load_binary, [Rows, file, binary], timeout) do
-          {:module, Rows} -> :ok
-          {:error, reason} -> {:error, {:load_failed, reason}}
-        end
+    with :ok <- ensure_module(node, Rows, {:stream_v1, 3}, timeout) do
+      ensure_module(node, Redact, {:term, 2}, timeout)
     end
-  catch
-    :error, {:erpc, reason} -> {:error, reason}
-    kind, reason -> {:error, {kind, reason}}
+  end
+
+  # Loads `mod`'s object code onto `node` unless a module of that name is
+  # there; one already there must export `fun` (a later version of ours
+  # does; another one is reported, never overwritten).
+  defp ensure_module(node, mod, {fun, arity}, timeout) do
+    with {:ok, loaded} <- rpc(node, :code, :ensure_loaded, [mod], timeout) do
+      case loaded do
+        {:module, ^mod} ->
+          case rpc(node, :erlang, :function_exported, [mod, fun, arity], timeout) do
+            {:ok, true} -> :ok
+            {:ok, false} -> {:error, :incompatible_version}
+            error -> error
+          end
+
+        {:error, _} ->
+          {^mod, binary, file} = :code.get_object_code(mod)
+
+          case rpc(node, :code, :load_binary, [mod, file, binary], timeout) do
+            {:ok, {:module, ^mod}} -> :ok
+            {:ok, {:error, reason}} -> {:error, {:load_failed, reason}}
+            error -> error
+          end
+      end
+    end
+  end
+
+  defp rpc(node, m, f, a, timeout) do
+    case Fanout.rpc(node, m, f, a, timeout) do
+      {:ok, value} -> {:ok, value}
+      {:error, {:erpc, reason}} -> {:error, reason}
+      {:error, {:exception, reason, _}} -> {:error, {:error, reason}}
+      {:error, {kind, reason}} -> {:error, {kind, reason}}
+    end
   end
 
   @doc """
@@ -58,7 +82,7 @@ defmodule ClusterScope.Procs.Agentless do
     with :ok <- ensure_rows(node, timeout),
          snapshot when is_reference(snapshot) <- Native.procs_snapshot_new() do
       ref = make_ref()
-      pid = Node.spawn(node, Rows, :stream_v1, [self(), ref, @chunk])
+      pid = Fanout.spawn(node, Rows, :stream_v1, [self(), ref, @chunk])
       monitor = Process.monitor(pid)
 
       try do

@@ -21,7 +21,10 @@ defmodule ClusterScope.Procs.Params do
       type: :boolean,
       default: false,
       location: :body,
-      description: "allow system processes and ClusterScope's own"
+      description:
+        "reach protected processes (the runtime's, ClusterScope's); refused unless " <>
+          "allow_dangerous_actions is true; never reaches init, auth, net_kernel, global, " <>
+          "code_server or application_controller"
     }
   end
 

@@ -3,8 +3,9 @@ defmodule ClusterScope.Procs.Rows do
   Reads processes into compact rows, on the node where they live.
 
   This module calls only OTP (`erlang`, `lists`, `maps`, `string`,
-  `application_controller`, `sys`): no Elixir standard library and no other
-  ClusterScope module. That is what lets a caller load its object code onto
+  `proplists`, `io_lib`, `unicode`, `application`, `application_controller`,
+  `sys`, `gen_server`): no Elixir standard library and no other
+  ClusterScope module but `ClusterScope.Redact`, itself OTP-only. That is what lets a caller load its object code onto
   a node that runs no ClusterScope at all (`:code.load_binary/3`, as Phoenix
   LiveDashboard does) and collect there: the *agentless* path. Agent nodes
   use the same functions, so a process is described the same way whichever
@@ -53,6 +54,28 @@ defmodule ClusterScope.Procs.Rows do
   ]
 
   @max_state_bytes 1_048_576
+  # What a state too large to copy is cut to before it is redacted and
+  # printed: at most this many terms, visited depth first.
+  @preview_terms 20_000
+
+  # The runtime's servers no request may ever kill or message, with or
+  # without force: the node (or its distribution, code loading or
+  # applications) would not survive it.
+  @vital_names [
+    :init,
+    :auth,
+    :net_kernel,
+    :global_name_server,
+    :code_server,
+    :application_controller
+  ]
+
+  # The applications that make up the runtime (OTP's core and Elixir's).
+  @runtime_apps [:kernel, :stdlib, :sasl, :compiler, :elixir, :logger]
+  # Their server code: a process running one of these modules' servers
+  # (`peer`, `pg`, `global`, `logger_olp`, ...) is the runtime's, whoever
+  # started it.
+  @core_apps [:kernel, :stdlib]
 
   @typedoc "What a collection carries from row to row."
   @type context :: %{masters: %{pid() => atom()}, behaviours: %{module() => atom()}}
@@ -280,7 +303,9 @@ defmodule ClusterScope.Procs.Rows do
   `:undefined` when the process is not alive.
   """
   @spec info_v1(pid(), non_neg_integer()) :: map() | :undefined
-  def info_v1(pid, state_timeout) do
+  def info_v1(pid, state_timeout), do: info(pid, state_timeout, nil)
+
+  defp info(pid, state_timeout, rules) do
     extra = [:links, :monitors, :monitored_by, :trap_exit, :priority, :group_leader]
 
     case :erlang.process_info(pid, extra) do
@@ -305,7 +330,7 @@ defmodule ClusterScope.Procs.Rows do
               priority: :proplists.get_value(:priority, info),
               group_leader: :proplists.get_value(:group_leader, info),
               ancestors: :proplists.get_value(:"$ancestors", dict, []),
-              state: state(pid, type, state_timeout)
+              state: state(pid, type, state_timeout, rules)
             }
         end
     end
@@ -318,9 +343,9 @@ defmodule ClusterScope.Procs.Rows do
     end
   end
 
-  defp state(_pid, _type, 0), do: :not_requested
+  defp state(_pid, _type, 0, _rules), do: :not_requested
 
-  defp state(pid, type, timeout)
+  defp state(pid, type, timeout, rules)
        when type in [:gen_server, :gen_statem, :gen_event, :supervisor] do
     try do
       state = :sys.get_state(pid, timeout)
@@ -328,19 +353,338 @@ defmodule ClusterScope.Procs.Rows do
       bytes = :erlang.external_size(state)
 
       # A huge state is printed here, depth-limited, rather than copied
-      # whole across the network.
+      # whole across the network; with rules, from a bounded preview that
+      # was redacted first.
       if bytes <= @max_state_bytes do
-        {:ok, state}
+        {:ok, redact(state, rules)}
       else
-        text = :io_lib.format(~c"~P", [state, 40])
-        {:state_too_large, bytes, :unicode.characters_to_binary(text)}
+        {:state_too_large, bytes, too_large_text(state, rules)}
       end
     catch
       :exit, {:timeout, _} -> {:state_error, :timeout}
-      :exit, {reason, _} -> {:state_error, reason}
-      kind, reason -> {:state_error, {kind, reason}}
+      :exit, {reason, _} -> {:state_error, redact(reason, rules)}
+      kind, reason -> {:state_error, redact({kind, reason}, rules)}
     end
   end
 
-  defp state(_pid, _type, _timeout), do: :not_a_behaviour
+  defp state(_pid, _type, _timeout, _rules), do: :not_a_behaviour
+
+  # A term too large to copy, printed depth-limited; with rules, from a
+  # bounded preview that was redacted first.
+  defp too_large_text(term, rules) do
+    preview =
+      case rules do
+        nil -> term
+        _ -> redact(:erlang.element(1, preview(term, @preview_terms)), rules)
+      end
+
+    :unicode.characters_to_binary(:io_lib.format(~c"~P", [preview, 40]))
+  end
+
+  defp redact(term, nil), do: term
+  defp redact(term, rules), do: :"Elixir.ClusterScope.Redact".term(term, rules)
+
+  # The term cut to at most `budget` terms, depth first: what is left out
+  # becomes the atom '...'. Binaries and printable lists are kept whole
+  # (or dropped whole when they do not fit), so redaction sees every
+  # secret in full. Returns {preview, budget_left}.
+  defp preview(_term, budget) when budget <= 0, do: {:..., 0}
+
+  defp preview(term, budget) when is_binary(term), do: {term, budget - 1}
+
+  defp preview(term, budget) when is_list(term) do
+    case bounded_length(term, budget, 0) do
+      # A list that fits: whole when it is text, else element by element.
+      n when n <= budget ->
+        if :io_lib.printable_unicode_list(term),
+          do: {term, budget - n},
+          else: preview_list(term, budget - 1, [])
+
+      # Too long: a text is dropped whole, never cut inside a secret.
+      _ ->
+        if chars_only(term, budget),
+          do: {:..., 0},
+          else: preview_list(term, budget - 1, [])
+    end
+  end
+
+  defp preview(term, budget) when is_tuple(term) do
+    {items, left} = preview_list(:erlang.tuple_to_list(term), budget - 1, [])
+    {:erlang.list_to_tuple(items), left}
+  end
+
+  defp preview(term, budget) when is_map(term) do
+    preview_map(:maps.next(:maps.iterator(term)), budget - 1, [])
+  end
+
+  defp preview(term, budget), do: {term, budget - 1}
+
+  defp preview_list([], budget, acc), do: {:lists.reverse(acc), budget}
+  defp preview_list(_rest, budget, acc) when budget <= 0, do: {:lists.reverse(acc, [:...]), 0}
+
+  defp preview_list([head | tail], budget, acc) do
+    {item, left} = preview(head, budget)
+    preview_list(tail, left, [item | acc])
+  end
+
+  # An improper tail: kept as the last element.
+  defp preview_list(tail, budget, acc) do
+    {item, left} = preview(tail, budget)
+    {:lists.reverse(acc, [item]), left}
+  end
+
+  defp preview_map(:none, budget, acc), do: {:maps.from_list(acc), budget}
+
+  defp preview_map(_iter, budget, acc) when budget <= 0,
+    do: {:maps.from_list([{:..., :...} | acc]), 0}
+
+  defp preview_map({key, value, iter}, budget, acc) do
+    {key, left} = preview(key, budget)
+    {value, left} = preview(value, left)
+    preview_map(:maps.next(iter), left, [{key, value} | acc])
+  end
+
+  # The length of a proper list, counting no further than `limit` + 1.
+  defp bounded_length([], _limit, n), do: n
+  defp bounded_length(_list, limit, n) when n > limit, do: n
+  defp bounded_length([_ | tail], limit, n), do: bounded_length(tail, limit, n + 1)
+  defp bounded_length(_improper, _limit, n), do: n + 1
+
+  # Whether the first `limit` elements are all character codes.
+  defp chars_only(_list, 0), do: true
+  defp chars_only([c | tail], n) when is_integer(c) and c >= 0, do: chars_only(tail, n - 1)
+  defp chars_only([], _n), do: true
+  defp chars_only(_list, _n), do: false
+
+  @doc """
+  `info_v1/2` for a caller that shows the answer elsewhere: the state (and
+  a state error's reason, and the text of a state too large to copy) is
+  redacted here, on the process's node, before it leaves, with
+  `ClusterScope.Redact` rules built here from this node's cookies plus the
+  caller's `keys` (its `redact_keys`) and `secrets` (its tokens). A state
+  over 1 MiB is cut to its first #{@preview_terms} terms, then redacted,
+  then printed: secrets are never cut in half, since binaries and
+  printable lists are kept whole or dropped whole. The answer also carries
+  `protection` (`protection_v1/1`).
+  """
+  @spec info_v2(pid(), non_neg_integer(), [binary()], [binary()]) :: map() | :undefined
+  def info_v2(pid, state_timeout, keys, secrets) do
+    case info(pid, state_timeout, :"Elixir.ClusterScope.Redact".rules(keys, secrets)) do
+      :undefined ->
+        :undefined
+
+      info ->
+        case protection_v1(pid) do
+          :undefined -> :undefined
+          protection -> :maps.put(:protection, protection, info)
+        end
+    end
+  end
+
+  @doc """
+  `gen_server:call(pid, message, timeout)` made here, on the process's
+  node, for a caller elsewhere: the reply (or the exit reason) is redacted
+  here like `info_v2/4`'s state before it leaves, and a reply over 1 MiB
+  is printed here from a redacted preview instead of copied. Returns
+  `{:reply, reply, call_us}`, `{:reply_too_large, bytes, text, call_us}`,
+  `{:timeout, timeout}` or `{:exit, reason}`.
+  """
+  @spec call_v1(pid(), term(), pos_integer(), [binary()], [binary()]) ::
+          {:reply, term(), non_neg_integer()}
+          | {:reply_too_large, non_neg_integer(), binary(), non_neg_integer()}
+          | {:timeout, pos_integer()}
+          | {:exit, term()}
+  def call_v1(pid, message, timeout, keys, secrets) do
+    rules = :"Elixir.ClusterScope.Redact".rules(keys, secrets)
+    started = :erlang.monotonic_time(:microsecond)
+
+    try do
+      reply = :gen_server.call(pid, message, timeout)
+      call_us = :erlang.monotonic_time(:microsecond) - started
+      bytes = :erlang.external_size(reply)
+
+      if bytes <= @max_state_bytes do
+        {:reply, redact(reply, rules), call_us}
+      else
+        {:reply_too_large, bytes, too_large_text(reply, rules), call_us}
+      end
+    catch
+      :exit, {:timeout, _} -> {:timeout, timeout}
+      :exit, {reason, _} -> {:exit, redact(reason, rules)}
+      :exit, reason -> {:exit, redact(reason, rules)}
+    end
+  end
+
+  @doc """
+  Whether a request may kill or message `pid`, decided on its node from
+  what the process is, not from a list of names. Returns `:undefined` for
+  a dead process, else `%{registered_name:, level:, reason:}` where
+  `level` is
+
+    * `:vital` - never, whatever the caller's settings: `init`, `auth`,
+      `net_kernel`, `global_name_server`, `code_server`,
+      `application_controller` (each checked as the process registered
+      under that name right now), every process `init` started itself
+      (ERTS's own processes, the boot process) and every process whose
+      group leader is `init` (boot-time servers such as `erl_prim_loader`
+      and `logger`);
+    * `:system` - only with `force` where dangerous actions are allowed: a
+      process at `max` priority; one of the runtime's applications
+      (#{inspect(@runtime_apps)}, from the group leader) or of ClusterScope;
+      an application master, or the top supervisor of an application (its
+      parent is the master's child); a process running the code of a
+      server of OTP's core (a gen_server or gen_statem whose callback
+      module is of `kernel`, `stdlib` or preloaded: `peer` controllers,
+      `pg` scopes, ...), and the agentless row stream of this module;
+    * `:none` - any other process.
+
+  `reason` says why in a sentence (`nil` for `:none`). Cost: one
+  `process_info/2` (which copies the dictionary), one of the parent, and
+  a lookup of the applications.
+  """
+  @spec protection_v1(pid()) ::
+          :undefined | %{registered_name: atom() | [], level: atom(), reason: binary() | nil}
+  def protection_v1(pid) do
+    items = [:registered_name, :initial_call, :group_leader, :priority, :dictionary]
+
+    case :erlang.process_info(pid, items) do
+      :undefined ->
+        :undefined
+
+      [{_, name}, {_, initial}, {_, gl}, {_, priority}, {_, dict}] ->
+        ic = initial_call(dict, initial)
+        parent = parent(pid, dict)
+        {level, reason} = protection(pid, name, initial, ic, gl, priority, parent)
+        %{registered_name: name, level: level, reason: reason}
+    end
+  end
+
+  defp protection(pid, name, initial, ic, gl, priority, parent) do
+    init = :erlang.whereis(:init)
+
+    case vital_name(pid) do
+      nil ->
+        cond do
+          pid == init or parent == init ->
+            {:vital, "it is one of the runtime's own processes, started by init"}
+
+          # Boot-time servers started before any application (the boot
+          # loader, logger's server): their group leader is init itself.
+          gl == init ->
+            {:vital, "it is one of the runtime's boot-time processes (its group leader is init)"}
+
+          true ->
+            system(pid, name, initial, ic, gl, priority, parent)
+        end
+
+      vital ->
+        {:vital, atom_text(vital) <> " is vital to the runtime"}
+    end
+  end
+
+  defp system(pid, _name, initial, ic, gl, priority, parent) do
+    app = application_of(gl)
+
+    cond do
+      priority == :max ->
+        {:system, "it runs at max priority, as the runtime's own processes do"}
+
+      app == :cluster_scope or ic_module(initial) == __MODULE__ ->
+        {:system, "it is one of ClusterScope's own processes"}
+
+      :lists.member(app, @runtime_apps) ->
+        {:system, "it belongs to the " <> atom_text(app) <> " application, part of the runtime"}
+
+      gl == pid or ic == {:application_master, :init, 4} or
+          initial == {:application_master, :start_it, 4} ->
+        {:system, "it is the application master of " <> app_text(app)}
+
+      top_supervisor?(parent) ->
+        {:system, "it is the top supervisor of " <> app_text(app)}
+
+      core_server?(ic) ->
+        {:system, "it runs " <> mfa_text(ic) <> ", a server of the runtime's own code"}
+
+      true ->
+        {:none, nil}
+    end
+  end
+
+  defp vital_name(pid) do
+    case :lists.filter(fn n -> :erlang.whereis(n) == pid end, @vital_names) do
+      [name | _] -> name
+      [] -> nil
+    end
+  end
+
+  defp parent(pid, dict) do
+    case :erlang.process_info(pid, :parent) do
+      {:parent, parent} when is_pid(parent) -> parent
+      _ -> :undefined
+    end
+  catch
+    # Before OTP 25 there is no `parent` item: the first ancestor.
+    :error, :badarg ->
+      case :proplists.get_value(:"$ancestors", dict, []) do
+        [first | _] when is_pid(first) -> first
+        [first | _] when is_atom(first) -> :erlang.whereis(first)
+        _ -> :undefined
+      end
+  end
+
+  defp application_of(gl) do
+    :lists.foldl(
+      fn {app, _, _}, acc ->
+        case acc do
+          :undefined ->
+            if :application_controller.get_master(app) == gl, do: app, else: :undefined
+
+          found ->
+            found
+        end
+      end,
+      :undefined,
+      # ETS reads only: never waits on a busy application_controller.
+      :application.loaded_applications()
+    )
+  catch
+    _, _ -> :undefined
+  end
+
+  # The parent of an application's top supervisor is the process the
+  # application master starts to run the application's start/2.
+  defp top_supervisor?(parent) when is_pid(parent) do
+    :erlang.process_info(parent, :initial_call) ==
+      {:initial_call, {:application_master, :start_it, 4}}
+  end
+
+  defp top_supervisor?(_), do: false
+
+  # A gen_server or gen_statem whose callback module is OTP's core code
+  # (proc_lib's `$initial_call` is then `{Mod, init, 1}`). Other initial
+  # calls say what function a process started in (a Task or an Agent of
+  # `:lists.duplicate/2` is the user's), not whose server it is.
+  defp core_server?({mod, :init, 1}) when is_atom(mod) do
+    :lists.member(mod, :erlang.pre_loaded()) or :lists.member(module_app(mod), @core_apps)
+  end
+
+  defp core_server?(_), do: false
+
+  defp module_app(mod) do
+    case :application.get_application(mod) do
+      {:ok, app} -> app
+      :undefined -> :undefined
+    end
+  end
+
+  defp ic_module({mod, _, _}), do: mod
+  defp ic_module(_), do: nil
+
+  defp atom_text(atom), do: :erlang.atom_to_binary(atom, :utf8)
+
+  defp app_text(:undefined), do: "an application"
+  defp app_text(app), do: "the " <> atom_text(app) <> " application"
+
+  defp mfa_text({m, f, a}),
+    do: atom_text(m) <> ":" <> atom_text(f) <> "/" <> :erlang.integer_to_binary(a)
 end

@@ -26,7 +26,9 @@ defmodule ClusterScope.Procs.Terms do
 
   The same forms the other way: atoms other than `nil`, `true`, `false`
   become `{"$atom": ..}`, tuples `{"$tuple": [..]}`, pids `{"$pid": ..}`,
-  maps with keys that are not strings `{"$map": [[key, value], ..]}`,
+  maps with keys that are not strings `{"$map": [[key, value], ..]}`
+  (a struct is such a map: its fields and its `__struct__` key, so
+  `%MapSet{}` or a `DynamicSupervisor` state render like any map),
   binaries that are not UTF-8 `{"$binary": base64}`, and references,
   ports and funs `{"$term": "#Reference<...>"}`. Nesting deeper than
   #{20} levels or lists and maps longer than #{200} elements are cut, with
@@ -130,12 +132,19 @@ defmodule ClusterScope.Procs.Terms do
       else: %{"$term" => inspect(list, limit: @max_items)}
   end
 
+  # Through :maps, never Enum: a struct is a map that need not be
+  # enumerable (DynamicSupervisor's state), or enumerates something other
+  # than its fields (MapSet). A struct's fields, `__struct__` included,
+  # come out like any other map with atom keys.
   defp to_json(map, depth) when is_map(map) do
-    if Enum.all?(Map.keys(map), &is_binary/1) and map_size(map) <= @max_items do
-      Map.new(map, fn {k, v} -> {k, to_json(v, depth + 1)} end)
+    # At most @max_items pairs are taken, however large the map.
+    pairs = take_pairs(:maps.next(:maps.iterator(map)), @max_items, [])
+
+    if map_size(map) <= @max_items and Enum.all?(pairs, fn {k, _} -> is_binary(k) end) do
+      :maps.from_list(Enum.map(pairs, fn {k, v} -> {k, to_json(v, depth + 1)} end))
     else
-      pairs = map |> Enum.take(@max_items) |> Enum.map(fn {k, v} -> [k, v] end)
-      %{"$map" => items(pairs, depth) ++ truncated(map_size(map) - @max_items)}
+      kept = Enum.map(pairs, fn {k, v} -> [k, v] end)
+      %{"$map" => items(kept, depth) ++ truncated(map_size(map) - @max_items)}
     end
   end
 
@@ -145,6 +154,10 @@ defmodule ClusterScope.Procs.Terms do
     {kept, rest} = Enum.split(list, @max_items)
     Enum.map(kept, &to_json(&1, depth + 1)) ++ truncated(length(rest))
   end
+
+  defp take_pairs(:none, _n, acc), do: Enum.reverse(acc)
+  defp take_pairs(_iter, 0, acc), do: Enum.reverse(acc)
+  defp take_pairs({k, v, iter}, n, acc), do: take_pairs(:maps.next(iter), n - 1, [{k, v} | acc])
 
   defp truncated(n) when n > 0, do: [%{"$truncated" => n}]
   defp truncated(_), do: []

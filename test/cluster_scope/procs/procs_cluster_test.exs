@@ -128,8 +128,15 @@ defmodule ClusterScope.Procs.ClusterTest do
     bare = Atom.to_string(ctx.bare.node)
     refute Cluster.call(ctx.bare, :code, :is_loaded, [ClusterScope.Procs.Snapshots])
 
+    # A fresh snapshot (an agentless node's is shared for max_age_ms, like
+    # an agent's own, and an earlier test may have just read this one).
     {:ok, list} =
-      run(ctx.a, "process_list", %{"node" => bare, "name" => "timer:sleep/1", "limit" => 10})
+      run(ctx.a, "process_list", %{
+        "node" => bare,
+        "name" => "timer:sleep/1",
+        "limit" => 10,
+        "max_age_ms" => 0
+      })
 
     assert list.agentless == [ctx.bare.node]
     assert [%{agentless: true, node: ^bare} = row] = list.processes
@@ -141,6 +148,19 @@ defmodule ClusterScope.Procs.ClusterTest do
 
     {:ok, info} = run(ctx.a, "get_process_info", %{"pid" => row.pid})
     assert info.current_function == "timer:sleep/1"
+
+    # Redact was loaded beside Rows: a state read there is redacted there,
+    # with a cookie only that node holds.
+    assert Cluster.call(ctx.bare, :code, :is_loaded, [ClusterScope.Redact])
+    ghost = :"ghost_#{System.unique_integer([:positive])}@127.0.0.97"
+    ghost_cookie = :"barecookie_#{System.unique_integer([:positive])}_only"
+    true = Cluster.call(ctx.bare, :erlang, :set_cookie, [ghost, ghost_cookie])
+    state = [line: "-setcookie #{ghost_cookie}", password: "bare-secret-pw"]
+    {:ok, agent} = Cluster.call(ctx.bare, Agent, :start, [Map, :new, [state]])
+    {:ok, info} = run(ctx.a, "get_process_info", %{"pid" => ProcessRef.to_string(agent)})
+    assert info.state_text =~ "-setcookie [REDACTED]"
+    refute inspect(info, limit: :infinity) =~ Atom.to_string(ghost_cookie)
+    refute inspect(info, limit: :infinity) =~ "bare-secret-pw"
   end
 
   defp page_all(peer, params, acc) do

@@ -51,4 +51,22 @@ defmodule ClusterScope.Procs.TermsTest do
              "head" => String.duplicate("a", 256)
            }
   end
+
+  test "structs render as maps with their __struct__, whatever they enumerate" do
+    {:ok, sup} = DynamicSupervisor.start_link(strategy: :one_for_one)
+    state = :sys.get_state(sup)
+    json = Terms.to_json(state)
+    assert {:ok, text} = ClusterScope.JSON.encode(json)
+    assert text =~ ~s("Elixir.DynamicSupervisor")
+
+    set = MapSet.new([:a, {:b, 1}])
+    assert %{"$map" => pairs} = Terms.to_json(set)
+    assert [%{"$atom" => "__struct__"}, %{"$atom" => "Elixir.MapSet"}] in pairs
+    assert {:ok, _} = ClusterScope.JSON.encode(Terms.to_json(%{set: set, range: 1..3}))
+
+    big = Map.new(1..1_000, &{&1, &1})
+    assert %{"$map" => pairs} = Terms.to_json(big)
+    assert length(pairs) == 201
+    assert List.last(pairs) == %{"$truncated" => 800}
+  end
 end

@@ -7,13 +7,10 @@ defmodule ClusterScope.FanoutDoorTest do
   # LocalCluster controls the peers it starts (harness, demo, the
   # :local_cluster mode), over standard I/O or distribution.
   @allowed ["lib/cluster_scope/fanout.ex", "lib/cluster_scope/local_cluster.ex"]
-  # Being moved to Fanout by the tracing work (not this module's to change).
-  @pending ["lib/cluster_scope/trace.ex"]
-
   test "only Fanout calls other nodes" do
     offenders =
       for file <- Path.wildcard("lib/**/*.ex"),
-          file not in (@allowed ++ @pending),
+          file not in @allowed,
           {line, n} <- file |> File.read!() |> String.split("\n") |> Enum.with_index(1),
           not String.starts_with?(String.trim_leading(line), "#"),
           Regex.match?(~r/:erpc\.|:rpc\.(call|multicall|cast)|Node\.spawn/, line),

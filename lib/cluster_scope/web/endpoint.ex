@@ -65,6 +65,7 @@ defmodule ClusterScope.Web.Endpoint do
          settings = %{settings | port: port} |> Map.put(:id, id),
          :ok <- :persistent_term.put({__MODULE__, id}, settings),
          {:ok, pid} <- :inets.start(:httpd, httpd_config(id, settings, port), :stand_alone) do
+      widen_backlog(settings.ip, port)
       endpoint = %{pid: pid, id: id, ip: settings.ip, port: port, url: url(settings.ip, port)}
       :persistent_term.put({__MODULE__, :endpoint, pid}, endpoint)
       {:ok, pid}
@@ -149,6 +150,31 @@ defmodule ClusterScope.Web.Endpoint do
       max_uri_size: 8_192,
       minimum_bytes_per_second: 100
     ]
+  end
+
+  # httpd listens with a backlog of 128 and has no option for it. A burst of
+  # connections past the backlog drops SYNs, and a dropped SYN is retried
+  # after a second: a health probe caught in a burst of 500 connections
+  # waited that long (seen in bench/http_admission.exs). listen(2) again on
+  # a duplicate of the listening descriptor sets a new backlog on the same
+  # kernel socket (Linux and the BSDs) without touching httpd's port; the
+  # duplicate is closed at once. Where it fails, httpd's backlog stays.
+  @backlog 1_024
+
+  defp widen_backlog(ip, port) do
+    for socket <- :erlang.ports(),
+        :erlang.port_info(socket, :name) == {:name, ~c"tcp_inet"},
+        :inet.sockname(socket) == {:ok, {ip, port}},
+        :inet.peername(socket) == {:error, :enotconn},
+        {:ok, fd} <- [:inet.getfd(socket)],
+        {:ok, dup} <- [:socket.open(fd, %{dup: true})] do
+      _ = :socket.listen(dup, @backlog)
+      :socket.close(dup)
+    end
+
+    :ok
+  catch
+    _, _ -> :ok
   end
 
   # Port 0 means "any free port": httpd needs a number, so take one from the

@@ -65,7 +65,7 @@ defmodule ClusterScope.Web.Endpoint do
          settings = %{settings | port: port} |> Map.put(:id, id),
          :ok <- :persistent_term.put({__MODULE__, id}, settings),
          {:ok, pid} <- :inets.start(:httpd, httpd_config(id, settings, port), :stand_alone) do
-      widen_backlog(settings.ip, port)
+      widen_backlog(pid, settings.ip, port)
       endpoint = %{pid: pid, id: id, ip: settings.ip, port: port, url: url(settings.ip, port)}
       :persistent_term.put({__MODULE__, :endpoint, pid}, endpoint)
       {:ok, pid}
@@ -155,26 +155,69 @@ defmodule ClusterScope.Web.Endpoint do
   # httpd listens with a backlog of 128 and has no option for it. A burst of
   # connections past the backlog drops SYNs, and a dropped SYN is retried
   # after a second: a health probe caught in a burst of 500 connections
-  # waited that long (seen in bench/http_admission.exs). listen(2) again on
-  # a duplicate of the listening descriptor sets a new backlog on the same
-  # kernel socket (Linux and the BSDs) without touching httpd's port; the
-  # duplicate is closed at once. Where it fails, httpd's backlog stays.
+  # waited that long (seen in bench/http_admission.exs). listen(2) on a
+  # duplicate of the listening descriptor sets a new backlog on the same
+  # kernel socket (Linux and the BSDs) without touching httpd's port. The
+  # duplicate is held by a small process that closes it once httpd's own
+  # listener is gone (closing it while httpd still listens is not safe on
+  # OTP 25). Where any of it fails, httpd's backlog stays.
   @backlog 1_024
 
-  defp widen_backlog(ip, port) do
-    for socket <- :erlang.ports(),
-        :erlang.port_info(socket, :name) == {:name, ~c"tcp_inet"},
-        :inet.sockname(socket) == {:ok, {ip, port}},
-        :inet.peername(socket) == {:error, :enotconn},
-        {:ok, fd} <- [:inet.getfd(socket)],
-        {:ok, dup} <- [:socket.open(fd, %{dup: true})] do
-      _ = :socket.listen(dup, @backlog)
-      :socket.close(dup)
-    end
+  defp widen_backlog(httpd, ip, port) do
+    case listener(ip, port) do
+      nil ->
+        :ok
 
-    :ok
+      socket ->
+        with {:ok, fd} <- :inet.getfd(socket) do
+          parent = self()
+          keeper = spawn(fn -> keep_backlog(parent, httpd, fd, ip, port) end)
+
+          receive do
+            {^keeper, result} -> result
+          after
+            2_000 -> :ok
+          end
+        end
+    end
   catch
     _, _ -> :ok
+  end
+
+  defp keep_backlog(parent, httpd, fd, ip, port) do
+    monitor = Process.monitor(httpd)
+
+    case :socket.open(fd, %{dup: true}) do
+      {:ok, dup} ->
+        send(parent, {self(), :socket.listen(dup, @backlog)})
+
+        receive do
+          {:DOWN, ^monitor, _, _, _} ->
+            await_closed(ip, port, 50)
+            :socket.close(dup)
+        end
+
+      error ->
+        send(parent, {self(), error})
+    end
+  end
+
+  defp await_closed(_ip, _port, 0), do: :ok
+
+  defp await_closed(ip, port, tries) do
+    if listener(ip, port) do
+      Process.sleep(100)
+      await_closed(ip, port, tries - 1)
+    end
+  end
+
+  # httpd's listening socket: the inet port bound to ip:port with no peer.
+  defp listener(ip, port) do
+    Enum.find(:erlang.ports(), fn socket ->
+      :erlang.port_info(socket, :name) == {:name, ~c"tcp_inet"} and
+        :inet.sockname(socket) == {:ok, {ip, port}} and
+        :inet.peername(socket) == {:error, :enotconn}
+    end)
   end
 
   # Port 0 means "any free port": httpd needs a number, so take one from the

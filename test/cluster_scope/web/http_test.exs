@@ -42,6 +42,25 @@ defmodule ClusterScope.Web.HTTPTest do
     assert endpoint.url =~ "http://127.0.0.1:"
   end
 
+  @tag :linux
+  test "the listen backlog is 1,024, and a stopped endpoint frees its port for the next one" do
+    {:ok, endpoint} = Endpoint.start(port: 0)
+    port = endpoint.port
+    # ss prints the backlog of a listening socket as its Send-Q.
+    listening = fn -> System.cmd("ss", ["-Hltn", "sport = :#{port}"]) |> elem(0) end
+
+    if System.find_executable("ss") do
+      assert listening.() =~ ~r/LISTEN\s+\d+\s+1024\s/
+    end
+
+    assert {200, _, _} = HTTP.get(endpoint.url <> "/api/v1/cluster/health")
+    :ok = Endpoint.stop(endpoint)
+
+    {:ok, again} = Endpoint.start(port: port)
+    on_exit(fn -> Endpoint.stop(again) end)
+    assert {200, _, _} = HTTP.get(again.url <> "/api/v1/cluster/health")
+  end
+
   test "200: data plus metadata", %{url: url} do
     assert {200, %{"data" => data, "metadata" => meta}, headers} =
              HTTP.get(url <> "/api/v1/operations")

@@ -61,6 +61,16 @@ defmodule ClusterScope.Web.HTTPTest do
     assert {200, _, _} = HTTP.get(again.url <> "/api/v1/cluster/health")
   end
 
+  test "a method the endpoint does not serve gets a JSON 405 with Allow", %{url: url} do
+    assert {405, %{"error" => %{"code" => "method_not_allowed"}}, headers} =
+             HTTP.request(:trace, url <> "/")
+
+    assert headers["allow"] == "GET, HEAD"
+
+    assert {405, %{"error" => _}, %{"allow" => "GET"}} =
+             HTTP.request(:delete, url <> "/api/v1/cluster/topology")
+  end
+
   test "200: data plus metadata", %{url: url} do
     assert {200, %{"data" => data, "metadata" => meta}, headers} =
              HTTP.get(url <> "/api/v1/operations")

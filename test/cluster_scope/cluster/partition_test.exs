@@ -151,18 +151,7 @@ defmodule ClusterScope.Cluster.PartitionTest do
     marks = Map.new(peers, &{&1.node, Cluster.last_cluster_event(&1)})
     :ok = Cluster.cut(a, b)
 
-    deadline = System.monotonic_time(:millisecond) + 15_000
-
-    attributed =
-      Cluster.poll(deadline, fn ->
-        Enum.find_value([a, b, c], fn p ->
-          p
-          |> Cluster.call(ClusterScope.Test.NodeWatcher, :cluster_events, [])
-          |> Enum.find(
-            &(&1.id > marks[p.node] and &1.type == :down and &1.details.attribution == :global)
-          )
-        end)
-      end)
+    attributed = await_global_attribution([a, b, c], marks)
 
     assert attributed, "no nodedown attributed to global within 15 s"
     assert attributed.cause =~ "global"
@@ -178,18 +167,7 @@ defmodule ClusterScope.Cluster.PartitionTest do
     marks = Map.new(peers, &{&1.node, Cluster.last_cluster_event(&1)})
     :ok = Cluster.cut(a, b)
 
-    deadline = System.monotonic_time(:millisecond) + 15_000
-
-    attributed =
-      Cluster.poll(deadline, fn ->
-        Enum.find_value([a, b, c], fn p ->
-          p
-          |> Cluster.call(ClusterScope.Test.NodeWatcher, :cluster_events, [])
-          |> Enum.find(
-            &(&1.id > marks[p.node] and &1.type == :down and &1.details.attribution == :global)
-          )
-        end)
-      end)
+    attributed = await_global_attribution([a, b, c], marks)
 
     assert attributed, "no nodedown attributed to global within 15 s at logger level :error"
     assert attributed.cause =~ "global"
@@ -236,5 +214,19 @@ defmodule ClusterScope.Cluster.PartitionTest do
     topology = Cluster.call(a, ClusterScope.Cluster.State, :topology, [])
     statuses = Map.new(topology.nodes, &{&1.node, &1.status})
     assert statuses[d.node] == :down and statuses[e.node] == :down
+  end
+
+  # The first nodedown after `marks` that any of `peers` attributes to
+  # global, within 15 s (nil if none).
+  defp await_global_attribution(peers, marks) do
+    Cluster.poll(System.monotonic_time(:millisecond) + 15_000, fn ->
+      Enum.find_value(peers, fn p ->
+        p
+        |> Cluster.call(ClusterScope.Test.NodeWatcher, :cluster_events, [])
+        |> Enum.find(
+          &(&1.id > marks[p.node] and &1.type == :down and &1.details.attribution == :global)
+        )
+      end)
+    end)
   end
 end

@@ -110,7 +110,8 @@ defmodule ClusterScope.Web.Admission do
   def handle_cast({:leave, pid}, state), do: {:noreply, release(state, pid)}
 
   @impl true
-  def handle_info({:DOWN, _ref, :process, pid, _}, state), do: {:noreply, release(state, pid)}
+  def handle_info({:DOWN, _ref, :process, pid, _}, state),
+    do: {:noreply, release(state, pid, :all)}
 
   def handle_info(:sweep, state) do
     Process.send_after(self(), :sweep, @sweep_ms)
@@ -158,6 +159,8 @@ defmodule ClusterScope.Web.Admission do
     end
   end
 
+  # A process may hold several places (one per request it is serving, on
+  # a keep-alive connection they come one after the other): a stack each.
   defp hold(state, pid, {endpoint, lane} = key, client) do
     monitor = Process.monitor(pid)
 
@@ -165,25 +168,39 @@ defmodule ClusterScope.Web.Admission do
       state
       | lanes: Map.update(state.lanes, key, 1, &(&1 + 1)),
         clients: Map.update(state.clients, {endpoint, lane, client}, 1, &(&1 + 1)),
-        held: Map.put(state.held, pid, {monitor, key, client})
+        held:
+          Map.update(state.held, pid, [{monitor, key, client}], &[{monitor, key, client} | &1])
     }
   end
 
-  defp release(state, pid) do
-    case Map.pop(state.held, pid) do
-      {nil, _} ->
+  # leave/0 gives back the last place taken; a DOWN all of them.
+  defp release(state, pid, how \\ :one) do
+    case Map.get(state.held, pid, []) do
+      [] ->
         state
 
-      {{monitor, {endpoint, lane} = key, client}, held} ->
-        Process.demonitor(monitor, [:flush])
+      [place | rest] when how == :one ->
+        state = give_back(state, place)
 
-        %{
-          state
-          | held: held,
-            lanes: decrement(state.lanes, key),
-            clients: decrement(state.clients, {endpoint, lane, client})
-        }
+        if rest == [],
+          do: %{state | held: Map.delete(state.held, pid)},
+          else: %{state | held: Map.put(state.held, pid, rest)}
+
+      places ->
+        places
+        |> Enum.reduce(state, &give_back(&2, &1))
+        |> Map.update!(:held, &Map.delete(&1, pid))
     end
+  end
+
+  defp give_back(state, {monitor, {endpoint, lane} = key, client}) do
+    Process.demonitor(monitor, [:flush])
+
+    %{
+      state
+      | lanes: decrement(state.lanes, key),
+        clients: decrement(state.clients, {endpoint, lane, client})
+    }
   end
 
   defp decrement(map, key) do

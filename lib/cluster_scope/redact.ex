@@ -81,32 +81,53 @@ defmodule ClusterScope.Redact do
 
   # Cookies set with erlang:set_cookie/2 for nodes never connected are in
   # none of nodes/1's lists: auth keeps them all in a protected (readable)
-  # table of its own named `cookies`.
+  # table of its own named `cookies`. Finding it walks every table, so the
+  # table is remembered (and found again if auth ever restarts).
   defp auth_cookies do
-    case :erlang.whereis(:auth) do
-      auth when is_pid(auth) ->
-        :lists.flatmap(
-          fn table ->
-            if :ets.info(table, :owner) == auth and :ets.info(table, :name) == :cookies do
-              :lists.filtermap(
-                fn
-                  {_node, cookie} when is_atom(cookie) -> {true, cookie}
-                  _ -> false
-                end,
-                :ets.tab2list(table)
-              )
-            else
-              []
-            end
-          end,
-          :ets.all()
-        )
-
-      _ ->
+    case auth_table() do
+      nil ->
         []
+
+      table ->
+        :lists.filtermap(
+          fn
+            {_node, cookie} when is_atom(cookie) -> {true, cookie}
+            _ -> false
+          end,
+          :ets.tab2list(table)
+        )
     end
   catch
     _, _ -> []
+  end
+
+  # Remembered per auth process, a table or nil (an OTP without that table
+  # is not searched again).
+  defp auth_table do
+    auth = :erlang.whereis(:auth)
+
+    case :persistent_term.get({__MODULE__, :auth_table}, nil) do
+      _ when not is_pid(auth) -> nil
+      {^auth, table} -> table
+      _ -> find_auth_table(auth)
+    end
+  end
+
+  defp find_auth_table(auth) do
+    found =
+      :lists.search(
+        fn table -> :ets.info(table, :owner) == auth and :ets.info(table, :name) == :cookies end,
+        :ets.all()
+      )
+
+    table =
+      case found do
+        {:value, table} -> table
+        false -> nil
+      end
+
+    :persistent_term.put({__MODULE__, :auth_table}, {auth, table})
+    table
   end
 
   defp safe_cookie(node) do

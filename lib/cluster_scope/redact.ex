@@ -56,7 +56,7 @@ defmodule ClusterScope.Redact do
     %{
       exact: secrets,
       pattern: if(long == [], do: nil, else: :binary.compile_pattern(long)),
-      keys: :lists.map(&:string.lowercase/1, keys)
+      keys: :lists.map(&lower_ascii/1, keys)
     }
   end
 
@@ -66,16 +66,25 @@ defmodule ClusterScope.Redact do
   """
   @spec cookies() :: [binary()]
   def cookies do
-    nodes = [:erlang.node() | :erlang.nodes([:visible, :hidden, :known])]
-
     own =
       case :erlang.get_cookie() do
         :nocookie -> []
         cookie -> [cookie]
       end
 
-    per_node = :lists.map(&safe_cookie/1, nodes)
-    cookies = :lists.usort(own ++ per_node ++ auth_cookies()) -- [:nocookie, :""]
+    # erlang:get_cookie/1 is a call to auth for each node: read auth's own
+    # table of per-node cookies instead, and ask per node only without it.
+    per_node =
+      case auth_cookies() do
+        :unreadable ->
+          nodes = [:erlang.node() | :erlang.nodes([:visible, :hidden, :known])]
+          :lists.map(&safe_cookie/1, nodes)
+
+        cookies ->
+          cookies
+      end
+
+    cookies = :lists.usort(own ++ per_node) -- [:nocookie, :""]
     :lists.map(&:erlang.atom_to_binary(&1, :utf8), cookies)
   end
 
@@ -86,7 +95,7 @@ defmodule ClusterScope.Redact do
   defp auth_cookies do
     case auth_table() do
       nil ->
-        []
+        :unreadable
 
       table ->
         :lists.filtermap(
@@ -98,7 +107,7 @@ defmodule ClusterScope.Redact do
         )
     end
   catch
-    _, _ -> []
+    _, _ -> :unreadable
   end
 
   # Remembered per auth process, a table or nil (an OTP without that table
@@ -225,10 +234,21 @@ defmodule ClusterScope.Redact do
         false
 
       text ->
-        lower = :string.lowercase(text)
+        lower = lower_ascii(text)
         :lists.any(fn k -> :binary.match(lower, k) != :nomatch end, keys)
     end
   end
+
+  # Key names are compared in ASCII lower case: any binary works, valid
+  # UTF-8 or not (a binary UUID or a hash as a map key must not crash the
+  # redaction, and with it the read of a state or a trace event).
+  defp lower_ascii(bin), do: :binary.list_to_bin(lower_ascii(bin, []))
+
+  defp lower_ascii(<<c, rest::binary>>, acc) when c >= ?A and c <= ?Z,
+    do: lower_ascii(rest, [c + 32 | acc])
+
+  defp lower_ascii(<<c, rest::binary>>, acc), do: lower_ascii(rest, [c | acc])
+  defp lower_ascii(<<>>, acc), do: :lists.reverse(acc)
 
   defp key_text(key) when is_atom(key) and key not in [nil, true, false],
     do: :erlang.atom_to_binary(key, :utf8)

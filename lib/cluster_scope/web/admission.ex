@@ -8,8 +8,9 @@ defmodule ClusterScope.Web.Admission do
   place is held by a monitor, so a crashed or killed handler never leaks
   one):
 
-    * `:health` - the health check (`cluster_health`, `node_build_info`):
-      its own places, never taken by other work, no rate limit;
+    * `:health` - the health check (`cluster_health`): its own places,
+      never taken by other work, at most #{4} per client, no rate limit
+      (a probe asks one at a time);
     * `:control` - operations of the control scope (they need the admin
       token): their own places, so an operator can still act on a node that
       readers are flooding;
@@ -39,6 +40,7 @@ defmodule ClusterScope.Web.Admission do
 
   @lanes %{health: 16, control: 8, slow: 4, general: 32}
   @slow_per_client 2
+  @health_per_client 4
   @max_clients 10_000
   @sweep_ms 60_000
 
@@ -127,14 +129,17 @@ defmodule ClusterScope.Web.Admission do
       else: {:reject, "the #{lane} lane of this endpoint is full", 1}
   end
 
-  defp client_free(_state, {_endpoint, lane}, _client, _limits) when lane in [:health, :control],
-    do: :ok
+  # Control needs the admin token: its lane has no per-client limit.
+  defp client_free(_state, {_endpoint, :control}, _client, _limits), do: :ok
 
   defp client_free(state, {endpoint, lane}, client, limits) do
     max =
-      if lane == :slow,
-        do: min(@slow_per_client, limits.client_concurrency),
-        else: limits.client_concurrency
+      case lane do
+        :general -> limits.client_concurrency
+        # Health is open to anyone: one client may not fill its lane.
+        :health -> @health_per_client
+        :slow -> min(@slow_per_client, limits.client_concurrency)
+      end
 
     if Map.get(state.clients, {endpoint, lane, client}, 0) < max,
       do: :ok,

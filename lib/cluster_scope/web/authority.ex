@@ -58,7 +58,7 @@ defmodule ClusterScope.Web.Authority do
            Error.new(
              :misdirected_request,
              "this endpoint does not serve the host #{inspect(String.slice(host, 0, 100))}",
-             details: %{host: String.slice(host, 0, 100)}
+             details: %{host: inspect(String.slice(host, 0, 100))}
            )}
         end
     end
@@ -77,7 +77,7 @@ defmodule ClusterScope.Web.Authority do
        Error.new(
          :forbidden,
          "requests from origin #{inspect(String.slice(origin, 0, 200))} are not served",
-         details: %{origin: String.slice(origin, 0, 200)},
+         details: %{origin: inspect(String.slice(origin, 0, 200))},
          remediation: [
            "Use the dashboard served by this endpoint, or add the origin to http: [allowed_origins: ...]."
          ]

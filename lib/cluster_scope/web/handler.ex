@@ -44,8 +44,10 @@ defmodule ClusterScope.Web.Handler do
         "ClusterScope HTTP handler crashed: " <> Exception.format(:error, e, __STACKTRACE__)
       )
 
+      message = ClusterScope.Redact.text(Exception.message(e), ClusterScope.Secrets.rules())
+
       error_response(
-        Error.new(:internal, "the HTTP handler failed: #{Exception.message(e)}"),
+        Error.new(:internal, "the HTTP handler failed: #{String.slice(message, 0, 500)}"),
         nil
       )
   end
@@ -194,17 +196,18 @@ defmodule ClusterScope.Web.Handler do
     end
   end
 
-  @health_operations ["cluster_health", "node_build_info"]
-
   defp lane(%{scope: :control}, _params), do: :control
-  defp lane(%{name: name}, _params) when name in @health_operations, do: :health
+  defp lane(%{name: "cluster_health"}, _params), do: :health
 
-  defp lane(_meta, params) do
-    case Integer.parse(to_string(Map.get(params, "window_ms", ""))) do
-      {ms, _} when ms > 0 -> :slow
-      _ -> :general
-    end
+  # Before validation: any window_ms that is not plainly zero or absent
+  # takes the slow lane (" 30000" is a 30 s window once trimmed); a value
+  # of another type is refused by validation anyway.
+  defp lane(_meta, %{"window_ms" => ms}) when is_binary(ms) do
+    if String.trim(ms) in ["", "0"], do: :general, else: :slow
   end
+
+  defp lane(_meta, %{"window_ms" => ms}) when is_integer(ms) and ms > 0, do: :slow
+  defp lane(_meta, _params), do: :general
 
   defp method(text) do
     case text do
@@ -316,9 +319,15 @@ defmodule ClusterScope.Web.Handler do
 
   # -- responses ---------------------------------------------------------------
 
-  defp error_response(%Error{} = error, metadata) do
-    metadata = metadata || %{node: node(), partial: false, node_errors: []}
+  # An error the handler answers itself (before or without running an
+  # operation: Host, Origin, authority, routing, admission) names no node:
+  # the cluster's names are what a read token protects, and such a client
+  # may have none.
+  defp error_response(%Error{} = error, nil) do
+    error_response(%{error | cluster: %{}}, %{partial: false, node_errors: []})
+  end
 
+  defp error_response(%Error{} = error, metadata) do
     response =
       json_response(Error.http_status(error.code), %{
         error: Error.to_map(error),

@@ -351,6 +351,19 @@ defmodule ClusterScope.Security.HTTPSecurityTest do
     assert Cluster.call(ctx.a, Process, :alive?, [ctx.echo])
   end
 
+  test "an error the endpoint answers itself names no node (before any authority)", ctx do
+    for {path, headers, status} <- [
+          {"/api/v1/cluster/topology", [], 401},
+          {"/api/v1/cluster/topology", [{"host", "evil.example"}], 421},
+          {"/api/v1/nothing", bearer(@reader), 404}
+        ] do
+      assert {^status, body, _} = HTTP.get(ctx.url <> path, headers: headers)
+      text = inspect(body)
+      refute text =~ Atom.to_string(node()), "#{path}: #{text}"
+      refute text =~ ctx.a.node |> Atom.to_string(), "#{path}: #{text}"
+    end
+  end
+
   test "the scheme of Authorization is case-insensitive", ctx do
     for scheme <- ["Bearer", "bearer", "BEARER"] do
       assert {200, _, _} =

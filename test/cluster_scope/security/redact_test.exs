@@ -50,6 +50,14 @@ defmodule ClusterScope.RedactTest do
     assert Redact.term(term, %{exact: [], pattern: nil, keys: []}) == term
   end
 
+  test "keys that are not UTF-8 (a binary UUID, a hash) are compared, not a crash" do
+    term = %{<<255, 0, 1>> => "v", <<"PASS", 255, "WORD">> => "x", "Api_Token" => "t"}
+    out = Redact.term(term, rules())
+    assert out[<<255, 0, 1>>] == "v"
+    assert out["Api_Token"] == "[REDACTED]"
+    assert Redact.term([{<<200>>, 1}], rules()) == [{<<200>>, 1}]
+  end
+
   test "a short secret is replaced only where a value equals it" do
     r = Redact.rules([], ["abc"])
     assert Redact.term(["abc", "abcdef", :abc], r) == ["[REDACTED]", "abcdef", "[REDACTED]"]

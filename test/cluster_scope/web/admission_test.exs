@@ -49,6 +49,10 @@ defmodule ClusterScope.Web.AdmissionTest do
     assert {200, _, _} = HTTP.get(ep.url <> "/api/v1/cluster/topology")
     assert {200, _, _} = HTTP.get(ep.url <> "/api/v1/cluster/health")
 
+    # A window written with a leading space is still a window.
+    assert {429, %{"error" => %{"details" => %{"lane" => "slow"}}}, _} =
+             HTTP.get(ep.url <> "/api/v1/cluster/processes?window_ms=+3000&limit=1")
+
     assert [{200, _, _}, {200, _, _}] = Task.await_many(slow, 20_000)
     # Places are given back: another window runs.
     assert {200, _, _} = HTTP.get(ep.url <> "/api/v1/cluster/processes?window_ms=100&limit=1")
@@ -79,6 +83,48 @@ defmodule ClusterScope.Web.AdmissionTest do
            end)
 
     Admission.leave()
+  end
+
+  test "a window_ms of another type in a body is a 400, not a crash" do
+    {:ok, ep} = Endpoint.start(port: 0)
+    on_exit(fn -> Endpoint.stop(ep) end)
+
+    # httpc sends no body with a GET: write the request by hand.
+    for body <- [~s({"window_ms": {}}), ~s({"window_ms": [-1]})] do
+      {:ok, socket} = :gen_tcp.connect({127, 0, 0, 1}, ep.port, [:binary, active: false])
+
+      :ok =
+        :gen_tcp.send(
+          socket,
+          "GET /api/v1/cluster/processes HTTP/1.1\r\nHost: 127.0.0.1\r\n" <>
+            "Content-Type: application/json\r\nContent-Length: #{byte_size(body)}\r\n" <>
+            "Connection: close\r\n\r\n" <> body
+        )
+
+      answer = read_all(socket, "")
+      assert answer =~ ~r/^HTTP\/1.1 400/
+      assert answer =~ "invalid_params"
+    end
+  end
+
+  test "one client cannot fill the health lane" do
+    limits = %{client_concurrency: 100, client_rate: 1_000, client_burst: 1_000}
+    endpoint = "test-#{System.unique_integer([:positive])}"
+    parent = self()
+
+    holders =
+      for _ <- 1..4 do
+        spawn(fn ->
+          send(parent, {:entered, Admission.enter(endpoint, :health, "flooder", limits)})
+          Process.sleep(:infinity)
+        end)
+      end
+
+    for _ <- holders, do: assert_receive({:entered, :ok})
+    assert {:reject, _, _} = Admission.enter(endpoint, :health, "flooder", limits)
+    assert :ok = Admission.enter(endpoint, :health, "probe", limits)
+    Admission.leave()
+    Enum.each(holders, &Process.exit(&1, :kill))
   end
 
   test "a process holding two places gives them back one leave at a time" do
@@ -117,5 +163,12 @@ defmodule ClusterScope.Web.AdmissionTest do
     assert :ok = Admission.enter(endpoint, :health, "another", limits)
     Admission.leave()
     Enum.each(holders, &Process.exit(&1, :kill))
+  end
+
+  defp read_all(socket, acc) do
+    case :gen_tcp.recv(socket, 0, 10_000) do
+      {:ok, data} -> read_all(socket, acc <> data)
+      {:error, _} -> :gen_tcp.close(socket) && acc
+    end
   end
 end

@@ -251,18 +251,34 @@ defmodule ClusterScope.Web.Handler do
           else: {:ok, meta, params}
 
       {:error, {:method_not_allowed, allowed}} ->
-        allowed = Enum.map(allowed, &(&1 |> Atom.to_string() |> String.upcase()))
+        # A read-only endpoint does not reveal the control routes it hides.
+        case served_methods(allowed, segments, version, req.settings.read_only) do
+          [] ->
+            not_found(req)
 
-        {:error,
-         Error.new(
-           :method_not_allowed,
-           "#{req.method} is not allowed on #{String.slice(req.path, 0, 200)}",
-           details: %{allowed: allowed}
-         )}
+          served ->
+            {:error,
+             Error.new(
+               :method_not_allowed,
+               "#{req.method} is not allowed on #{String.slice(req.path, 0, 200)}",
+               details: %{allowed: Enum.map(served, &(&1 |> Atom.to_string() |> String.upcase()))}
+             )}
+        end
 
       {:error, :not_found} ->
         not_found(req)
     end
+  end
+
+  defp served_methods(methods, _segments, _version, false), do: methods
+
+  defp served_methods(methods, segments, version, true) do
+    Enum.filter(methods, fn method ->
+      match?(
+        {:ok, %{scope: scope}, _} when scope != :control,
+        Registry.match(method, segments, version)
+      )
+    end)
   end
 
   defp not_found(req) do

@@ -346,6 +346,10 @@ defmodule ClusterScope.Security.HTTPSecurityTest do
                HTTP.post(ro.url <> "/api/v1/processes/#{echo}/kill", ~s({}), headers: headers)
     end
 
+    # Nor does it reveal them: a GET on a control route is a 404, not a 405.
+    assert {404, _, _} = HTTP.get(ro.url <> "/api/v1/processes/#{echo}/kill")
+    assert {405, _, _} = HTTP.get(ctx.url <> "/api/v1/processes/#{echo}/kill")
+
     assert {200, %{"data" => data}, _} = HTTP.get(ro.url <> "/api/v1/operations")
     refute Enum.any?(data["operations"], &(&1["scope"] == "control"))
     assert Cluster.call(ctx.a, Process, :alive?, [ctx.echo])

@@ -102,11 +102,20 @@ defmodule ClusterScope.Web.Handler do
   # to this endpoint with its own name in Host; nothing it asks is served.
   defp handle(req) do
     with :ok <- Authority.check_host(req),
-         :ok <- Authority.check_origin(req) do
+         :ok <- Authority.check_origin(req),
+         :ok <- utf8_uri(req) do
       route_request(req)
     else
       {:error, %Error{} = error} -> error_response(error, nil)
     end
+  end
+
+  # Raw bytes that are not UTF-8 in the request line would be echoed into a
+  # JSON error that cannot be encoded.
+  defp utf8_uri(req) do
+    if String.valid?(req.path) and String.valid?(req.query),
+      do: :ok,
+      else: {:error, invalid("uri", "is not UTF-8")}
   end
 
   defp route_request(%{body: body, settings: %{max_body_bytes: max}})
@@ -244,6 +253,12 @@ defmodule ClusterScope.Web.Handler do
   defp route(method, req, version) do
     segments = req.path |> String.split("/", trim: true) |> Enum.map(&URI.decode/1)
 
+    if Enum.all?(segments, &String.valid?/1),
+      do: match_route(method, req, version, segments),
+      else: {:error, invalid("path", "is not UTF-8 once decoded")}
+  end
+
+  defp match_route(method, req, version, segments) do
     case Registry.match(method, segments, version) do
       {:ok, meta, params} ->
         if req.settings.read_only and meta.scope == :control,
@@ -297,8 +312,14 @@ defmodule ClusterScope.Web.Handler do
 
   defp query_params(""), do: {:ok, %{}}
 
+  # Names and values must be UTF-8: they are echoed in errors, which are
+  # JSON (a name like %FF turned a 400 into a 500).
   defp query_params(query) do
-    {:ok, URI.decode_query(query)}
+    params = URI.decode_query(query)
+
+    if Enum.all?(params, fn {k, v} -> String.valid?(k) and String.valid?(v) end),
+      do: {:ok, params},
+      else: {:error, invalid("query", "is not UTF-8 once decoded")}
   rescue
     _ -> {:error, invalid("query", "is not a valid query string")}
   end

@@ -61,6 +61,36 @@ defmodule ClusterScope.Web.HTTPTest do
     assert {200, _, _} = HTTP.get(again.url <> "/api/v1/cluster/health")
   end
 
+  test "a query or path that is not UTF-8 once decoded is a 400 naming it", %{url: url} do
+    assert {400, %{"error" => %{"details" => %{"fields" => [%{"field" => "query"}]}}}, _} =
+             HTTP.get(url <> "/api/v1/cluster/topology?%FF=1")
+
+    assert {400, %{"error" => %{"details" => %{"fields" => [%{"field" => "query"}]}}}, _} =
+             HTTP.get(url <> "/api/v1/cluster/topology?include_health=%FF")
+
+    assert {400, %{"error" => %{"details" => %{"fields" => [%{"field" => "path"}]}}}, _} =
+             HTTP.get(url <> "/api/v1/cluster/nodes/%FF%FE/build")
+
+    # Raw bytes in the request line, not percent-encoded: httpd refuses them
+    # itself (its own HTML 400); never a 500.
+    %URI{port: port} = URI.parse(url)
+    {:ok, socket} = :gen_tcp.connect({127, 0, 0, 1}, port, [:binary, active: false])
+
+    :ok =
+      :gen_tcp.send(
+        socket,
+        "GET /api/\xFF\xFE HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+      )
+
+    answer =
+      Stream.repeatedly(fn -> :gen_tcp.recv(socket, 0, 5_000) end)
+      |> Enum.take_while(&match?({:ok, _}, &1))
+      |> Enum.map_join(&elem(&1, 1))
+
+    :gen_tcp.close(socket)
+    assert answer =~ ~r/^HTTP\/1.1 400/
+  end
+
   test "a method the endpoint does not serve gets a JSON 405 with Allow", %{url: url} do
     assert {405, %{"error" => %{"code" => "method_not_allowed"}}, headers} =
              HTTP.request(:trace, url <> "/")

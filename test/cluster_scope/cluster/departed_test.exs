@@ -236,9 +236,10 @@ defmodule ClusterScope.Cluster.DepartedTest do
              "state grew from #{baseline.words} to #{after_churn.words} words"
 
       assert after_churn.ets <= baseline.ets + 4_096
-      # The process's memory (after a full collection) came back down from
-      # its peak to about the baseline (1,000 nodes kept cost about 230 KB).
-      assert after_churn.memory < grown.memory
+      # The process's memory (after a full collection) is about the
+      # baseline's (1,000 nodes kept cost about 230 KB). Not compared with
+      # the peak: a heap with room to spare does not grow for the peak, and
+      # the two can be equal (a CI run saw 601,996 bytes both times).
       assert after_churn.memory <= baseline.memory + 131_072
 
       # Nothing about them is kept anywhere in the state.

@@ -93,13 +93,17 @@ defmodule ClusterScope.LocalCluster do
   end
 
   @doc """
-  A fresh random cookie (24 random bytes, URL-safe text) for peers that must
-  not share this node's. Creates one atom per call: call it once per group
-  of peers, never per request.
+  A fresh random cookie (24 random bytes as lower-case hex) for peers that
+  must not share this node's. Creates one atom per call: call it once per
+  group of peers, never per request.
+
+  Hex, not base64: a URL-safe base64 text starts with `-` one time in 64,
+  and `-setcookie -...` reads as another flag, leaving the peer with the
+  default cookie (a CI run saw both peers of a local cluster refused).
   """
   @spec random_cookie() :: atom()
   def random_cookie do
-    :crypto.strong_rand_bytes(24) |> Base.url_encode64(padding: false) |> String.to_atom()
+    :crypto.strong_rand_bytes(24) |> Base.encode16(case: :lower) |> String.to_atom()
   end
 
   @doc """

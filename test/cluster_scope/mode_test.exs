@@ -105,4 +105,11 @@ defmodule ClusterScope.ModeTest do
       assert LocalCluster.call(peer, :init, :get_argument, [:connect_all]) == :error
     end
   end
+
+  test "random cookies are safe on a command line: never a leading -, one per call" do
+    # A base64 cookie starting with - was read by erl as another flag.
+    cookies = for _ <- 1..2_000, do: Atom.to_string(LocalCluster.random_cookie())
+    assert Enum.all?(cookies, &(&1 =~ ~r/\A[0-9a-f]{48}\z/))
+    assert length(Enum.uniq(cookies)) == 2_000
+  end
 end

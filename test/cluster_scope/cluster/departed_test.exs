@@ -236,11 +236,12 @@ defmodule ClusterScope.Cluster.DepartedTest do
              "state grew from #{baseline.words} to #{after_churn.words} words"
 
       assert after_churn.ets <= baseline.ets + 4_096
-      # The process's memory (after a full collection) is about the
-      # baseline's (1,000 nodes kept cost about 230 KB). Not compared with
-      # the peak: a heap with room to spare does not grow for the peak, and
-      # the two can be equal (a CI run saw 601,996 bytes both times).
-      assert after_churn.memory <= baseline.memory + 131_072
+      # What the state keeps (words above) is the measure. The process's
+      # memory is not: after a full collection the VM keeps a heap sized
+      # for the peak while the live data fills more than a quarter of it
+      # (CI runs saw 601,996 bytes both at the peak and after, against a
+      # baseline of ~370 KB), so it is only bounded by the peak here.
+      assert after_churn.memory <= grown.memory
 
       # Nothing about them is kept anywhere in the state.
       state = :sys.get_state(State)

@@ -140,7 +140,7 @@ defmodule ClusterScope.Web.Handler do
     with {:ok, method} <- method(req.method),
          {:ok, version} <- version(req.headers),
          {:ok, meta, path_params} <- route(method, req, version),
-         :ok <- Authority.authorize(meta.scope, req),
+         :ok <- authorize(meta.scope, req),
          {:ok, params} <- params(req, path_params),
          :ok <- admit(meta, params, req) do
       try do
@@ -189,19 +189,40 @@ defmodule ClusterScope.Web.Handler do
 
   # -- admission ---------------------------------------------------------------
 
+  # A refused token costs the client a request of its rate, so tokens cannot
+  # be guessed faster than client_rate per second (past it: 429).
+  defp authorize(scope, req) do
+    case Authority.authorize(scope, req) do
+      {:error, %Error{code: :unauthorized}} = refused ->
+        case Admission.enter(req.settings.id, :general, req.client, limits(req)) do
+          :ok ->
+            Admission.leave()
+            refused
+
+          {:reject, why, retry_after} ->
+            too_many(why, :general, retry_after)
+        end
+
+      other ->
+        other
+    end
+  end
+
+  defp limits(req), do: Map.take(req.settings, [:client_concurrency, :client_rate, :client_burst])
+
+  defp too_many(why, lane, retry_after) do
+    {:error,
+     Error.new(:too_many_requests, "refused: #{why}",
+       details: %{lane: lane, retry_after_s: retry_after}
+     )}
+  end
+
   defp admit(meta, params, req) do
     lane = lane(meta, params)
-    limits = Map.take(req.settings, [:client_concurrency, :client_rate, :client_burst])
 
-    case Admission.enter(req.settings.id, lane, req.client, limits) do
-      :ok ->
-        :ok
-
-      {:reject, why, retry_after} ->
-        {:error,
-         Error.new(:too_many_requests, "refused: #{why}",
-           details: %{lane: lane, retry_after_s: retry_after}
-         )}
+    case Admission.enter(req.settings.id, lane, req.client, limits(req)) do
+      :ok -> :ok
+      {:reject, why, retry_after} -> too_many(why, lane, retry_after)
     end
   end
 

@@ -33,6 +33,18 @@ defmodule ClusterScope.Web.AdmissionTest do
     assert {200, _, _} = HTTP.get(ep.url <> "/api/v1/cluster/topology")
   end
 
+  test "wrong tokens are throttled like requests: no guessing faster than the client's rate" do
+    {:ok, ep} = Endpoint.start(port: 0, token: @token, client_rate: 1, client_burst: 3)
+    on_exit(fn -> Endpoint.stop(ep) end)
+    wrong = [{"authorization", "Bearer wrong-token-0123456789abcd"}]
+
+    statuses =
+      for _ <- 1..6, do: elem(HTTP.get(ep.url <> "/api/v1/trace/sessions", headers: wrong), 0)
+
+    assert Enum.take(statuses, 3) == [401, 401, 401]
+    assert Enum.drop(statuses, 3) |> Enum.all?(&(&1 == 429))
+  end
+
   test "a client holding its slow places gets 429 for another window; others still run" do
     {:ok, ep} = Endpoint.start(port: 0, token: @token, client_concurrency: 4)
     on_exit(fn -> Endpoint.stop(ep) end)

@@ -55,6 +55,28 @@ defmodule ClusterScope.Test.Cluster do
     peers
   end
 
+  @doc """
+  Starts a peer without ClusterScope (agentless) on this run's alias
+  `.octet`, connected to the cluster through `via` only (one link; global
+  meshes the rest: several at once can make global cut links to prevent
+  overlapping partitions). Registers its cleanup.
+  """
+  def start_agentless(%Peer{} = via, octet) do
+    {o1, o2, o3, _} = alias_base()
+
+    {:ok, bare} =
+      LocalCluster.start_peer(
+        agent: false,
+        connection: :standard_io,
+        link: false,
+        ip: {o1, o2, o3, octet}
+      )
+
+    ExUnit.Callbacks.on_exit(fn -> cleanup([bare]) end)
+    assert connect(via, bare.node)
+    bare
+  end
+
   @doc "Kills every peer and removes every rule. Safe to call twice."
   def cleanup(peers) do
     if chaos_available?() == :ok, do: heal_all()

@@ -2,7 +2,6 @@ defmodule ClusterScope.Procs.ClusterTest do
   # The process view on real peers: three with ClusterScope, one without.
   use ExUnit.Case, async: false
 
-  alias ClusterScope.LocalCluster
   alias ClusterScope.ProcessRef
   alias ClusterScope.Test.{Cluster, ProcHolder}
   alias TestApp.Echo
@@ -14,20 +13,7 @@ defmodule ClusterScope.Procs.ClusterTest do
 
   setup_all do
     [a, b, c] = peers = Cluster.start(3)
-    {o1, o2, o3, _} = Cluster.alias_base()
-
-    {:ok, bare} =
-      LocalCluster.start_peer(
-        agent: false,
-        connection: :standard_io,
-        link: false,
-        ip: {o1, o2, o3, 40}
-      )
-
-    on_exit(fn -> Cluster.cleanup([bare]) end)
-    # One link; global meshes the rest (several at once can make global cut
-    # links to prevent overlapping partitions).
-    assert Cluster.connect(a, bare.node)
+    bare = Cluster.start_agentless(a, 40)
 
     for p <- peers do
       assert Cluster.poll(System.monotonic_time(:millisecond) + 10_000, fn ->

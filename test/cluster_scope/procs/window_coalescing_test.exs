@@ -2,7 +2,6 @@ defmodule ClusterScope.Procs.WindowCoalescingTest do
   # Concurrent window queries on one node share one window collection.
   use ExUnit.Case, async: false
 
-  alias ClusterScope.LocalCluster
   alias ClusterScope.Procs.Snapshots
   alias ClusterScope.Test.Cluster
 
@@ -14,18 +13,7 @@ defmodule ClusterScope.Procs.WindowCoalescingTest do
 
   setup_all do
     [a, b] = Cluster.start(2)
-    {o1, o2, o3, _} = Cluster.alias_base()
-
-    {:ok, bare} =
-      LocalCluster.start_peer(
-        agent: false,
-        connection: :standard_io,
-        link: false,
-        ip: {o1, o2, o3, 41}
-      )
-
-    on_exit(fn -> Cluster.cleanup([bare]) end)
-    assert Cluster.connect(a, bare.node)
+    bare = Cluster.start_agentless(a, 41)
     %{a: a, b: b, bare: bare}
   end
 

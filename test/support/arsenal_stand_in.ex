@@ -140,3 +140,27 @@ defmodule ClusterScope.Test.ArsenalStandIn.Registry do
   @moduledoc false
   use ClusterScope.Test.ArsenalStandIn
 end
+
+defmodule ClusterScope.Test.SlowOp do
+  @moduledoc false
+  # An operation allowed 10 s by its own timeout that takes 6 s: past
+  # Arsenal's 5 s registry call.
+  use ClusterScope.Operation, name: "test_slow", timeout: 10_000
+
+  @impl true
+  def rest_config do
+    %{
+      method: :get,
+      path: "/api/v1/test/slow",
+      summary: "Takes 6 s",
+      parameters: [],
+      responses: %{}
+    }
+  end
+
+  @impl true
+  def execute(_params) do
+    Process.sleep(6_000)
+    {:ok, %{done: true}}
+  end
+end

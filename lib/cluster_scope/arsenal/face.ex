@@ -276,10 +276,17 @@ defmodule ClusterScope.Arsenal.Face do
           )
         )
     end
+  rescue
+    # Arsenal's registry does not rescue execute/1: a raise would take the
+    # registry (and every registration in its table) down.
+    e -> arsenal_error(Error.new(:internal, "execute raised: " <> Exception.message(e)))
   catch
     # ClusterScope's registry is not running (the application is stopped).
     :exit, _ ->
       arsenal_error(Error.new(:unavailable, "ClusterScope is not started on #{node()}"))
+
+    kind, reason ->
+      arsenal_error(Error.new(:internal, "#{kind}: #{inspect(reason, limit: 10)}"))
   end
 
   @doc false

@@ -274,6 +274,28 @@ defmodule ClusterScope.ArsenalRealTest do
     refute Process.alive?(victim)
   end
 
+  test "a keeper started before Arsenal: ours and Arsenal's built-ins both end up registered" do
+    Application.stop(:arsenal)
+    keeper = start_supervised!({ClusterScope.Arsenal, name: :early_keeper, check_ms: 200})
+    assert ClusterScope.Arsenal.status(keeper) == :waiting
+
+    {:ok, _} = Application.ensure_all_started(:arsenal)
+    # Arsenal's own startup registers its 20 built-ins ~100 ms after it
+    # starts, whether ours are in already or not.
+    assert eventually(fn ->
+             names = for info <- reg(:list_operations, []), do: info.name
+
+             :process_list in names and :kill_process in names and :cluster_health in names and
+               :cluster_scope_process_list in names and :cluster_scope_cluster_health in names
+           end)
+
+    {:ok, report} = ClusterScope.Arsenal.status(keeper)
+    held = Map.new(reg(:list_operations, []), &{&1.name, &1.module})
+    assert held[:process_list] == Arsenal.Operations.Distributed.ProcessList
+    assert held[:cluster_scope_process_list] == ClusterScope.Operations.ProcessList.Arsenal
+    assert map_size(held) == 20 + length(report.registered)
+  end
+
   test "the keeper registers again after Arsenal's registry restarts" do
     keeper = start_supervised!({ClusterScope.Arsenal, name: :real_keeper, check_ms: 200})
     assert eventually(fn -> match?({:ok, _}, ClusterScope.Arsenal.status(keeper)) end)

@@ -353,6 +353,16 @@ defmodule ClusterScope.ArsenalTest do
                StandIn.get_operation(:cluster_scope_node_build_info)
     end
 
+    test "unregister_all/1 removes the faces and only them" do
+      start_supervised!(StandIn)
+      {:ok, _} = StandIn.register_operation(ClusterScope.ArsenalTest.RouteHolder)
+      {:ok, report} = ClusterScope.Arsenal.register_all(registry: StandIn)
+
+      assert {:ok, removed} = ClusterScope.Arsenal.unregister_all(registry: StandIn)
+      assert Enum.sort(removed) == Enum.sort(Map.values(report.names))
+      assert [%{module: ClusterScope.ArsenalTest.RouteHolder}] = StandIn.list_operations()
+    end
+
     test "the registry of the application Arsenal came from is found too" do
       start_supervised!(OTPSupervisor.Core.Arsenal.Registry)
       assert ClusterScope.Arsenal.find_registry() == OTPSupervisor.Core.Arsenal.Registry

@@ -28,6 +28,11 @@ exclude =
       System.halt(1)
   end
 
+# Optional integrations: their tests run when the library is loadable
+# (ERL_LIBS=...), else they are skipped, CI included.
+{exclude, notices} = Setup.optional(exclude, arsenal: Arsenal.Registry)
+Enum.each(notices, &IO.puts/1)
+
 if :chaos not in exclude do
   Cluster.remove_stale_chains()
   ExUnit.after_suite(fn _ -> Cluster.remove_chain() end)

@@ -2,8 +2,8 @@ defmodule ClusterScope.Operation do
   @moduledoc """
   The operation contract: one definition served on every surface.
 
-  An operation is a module that follows the Arsenal operation contract, so a
-  host's Arsenal registry can register it unchanged:
+  An operation is a module with these callbacks (the REST part of the
+  Arsenal operation contract):
 
     * `rest_config/0` - `%{method:, path:, summary:, parameters:, responses:}`;
       `path` like `"/api/v1/processes/:pid"`; each parameter
@@ -25,6 +25,14 @@ defmodule ClusterScope.Operation do
                                    # :control when mutating, else :read)
         requires: [:native],       # :native, :horde, :libcluster, :telemetry
         timeout: 10_000            # ms, default: node_timeout_ms + 1 s
+
+  It also generates `<Operation>.Arsenal`, the operation's face for a host's
+  Arsenal registry (`name/0` as `:cluster_scope_<name>`, `category/0`,
+  `description/0`, `params_schema/0`, `metadata/0`, `authorize/2`, and an
+  `execute/1` that runs the operation through the runner under a deadline
+  below Arsenal's 5 s call timeout): see `ClusterScope.Arsenal.Face`. The
+  operation module itself exports no `name/0`: registered in Arsenal as is,
+  its bare `execute/1` would skip the runner, so Arsenal refuses it.
 
   Every surface runs operations through `ClusterScope.Operation.Runner`, which
   validates, executes under the timeout, and turns every failure into a
@@ -102,6 +110,10 @@ defmodule ClusterScope.Operation do
       def format_response(result), do: ClusterScope.Operation.default_format(result)
 
       defoverridable validate_params: 1, format_response: 1, check_params: 1
+
+      # The module an Arsenal registry registers: `<this module>.Arsenal`.
+      require ClusterScope.Arsenal.Face
+      ClusterScope.Arsenal.Face.define()
     end
   end
 

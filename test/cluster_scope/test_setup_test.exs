@@ -41,4 +41,17 @@ defmodule ClusterScope.Test.SetupTest do
     assert :chaos in exclude and :cluster not in exclude
     assert notice =~ "no root"
   end
+
+  test "an optional integration is included exactly when its module is loadable" do
+    loadable = fn module -> module == Loadable end
+
+    assert Setup.optional(@base, [arsenal: Loadable], loadable) == {@base, []}
+
+    assert {[:arsenal | @base], [notice]} = Setup.optional(@base, [arsenal: Missing], loadable)
+    assert notice =~ ":arsenal" and notice =~ "Missing"
+
+    # The real check: a module of this VM, and one that is nowhere.
+    assert {@base, []} = Setup.optional(@base, arsenal: ClusterScope.Arsenal)
+    assert {[:arsenal | @base], _} = Setup.optional(@base, arsenal: Nowhere.To.Be.Found)
+  end
 end

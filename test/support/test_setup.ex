@@ -53,6 +53,26 @@ defmodule ClusterScope.Test.Setup do
   defp reason(text) when is_binary(text), do: text
   defp reason(other), do: inspect(other)
 
+  @doc """
+  Excludes the tag of each optional integration whose module cannot be
+  loaded here (`[{tag, module}]`, for example `{:arsenal, Arsenal.Registry}`):
+  its tests run whenever the library is on the code path (`ERL_LIBS`), and
+  are skipped with a notice otherwise, CI or not (CI has no such library:
+  it runs the "unavailable" path). Returns `{exclude, notices}`.
+  """
+  @spec optional([atom()], [{atom(), module()}], (module() -> boolean())) ::
+          {[atom()], [String.t()]}
+  def optional(exclude, integrations, loadable? \\ &Code.ensure_loaded?/1) do
+    Enum.reduce(integrations, {exclude, []}, fn {tag, module}, {exclude, notices} ->
+      if loadable?.(module) do
+        {exclude, notices}
+      else
+        {[tag | exclude],
+         notices ++ ["Skipping #{inspect(tag)} tests: #{inspect(module)} is not loadable"]}
+      end
+    end)
+  end
+
   @doc "Whether this run is a CI run (`CI=true`)."
   @spec ci?() :: boolean()
   def ci?, do: System.get_env("CI") == "true"

@@ -28,6 +28,12 @@ exclude =
       System.halt(1)
   end
 
+# Optional integrations run when their library is loadable (never a halt).
+{exclude, notices} =
+  Setup.optional(exclude, libcluster: Code.ensure_loaded?(Elixir.Cluster.Strategy))
+
+Enum.each(notices, &IO.puts/1)
+
 if :chaos not in exclude do
   Cluster.remove_stale_chains()
   ExUnit.after_suite(fn _ -> Cluster.remove_chain() end)

@@ -39,9 +39,8 @@ defmodule ClusterScope.Telemetry do
 
   ## Cost
 
-  Without a running `:telemetry` an event is one `:erlang.module_loaded/1`
-  check and one `:ets.whereis/1` of telemetry's handler table (tens of
-  nanoseconds each). The table is what `:telemetry` reads handlers from; it
+  Without a running `:telemetry` an event is one `:ets.whereis/1` of
+  telemetry's handler table (tens of nanoseconds). The table is what `:telemetry` reads handlers from; it
   exists exactly while its application runs (its owner is the
   application's `telemetry_handler_table` server).
   """
@@ -72,13 +71,15 @@ defmodule ClusterScope.Telemetry do
   def enabled?, do: ready?(:persistent_term.get(@backend_key, :telemetry))
 
   @doc """
-  Whether the `:telemetry` application is running on this node: its module
-  is loaded and its handler table exists. Handlers can be attached and
-  events emitted only then. Two BIF calls, no message.
+  Whether the `:telemetry` application is running on this node: its
+  handler table exists (its owner is the application's
+  `telemetry_handler_table` server; the `:telemetry` module itself may not
+  be loaded yet in interactive mode, and loads on the first call).
+  Handlers can be attached and events emitted only then. One BIF call, no
+  message.
   """
   @spec running?() :: boolean()
-  def running?,
-    do: :erlang.module_loaded(:telemetry) and :ets.whereis(@handler_table) != :undefined
+  def running?, do: :ets.whereis(@handler_table) != :undefined
 
   defp ready?(:telemetry), do: running?()
   defp ready?(backend), do: :erlang.module_loaded(backend)

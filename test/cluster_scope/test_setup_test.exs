@@ -41,4 +41,14 @@ defmodule ClusterScope.Test.SetupTest do
     assert :chaos in exclude and :cluster not in exclude
     assert notice =~ "no root"
   end
+
+  test "optional integrations: excluded with a notice when absent, never a halt" do
+    assert Setup.optional(@base, libcluster: true) == {@base, []}
+    assert {exclude, [notice]} = Setup.optional(@base, libcluster: false)
+    assert exclude == @base ++ [:libcluster]
+    assert notice =~ "Skipping :libcluster tests"
+    assert notice =~ "ERL_LIBS"
+
+    assert {[:libcluster, :horde], [_, _]} = Setup.optional([], libcluster: false, horde: false)
+  end
 end

@@ -53,6 +53,32 @@ defmodule ClusterScope.Test.Setup do
   defp reason(text) when is_binary(text), do: text
   defp reason(other), do: inspect(other)
 
+  @doc """
+  Adds to `exclude` the tag of each optional integration whose library is
+  not loadable (`[libcluster: Code.ensure_loaded?(Cluster.Strategy)]`),
+  with a line saying so. Never halts, even under `CI=true`: CI runs without
+  the optional libraries by design and tests their unavailable paths in
+  untagged tests; the tagged ones run when the libraries are on the code
+  path (for example `ERL_LIBS=/path/to/built/libs mix test`).
+
+  Returns `{exclude, notices}`.
+  """
+  @spec optional([atom()], [{atom(), boolean()}]) :: {[atom()], [String.t()]}
+  def optional(exclude, available) do
+    Enum.reduce(available, {exclude, []}, fn
+      {_tag, true}, acc ->
+        acc
+
+      {tag, false}, {exclude, notices} ->
+        {exclude ++ [tag],
+         notices ++
+           [
+             "Skipping #{inspect(tag)} tests: the #{tag} library is not loadable " <>
+               "(put it on the code path, e.g. ERL_LIBS, to run them)"
+           ]}
+    end)
+  end
+
   @doc "Whether this run is a CI run (`CI=true`)."
   @spec ci?() :: boolean()
   def ci?, do: System.get_env("CI") == "true"

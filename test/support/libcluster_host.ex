@@ -6,12 +6,16 @@ defmodule ClusterScope.Test.LibclusterHost do
   `:peer`'s standard I/O, without distribution to the test node).
   """
 
-  @doc "Starts a `Cluster.Supervisor` registered as `name`, owned by a process that lives on."
+  @doc """
+  Starts a `Cluster.Supervisor` registered as `name` (nil: unnamed), owned
+  by a process that lives on.
+  """
   def start_supervisor(topologies, name) do
     parent = self()
+    opts = if name, do: [name: name], else: []
 
     spawn(fn ->
-      result = apply(Cluster.Supervisor, :start_link, [[topologies, [name: name]]])
+      result = apply(Cluster.Supervisor, :start_link, [[topologies, opts]])
       send(parent, {:started, result})
       Process.sleep(:infinity)
     end)

@@ -14,9 +14,11 @@ defmodule ClusterScope.Cluster.Libcluster do
   a libcluster disconnect would be blamed on `erlang:disconnect_node/1`.
   This server attaches only when the `:telemetry` application runs
   (`ClusterScope.Telemetry.running?/0`: two BIFs), checks every 250 ms
-  until it does (every second after the first 30 s), and every 5 s
-  afterwards that its handler is still there (a restarted `:telemetry`
-  loses its handlers): then it waits and attaches again. It never attaches
+  until it does (every second after the first 30 s). Once attached it
+  monitors the owner of telemetry's handler table (a restarted
+  `:telemetry` loses its handlers: it attaches again as soon as the new
+  one runs) and checks every 5 s that its handler is still there (someone
+  may detach it). It never attaches
   to, or emits into, a `:telemetry` that is not running. It detaches when
   it stops.
 
@@ -158,7 +160,16 @@ defmodule ClusterScope.Cluster.Libcluster do
   @impl true
   def init(_opts) do
     Process.flag(:trap_exit, true)
-    state = %{attached: false, started_ms: now(), entries: %{}, supervisors: %{}, strategies: %{}}
+
+    state = %{
+      attached: false,
+      table_owner: nil,
+      started_ms: now(),
+      entries: %{},
+      supervisors: %{},
+      strategies: %{}
+    }
+
     {:ok, attach(state)}
   end
 
@@ -202,6 +213,9 @@ defmodule ClusterScope.Cluster.Libcluster do
     end
   end
 
+  def handle_info({:DOWN, ref, :process, _pid, _reason}, %{table_owner: ref} = state),
+    do: {:noreply, attach(%{state | attached: false, table_owner: nil})}
+
   def handle_info({:DOWN, ref, :process, _pid, _reason}, state) do
     supervisors = for {sup, r} <- state.supervisors, r != ref, into: %{}, do: {sup, r}
     {:noreply, %{state | supervisors: supervisors}}
@@ -232,7 +246,7 @@ defmodule ClusterScope.Cluster.Libcluster do
     cond do
       attached ->
         Process.send_after(self(), :check, @check_ms)
-        %{state | attached: true}
+        %{state | attached: true, table_owner: watch_table(state.table_owner)}
 
       now() - state.started_ms < @fast_for_ms ->
         Process.send_after(self(), :attach, @fast_wait_ms)
@@ -248,6 +262,17 @@ defmodule ClusterScope.Cluster.Libcluster do
       Process.send_after(self(), :attach, @fast_wait_ms)
       %{state | attached: false}
   end
+
+  # The handler table dies with :telemetry's application: its owner's DOWN
+  # is the moment to wait for the next one.
+  defp watch_table(nil) do
+    case :ets.info(:telemetry_handler_table, :owner) do
+      owner when is_pid(owner) -> Process.monitor(owner)
+      _ -> nil
+    end
+  end
+
+  defp watch_table(ref), do: ref
 
   defp still_attached? do
     ClusterScope.Telemetry.running?() and

@@ -107,6 +107,31 @@ defmodule ClusterScope.Libcluster.ViewTest do
     assert error =~ "not a keyword list"
   end
 
+  test "an unnamed Cluster.Supervisor shows once one of its strategies reported" do
+    Application.delete_env(:libcluster, :topologies)
+    topologies = [unnamed: [strategy: ClusterScope.Test.ManualStrategy, config: [hosts: []]]]
+    {:ok, sup} = ClusterScope.Test.LibclusterHost.start_supervisor(topologies, nil)
+    on_exit(fn -> Process.exit(sup, :kill) end)
+
+    # Not registered, nothing reported yet: not found.
+    refute Enum.any?(Libcluster.view().topologies, &(&1.name == :unnamed))
+
+    nowhere = :"cs_view_nowhere2@127.0.0.1"
+
+    assert {:error, [{^nowhere, false}]} =
+             ClusterScope.Test.ManualStrategy.connect(:unnamed, [nowhere])
+
+    unnamed =
+      TestCluster.poll(System.monotonic_time(:millisecond) + 3_000, fn ->
+        Enum.find(Libcluster.view().topologies, &(&1.name == :unnamed))
+      end) || flunk("the unnamed supervisor's topology never showed")
+
+    assert unnamed.sources == [:supervisor]
+    assert unnamed.running
+    assert unnamed.supervisor == inspect(sup)
+    assert [%{node: ^nowhere, reason: :unreachable}] = unnamed.failing
+  end
+
   test "a restarted :telemetry loses handlers: the handler is attached again" do
     :ok = Application.stop(:telemetry)
     on_exit(fn -> Application.ensure_all_started(:telemetry) end)

@@ -326,7 +326,9 @@ defmodule ClusterScope.Cluster.Libcluster do
   defp reason(reason) when is_binary(reason), do: String.slice(reason, 0, 200)
   defp reason(reason), do: inspect(reason, limit: 10, printable_limit: 200)
 
-  # The supervisor of a strategy process: the first of its ancestors.
+  # The supervisor of a strategy process: the first of its ancestors, kept
+  # only if it is a Cluster.Supervisor (the view calls it: an arbitrary
+  # process would not understand which_children).
   defp learn_supervisor(state, strategy) when is_pid(strategy) do
     if Map.has_key?(state.strategies, strategy) or map_size(state.strategies) >= @max_supervisors do
       state
@@ -351,7 +353,8 @@ defmodule ClusterScope.Cluster.Libcluster do
   defp ancestor(pid) do
     with {:dictionary, dict} <- Process.info(pid, :dictionary),
          [first | _] <- Keyword.get(dict, :"$ancestors", []),
-         sup when is_pid(sup) <- if(is_atom(first), do: Process.whereis(first), else: first) do
+         sup when is_pid(sup) <- if(is_atom(first), do: Process.whereis(first), else: first),
+         true <- cluster_supervisor?(sup) do
       sup
     else
       _ -> nil

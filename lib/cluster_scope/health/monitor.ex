@@ -196,11 +196,16 @@ defmodule ClusterScope.Health.Monitor do
     base =
       Keyword.get_lazy(opts, :interval_ms, fn -> ClusterScope.Config.get(:health_interval_ms) end)
 
+    settings = SamplingOptions.defaults(base)
+
     state =
-      base
-      |> SamplingOptions.defaults()
-      |> Map.merge(%{
+      %{
+        base_interval: base,
         interval: base,
+        max_interval: settings.max_interval,
+        max_interval_set: nil,
+        budget: settings.budget,
+        scan_interval: settings.scan_interval,
         timer: nil,
         thresholds: Thresholds.defaults(),
         tracks: %{},
@@ -229,7 +234,7 @@ defmodule ClusterScope.Health.Monitor do
         throttle: Throttle.initial(),
         cost: %{last_us: 0, window: [], typical_us: nil, last_reductions: 0},
         cluster_state: nil
-      })
+      }
       |> subscribe_cluster()
 
     :ets.insert(@table, {:thresholds, state.thresholds})

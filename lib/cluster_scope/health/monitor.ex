@@ -735,7 +735,7 @@ defmodule ClusterScope.Health.Monitor do
   end
 
   defp configure_opts(opts, state) do
-    case SamplingOptions.apply(Map.take(state, @settings), opts) do
+    case SamplingOptions.apply_changes(Map.take(state, @settings), opts) do
       {:ok, settings} ->
         state = Map.merge(state, settings)
 

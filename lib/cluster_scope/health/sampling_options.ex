@@ -52,8 +52,8 @@ defmodule ClusterScope.Health.SamplingOptions do
   Applies `opts` (a keyword list or map) to `settings`. Returns the new
   settings, or every error found.
   """
-  @spec apply(t(), keyword() | map()) :: {:ok, t()} | {:error, [error()]}
-  def apply(settings, opts) when is_list(opts) or is_map(opts) do
+  @spec apply_changes(t(), keyword() | map()) :: {:ok, t()} | {:error, [error()]}
+  def apply_changes(settings, opts) when is_list(opts) or is_map(opts) do
     if is_list(opts) and not Enum.all?(opts, &match?({_, _}, &1)) do
       {:error, [%{field: "opts", message: "must be a keyword list or :defaults"}]}
     else
@@ -61,7 +61,7 @@ defmodule ClusterScope.Health.SamplingOptions do
     end
   end
 
-  def apply(_settings, _opts),
+  def apply_changes(_settings, _opts),
     do: {:error, [%{field: "opts", message: "must be a keyword list or :defaults"}]}
 
   defp apply_pairs(settings, opts) do

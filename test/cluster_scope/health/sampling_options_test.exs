@@ -15,24 +15,26 @@ defmodule ClusterScope.Health.SamplingOptionsTest do
 
   test "valid options apply; the maximum follows the interval unless set" do
     d = Opts.defaults(1_000)
-    assert {:ok, %{base_interval: 200, max_interval: 3_200}} = Opts.apply(d, interval_ms: 200)
+
+    assert {:ok, %{base_interval: 200, max_interval: 3_200}} =
+             Opts.apply_changes(d, interval_ms: 200)
 
     assert {:ok, %{base_interval: 200, max_interval: 900, max_interval_set: 900}} =
-             Opts.apply(d, %{interval_ms: 200, max_interval_ms: 900})
+             Opts.apply_changes(d, %{interval_ms: 200, max_interval_ms: 900})
 
-    assert {:ok, %{budget: 1.0}} = Opts.apply(d, cost_budget: 1)
-    assert {:ok, %{scan_interval: 100}} = Opts.apply(d, scan_interval_ms: 100)
-    {:ok, set} = Opts.apply(d, max_interval_ms: 900, interval_ms: 100)
+    assert {:ok, %{budget: 1.0}} = Opts.apply_changes(d, cost_budget: 1)
+    assert {:ok, %{scan_interval: 100}} = Opts.apply_changes(d, scan_interval_ms: 100)
+    {:ok, set} = Opts.apply_changes(d, max_interval_ms: 900, interval_ms: 100)
 
     assert {:ok, %{max_interval: 1_600, max_interval_set: nil}} =
-             Opts.apply(set, max_interval_ms: nil)
+             Opts.apply_changes(set, max_interval_ms: nil)
   end
 
   test "every bad option is reported with its field; nothing applies" do
     d = Opts.defaults(1_000)
 
     assert {:error, errors} =
-             Opts.apply(d, interval_ms: 5, cost_budget: 0, scan_interval_ms: "x", bogus: 1)
+             Opts.apply_changes(d, interval_ms: 5, cost_budget: 0, scan_interval_ms: "x", bogus: 1)
 
     assert Enum.map(errors, & &1.field) == [
              "interval_ms",
@@ -46,20 +48,20 @@ defmodule ClusterScope.Health.SamplingOptionsTest do
 
   test "a maximum below the interval is refused" do
     assert {:error, [%{field: "max_interval_ms", message: msg}]} =
-             Opts.apply(Opts.defaults(1_000), interval_ms: 2_000, max_interval_ms: 1_000)
+             Opts.apply_changes(Opts.defaults(1_000), interval_ms: 2_000, max_interval_ms: 1_000)
 
     assert msg =~ "at least interval_ms (2000)"
   end
 
   test "input that is not options is an error, never a crash, and makes no atoms" do
     d = Opts.defaults(1_000)
-    assert {:error, [%{field: "opts"}]} = Opts.apply(d, "interval_ms=5")
-    assert {:error, [%{field: "opts"}]} = Opts.apply(d, [:interval_ms])
+    assert {:error, [%{field: "opts"}]} = Opts.apply_changes(d, "interval_ms=5")
+    assert {:error, [%{field: "opts"}]} = Opts.apply_changes(d, [:interval_ms])
 
     assert {:error, [%{field: "interval_ms_unknown_zz"}]} =
-             Opts.apply(d, %{"interval_ms_unknown_zz" => 5})
+             Opts.apply_changes(d, %{"interval_ms_unknown_zz" => 5})
 
     assert_raise ArgumentError, fn -> String.to_existing_atom("interval_ms_unknown_zz") end
-    assert {:error, [%{field: "{1, 2}"}]} = Opts.apply(d, %{{1, 2} => 5})
+    assert {:error, [%{field: "{1, 2}"}]} = Opts.apply_changes(d, %{{1, 2} => 5})
   end
 end

@@ -64,4 +64,13 @@ defmodule ClusterScope.Health.SamplingOptionsTest do
     assert_raise ArgumentError, fn -> String.to_existing_atom("interval_ms_unknown_zz") end
     assert {:error, [%{field: "{1, 2}"}]} = Opts.apply_changes(d, %{{1, 2} => 5})
   end
+
+  test "through the monitor: a list that is not options is refused, the monitor lives on" do
+    pid = Process.whereis(ClusterScope.Health.Monitor)
+    status = ClusterScope.Health.status()
+
+    assert {:error, [%{field: "opts"}]} = ClusterScope.Health.configure_sampling([:interval_ms])
+    assert Process.whereis(ClusterScope.Health.Monitor) == pid
+    assert ClusterScope.Health.status().base_interval_ms == status.base_interval_ms
+  end
 end

@@ -17,6 +17,8 @@ defmodule ClusterScope.Application do
     * the `:pg` scope `:cluster_scope`, which every node's agent joins
     * `ClusterScope.Cluster.Heartbeat` - heartbeats and phi-accrual detectors
     * `ClusterScope.Cluster.State` - members, matrix, classification, events
+    * `ClusterScope.Cluster.Libcluster` - libcluster's telemetry (attached
+      once `:telemetry` runs, whatever the start order) and its topologies
     * `ClusterScope.Mode` - multi_node, local_cluster or simulated
     * `ClusterScope.Procs.Snapshots` - the latest process snapshot of this
       node (and of agentless nodes read from here), and window starts,
@@ -53,6 +55,7 @@ defmodule ClusterScope.Application do
        phi_threshold: config.get(:phi_threshold) * 1.0},
       {ClusterScope.Cluster.State,
        quorum: config.get(:quorum), interval_ms: config.get(:heartbeat_interval_ms)},
+      ClusterScope.Cluster.Libcluster,
       ClusterScope.Mode,
       ClusterScope.Procs.Snapshots,
       ClusterScope.Trace.ControlWord,

@@ -1,9 +1,16 @@
 defmodule ClusterScope.Telemetry do
   @moduledoc """
-  ClusterScope's `:telemetry` events, emitted only when `:telemetry` is
-  loaded. ClusterScope does not depend on the package: every call goes
-  through `apply/3`, so it compiles and runs without it, and anything a
-  handler raises or throws is caught here.
+  ClusterScope's `:telemetry` events, emitted only when the `:telemetry`
+  application is running. ClusterScope does not depend on the package:
+  every call goes through `apply/3`, so it compiles and runs without it,
+  and anything a handler raises or throws is caught here.
+
+  Without Hex, `:cluster_scope`'s application does not list `:telemetry`,
+  so in a host it can start before `:telemetry` does, or run where the
+  module is loaded but the application never started. Emitting then would
+  make `:telemetry` log "Failed to lookup telemetry handlers" for every
+  event; nobody can have attached a handler anyway (attaching needs the
+  running application), so nothing is emitted until it runs.
 
   ## Events
 
@@ -32,23 +39,25 @@ defmodule ClusterScope.Telemetry do
 
   ## Cost
 
-  Without `:telemetry` an event is one `:erlang.module_loaded/1` check (tens
-  of nanoseconds). That check is enough: a handler can only be attached by
-  calling `:telemetry`, which loads the module, so while it is not loaded
-  nobody could receive an event.
+  Without a running `:telemetry` an event is one `:ets.whereis/1` of
+  telemetry's handler table (tens of nanoseconds). The table is what `:telemetry` reads handlers from; it
+  exists exactly while its application runs (its owner is the
+  application's `telemetry_handler_table` server).
   """
 
   @backend_key {__MODULE__, :backend}
+  @handler_table :telemetry_handler_table
 
   @doc """
-  Emits `event` through `:telemetry.execute/3` when `:telemetry` is loaded;
-  a no-op otherwise. Never raises; always returns `:ok`.
+  Emits `event` through `:telemetry.execute/3` when the `:telemetry`
+  application is running; a no-op otherwise. Never raises; always returns
+  `:ok`.
   """
   @spec execute([atom()], map(), map()) :: :ok
   def execute(event, measurements, metadata) do
     backend = :persistent_term.get(@backend_key, :telemetry)
 
-    if :erlang.module_loaded(backend) do
+    if ready?(backend) do
       apply(backend, :execute, [event, measurements, metadata])
     end
 
@@ -57,9 +66,23 @@ defmodule ClusterScope.Telemetry do
     _, _ -> :ok
   end
 
-  @doc "Whether events are emitted (`:telemetry` is loaded)."
+  @doc "Whether events are emitted (the `:telemetry` application is running)."
   @spec enabled?() :: boolean()
-  def enabled?, do: :erlang.module_loaded(:persistent_term.get(@backend_key, :telemetry))
+  def enabled?, do: ready?(:persistent_term.get(@backend_key, :telemetry))
+
+  @doc """
+  Whether the `:telemetry` application is running on this node: its
+  handler table exists (its owner is the application's
+  `telemetry_handler_table` server; the `:telemetry` module itself may not
+  be loaded yet in interactive mode, and loads on the first call).
+  Handlers can be attached and events emitted only then. One BIF call, no
+  message.
+  """
+  @spec running?() :: boolean()
+  def running?, do: :ets.whereis(@handler_table) != :undefined
+
+  defp ready?(:telemetry), do: running?()
+  defp ready?(backend), do: :erlang.module_loaded(backend)
 
   @doc false
   # Tests only: send events to `module.execute/3` instead of :telemetry's

@@ -114,36 +114,12 @@ defmodule ClusterScope.Cluster.State do
   @spec set_mode(atom(), atom()) :: :ok
   def set_mode(from, to), do: GenServer.call(__MODULE__, {:mode, from, to})
 
-  @libcluster_events [
-    [:libcluster, :connect_node, :ok],
-    [:libcluster, :connect_node, :error],
-    [:libcluster, :disconnect_node, :ok],
-    [:libcluster, :disconnect_node, :error]
-  ]
-
   @doc false
-  # A :telemetry handler for libcluster's events, attached when :telemetry is
-  # loaded: libcluster's failed connects and its own disconnects are causes
-  # the monitor_nodes messages do not give.
+  # libcluster's events, forwarded by ClusterScope.Cluster.Libcluster (which
+  # attaches to :telemetry once it runs): libcluster's failed connects and
+  # its own disconnects are causes the monitor_nodes messages do not give.
   def handle_libcluster([:libcluster, action, result], _measurements, metadata, _config) do
     GenServer.cast(__MODULE__, {:libcluster, action, result, metadata})
-  catch
-    _, _ -> :ok
-  end
-
-  defp attach_libcluster do
-    # :telemetry is optional: called through apply/3 so the library compiles
-    # and runs without it.
-    if Code.ensure_loaded?(:telemetry) do
-      apply(:telemetry, :attach_many, [
-        "cluster_scope_libcluster",
-        @libcluster_events,
-        &__MODULE__.handle_libcluster/4,
-        nil
-      ])
-    end
-
-    :ok
   catch
     _, _ -> :ok
   end
@@ -161,7 +137,6 @@ defmodule ClusterScope.Cluster.State do
     Process.flag(:trap_exit, true)
     :ok = :net_kernel.monitor_nodes(true, [{:node_type, :visible}, :nodedown_reason])
     :ok = GenServer.call(Heartbeat, {:set_listener, self()})
-    attach_libcluster()
     watch_global()
 
     nodes =

@@ -98,19 +98,34 @@ defmodule ClusterScope.Health.Monitor do
   Reads (`latest/0`, `alerts/0`, `status/0`, `thresholds/0`) come from an
   ETS table the monitor writes after each sample: they never wait for the
   monitor.
+
+  ## Where the logic lives
+
+  This module is the server: the timer, the state, the ETS table, the
+  collector process and the subscribers. The rules are in pure modules
+  tested on their own: `ClusterScope.Health.Throttle` (load, own cost and
+  the throttling steps), `ClusterScope.Health.SystemMonitor` (the
+  busy_dist_port system monitor slot), `ClusterScope.Health.SamplingOptions`
+  (validation of `configure_sampling/1`), `ClusterScope.Health.Collectors`
+  (what a sample reads), `ClusterScope.Health.Thresholds`,
+  `ClusterScope.Health.Alerts` and `ClusterScope.Health.Baseline`.
   """
 
   use GenServer
 
-  alias ClusterScope.Health.{Alerts, Baseline, Collectors, Thresholds}
+  alias ClusterScope.Health.{
+    Alerts,
+    Baseline,
+    Collectors,
+    SamplingOptions,
+    SystemMonitor,
+    Thresholds,
+    Throttle
+  }
 
   @table __MODULE__
   @max_samples 120
-  @default_budget 0.01
-  @default_scan_interval_ms 10_000
-  @max_factor 16
   @scan_deadline_ms 30_000
-  @cost_window 5
 
   # -- API (see ClusterScope.Health) --------------------------------------------------
 
@@ -181,14 +196,16 @@ defmodule ClusterScope.Health.Monitor do
     base =
       Keyword.get_lazy(opts, :interval_ms, fn -> ClusterScope.Config.get(:health_interval_ms) end)
 
+    settings = SamplingOptions.defaults(base)
+
     state =
       %{
         base_interval: base,
         interval: base,
-        max_interval: base * @max_factor,
+        max_interval: settings.max_interval,
         max_interval_set: nil,
-        budget: @default_budget,
-        scan_interval: @default_scan_interval_ms,
+        budget: settings.budget,
+        scan_interval: settings.scan_interval,
         timer: nil,
         thresholds: Thresholds.defaults(),
         tracks: %{},
@@ -202,7 +219,7 @@ defmodule ClusterScope.Health.Monitor do
         baselines: %{},
         membership_changes: 0,
         baselines_reset_at_ms: nil,
-        sysmon: install_system_monitor(),
+        sysmon: SystemMonitor.install(self()),
         busy_dist_port: 0,
         system_memory: Collectors.system_memory(),
         horde?: Code.ensure_loaded?(Horde.DynamicSupervisor),
@@ -214,7 +231,7 @@ defmodule ClusterScope.Health.Monitor do
           horde: nil,
           period: nil
         },
-        throttle: %{collectors_throttled: false, reason: nil},
+        throttle: Throttle.initial(),
         cost: %{last_us: 0, window: [], typical_us: nil, last_reductions: 0},
         cluster_state: nil
       }
@@ -257,11 +274,7 @@ defmodule ClusterScope.Health.Monitor do
         # force and lets the next samples move it.
         new =
           if {new.base_interval, new.max_interval} != {state.base_interval, state.max_interval},
-            do: %{
-              new
-              | interval: new.base_interval,
-                throttle: %{collectors_throttled: false, reason: nil}
-            },
+            do: %{new | interval: new.base_interval, throttle: Throttle.initial()},
             else: new
 
         state = schedule(new)
@@ -335,11 +348,7 @@ defmodule ClusterScope.Health.Monitor do
 
   @impl true
   def terminate(_reason, state) do
-    if state.sysmon == :installed and
-         match?({pid, _} when pid == self(), :erlang.system_monitor()) do
-      :erlang.system_monitor(:undefined)
-    end
-
+    SystemMonitor.uninstall(state.sysmon, self())
     stop_collector(state)
     :ok
   end
@@ -371,7 +380,8 @@ defmodule ClusterScope.Health.Monitor do
         do: round((reductions - state.prev.reductions) / elapsed_s)
 
     connectivity = Collectors.connectivity()
-    {state, busy} = busy_dist_port(state)
+    {sysmon, busy} = SystemMonitor.read(state.sysmon, state.busy_dist_port, self())
+    state = %{state | sysmon: sysmon, busy_dist_port: 0}
     state = state |> check_collector_deadline() |> maybe_start_collector()
     top = Collectors.refresh_top(state.collector.top)
     state = put_in(state.collector.top, top)
@@ -435,13 +445,8 @@ defmodule ClusterScope.Health.Monitor do
     cost_us = System.monotonic_time(:microsecond) - started
     sample = Map.put(sample, :cost, %{wall_us: cost_us, reductions: r1 - r0})
 
-    # A sample taken while the node is loaded mostly measures the wait for
-    # a scheduler, not the monitor's work: it does not count in the typical
-    # cost (the load is its own reason to back off).
-    window =
-      if loaded?(rq, util),
-        do: state.cost.window,
-        else: Enum.take([cost_us | state.cost.window], @cost_window)
+    load = Throttle.load_reason(rq, util)
+    window = Throttle.cost_window(state.cost.window, cost_us, load != nil)
 
     state = %{
       state
@@ -452,14 +457,14 @@ defmodule ClusterScope.Health.Monitor do
         cost: %{
           last_us: cost_us,
           window: window,
-          typical_us: median(window) || state.cost.typical_us || cost_us,
+          typical_us: Throttle.median(window) || state.cost.typical_us || cost_us,
           last_reductions: r1 - r0
         },
         samples_taken: state.samples_taken + 1,
         last_sample_at_ms: now
     }
 
-    state = if forced?, do: state, else: throttle(state, rq, util)
+    state = if forced?, do: state, else: throttle(state, load)
     state = keep(state, sample)
 
     :ets.insert(@table, [{:latest, sample}, {:alerts, Alerts.active(tracks)}])
@@ -527,47 +532,6 @@ defmodule ClusterScope.Health.Monitor do
     end
 
     :ok
-  end
-
-  # -- busy_dist_port -------------------------------------------------------------------
-
-  defp install_system_monitor do
-    case :erlang.system_monitor() do
-      :undefined ->
-        case :erlang.system_monitor(self(), [:busy_dist_port]) do
-          :undefined ->
-            :installed
-
-          {pid, opts} ->
-            # Another process installed one between the check and ours: give
-            # it back.
-            :erlang.system_monitor(pid, opts)
-            {:unavailable, "another system monitor is installed (#{inspect(pid)})"}
-        end
-
-      {pid, _opts} ->
-        {:unavailable, "another system monitor is installed (#{inspect(pid)})"}
-    end
-  end
-
-  defp busy_dist_port(%{sysmon: :installed} = state) do
-    self = self()
-
-    case :erlang.system_monitor() do
-      {^self, _} ->
-        {%{state | busy_dist_port: 0}, %{status: :installed, events: state.busy_dist_port}}
-
-      other ->
-        reason =
-          "another system monitor replaced ClusterScope's (#{inspect(other, limit: 3)}); " <>
-            "not reinstalled"
-
-        busy_dist_port(%{state | sysmon: {:unavailable, reason}})
-    end
-  end
-
-  defp busy_dist_port(%{sysmon: {:unavailable, reason}} = state) do
-    {state, %{status: :unavailable, events: nil, reason: reason}}
   end
 
   # -- non-essential collectors ---------------------------------------------------------
@@ -650,7 +614,7 @@ defmodule ClusterScope.Health.Monitor do
     Process.demonitor(ref, [:flush])
 
     # Paced so the collectors stay under half of the budget.
-    period = max(state.scan_interval, round(result.cost_us / 1_000 / (state.budget / 2)))
+    period = Throttle.collector_period(state.scan_interval, result.cost_us, state.budget)
 
     last = %{
       status: :ok,
@@ -674,67 +638,32 @@ defmodule ClusterScope.Health.Monitor do
     }
   end
 
-  defp collector_fraction(%{collector: %{last: %{cost_us: cost}, period: period}})
-       when is_integer(cost) and is_integer(period) and period > 0,
-       do: cost / (period * 1_000)
-
-  defp collector_fraction(_state), do: 0.0
+  defp collector_fraction(state),
+    do: Throttle.collectors_fraction(state.collector.last[:cost_us], state.collector.period)
 
   # -- self-protection ------------------------------------------------------------------
 
-  defp throttle(state, rq, util) do
-    load = load_reason(rq, util)
-    t = state.throttle
-    sample_fraction = state.cost.typical_us / (state.interval * 1_000)
-    collectors = if t.collectors_throttled, do: 0.0, else: collector_fraction(state)
-    reason = load || if(sample_fraction + collectors > state.budget, do: :own_cost)
+  defp throttle(state, load) do
+    {throttle, interval, action} =
+      Throttle.step(state.throttle, %{
+        interval: state.interval,
+        base_interval: state.base_interval,
+        max_interval: state.max_interval,
+        budget: state.budget,
+        typical_us: state.cost.typical_us,
+        collectors_fraction: collector_fraction(state),
+        load: load
+      })
 
-    cond do
-      # First step: the non-essential collectors.
-      reason != nil and not t.collectors_throttled ->
+    state =
+      if action == :stop_collectors and state.collector.running do
         stop_collector(state)
-        state = if state.collector.running, do: put_in(state.collector.running, nil), else: state
-        %{state | throttle: %{collectors_throttled: true, reason: reason}}
+        put_in(state.collector.running, nil)
+      else
+        state
+      end
 
-      reason != nil and (load != nil or sample_fraction > state.budget) ->
-        %{
-          state
-          | interval: min(state.interval * 2, state.max_interval),
-            throttle: %{t | reason: reason}
-        }
-
-      reason != nil ->
-        %{state | throttle: %{t | reason: reason}}
-
-      state.interval > state.base_interval ->
-        %{state | interval: max(div(state.interval, 2), state.base_interval)}
-
-      t.collectors_throttled and sample_fraction <= state.budget / 2 ->
-        %{state | throttle: %{collectors_throttled: false, reason: nil}}
-
-      t.collectors_throttled ->
-        %{state | throttle: %{t | reason: :own_cost}}
-
-      true ->
-        %{state | throttle: %{t | reason: nil}}
-    end
-  end
-
-  defp loaded?(rq, util), do: load_reason(rq, util) != nil
-
-  defp load_reason(rq, util) do
-    cond do
-      rq.run_queue > rq.online * 2 -> :run_queue
-      is_number(util) and util > 90.0 -> :scheduler_utilization
-      true -> nil
-    end
-  end
-
-  defp median([]), do: nil
-
-  defp median(list) do
-    sorted = Enum.sort(list)
-    Enum.at(sorted, div(length(sorted), 2))
+    %{state | throttle: throttle, interval: interval}
   end
 
   defp schedule(state) do
@@ -745,8 +674,7 @@ defmodule ClusterScope.Health.Monitor do
   defp publish_status(state) do
     t = state.throttle
 
-    sample_fraction =
-      if state.cost.typical_us, do: state.cost.typical_us / (state.interval * 1_000), else: 0.0
+    sample_fraction = Throttle.sample_fraction(state.cost.typical_us, state.interval)
 
     collectors = if t.collectors_throttled, do: 0.0, else: collector_fraction(state)
     last = state.collector.last || %{}
@@ -787,11 +715,7 @@ defmodule ClusterScope.Health.Monitor do
         },
         horde_skew: if(state.horde?, do: :enabled, else: :absent)
       },
-      busy_dist_port:
-        case state.sysmon do
-          :installed -> %{status: :installed}
-          {:unavailable, reason} -> %{status: :unavailable, reason: reason}
-        end,
+      busy_dist_port: SystemMonitor.status(state.sysmon),
       samples_taken: state.samples_taken,
       last_sample_at_ms: state.last_sample_at_ms,
       membership_changes: state.membership_changes,
@@ -803,84 +727,33 @@ defmodule ClusterScope.Health.Monitor do
 
   # -- configuration ----------------------------------------------------------------------
 
+  @settings [:base_interval, :max_interval, :max_interval_set, :budget, :scan_interval]
+
   defp configure_opts(:defaults, state) do
     base = ClusterScope.Config.get(:health_interval_ms)
-
-    {:ok,
-     %{
-       state
-       | base_interval: base,
-         max_interval: base * @max_factor,
-         max_interval_set: nil,
-         budget: @default_budget,
-         scan_interval: @default_scan_interval_ms
-     }}
+    {:ok, Map.merge(state, SamplingOptions.defaults(base))}
   end
 
-  defp configure_opts(opts, state) when is_list(opts) or is_map(opts) do
-    {state, errors} =
-      Enum.reduce(opts, {state, []}, fn {key, value}, {state, errors} ->
-        case configure_opt(key, value, state) do
-          {:ok, state} -> {state, errors}
-          {:error, message} -> {state, [%{field: to_string(key), message: message} | errors]}
+  defp configure_opts(opts, state) do
+    case SamplingOptions.apply_changes(Map.take(state, @settings), opts) do
+      {:ok, settings} ->
+        state = Map.merge(state, settings)
+
+        # A new scan interval brings the next scan forward if it is due sooner.
+        if has_option?(opts, :scan_interval_ms) do
+          due = System.monotonic_time(:millisecond) + settings.scan_interval
+          {:ok, update_in(state.collector.due_at, &min(&1, due))}
+        else
+          {:ok, state}
         end
-      end)
 
-    max = state.max_interval_set || state.base_interval * @max_factor
-
-    errors =
-      if max < state.base_interval,
-        do: [
-          %{
-            field: "max_interval_ms",
-            message: "must be at least interval_ms (#{state.base_interval})"
-          }
-          | errors
-        ],
-        else: errors
-
-    case errors do
-      [] -> {:ok, %{state | max_interval: max}}
-      _ -> {:error, Enum.reverse(errors)}
+      {:error, _} = error ->
+        error
     end
   end
 
-  defp configure_opts(_opts, _state),
-    do: {:error, [%{field: "opts", message: "must be a keyword list or :defaults"}]}
-
-  defp configure_opt(:interval_ms, v, state) when is_integer(v) and v in 10..600_000,
-    do: {:ok, %{state | base_interval: v}}
-
-  defp configure_opt(:interval_ms, v, _),
-    do: {:error, "must be an integer in 10..600000, got: #{inspect(v)}"}
-
-  defp configure_opt(:max_interval_ms, nil, state), do: {:ok, %{state | max_interval_set: nil}}
-
-  defp configure_opt(:max_interval_ms, v, state) when is_integer(v) and v in 10..3_600_000,
-    do: {:ok, %{state | max_interval_set: v}}
-
-  defp configure_opt(:max_interval_ms, v, _),
-    do: {:error, "must be nil or an integer in 10..3600000, got: #{inspect(v)}"}
-
-  defp configure_opt(:cost_budget, v, state) when is_number(v) and v > 0 and v <= 1,
-    do: {:ok, %{state | budget: v * 1.0}}
-
-  defp configure_opt(:cost_budget, v, _),
-    do: {:error, "must be a number > 0 and <= 1 (a fraction of one core), got: #{inspect(v)}"}
-
-  defp configure_opt(:scan_interval_ms, v, state) when is_integer(v) and v in 100..3_600_000 do
-    state = %{state | scan_interval: v}
-    due = System.monotonic_time(:millisecond) + v
-    {:ok, update_in(state.collector.due_at, &min(&1, due))}
-  end
-
-  defp configure_opt(:scan_interval_ms, v, _),
-    do: {:error, "must be an integer in 100..3600000, got: #{inspect(v)}"}
-
-  defp configure_opt(_key, _v, _state),
-    do:
-      {:error,
-       "is not a sampling option (interval_ms, max_interval_ms, cost_budget, scan_interval_ms)"}
+  defp has_option?(opts, key) when is_map(opts), do: Map.has_key?(opts, key)
+  defp has_option?(opts, key), do: Keyword.has_key?(opts, key)
 
   # -- cluster membership -----------------------------------------------------------------
 

@@ -21,9 +21,15 @@ defmodule ClusterScope.Operations.ClusterHealth do
       that this node already sees as not up (they are not called), are in
       `node_errors`.
 
+    * **libcluster** (local, `ClusterScope.Cluster.Libcluster.health/1`):
+      `status` `absent` without libcluster, `degraded` when a topology
+      misses a node it expects (Epmd hosts, LocalEpmd's names) or fails to
+      connect one (`missing` and `failing`, with libcluster's last error),
+      `healthy` otherwise.
+
   `status` is the worst of: the connectivity status; `degraded` for a
-  warning alert and `critical` for a critical one anywhere; and `degraded`
-  when a node did not answer. `mix cluster_scope.health` exits 0, 1 or 2 on
+  warning alert and `critical` for a critical one anywhere; `degraded`
+  when a node did not answer; and `degraded` when libcluster's status is. `mix cluster_scope.health` exits 0, 1 or 2 on
   `healthy`, `degraded` or `critical`.
 
   Cost: one `topology/0` call here and one remote read of each node's
@@ -62,6 +68,7 @@ defmodule ClusterScope.Operations.ClusterHealth do
         true -> :healthy
       end
 
+    libcluster = ClusterScope.Cluster.Libcluster.health()
     {answers, node_errors} = Health.cluster_call(:local_health, [])
     alerts = answers |> Enum.flat_map(fn {_node, h} -> h.alerts end) |> Alerts.sort()
     worst = Alerts.worst(alerts)
@@ -71,7 +78,8 @@ defmodule ClusterScope.Operations.ClusterHealth do
         [
           connectivity_status,
           Health.severity_status(worst),
-          if(node_errors == [], do: :healthy, else: :degraded)
+          if(node_errors == [], do: :healthy, else: :degraded),
+          if(libcluster.status == :degraded, do: :degraded, else: :healthy)
         ],
         &@rank[&1]
       )
@@ -86,7 +94,8 @@ defmodule ClusterScope.Operations.ClusterHealth do
        worst_alert_severity: worst,
        alerts: alerts,
        per_node: Map.new(answers, fn {node, h} -> {node, Map.delete(h, :node)} end),
-       node_errors: node_errors
+       node_errors: node_errors,
+       libcluster: libcluster
      }}
   end
 end

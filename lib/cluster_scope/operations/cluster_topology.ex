@@ -11,6 +11,17 @@ defmodule ClusterScope.Operations.ClusterTopology do
   summary and active alerts (one parallel call per node, bounded by the node
   timeout; nodes already seen as not up are not called and are listed in
   `node_errors`).
+
+  `libcluster` is this node's libcluster view
+  (`ClusterScope.Cluster.Libcluster.view/0`): `available: false` with a
+  reason when libcluster is not loaded; otherwise whether its telemetry is
+  heard (`telemetry`) and, per topology (from `config :libcluster,
+  topologies:` and the running `Cluster.Supervisor`s), its strategy, the
+  nodes it expects where the strategy makes that knowable (Epmd hosts,
+  LocalEpmd's names), the ones connected, the expected ones `missing`, and
+  the ones `failing` with their last error from libcluster's telemetry.
+  Local too: a scan of the registered names and two calls to each
+  `Cluster.Supervisor` (500 ms timeout each).
   """
 
   use ClusterScope.Operation, name: "cluster_topology"
@@ -37,7 +48,9 @@ defmodule ClusterScope.Operations.ClusterTopology do
 
   @impl true
   def execute(params) do
-    topology = ClusterScope.Cluster.State.topology()
+    topology =
+      ClusterScope.Cluster.State.topology()
+      |> Map.put(:libcluster, ClusterScope.Cluster.Libcluster.view())
 
     if params[:include_health] do
       {answers, node_errors} = ClusterScope.Health.cluster_call(:local_health, [])

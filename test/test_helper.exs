@@ -31,7 +31,7 @@ exclude =
 # Optional integrations: their tests run when the library is loadable
 # (ERL_LIBS=...), else they are skipped, CI included.
 {exclude, notices} =
-  Setup.optional(exclude, arsenal: Arsenal.Registry, libcluster: Cluster.Strategy)
+  Setup.optional(exclude, arsenal: Arsenal.Registry, libcluster: Elixir.Cluster.Strategy)
 Enum.each(notices, &IO.puts/1)
 
 if :chaos not in exclude do

@@ -32,8 +32,9 @@ defmodule ClusterScope.Horde.Findings do
       sees die; with `members: :auto` a member removed from the list before
       that is never restarted.
     * **members not connected** (`horde_members_not_connected`) - members
-      (other than `:dead` ones) on nodes this node is not connected to, or
-      sees as not up.
+      on nodes this node is not connected to, or sees as not up, whatever
+      their Horde status (a `:dead` member still counts in a quorum
+      strategy's majority until it leaves the member list).
     * **membership disagreement** - nodes whose lists of members differ
       (`compare/1`, across nodes' summaries).
   """
@@ -68,7 +69,7 @@ defmodule ClusterScope.Horde.Findings do
     dup_specs = duplicate_specs(view.records)
     gaps = registry_gaps(running)
 
-    not_connected = for m <- members, m.status != :dead, not m.connected, uniq: true, do: m.node
+    not_connected = for m <- members, not m.connected, uniq: true, do: m.node
 
     %{
       name: view.name,

@@ -293,13 +293,18 @@ defmodule ClusterScope.Horde.Inspect do
 
   @doc """
   The findings of the supervisor `name` as seen from this node
-  (`ClusterScope.Horde.Findings.supervisor/2` of `local_supervisor/2`);
-  called on every node by the operations, through `ClusterScope.Fanout`.
+  (`ClusterScope.Horde.Findings.supervisor/2` of `local_supervisor/2`),
+  or `{:ok, nil}` when no such supervisor runs here; called on every node
+  by the operations, through `ClusterScope.Fanout`.
   """
   @spec local_supervisor_summary(atom(), keyword()) :: {:ok, map()} | {:error, String.t()}
   def local_supervisor_summary(name, opts \\ []) do
-    with {:ok, view} <- local_supervisor(name, opts) do
-      {:ok, Findings.supervisor(view, up_nodes([node() | Node.list(:connected)]))}
+    if Process.whereis(name) == nil do
+      {:ok, nil}
+    else
+      with {:ok, view} <- local_supervisor(name, opts) do
+        {:ok, Findings.supervisor(view, up_nodes([node() | Node.list(:connected)]))}
+      end
     end
   end
 
@@ -307,17 +312,44 @@ defmodule ClusterScope.Horde.Inspect do
 
   @doc """
   Calls `fun(args)` of this module on every node of `nodes` (default: this
-  node and the connected ones) that this node's cluster state sees as up,
-  through `ClusterScope.Fanout` with `timeout`. Returns
-  `{[{node, value}], node_errors}`; skipped nodes are in the errors.
+  node and the connected ones) that this node's cluster state sees as up
+  and that runs ClusterScope, through `ClusterScope.Fanout` with `timeout`.
+  Returns `{[{node, value}], node_errors}`. A node of `nodes` that is not
+  up or not connected is in the errors with its status, never called; a
+  connected node without ClusterScope is in the errors only when it was
+  listed explicitly (`nodes` given).
   """
   @spec fan(atom(), list(), [node()] | nil, pos_integer()) :: {[{node(), term()}], [map()]}
   def fan(fun, args, nodes \\ nil, timeout \\ ClusterScope.Fanout.default_timeout()) do
-    nodes = nodes || [node() | Node.list(:connected)]
+    connected = MapSet.new([node() | Node.list(:connected)])
+    explicit? = nodes != nil
+    nodes = Enum.uniq(nodes || MapSet.to_list(connected))
     agents = MapSet.new([node() | ClusterScope.Cluster.Heartbeat.agent_nodes()])
-    {call, skipped} = Call.callable_nodes(Enum.filter(nodes, &MapSet.member?(agents, &1)))
+    {callable, skipped} = Call.callable_nodes(nodes)
+
+    {call, absent} = Enum.split_with(callable, &MapSet.member?(connected, &1))
+    {call, agentless} = Enum.split_with(call, &MapSet.member?(agents, &1))
     {answers, errors} = ClusterScope.Fanout.multicall(call, __MODULE__, fun, args, timeout)
-    {answers, errors ++ for({n, s} <- skipped, do: ClusterScope.Fanout.not_called(n, s))}
+
+    agentless_errors =
+      if explicit?,
+        do:
+          for(
+            n <- agentless,
+            do: %{
+              node: n,
+              status: :not_running,
+              reason: "#{n} does not run ClusterScope: seen only through the others' replicas",
+              remediation: "Add :cluster_scope to #{n}'s release."
+            }
+          ),
+        else: []
+
+    {answers,
+     errors ++
+       for({n, s} <- skipped, do: ClusterScope.Fanout.not_called(n, s)) ++
+       for(n <- absent, do: ClusterScope.Fanout.not_called(n, :not_connected)) ++
+       agentless_errors}
   end
 
   # -- placed start --------------------------------------------------------------------

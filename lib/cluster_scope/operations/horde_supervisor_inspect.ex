@@ -14,7 +14,9 @@ defmodule ClusterScope.Operations.HordeSupervisorInspect do
   children as recorded by Horde (pid, node, start function), filtered by
   `node`, paged by `limit`/`offset`, and each up node's own count of the
   children running there (`running_per_node`), with the duplicates each
-  node sees (`per_node_findings`).
+  node sees (`per_node_findings`). Members that are not up or not
+  connected, or do not run ClusterScope, are in `node_errors` (not called);
+  connected nodes where the supervisor does not run are left out.
 
   Cost: one read of this node's supervisor state and records, one of each
   up node's through `ClusterScope.Fanout`; never
@@ -83,10 +85,15 @@ defmodule ClusterScope.Operations.HordeSupervisorInspect do
     with {:ok, name} <- resolve(text),
          {:ok, view} <- local(name) do
       summary = Findings.supervisor(view, up())
-      {answers, node_errors} = Inspect.fan(:local_supervisor_summary, [name])
+      member_nodes = for m <- summary.members, m.status != :uninitialized, do: m.node
+      nodes = Enum.uniq([node() | Node.list(:visible)] ++ member_nodes)
+      {answers, node_errors} = Inspect.fan(:local_supervisor_summary, [name], nodes)
 
       {per_node, refused} =
         Enum.reduce(answers, {%{}, []}, fn
+          {_n, {:ok, nil}}, acc ->
+            acc
+
           {n, {:ok, s}}, {acc, errs} ->
             {Map.put(acc, n, s), errs}
 

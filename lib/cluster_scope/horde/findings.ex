@@ -80,7 +80,7 @@ defmodule ClusterScope.Horde.Findings do
       members_option: view.members_option,
       members: members,
       live_nodes: live,
-      children: length(view.records),
+      children_count: length(view.records),
       children_per_node: per_node,
       running_here: if(running_error, do: nil, else: length(running)),
       running_error: running_error,

@@ -245,6 +245,25 @@ defmodule ClusterScope.Horde.Inspect do
   end
 
   @doc """
+  The `[{pid, value}]` registered under `key` in the registry `name`, from
+  this node's replica (`Horde.Registry.select/2`) within the deadline.
+  Unlike `Horde.Registry.lookup/2` it never asks the pid's node whether the
+  pid is alive (an `:erpc` call with no timeout: it waits as long as that
+  node is frozen); the pid may have exited meanwhile.
+  Returns `{:error, text}` when the registry does not answer.
+  """
+  @spec lookup(atom(), term(), pos_integer()) :: [{pid(), term()}] | {:error, String.t()}
+  def lookup(name, key, deadline \\ Call.default_deadline()) do
+    spec = [{{:"$1", :"$2", :"$3"}, [{:"=:=", :"$1", {:const, key}}], [{{:"$2", :"$3"}}]}]
+
+    case Call.run(fn -> apply(Horde.Registry, :select, [name, spec]) end, deadline) do
+      {:ok, list} when is_list(list) -> list
+      {:ok, other} -> {:error, "select answered #{inspect(other, limit: 3)}"}
+      {:error, reason} -> {:error, "Horde registry #{inspect(name)}: #{Call.describe(reason)}"}
+    end
+  end
+
+  @doc """
   What this node knows of every Horde registry and supervisor running on it,
   summarised for health and for comparing nodes: per supervisor its
   members and statuses, records per node and the findings that can be

@@ -80,6 +80,18 @@ defmodule ClusterScope.Horde.ClusterTest do
       assert e.pid =~ Atom.to_string(e.node)
     end
 
+    # A name resolves from the replica (trace's horde_name uses it), never
+    # asking the pid's node.
+    [first | _] = data.entries
+
+    assert [{pid, nil}] =
+             Cluster.call(p3, ClusterScope.Horde.Inspect, :lookup, [
+               ClusterScope.Test.HReg,
+               first.key
+             ])
+
+    assert ClusterScope.ProcessRef.to_string(pid) == first.pid
+
     # Filter by node: only that node's entries, counted.
     [{busy, n} | _] = Enum.sort_by(data.per_node, &(-elem(&1, 1)))
 

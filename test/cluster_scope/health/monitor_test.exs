@@ -30,6 +30,7 @@ defmodule ClusterScope.Health.MonitorTest do
   defp active(metric), do: Enum.filter(Health.alerts(), &(&1.metric == metric))
 
   describe "samples" do
+    @tag :no_horde
     test "a sample has every section, JSON-ready" do
       sample = Health.sample_now()
 

@@ -288,7 +288,7 @@ defmodule ClusterScope.Horde.ClusterTest do
         60_000
       )
 
-    assert final.children_per_node[p2.node] == 1 and final.children_per_node[p3.node] >= 1
+    assert final.children_per_node[p2.node] >= 1 and final.children_per_node[p3.node] >= 1
 
     # Refusals name the field.
     refused = fn params, field ->

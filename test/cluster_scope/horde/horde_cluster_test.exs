@@ -178,6 +178,15 @@ defmodule ClusterScope.Horde.ClusterTest do
     assert sup.not_connected == [] and sup.connected_not_members == []
     reg = Enum.find(m.hordes, &(&1.name == ClusterScope.Test.HReg))
     assert Enum.find(reg.members, &(&1.node == p4.node)).status == :member
+
+    # Every answer is JSON-ready (what HTTP sends).
+    {:ok, registries} = run(p2, "horde_registry_inspect", %{"registry" => @reg})
+    {:ok, listing} = run(p2, "horde_registry_inspect")
+    {:ok, sups} = run(p2, "horde_supervisor_inspect")
+
+    for answer <- [m, data, registries, listing, sups] do
+      assert {:ok, _} = Cluster.call(p2, ClusterScope.JSON, :encode, [answer])
+    end
   end
 
   test "drift after a node leaves: a member not connected is found, in health and its alert",
@@ -225,6 +234,10 @@ defmodule ClusterScope.Horde.ClusterTest do
       )
 
     assert alert.value >= 1 and alert.message =~ "Horde members"
+
+    sample = Cluster.call(p1, ClusterScope.Health, :latest, [])
+    assert sample.values.horde_members_not_connected >= 1
+    assert {:ok, _} = Cluster.call(p1, ClusterScope.JSON, :encode, [sample])
 
     health =
       await(p1, fn ->

@@ -126,7 +126,7 @@ defmodule ClusterScope.Horde.Inspect do
         fn ->
           :ets.foldl(
             fn
-              {id, {{_m_name, m_node}, spec, pid}}, acc when is_map(spec) ->
+              {id, {{_m_name, m_node}, spec, pid}}, acc when is_map(spec) and is_pid(pid) ->
                 [%{id: id, member_node: m_node, pid: pid, spec: spec_key(spec)} | acc]
 
               _, acc ->

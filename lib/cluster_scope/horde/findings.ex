@@ -235,7 +235,7 @@ defmodule ClusterScope.Horde.Findings do
         %{
           kind: kind,
           name: name,
-          members_by_node: Map.new(views, fn {n, set} -> {n, Enum.sort(set)} end),
+          members_by_node: Map.new(views, fn {n, set} -> {n, shown(set)} end),
           disagreeing: for({n, set} <- views, set != common, do: n) |> Enum.sort()
         }
       end
@@ -263,14 +263,29 @@ defmodule ClusterScope.Horde.Findings do
 
   @doc """
   The part of a health sample that `cluster_health` compares across nodes:
-  the Horde values and, per registry and supervisor, its members and (for
-  registries) count and digest. `nil` when the sample has no Horde section.
+  the Horde values and, per registry and supervisor, a digest and count
+  of its member nodes and (for registries) its entry count and digest, so
+  its size does not grow with the cluster. `nil` when the sample has no
+  Horde section.
   """
   @spec health_part(map() | nil) :: map() | nil
   def health_part(%{horde: %{} = horde, values: values}) do
+    # Members travel as a digest and a count (a list would make the
+    # answers of N nodes grow with N squared); compare/1 compares digests.
     keep = fn items ->
-      for item <- List.wrap(items),
-          do: Map.take(item, [:kind, :name, :members, :count, :digest, :error])
+      for item <- List.wrap(items) do
+        item
+        |> Map.take([:kind, :name, :count, :digest, :error])
+        |> then(fn kept ->
+          if is_list(item[:members]),
+            do:
+              Map.merge(kept, %{
+                members_digest: :erlang.phash2(member_set(item)),
+                member_count: length(member_set(item))
+              }),
+            else: kept
+        end)
+      end
     end
 
     %{
@@ -282,5 +297,9 @@ defmodule ClusterScope.Horde.Findings do
 
   def health_part(_sample), do: nil
 
+  defp member_set(%{members_digest: digest, member_count: count}), do: {:digest, digest, count}
   defp member_set(item), do: item.members |> Enum.map(& &1.node) |> Enum.uniq() |> Enum.sort()
+
+  defp shown({:digest, _digest, count}), do: %{member_count: count}
+  defp shown(list), do: list
 end

@@ -137,6 +137,20 @@ defmodule ClusterScope.Horde.FindingsTest do
     ]
 
     c = Findings.compare(summaries)
+
+    # The same from health parts (member digests instead of lists).
+    parts =
+      for {n, summary} <- summaries do
+        {n, Findings.health_part(%{horde: summary, values: %{}})}
+      end
+
+    p = Findings.compare(parts)
+
+    assert [%{name: :s, disagreeing: [:c@h], members_by_node: by_node}] =
+             p.membership_disagreements
+
+    assert by_node[:c@h] == %{member_count: 1}
+    assert length(p.replica_disagreements) == 1
     assert [%{name: :s, disagreeing: [:c@h]}] = c.membership_disagreements
     assert [%{name: :r, count_by_node: %{a@h: 1, b@h: 1}}] = c.replica_disagreements
     assert [%{kind: :registry, name: :r, missing_on: [:c@h]}] = c.missing_on

@@ -394,9 +394,18 @@ defmodule ClusterScope.Horde.ClusterTest do
       "\n[horde duplicates] during the split: Horde lists #{c1.children} children on p1's side, #{c2.children} on the other"
     )
 
+    # Every child is either running on this side or reported lost (Horde
+    # may still be restarting some: both are read again until they agree).
     for {p, c} <- [{p1, c1}, {p2, c2}], c.children < 9 do
-      {:ok, d} = run(p, "horde_supervisor_inspect", %{"supervisor" => @sup})
-      assert d.lost_children == 9 - c.children
+      await(
+        p,
+        fn ->
+          running = counts.(p).children
+          {:ok, d} = run(p, "horde_supervisor_inspect", %{"supervisor" => @sup})
+          running == counts.(p).children and d.lost_children + running == 9
+        end,
+        15_000
+      )
     end
 
     Cluster.heal_all()

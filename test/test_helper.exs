@@ -31,8 +31,16 @@ exclude =
 # Optional integrations: their tests run when the library is loadable
 # (ERL_LIBS=...), else they are skipped, CI included.
 {exclude, notices} =
-  Setup.optional(exclude, arsenal: Arsenal.Registry, libcluster: Elixir.Cluster.Strategy)
+  Setup.optional(exclude,
+    arsenal: Arsenal.Registry,
+    libcluster: Elixir.Cluster.Strategy,
+    horde: Horde.Registry
+  )
+
 Enum.each(notices, &IO.puts/1)
+
+# Horde's unavailable path (:no_horde) runs when Horde does not load.
+exclude = if :horde in exclude, do: exclude, else: [:no_horde | exclude]
 
 if :chaos not in exclude do
   Cluster.remove_stale_chains()

@@ -146,7 +146,8 @@ defmodule ClusterScope.Health do
          alerts: alerts,
          summary: summary(latest()),
          throttled: (status() || %{})[:throttled] || false,
-         interval_ms: (status() || %{})[:interval_ms]
+         interval_ms: (status() || %{})[:interval_ms],
+         horde: ClusterScope.Horde.Findings.health_part(latest())
        }}
     else
       {:error, not_running()}

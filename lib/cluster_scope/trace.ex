@@ -149,13 +149,14 @@ defmodule ClusterScope.Trace do
     with true <-
            Code.ensure_loaded?(Horde.Registry) || {:error, {:unavailable, "Horde is not loaded"}},
          {:ok, reg} <- existing_atom(registry),
-         [{pid, _} | _] <- apply(Horde.Registry, :lookup, [reg, name]) do
+         [{pid, _} | _] <- ClusterScope.Horde.Inspect.lookup(reg, name) do
       {:ok,
        params
        |> Map.drop([:horde_name, :horde_registry])
        |> Map.put(:process, ProcessRef.from_pid(pid))}
     else
       [] -> {:error, {:not_found, "no process named #{inspect(name)} in #{registry}"}}
+      {:error, text} when is_binary(text) -> {:error, {:unavailable, text}}
       {:error, _} = error -> error
     end
   end

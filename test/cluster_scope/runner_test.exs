@@ -83,6 +83,7 @@ defmodule ClusterScope.Operation.RunnerTest do
       assert Task.Supervisor.children(ClusterScope.OperationSupervisor) == []
     end
 
+    @tag :no_horde
     test "unavailable: a missing requirement" do
       assert {:error, %Error{code: :unavailable, details: %{reason: reason}}, _} =
                Runner.run("test_needs_horde", %{})
@@ -169,6 +170,7 @@ defmodule ClusterScope.Operation.RunnerTest do
       assert msg =~ "does not implement"
     end
 
+    @tag :no_horde
     test "a requirement-missing operation is listed as unavailable with its reason" do
       {meta, availability} =
         Enum.find(Registry.list(), fn {m, _} -> m.name == "test_needs_horde" end)

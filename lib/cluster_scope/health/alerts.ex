@@ -301,6 +301,58 @@ defmodule ClusterScope.Health.Alerts do
      ]}
   end
 
+  defp text(:horde_skew, value, threshold, sample) do
+    worst =
+      sample
+      |> get_in([:horde, :supervisors])
+      |> List.wrap()
+      |> Enum.filter(&is_number(&1[:skew]))
+      |> Enum.max_by(& &1.skew, fn -> nil end)
+
+    who = if worst, do: "Horde supervisor #{inspect(worst.name)}", else: "a Horde supervisor"
+
+    {"#{who} spreads its children unevenly over its live members: skew #{value} " <>
+       "(most loaded / mean; threshold #{threshold})",
+     [
+       "See GET /api/v1/horde/supervisors for children per node and member statuses.",
+       "Horde places children by its distribution strategy when they start and does not move " <>
+         "them back after a node returns unless process_redistribution is :active.",
+       "Members with status uninitialized (nodes without this supervisor) are not counted."
+     ]}
+  end
+
+  defp text(:horde_duplicates, value, threshold, _sample) do
+    {"#{value} Horde children run twice (threshold #{threshold}): more running than recorded, " <>
+       "the same child spec on two nodes, or unnamed copies of named children",
+     [
+       "See GET /api/v1/horde/supervisors (duplicates) and /api/v1/horde/registries.",
+       "A healed partition leaves both sides' copies running: stop the extra ones " <>
+         "(Horde.DynamicSupervisor.terminate_child/2) or restart the affected supervisor.",
+       "Use Horde.UniformQuorumDistribution so a minority side stops its children during a split."
+     ]}
+  end
+
+  defp text(:horde_lost_children, value, threshold, _sample) do
+    {"#{value} Horde children are recorded on nodes that are not up (threshold #{threshold}): " <>
+       "they were not restarted elsewhere",
+     [
+       "See GET /api/v1/horde/supervisors and /api/v1/horde/members.",
+       "With members: :auto, Horde forgets a member that leaves before it sees it dead, and " <>
+         "does not restart its children: start them again (POST /api/v1/horde/supervisors/:supervisor/children)."
+     ]}
+  end
+
+  defp text(:horde_members_not_connected, value, threshold, _sample) do
+    {"#{value} nodes are Horde members but not connected or not up here (threshold #{threshold})",
+     [
+       "See GET /api/v1/horde/members: membership compared with the connected nodes and " <>
+         "ClusterScope's view of the partition.",
+       "Explicit member lists (Horde.Cluster.set_members/2) are not updated when a node goes: " <>
+         "update them, or use members: :auto.",
+       "A quorum strategy counts such members: see whether it still has a majority."
+     ]}
+  end
+
   defp text(metric, value, threshold, _sample) do
     {"#{metric} is #{value} (threshold #{threshold})", []}
   end

@@ -17,10 +17,12 @@ defmodule ClusterScope.Health.Collectors do
       430,000 reductions in all, or 0.3% of one core at one scan per 10 s.
       Between scans the monitor re-reads only the queues of those 10
       processes at every sample.
-    * **Horde distribution skew** (`horde/0`), only when Horde is loaded:
-      finds the `Horde.DynamicSupervisor`s registered on this node and asks
-      each for its children (`which_children/1`, which lists every child of
-      the cluster-wide supervisor: it costs in proportion to their number).
+    * **Horde findings** (`horde/0`), only when Horde is loaded: skew over
+      live members, duplicates, lost children and members not connected of
+      every Horde registry and supervisor running here, read from this
+      node's replicas with a deadline per read (see
+      `ClusterScope.Horde.Inspect`: it costs in proportion to the
+      children and entries of the cluster).
   """
 
   import Bitwise, only: [<<<: 2]
@@ -280,69 +282,41 @@ defmodule ClusterScope.Health.Collectors do
   # -- Horde -------------------------------------------------------------------------
 
   @doc """
-  The distribution of every `Horde.DynamicSupervisor` registered on this
-  node over the nodes: children per node and the skew (most loaded node /
-  mean per node; 1.0 is even). `nil` when Horde is not loaded.
+  Horde findings of this node, only when Horde is loaded: every
+  `Horde.Registry` and `Horde.DynamicSupervisor` running here, read through
+  `ClusterScope.Horde.Inspect.local_summary/1` (each read in a process of
+  its own with a deadline, from this node's Horde processes and replicas
+  only: never `which_children/1` or `count_children/1`, which make the
+  supervisor call every member and freeze it while one is frozen), and the
+  values the monitor compares with thresholds
+  (`ClusterScope.Horde.Findings.values/1`): `horde_skew` over live members,
+  `horde_duplicates`, `horde_lost_children`, `horde_members_not_connected`.
+  `max_skew` is `values.horde_skew`. `nil` when Horde is not loaded.
+
+  Cost: see `ClusterScope.Horde.Inspect` (proportional to the children and
+  entries of the cluster, as replicated here); bounded by the deadline of
+  each read.
   """
   @spec horde() :: map() | nil
   def horde do
     if Code.ensure_loaded?(Horde.DynamicSupervisor) do
-      supervisors =
-        for name <- Process.registered(),
-            pid = Process.whereis(name),
-            is_pid(pid),
-            horde_impl?(pid) do
-          horde_supervisor(name)
-        end
+      summary = ClusterScope.Horde.Inspect.local_summary()
+      values = ClusterScope.Horde.Findings.values(summary)
 
-      skews = for %{skew: s} <- supervisors, is_number(s), do: s
-      %{supervisors: supervisors, max_skew: Enum.max(skews, fn -> nil end)}
+      summary
+      |> Map.delete(:node)
+      |> Map.merge(%{max_skew: values.horde_skew, values: values})
     end
   catch
     kind, reason ->
-      %{supervisors: [], max_skew: nil, error: "#{kind}: #{inspect(reason, limit: 5)}"}
+      %{
+        supervisors: [],
+        registries: [],
+        max_skew: nil,
+        values: ClusterScope.Horde.Findings.values(nil),
+        error: "#{kind}: #{inspect(reason, limit: 5)}"
+      }
   end
-
-  defp horde_impl?(pid) do
-    case Process.info(pid, :dictionary) do
-      {:dictionary, dict} ->
-        Keyword.get(dict, :"$initial_call") == {Horde.DynamicSupervisorImpl, :init, 1}
-
-      _ ->
-        false
-    end
-  end
-
-  defp horde_supervisor(name) do
-    children = apply(Horde.DynamicSupervisor, :which_children, [name])
-    members = apply(Horde.Cluster, :members, [name])
-
-    member_nodes = for m <- members, n = member_node(m), is_atom(n), uniq: true, do: n
-
-    per_node =
-      children
-      |> Enum.flat_map(fn
-        {_, pid, _, _} when is_pid(pid) -> [node(pid)]
-        _ -> []
-      end)
-      |> Enum.frequencies()
-
-    per_node = Map.merge(Map.new(member_nodes, &{&1, 0}), per_node)
-    counts = Map.values(per_node)
-    mean = if counts == [], do: 0, else: Enum.sum(counts) / length(counts)
-
-    %{
-      name: inspect(name),
-      children: Enum.sum(counts),
-      per_node: per_node,
-      skew: if(mean > 0, do: Float.round(Enum.max(counts) / mean, 2))
-    }
-  catch
-    kind, reason -> %{name: inspect(name), error: "#{kind}: #{inspect(reason, limit: 5)}"}
-  end
-
-  defp member_node({_name, node}) when is_atom(node), do: node
-  defp member_node(_), do: nil
 
   defp pct(_n, 0), do: nil
   defp pct(n, d), do: Float.round(n * 100 / d, 2)

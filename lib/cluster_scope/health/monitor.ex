@@ -512,10 +512,12 @@ defmodule ClusterScope.Health.Monitor do
     }
   end
 
-  defp put_horde(values, %{horde?: true, collector: %{horde: %{max_skew: skew}}}),
-    do: Map.put(values, :horde_skew, skew)
+  defp put_horde(values, %{horde?: true, collector: %{horde: %{values: horde}}}),
+    do: Map.merge(values, horde)
 
-  defp put_horde(values, %{horde?: true}), do: Map.put(values, :horde_skew, nil)
+  defp put_horde(values, %{horde?: true}),
+    do: Map.merge(values, ClusterScope.Horde.Findings.values(nil))
+
   defp put_horde(values, _state), do: values
 
   defp put_horde_section(sample, %{horde?: true, collector: c}),

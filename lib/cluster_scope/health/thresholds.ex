@@ -20,6 +20,14 @@ defmodule ClusterScope.Health.Thresholds do
   | `max_message_queue_len`     | longest message queue seen                  | 10_000   | 100_000  |
   | `busy_dist_port_events`     | processes suspended on a busy distribution port, per sample | 1 | nil |
   | `connectivity`              | 0 healthy, 1 any other classification, 2 split on the minority (or tie) side | 1 | 2 |
+  | `horde_skew`                | children of the most loaded live Horde member / mean over live members (largest over supervisors) | 2.0 | nil |
+  | `horde_duplicates`          | Horde children running twice (extra, same spec on two nodes, unnamed copies) | 1 | nil |
+  | `horde_lost_children`       | Horde children recorded on nodes that are not up                    | 1        | nil      |
+  | `horde_members_not_connected` | Horde members on nodes not connected or not up (distinct nodes)   | 1        | nil      |
+
+  The Horde metrics exist only where Horde is loaded (see
+  `ClusterScope.Horde.Findings` for what each counts); they come from the
+  monitor's non-essential collector, at most every 10 s.
 
   Two settings apply to every metric:
 
@@ -43,7 +51,11 @@ defmodule ClusterScope.Health.Thresholds do
     scheduler_utilization_pct: {90, nil},
     max_message_queue_len: {10_000, 100_000},
     busy_dist_port_events: {1, nil},
-    connectivity: {1, 2}
+    connectivity: {1, 2},
+    horde_skew: {2.0, nil},
+    horde_duplicates: {1, nil},
+    horde_lost_children: {1, nil},
+    horde_members_not_connected: {1, nil}
   ]
 
   @metric_names Keyword.keys(@metrics)

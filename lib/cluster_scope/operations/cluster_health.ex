@@ -27,9 +27,21 @@ defmodule ClusterScope.Operations.ClusterHealth do
       connect one (`missing` and `failing`, with libcluster's last error),
       `healthy` otherwise.
 
+    * **horde** (only when a node runs Horde; else `nil`): each node's Horde
+      values (`horde_skew` over live members, `horde_duplicates`,
+      `horde_lost_children`, `horde_members_not_connected`: thresholds and
+      alerts like the other metrics, so they are in `alerts` too), the
+      worst of each, and what only a comparison of the nodes shows:
+      `membership_disagreements` (nodes whose member lists of a registry
+      or supervisor differ), `replica_disagreements` (registry replicas
+      with different contents) and `missing_on`. See
+      `ClusterScope.Horde.Findings`.
+
   `status` is the worst of: the connectivity status; `degraded` for a
   warning alert and `critical` for a critical one anywhere; `degraded`
-  when a node did not answer; and `degraded` when libcluster's status is. `mix cluster_scope.health` exits 0, 1 or 2 on
+  when a node did not answer; `degraded` when libcluster's status is; and
+  `degraded` when nodes disagree about Horde membership or registry
+  contents. `mix cluster_scope.health` exits 0, 1 or 2 on
   `healthy`, `degraded` or `critical`.
 
   Cost: one `topology/0` call here and one remote read of each node's
@@ -73,13 +85,16 @@ defmodule ClusterScope.Operations.ClusterHealth do
     alerts = answers |> Enum.flat_map(fn {_node, h} -> h.alerts end) |> Alerts.sort()
     worst = Alerts.worst(alerts)
 
+    horde = horde_section(answers)
+
     status =
       Enum.max_by(
         [
           connectivity_status,
           Health.severity_status(worst),
           if(node_errors == [], do: :healthy, else: :degraded),
-          if(libcluster.status == :degraded, do: :degraded, else: :healthy)
+          if(libcluster.status == :degraded, do: :degraded, else: :healthy),
+          if(horde, do: horde.status, else: :healthy)
         ],
         &@rank[&1]
       )
@@ -93,9 +108,41 @@ defmodule ClusterScope.Operations.ClusterHealth do
        node_count: length(topology.nodes),
        worst_alert_severity: worst,
        alerts: alerts,
-       per_node: Map.new(answers, fn {node, h} -> {node, Map.delete(h, :node)} end),
+       per_node: Map.new(answers, fn {node, h} -> {node, Map.drop(h, [:node, :horde])} end),
+       horde: horde,
        node_errors: node_errors,
        libcluster: libcluster
      }}
+  end
+
+  # The Horde section: each node's Horde values (skew over live members,
+  # duplicates, lost children, members not connected: their alerts are in
+  # `alerts`), the worst of each, and what only a comparison of nodes shows
+  # (members lists that differ, registry replicas that differ). nil when no
+  # node runs Horde.
+  defp horde_section(answers) do
+    parts = for {node, %{horde: %{} = part}} <- answers, do: {node, part}
+
+    if parts != [] do
+      values = Map.new(parts, fn {node, part} -> {node, part.values} end)
+      compared = ClusterScope.Horde.Findings.compare(parts)
+
+      worst =
+        for key <- Map.keys(ClusterScope.Horde.Findings.values(nil)), into: %{} do
+          numbers = for {_n, v} <- values, is_number(v[key]), do: v[key]
+          {key, Enum.max(numbers, fn -> nil end)}
+        end
+
+      disagree? = compared.membership_disagreements != [] or compared.replica_disagreements != []
+
+      %{
+        status: if(disagree?, do: :degraded, else: :healthy),
+        values_by_node: values,
+        worst: worst,
+        membership_disagreements: compared.membership_disagreements,
+        replica_disagreements: compared.replica_disagreements,
+        missing_on: compared.missing_on
+      }
+    end
   end
 end

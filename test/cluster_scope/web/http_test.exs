@@ -252,6 +252,7 @@ defmodule ClusterScope.Web.HTTPTest do
     assert {200, _, _} = HTTP.get(url <> "/api/v1/operations")
   end
 
+  @tag :no_horde
   test "503 when a requirement is missing", %{url: url} do
     assert {503, %{"error" => e}, _} = HTTP.get(url <> "/api/v1/test/horde")
     assert e["code"] == "unavailable" and e["details"]["reason"] =~ "Horde"

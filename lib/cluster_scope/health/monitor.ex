@@ -115,6 +115,8 @@ defmodule ClusterScope.Health.Monitor do
 
   alias ClusterScope.Health.{
     Alerts,
+    Background,
+    Reading,
     Baseline,
     Collectors,
     SamplingOptions,
@@ -215,7 +217,7 @@ defmodule ClusterScope.Health.Monitor do
         samples_taken: 0,
         last_sample_at_ms: nil,
         subscribers: %{},
-        prev: prev_reading(),
+        prev: Reading.initial(),
         baselines: %{},
         membership_changes: 0,
         baselines_reset_at_ms: nil,
@@ -223,14 +225,7 @@ defmodule ClusterScope.Health.Monitor do
         busy_dist_port: 0,
         system_memory: Collectors.system_memory(),
         horde?: Code.ensure_loaded?(Horde.DynamicSupervisor),
-        collector: %{
-          running: nil,
-          due_at: System.monotonic_time(:millisecond),
-          top: [],
-          last: nil,
-          horde: nil,
-          period: nil
-        },
+        collector: Background.new(),
         throttle: Throttle.initial(),
         cost: %{last_us: 0, window: [], typical_us: nil, last_reductions: 0},
         cluster_state: nil
@@ -310,8 +305,13 @@ defmodule ClusterScope.Health.Monitor do
     {:noreply, %{state | busy_dist_port: state.busy_dist_port + 1}}
   end
 
-  def handle_info({:collected, pid, result}, %{collector: %{running: {pid, _, _}}} = state) do
-    {:noreply, collector_done(state, result)}
+  def handle_info({:collected, pid, result}, state) do
+    if Background.running?(state.collector, pid) do
+      c = Background.done(state.collector, result, state.scan_interval, state.budget, now_ms())
+      {:noreply, %{state | collector: c}}
+    else
+      {:noreply, state}
+    end
   end
 
   def handle_info({:cluster_scope, :cluster, %{type: type}}, state) when type in [:up, :down] do
@@ -330,9 +330,11 @@ defmodule ClusterScope.Health.Monitor do
 
   def handle_info({:DOWN, _ref, :process, pid, reason}, state) do
     cond do
-      match?({^pid, _, _}, state.collector.running) ->
+      Background.running?(state.collector, pid) ->
         last = %{status: :error, error: inspect(reason, limit: 5), finished_at_ms: now_ms()}
-        {:noreply, collector_stopped(state, last)}
+
+        {:noreply,
+         %{state | collector: Background.stopped(state.collector, last, state.scan_interval)}}
 
       pid == state.cluster_state ->
         Process.send_after(self(), :resubscribe, 1_000)
@@ -349,7 +351,7 @@ defmodule ClusterScope.Health.Monitor do
   @impl true
   def terminate(_reason, state) do
     SystemMonitor.uninstall(state.sysmon, self())
-    stop_collector(state)
+    Background.stop(state.collector)
     :ok
   end
 
@@ -360,55 +362,26 @@ defmodule ClusterScope.Health.Monitor do
     {:reductions, r0} = Process.info(self(), :reductions)
     now = now_ms()
 
-    memory = Collectors.memory(state.system_memory)
-    limits = Collectors.limits()
-    rq = Collectors.run_queues()
-    swt = Collectors.scheduler_wall_time()
-    normal = :erlang.system_info(:schedulers)
-    dirty = :erlang.system_info(:dirty_cpu_schedulers_online)
-    util = Collectors.utilization(state.prev.swt, swt, 1..rq.online)
-
-    dirty_util =
-      if dirty > 0,
-        do: Collectors.utilization(state.prev.swt, swt, (normal + 1)..(normal + dirty))
-
-    {reductions, _} = :erlang.statistics(:reductions)
-    elapsed_s = (started - state.prev.at_us) / 1_000_000
-
-    reductions_per_s =
-      if state.prev.reductions && elapsed_s > 0,
-        do: round((reductions - state.prev.reductions) / elapsed_s)
-
-    connectivity = Collectors.connectivity()
+    {reading, prev} = Reading.take(state.prev, state.system_memory, started)
     {sysmon, busy} = SystemMonitor.read(state.sysmon, state.busy_dist_port, self())
     state = %{state | sysmon: sysmon, busy_dist_port: 0}
-    state = state |> check_collector_deadline() |> maybe_start_collector()
+
+    collector =
+      state.collector
+      |> Background.check_deadline(@scan_deadline_ms, state.scan_interval, now)
+      |> Background.start(%{
+        throttled: state.throttle.collectors_throttled,
+        horde?: state.horde?,
+        parent: self()
+      })
+
+    state = %{state | collector: collector}
     top = Collectors.refresh_top(state.collector.top)
     state = put_in(state.collector.top, top)
 
     values =
-      %{
-        memory_total_bytes: memory.total_bytes,
-        memory_total_pct: memory.total_pct,
-        memory_processes_bytes: memory.processes_bytes,
-        memory_binary_bytes: memory.binary_bytes,
-        memory_ets_bytes: memory.ets_bytes,
-        memory_atom_bytes: memory.atom_bytes,
-        process_count: limits.process_count,
-        process_usage_pct: limits.process_usage_pct,
-        port_count: limits.port_count,
-        port_usage_pct: limits.port_usage_pct,
-        atom_count: limits.atom_count,
-        atom_usage_pct: limits.atom_usage_pct,
-        run_queue: rq.run_queue,
-        run_queue_per_scheduler: rq.run_queue_per_scheduler,
-        scheduler_utilization_pct: util,
-        reductions_per_s: reductions_per_s,
-        max_message_queue_len: max_queue(state.collector, top),
-        busy_dist_port_events: busy.events,
-        connectivity: connectivity.level,
-        non_up_nodes: connectivity.non_up_nodes
-      }
+      reading
+      |> Reading.values(Background.max_queue(state.collector, top), busy)
       |> put_horde(state)
 
     {baselines, anomalies} = Baseline.update(state.baselines, values)
@@ -418,14 +391,18 @@ defmodule ClusterScope.Health.Monitor do
         node: node(),
         at_ms: now,
         interval_ms: state.interval,
-        memory: memory,
-        limits: limits,
+        memory: reading.memory,
+        limits: reading.limits,
         schedulers:
-          Map.merge(rq, %{utilization_pct: util, dirty_cpu_utilization_pct: dirty_util}),
-        reductions_per_s: reductions_per_s,
-        message_queues: message_queues(state, top),
+          Map.merge(reading.run_queues, %{
+            utilization_pct: reading.utilization_pct,
+            dirty_cpu_utilization_pct: reading.dirty_utilization_pct
+          }),
+        reductions_per_s: reading.reductions_per_s,
+        message_queues:
+          Background.message_queues(state.collector, top, state.throttle.collectors_throttled),
         busy_dist_port: busy,
-        connectivity: connectivity,
+        connectivity: reading.connectivity,
         values: values,
         anomalies: anomalies
       }
@@ -445,7 +422,7 @@ defmodule ClusterScope.Health.Monitor do
     cost_us = System.monotonic_time(:microsecond) - started
     sample = Map.put(sample, :cost, %{wall_us: cost_us, reductions: r1 - r0})
 
-    load = Throttle.load_reason(rq, util)
+    load = Throttle.load_reason(reading.run_queues, reading.utilization_pct)
     window = Throttle.cost_window(state.cost.window, cost_us, load != nil)
 
     state = %{
@@ -453,7 +430,7 @@ defmodule ClusterScope.Health.Monitor do
       | tracks: tracks,
         seq: seq,
         baselines: baselines,
-        prev: %{at_us: started, swt: swt, reductions: reductions},
+        prev: prev,
         cost: %{
           last_us: cost_us,
           window: window,
@@ -472,16 +449,6 @@ defmodule ClusterScope.Health.Monitor do
     state
   end
 
-  defp prev_reading do
-    {reductions, _} = :erlang.statistics(:reductions)
-
-    %{
-      at_us: System.monotonic_time(:microsecond),
-      swt: Collectors.scheduler_wall_time(),
-      reductions: reductions
-    }
-  end
-
   defp keep(state, sample) do
     if state.sample_count >= @max_samples do
       {_, q} = :queue.out(state.samples)
@@ -489,27 +456,6 @@ defmodule ClusterScope.Health.Monitor do
     else
       %{state | samples: :queue.in(sample, state.samples), sample_count: state.sample_count + 1}
     end
-  end
-
-  defp max_queue(%{last: nil}, _top), do: nil
-  defp max_queue(_collector, []), do: 0
-  defp max_queue(_collector, [first | _]), do: first.message_queue_len
-
-  defp message_queues(state, top) do
-    last = state.collector.last || %{}
-
-    %{
-      top: Enum.map(top, &Map.delete(&1, :local_pid)),
-      status:
-        cond do
-          state.throttle.collectors_throttled -> :throttled
-          last == %{} -> :pending
-          true -> Map.get(last, :status, :ok)
-        end,
-      last_scan_at_ms: last[:finished_at_ms],
-      processes_scanned: last[:scanned],
-      scan_cost_us: last[:cost_us]
-    }
   end
 
   defp put_horde(values, %{horde?: true, collector: %{horde: %{values: horde}}}),
@@ -536,113 +482,6 @@ defmodule ClusterScope.Health.Monitor do
     :ok
   end
 
-  # -- non-essential collectors ---------------------------------------------------------
-
-  defp maybe_start_collector(%{collector: %{running: nil} = c} = state) do
-    if not state.throttle.collectors_throttled and System.monotonic_time(:millisecond) >= c.due_at do
-      parent = self()
-      horde? = state.horde?
-
-      {pid, ref} =
-        :erlang.spawn_opt(
-          fn ->
-            started = System.monotonic_time(:microsecond)
-            {:reductions, r0} = Process.info(self(), :reductions)
-            queues = Collectors.scan_message_queues()
-            horde = if horde?, do: Collectors.horde()
-            {:reductions, r1} = Process.info(self(), :reductions)
-
-            result = %{
-              queues: queues,
-              horde: horde,
-              cost_us: System.monotonic_time(:microsecond) - started,
-              reductions: r1 - r0
-            }
-
-            send(parent, {:collected, self(), result})
-          end,
-          [:monitor, priority: :low]
-        )
-
-      put_in(state.collector.running, {pid, ref, System.monotonic_time(:millisecond)})
-    else
-      state
-    end
-  end
-
-  defp maybe_start_collector(state), do: state
-
-  defp check_collector_deadline(%{collector: %{running: {_pid, _ref, at}}} = state) do
-    if System.monotonic_time(:millisecond) - at > @scan_deadline_ms do
-      stop_collector(state)
-
-      collector_stopped(state, %{
-        status: :incomplete,
-        error: "did not finish within #{@scan_deadline_ms} ms",
-        finished_at_ms: now_ms()
-      })
-    else
-      state
-    end
-  end
-
-  defp check_collector_deadline(state), do: state
-
-  defp stop_collector(%{collector: %{running: {pid, ref, _}}}) do
-    Process.demonitor(ref, [:flush])
-    Process.exit(pid, :kill)
-    :ok
-  end
-
-  defp stop_collector(_state), do: :ok
-
-  defp collector_stopped(state, last) do
-    previous = state.collector.last || %{}
-    last = Map.merge(Map.take(previous, [:scanned, :cost_us, :reductions]), last)
-
-    %{
-      state
-      | collector: %{
-          state.collector
-          | running: nil,
-            last: last,
-            due_at: System.monotonic_time(:millisecond) + state.scan_interval
-        }
-    }
-  end
-
-  defp collector_done(state, result) do
-    {_pid, ref, _} = state.collector.running
-    Process.demonitor(ref, [:flush])
-
-    # Paced so the collectors stay under half of the budget.
-    period = Throttle.collector_period(state.scan_interval, result.cost_us, state.budget)
-
-    last = %{
-      status: :ok,
-      scanned: result.queues.scanned,
-      cost_us: result.cost_us,
-      reductions: result.reductions,
-      finished_at_ms: now_ms()
-    }
-
-    %{
-      state
-      | collector: %{
-          state.collector
-          | running: nil,
-            last: last,
-            top: result.queues.top,
-            horde: result.horde,
-            period: period,
-            due_at: System.monotonic_time(:millisecond) + period
-        }
-    }
-  end
-
-  defp collector_fraction(state),
-    do: Throttle.collectors_fraction(state.collector.last[:cost_us], state.collector.period)
-
   # -- self-protection ------------------------------------------------------------------
 
   defp throttle(state, load) do
@@ -653,17 +492,14 @@ defmodule ClusterScope.Health.Monitor do
         max_interval: state.max_interval,
         budget: state.budget,
         typical_us: state.cost.typical_us,
-        collectors_fraction: collector_fraction(state),
+        collectors_fraction: Background.fraction(state.collector),
         load: load
       })
 
     state =
-      if action == :stop_collectors and state.collector.running do
-        stop_collector(state)
-        put_in(state.collector.running, nil)
-      else
-        state
-      end
+      if action == :stop_collectors,
+        do: %{state | collector: Background.stop(state.collector)},
+        else: state
 
     %{state | throttle: throttle, interval: interval}
   end
@@ -678,8 +514,7 @@ defmodule ClusterScope.Health.Monitor do
 
     sample_fraction = Throttle.sample_fraction(state.cost.typical_us, state.interval)
 
-    collectors = if t.collectors_throttled, do: 0.0, else: collector_fraction(state)
-    last = state.collector.last || %{}
+    collectors = if t.collectors_throttled, do: 0.0, else: Background.fraction(state.collector)
 
     skipped =
       if t.collectors_throttled,
@@ -703,20 +538,13 @@ defmodule ClusterScope.Health.Monitor do
         total_fraction: Float.round(sample_fraction + collectors, 6),
         budget: state.budget
       },
-      collectors: %{
-        message_queues: %{
-          status:
-            if(t.collectors_throttled, do: :throttled, else: Map.get(last, :status, :pending)),
-          running: state.collector.running != nil,
-          last_scan_at_ms: last[:finished_at_ms],
-          processes_scanned: last[:scanned],
-          cost_us: last[:cost_us],
-          reductions: last[:reductions],
-          period_ms: state.collector.period || state.scan_interval,
-          min_interval_ms: state.scan_interval
-        },
-        horde_skew: if(state.horde?, do: :enabled, else: :absent)
-      },
+      collectors:
+        Background.status(
+          state.collector,
+          t.collectors_throttled,
+          state.horde?,
+          state.scan_interval
+        ),
       busy_dist_port: SystemMonitor.status(state.sysmon),
       samples_taken: state.samples_taken,
       last_sample_at_ms: state.last_sample_at_ms,

@@ -37,6 +37,11 @@ defmodule ClusterScope.Config do
     and as substrings); default #{inspect(~w(password passwd secret token cookie
     api_key apikey authorization credential private_key))}. The distribution
     cookies and the endpoint's tokens are always redacted.
+  * `:startable_modules` - the modules whose processes an operation may start
+    (`horde_process_start`), default `[]`: none. Starting a child runs its
+    start function with arguments from the request, so only modules the host
+    names here are ever started; a module that is not listed is refused
+    before anything runs, whoever asks
   * `:departed_grace_ms` - a node whose connection closed (a stop, a deploy)
     is shown as `departed`, not down, after this long (default `30_000`);
     until then it is `down` and the cluster's health says degraded. A
@@ -117,6 +122,7 @@ defmodule ClusterScope.Config do
     allow_dangerous_actions: [type: :boolean, default: false],
     allow_mode_switch: [type: :boolean, default: false],
     redact_keys: [type: :strings, default: @redact_keys],
+    startable_modules: [type: :modules, default: []],
     departed_grace_ms: [type: {:integer, 0, 86_400_000}, default: 30_000],
     departed_retention_ms: [type: {:integer, 0, 604_800_000}, default: 600_000]
   ]
@@ -300,6 +306,14 @@ defmodule ClusterScope.Config do
   end
 
   defp check(:strings, _), do: {:error, "must be a non-empty list of non-empty strings"}
+
+  defp check(:modules, value) when is_list(value) do
+    if Enum.all?(value, &(is_atom(&1) and &1 not in [nil, true, false])),
+      do: :ok,
+      else: {:error, "must be a list of module names"}
+  end
+
+  defp check(:modules, _), do: {:error, "must be a list of module names"}
 
   defp check(:path, nil), do: :ok
   defp check(:path, value) when is_binary(value) and value != "", do: :ok

@@ -17,6 +17,18 @@ defmodule ClusterScope.ConfigTest do
              Config.validate(node_timeout_ms: 250, native_path: "/opt/x")
   end
 
+  test "startable_modules: none by default, a list of module names" do
+    assert Config.defaults().startable_modules == []
+
+    assert {:ok, %{startable_modules: [Agent, :queue]}} =
+             Config.validate(startable_modules: [Agent, :queue])
+
+    for bad <- [Agent, ["Agent"], [nil], [1]] do
+      assert {:error, _, [{:startable_modules, msg}]} = Config.validate(startable_modules: bad)
+      assert msg =~ "module names"
+    end
+  end
+
   test "each bad option is named, and falls back to its default" do
     assert {:error, config, errors} =
              Config.validate(node_timeout_ms: 0, native_path: 42, bogus: true)

@@ -5,8 +5,10 @@ defmodule ClusterScope.Operations.HordeProcessStart do
   it started and why.
 
   The child is `%{start: {module, function, args}, restart:, shutdown:}`
-  (`module` and `function` must exist and be exported with that arity on
-  this node: no atom is made from input; `args` is a JSON list, atoms as
+  (`module` must be one the host lists in the `:startable_modules` option,
+  since the start function runs with arguments from the request; it and
+  `function` must exist and be exported with that arity on this node: no
+  atom is made from input; `args` is a JSON list, atoms as
   `{"$atom": "name"}` of existing atoms, see `ClusterScope.Procs.Terms`).
   Placement, one of:
 
@@ -138,6 +140,7 @@ defmodule ClusterScope.Operations.HordeProcessStart do
     with [] <- errors,
          {:ok, args} <- args(params.args),
          {:ok, module} <- existing_module(params.module),
+         :ok <- startable(module),
          {:ok, fun} <- exported(module, params.function, length(args)) do
       {:ok, Map.merge(params, %{args: args, module: module, function: fun})}
     else
@@ -198,6 +201,18 @@ defmodule ClusterScope.Operations.HordeProcessStart do
         end
       end
     )
+  end
+
+  # A start runs module.function(args...) from the request: only modules the
+  # host allows (config :startable_modules) are ever started, or any
+  # exported function (:os.cmd/1 ...) would run on the node.
+  defp startable(module) do
+    if module in ClusterScope.Config.get(:startable_modules),
+      do: :ok,
+      else:
+        {:error, "module",
+         "#{inspect(module)} is not in the startable_modules the host allows " <>
+           "(config :cluster_scope, startable_modules: [...])"}
   end
 
   defp exported(module, text, arity) do

@@ -261,6 +261,15 @@ defmodule ClusterScope.Horde.ClusterTest do
       "args" => [%{"$atom" => "erlang"}, %{"$atom" => "make_ref"}, []]
     }
 
+    # Nothing is startable until the host lists the module.
+    assert {:error, %{code: :invalid_params} = e} =
+             run(p1, "horde_process_start", Map.put(base, "node", Atom.to_string(p2.node)))
+
+    assert e.message =~ "startable_modules" or inspect(e.details) =~ "startable_modules"
+
+    :ok = Cluster.call(p1, Application, :put_env, [:cluster_scope, :startable_modules, [Agent]])
+    Cluster.call(p1, ClusterScope.Config, :load, [])
+
     {:ok, on_p2} = run(p1, "horde_process_start", Map.put(base, "node", Atom.to_string(p2.node)))
     assert on_p2.node == p2.node and on_p2.pid =~ Atom.to_string(p2.node)
     assert on_p2.strategy == :node and on_p2.reason =~ "requested"

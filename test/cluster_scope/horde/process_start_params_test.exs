@@ -2,9 +2,25 @@ defmodule ClusterScope.Horde.ProcessStartParamsTest do
   # HordeProcessStart's own checks, with or without Horde: every
   # Horde-specific parameter is validated, errors name the field, and no
   # atom is made from input.
-  use ExUnit.Case, async: true
+  # Changes the node's configuration (startable_modules): not async.
+  use ExUnit.Case, async: false
 
   alias ClusterScope.Operations.HordeProcessStart, as: Op
+
+  setup do
+    previous = Application.fetch_env(:cluster_scope, :startable_modules)
+    Application.put_env(:cluster_scope, :startable_modules, [Agent, :erlang])
+    ClusterScope.Config.load()
+
+    on_exit(fn ->
+      case previous do
+        {:ok, value} -> Application.put_env(:cluster_scope, :startable_modules, value)
+        :error -> Application.delete_env(:cluster_scope, :startable_modules)
+      end
+
+      ClusterScope.Config.load()
+    end)
+  end
 
   defp validate(extra) do
     base = %{
@@ -59,5 +75,20 @@ defmodule ClusterScope.Horde.ProcessStartParamsTest do
   test "an Erlang module is written with a colon" do
     assert {:ok, %{module: :erlang, function: :make_ref}} =
              validate(%{"module" => ":erlang", "function" => "make_ref", "args" => []})
+  end
+
+  test "only the modules the host lists in startable_modules are started, whoever asks" do
+    # Task.start_link/3 exists and runs any function: it is not listed.
+    assert {:error, [%{field: "module", message: message}]} =
+             validate(%{
+               "module" => "Task",
+               "args" => [%{"$atom" => "os"}, %{"$atom" => "getpid"}, []]
+             })
+
+    assert message =~ "startable_modules"
+
+    Application.put_env(:cluster_scope, :startable_modules, [])
+    ClusterScope.Config.load()
+    assert fields(validate(%{})) == ["module"]
   end
 end

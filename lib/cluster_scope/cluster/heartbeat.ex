@@ -257,7 +257,15 @@ defmodule ClusterScope.Cluster.Heartbeat do
     end
   end
 
-  defp schedule(interval), do: Process.send_after(self(), :tick, interval)
+  # Ticks fall on multiples of the interval of the system clock, so every
+  # node beats at the same moments and a node receives its N - 1 beats in
+  # one burst around its own tick: one wake-up of this process and of the
+  # schedulers per interval instead of N (with clocks a few ms apart, the
+  # arrival intervals the detectors see are unchanged).
+  defp schedule(interval) do
+    delay = interval - rem(System.system_time(:millisecond), interval)
+    Process.send_after(self(), :tick, delay)
+  end
 
   defp now_ms, do: System.monotonic_time(:millisecond)
 end

@@ -221,9 +221,10 @@ defmodule HeartbeatScale.Sim do
   def names(n), do: for(i <- 0..(n - 1), do: :"sim#{i}@127.0.0.1")
 
   def run(n, intervals, interval) do
+    # The old path takes seconds per interval at 1,000 nodes: one is enough.
     if Code.ensure_loaded?(ClusterScope.Cluster.Gossip),
       do: run_gossip(n, intervals, interval),
-      else: run_legacy(n, intervals, interval)
+      else: run_legacy(n, if(n >= 1_000, do: 1, else: intervals), interval)
   end
 
   defp run_gossip(n, intervals, interval) do

@@ -26,7 +26,9 @@ defmodule ClusterScope.Cluster.Gossip do
       beat, or just met the node) pulls it from its owner (`{:cs_pull, node}`,
       answered with a `:cs_relay` of the owner's entry);
     * `wants` lists the nodes whose entries are fresh here but that this
-      node has not heard directly for more than an interval (+50 ms), with
+      node has not heard directly for an interval and a half (the beats
+      of an interval arrive together: a missed one shows at the second
+      tick, before the row goes stale), with
       the version and cv it holds: a cut link. Every receiver that holds a
       newer version of one answers at once with a `:cs_relay` of it (the
       view too when its cv is newer), so a node cut from another keeps its
@@ -99,7 +101,7 @@ defmodule ClusterScope.Cluster.Gossip do
       last_direct: %{},
       digest: {0, 0},
       stale_ms: stale_after_ms(interval_ms),
-      want_after_ms: interval_ms + 50,
+      want_after_ms: interval_ms + div(interval_ms, 2),
       pulled: MapSet.new(),
       synced: false
     }

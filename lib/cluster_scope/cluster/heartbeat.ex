@@ -28,7 +28,8 @@ defmodule ClusterScope.Cluster.Heartbeat do
   nodes and simulates 100 and 1,000). A change costs one view (N entries)
   per receiver, once. Most of the CPU is scheduler wake-ups, which is why
   the default interval is 200 ms and not 100 ms. `phi_all` runs on a dirty
-  scheduler above #{2_000} peers, where it could pass 1 ms.
+  scheduler above 2,000 peers, where it could pass 1 ms (the NIF answers
+  `:use_dirty`).
 
   The detector: acceptable pause 200 ms and a standard deviation floor of
   50 ms, so a silent peer crosses phi 8 after about 0.7 s of silence at the
@@ -43,9 +44,6 @@ defmodule ClusterScope.Cluster.Heartbeat do
 
   @scope :cluster_scope
   @group :agents
-  # phi_all takes about 0.25 ms per 1,000 peers (plus the maps): above this
-  # it runs on a dirty scheduler.
-  @phi_all_dirty_above 2_000
 
   @typedoc "What one node hears of the others."
   @type view :: Gossip.view()
@@ -125,7 +123,7 @@ defmodule ClusterScope.Cluster.Heartbeat do
     schedule(state.interval)
     now = now_ms()
     peers = agent_pids() |> Enum.reject(&(node(&1) == node()))
-    phis = phis(state.detectors, now, length(peers))
+    phis = phis(state.detectors, now)
 
     # A peer we have not heard yet counts as heard when it joins: if nothing
     # follows, its phi rises like anyone's. Without this, a peer with no
@@ -212,7 +210,7 @@ defmodule ClusterScope.Cluster.Heartbeat do
     now = now_ms()
 
     reply = %{
-      phis: phis(state.detectors, now, map_size(state.gossip.views)),
+      phis: phis(state.detectors, now),
       views: state.gossip.views,
       interval_ms: state.interval,
       threshold: state.threshold,
@@ -239,13 +237,12 @@ defmodule ClusterScope.Cluster.Heartbeat do
     _, _ -> []
   end
 
-  defp phis(nil, _now, _peers), do: %{}
+  defp phis(nil, _now), do: %{}
 
-  defp phis(detectors, now, peers) do
+  defp phis(detectors, now) do
     result =
-      if peers > @phi_all_dirty_above,
-        do: Native.phi_all_dirty(detectors, now * 1.0),
-        else: Native.phi_all(detectors, now * 1.0)
+      with :use_dirty <- Native.phi_all(detectors, now * 1.0),
+           do: Native.phi_all_dirty(detectors, now * 1.0)
 
     case result do
       list when is_list(list) ->

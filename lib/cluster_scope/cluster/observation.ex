@@ -13,21 +13,20 @@ defmodule ClusterScope.Cluster.Observation do
   alias ClusterScope.Native
 
   @net_loss_silence_ms 300
-  # Decoding the n x n matrix and classifying take ~0.4 ms at 200 nodes and
-  # ~10 ms at 1,000 (native/cluster_scope_nif/src/partition.rs).
-  @classify_dirty_above 200
 
   @doc """
   Classifies an observation in the Rust core (`partition::classify`): on a
-  normal scheduler up to #{200} nodes, on a dirty CPU scheduler above.
+  normal scheduler up to #{200} nodes; past that the NIF answers
+  `:use_dirty` before decoding anything and the dirty CPU twin does the
+  work (decoding the n x n matrix and classifying take ~0.4 ms at 200
+  nodes, ~10 ms at 1,000).
   """
   @spec classify(map()) :: {:ok, map()} | {:error, term()}
   def classify(obs) do
     native = native(obs)
 
-    if length(native.nodes) > @classify_dirty_above,
-      do: Native.partition_classify_dirty(native),
-      else: Native.partition_classify(native)
+    with :use_dirty <- Native.partition_classify(native),
+         do: Native.partition_classify_dirty(native)
   end
 
   @doc """

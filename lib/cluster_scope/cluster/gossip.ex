@@ -81,7 +81,8 @@ defmodule ClusterScope.Cluster.Gossip do
           stale_ms: pos_integer(),
           want_after_ms: pos_integer(),
           pulled: MapSet.t(node()),
-          synced: boolean()
+          synced: boolean(),
+          changes: non_neg_integer()
         }
 
   @typedoc "What the server must send: `{node, message}` to that node's heartbeat process."
@@ -103,7 +104,10 @@ defmodule ClusterScope.Cluster.Gossip do
       stale_ms: stale_after_ms(interval_ms),
       want_after_ms: interval_ms + div(interval_ms, 2),
       pulled: MapSet.new(),
-      synced: false
+      synced: false,
+      # Counts the views of others replaced here: the server hands the views
+      # to the state between ticks when it moves.
+      changes: 0
     }
   end
 
@@ -152,25 +156,25 @@ defmodule ClusterScope.Cluster.Gossip do
       when is_atom(from) and from != g.self and is_integer(version) and is_integer(cv) do
     g = %{g | last_direct: Map.put(g.last_direct, from, now)}
 
-    {views, pull?} =
+    {views, pull?, changed} =
       case Map.fetch(g.views, from) do
         {:ok, entry} ->
           entry = advance(entry, version, now)
 
           cond do
-            cv <= entry.cv -> {Map.put(g.views, from, entry), false}
-            is_map(view) -> {Map.put(g.views, from, %{entry | cv: cv, view: view}), false}
-            true -> {Map.put(g.views, from, entry), true}
+            cv <= entry.cv -> {Map.put(g.views, from, entry), false, 0}
+            is_map(view) -> {Map.put(g.views, from, %{entry | cv: cv, view: view}), false, 1}
+            true -> {Map.put(g.views, from, entry), true, 0}
           end
 
         :error when is_map(view) ->
-          {Map.put(g.views, from, %{version: version, cv: cv, at_ms: now, view: view}), false}
+          {Map.put(g.views, from, %{version: version, cv: cv, at_ms: now, view: view}), false, 1}
 
         :error ->
-          {g.views, true}
+          {g.views, true, 0}
       end
 
-    g = %{g | views: views}
+    g = %{g | views: views, changes: g.changes + changed}
 
     {g, out} =
       if pull? and not MapSet.member?(g.pulled, from) do
@@ -197,17 +201,17 @@ defmodule ClusterScope.Cluster.Gossip do
   @doc "Relayed entries (answers to wants, pulls and syncs) merged in. O(items)."
   @spec relay(t(), [item()], integer()) :: t()
   def relay(g, items, now) when is_list(items) do
-    views =
-      Enum.reduce(items, g.views, fn
-        {node, version, cv, view}, views
+    {views, changed} =
+      Enum.reduce(items, {g.views, 0}, fn
+        {node, version, cv, view}, {views, changed}
         when is_atom(node) and node != g.self and is_integer(version) and is_integer(cv) ->
-          merge_item(views, node, version, cv, view, now)
+          merge_item(views, changed, node, version, cv, view, now)
 
-        _, views ->
-          views
+        _, acc ->
+          acc
       end)
 
-    %{g | views: views}
+    %{g | views: views, changes: g.changes + changed}
   end
 
   def relay(g, _items, _now), do: g
@@ -305,20 +309,20 @@ defmodule ClusterScope.Cluster.Gossip do
 
   defp advance(entry, _version, _now), do: entry
 
-  defp merge_item(views, node, version, cv, view, now) do
+  defp merge_item(views, changed, node, version, cv, view, now) do
     case Map.fetch(views, node) do
       {:ok, entry} ->
         entry = advance(entry, version, now)
 
         if cv > entry.cv and is_map(view),
-          do: Map.put(views, node, %{entry | cv: cv, view: view}),
-          else: Map.put(views, node, entry)
+          do: {Map.put(views, node, %{entry | cv: cv, view: view}), changed + 1},
+          else: {Map.put(views, node, entry), changed}
 
       :error when is_map(view) ->
-        Map.put(views, node, %{version: version, cv: cv, at_ms: now, view: view})
+        {Map.put(views, node, %{version: version, cv: cv, at_ms: now, view: view}), changed + 1}
 
       :error ->
-        views
+        {views, changed}
     end
   end
 end

@@ -114,6 +114,7 @@ defmodule ClusterScope.Cluster.Heartbeat do
        # so what others still hold of that life never looks newer.
        gossip: Gossip.new(node(), interval, System.system_time(:millisecond) * 1_000),
        reset_after_ms: 2 * (interval + Keyword.get(opts, :acceptable_pause_ms, 200.0)),
+       flush: nil,
        listener: Keyword.get(opts, :listener)
      }}
   end
@@ -154,8 +155,10 @@ defmodule ClusterScope.Cluster.Heartbeat do
 
     for pid <- peers, do: :erlang.send(pid, beat, [:noconnect, :nosuspend])
 
-    if state.listener, do: send(state.listener, {:heartbeat_views, gossip.views, phis, now})
-    {:noreply, %{state | gossip: gossip}}
+    # The state classifies a moment later, with the beats of this tick from
+    # every node in (they arrive together): one classification of the whole
+    # change rather than one per node's part of it.
+    {:noreply, flush_soon(%{state | gossip: gossip})}
   end
 
   def handle_info({:cs_hb, from, _version, _cv, _view, _wants, _digest} = beat, state)
@@ -178,11 +181,28 @@ defmodule ClusterScope.Cluster.Heartbeat do
 
     {gossip, out} = Gossip.beat(state.gossip, beat, now)
     send_all(out)
-    {:noreply, %{state | gossip: gossip}}
+    {:noreply, changed(state, gossip)}
   end
 
   def handle_info({:cs_relay, from, items}, state) when is_atom(from) do
-    {:noreply, %{state | gossip: Gossip.relay(state.gossip, items, now_ms())}}
+    {:noreply, changed(state, Gossip.relay(state.gossip, items, now_ms()))}
+  end
+
+  # After a tick, and when another node's view changed between ticks: the
+  # state classifies shortly after (once for the burst of an interval's
+  # beats), not at the next tick, so a fault seen by several nodes is
+  # classified as a whole within the interval it shows.
+  def handle_info(:flush_views, state) do
+    now = now_ms()
+
+    if state.listener,
+      do:
+        send(
+          state.listener,
+          {:heartbeat_views, state.gossip.views, phis(state.detectors, now), now}
+        )
+
+    {:noreply, %{state | flush: nil}}
   end
 
   def handle_info({:cs_pull, from}, state) when is_atom(from) do
@@ -221,6 +241,18 @@ defmodule ClusterScope.Cluster.Heartbeat do
   end
 
   def handle_call({:set_listener, pid}, _from, state), do: {:reply, :ok, %{state | listener: pid}}
+
+  @flush_after_ms 15
+
+  defp changed(%{gossip: %{changes: c}} = state, %{changes: c} = gossip),
+    do: %{state | gossip: gossip}
+
+  defp changed(state, gossip), do: flush_soon(%{state | gossip: gossip})
+
+  defp flush_soon(%{flush: nil} = state),
+    do: %{state | flush: Process.send_after(self(), :flush_views, @flush_after_ms)}
+
+  defp flush_soon(state), do: state
 
   # Answers go to the heartbeat process of the node that asked, by name, and
   # like beats never open or wait on a connection.

@@ -115,6 +115,7 @@ defmodule ClusterScope.Cluster.Heartbeat do
        gossip: Gossip.new(node(), interval, System.system_time(:millisecond) * 1_000),
        reset_after_ms: 2 * (interval + Keyword.get(opts, :acceptable_pause_ms, 200.0)),
        flush: nil,
+       awaiting: 0,
        listener: Keyword.get(opts, :listener)
      }}
   end
@@ -158,7 +159,7 @@ defmodule ClusterScope.Cluster.Heartbeat do
     # The state classifies a moment later, with the beats of this tick from
     # every node in (they arrive together): one classification of the whole
     # change rather than one per node's part of it.
-    {:noreply, flush_soon(%{state | gossip: gossip})}
+    {:noreply, flush_soon(%{state | gossip: gossip, awaiting: length(peers)})}
   end
 
   def handle_info({:cs_hb, from, _version, _cv, _view, _wants, _digest} = beat, state)
@@ -181,7 +182,16 @@ defmodule ClusterScope.Cluster.Heartbeat do
 
     {gossip, out} = Gossip.beat(state.gossip, beat, now)
     send_all(out)
-    {:noreply, changed(state, gossip)}
+    state = changed(%{state | awaiting: state.awaiting - 1}, gossip)
+
+    # The last beat of the burst: the state classifies now, in this wake-up,
+    # rather than at the timer.
+    if state.awaiting <= 0 and state.flush != nil do
+      Process.cancel_timer(state.flush)
+      handle_info(:flush_views, state)
+    else
+      {:noreply, state}
+    end
   end
 
   def handle_info({:cs_relay, from, items}, state) when is_atom(from) do

@@ -30,6 +30,32 @@ defmodule ClusterScope.Cluster.Observation do
   end
 
   @doc """
+  What `build/5` depends on, but the kernel's link counters, in O(N): equal
+  keys build equal observations (the views enter by owner, content version
+  and freshness). Lets the state skip the O(N^2) build while nothing moves.
+  """
+  @spec key(map(), [node()], [node()], integer()) :: term()
+  def key(state, agents, connected, now) do
+    stale_ms = Gossip.stale_after_ms(state.interval)
+
+    views =
+      for {node, %{at_ms: at} = e} <- state.views,
+          do: {node, Map.get(e, :cv, e[:version]), now - at <= stale_ms}
+
+    {views, agents, connected, state.members, Map.keys(state.delayed), state.nodes, state.quorum}
+  end
+
+  @doc """
+  True when this node misses someone in `obs` (its own row has an
+  unreachable entry): then the kernel's TCP_INFO is read at every build.
+  """
+  @spec misses_someone?(map() | nil) :: boolean()
+  def misses_someone?(nil), do: true
+
+  def misses_someone?(obs),
+    do: :unreachable in Enum.at(obs.reach, obs.self_index)
+
+  @doc """
   The matrix as the Rust classifier takes it, from the state's `nodes`,
   `members`, `delayed` nodedowns, `views`, `interval` and `quorum`, the
   agent nodes and the connected ones. O(N^2) for N known nodes; the kernel's

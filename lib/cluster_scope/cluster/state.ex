@@ -174,6 +174,7 @@ defmodule ClusterScope.Cluster.State do
        views: %{},
        classification: nil,
        observation: nil,
+       observation_key: nil,
        global_cuts: %{},
        members: MapSet.new(),
        cut_pairs: MapSet.new(),
@@ -225,6 +226,7 @@ defmodule ClusterScope.Cluster.State do
         nodes: nodes,
         classification: nil,
         observation: nil,
+        observation_key: nil,
         cut_pairs: MapSet.new()
     }
 
@@ -329,8 +331,19 @@ defmodule ClusterScope.Cluster.State do
   def handle_info({:heartbeat_views, views, phis, now}, %{mode: mode} = state)
       when mode != :simulated do
     agents = Heartbeat.agent_nodes()
+    connected = Node.list()
     state = remember_members(%{state | views: views}, agents)
-    {:noreply, classify(state, observation(state, agents, now), phis)}
+    key = Observation.key(state, agents, connected, now)
+
+    # Nothing the matrix is made of moved (and no link from here is in
+    # doubt, where the kernel's loss counters could): the O(N^2) matrix is
+    # not rebuilt, and the classification stands.
+    if key == state.observation_key and not Observation.misses_someone?(state.observation) do
+      {:noreply, state}
+    else
+      obs = Observation.build(state, agents, connected, now)
+      {:noreply, %{classify(state, obs, phis) | observation_key: key}}
+    end
   end
 
   def handle_info({:heartbeat_views, _views, _phis, _now}, state), do: {:noreply, state}

@@ -118,6 +118,9 @@ defmodule ClusterScope.Cluster.Heartbeat do
        reset_after_ms: 2 * (interval + Keyword.get(opts, :acceptable_pause_ms, 200.0)),
        flush: nil,
        awaiting: 0,
+       # The phis of the last tick, handed to the state with the views
+       # (read once per tick: the views between ticks do not move them).
+       phis: %{},
        listener: Keyword.get(opts, :listener)
      }}
   end
@@ -161,7 +164,7 @@ defmodule ClusterScope.Cluster.Heartbeat do
     # The state classifies a moment later, with the beats of this tick from
     # every node in (they arrive together): one classification of the whole
     # change rather than one per node's part of it.
-    {:noreply, flush_soon(%{state | gossip: gossip, awaiting: length(peers)})}
+    {:noreply, flush_soon(%{state | gossip: gossip, awaiting: length(peers), phis: phis})}
   end
 
   def handle_info({:cs_hb, from, _version, _cv, _view, _wants, _digest} = beat, state)
@@ -169,7 +172,8 @@ defmodule ClusterScope.Cluster.Heartbeat do
     now = now_ms()
 
     if state.detectors do
-      peer = Atom.to_string(from)
+      # The NIF reads an atom's text itself: no binary per beat.
+      peer = from
 
       # A heartbeat after a long silence (or the first one) starts a fresh
       # history: one multi-second interval in the window would blunt the
@@ -211,7 +215,7 @@ defmodule ClusterScope.Cluster.Heartbeat do
       do:
         send(
           state.listener,
-          {:heartbeat_views, state.gossip.views, phis(state.detectors, now), now}
+          {:heartbeat_views, state.gossip.views, state.phis, now}
         )
 
     {:noreply, %{state | flush: nil}}

@@ -35,7 +35,8 @@ defmodule ClusterScope.Native do
   Two answers are not in that shape. When the library is not loaded, every
   stub answers `{:error, :native_unavailable}` (a bare atom: not an error of
   a NIF but the absence of one, which callers match on and `normalize/1`
-  maps to the `native_unavailable` code). And `:use_dirty` (histograms) and
+  maps to the `native_unavailable` code). And `:use_dirty` (histograms,
+  partition classification past 200 nodes, `phi_all` past 2,000 peers) and
   the throttle's decisions (`:drop`, `:limit`, ...) are answers, not errors.
 
   ## Cost
@@ -190,9 +191,10 @@ defmodule ClusterScope.Native do
   # Partition detection (rules in cluster_scope_core's `partition` module).
   # A detectors reference holds one phi-accrual detector per peer (a binary
   # or atom name); times are milliseconds, floats or integers, from one
-  # monotonic clock. `partition_classify/1` and `partition_heals/2` are for
-  # up to about 200 nodes, their `_dirty` variants (dirty CPU scheduler) for
-  # more; `phi_all_dirty/2` is for thousands of peers. Bad input gives
+  # monotonic clock. `partition_classify/1` and `partition_heals/2` answer
+  # `:use_dirty` past 200 nodes and `phi_all/2` past 2,000 peers (before
+  # doing the work): their `_dirty` variants (dirty CPU scheduler) do it
+  # (callers: Cluster.Observation, Cluster.Heartbeat). Bad input gives
   # `{:error, {code, detail}}` with code `:invalid_config`,
   # `:invalid_argument`, `:too_many_peers` or `:invalid_observation` and a
   # detail naming the field, never an exception.
@@ -215,7 +217,7 @@ defmodule ClusterScope.Native do
 
   @doc false
   @spec phi_all(reference(), number()) ::
-          [map()] | {:error, error()} | {:error, :native_unavailable}
+          [map()] | :use_dirty | {:error, error()} | {:error, :native_unavailable}
   def phi_all(_detectors, _now_ms), do: unavailable()
 
   @doc false
@@ -230,7 +232,7 @@ defmodule ClusterScope.Native do
 
   @doc false
   @spec partition_classify(map()) ::
-          {:ok, map()} | {:error, error()} | {:error, :native_unavailable}
+          {:ok, map()} | :use_dirty | {:error, error()} | {:error, :native_unavailable}
   def partition_classify(_observation), do: unavailable()
 
   @doc false
@@ -241,6 +243,7 @@ defmodule ClusterScope.Native do
   @doc false
   @spec partition_heals(map(), map()) ::
           {:ok, [{binary(), binary()}]}
+          | :use_dirty
           | {:error, error()}
           | {:error, :native_unavailable}
   def partition_heals(_prev, _next), do: unavailable()

@@ -11,21 +11,30 @@ defmodule ClusterScope.Cluster.Heartbeat do
   arrival is recorded in the Rust phi-accrual detectors
   (`ClusterScope.Native.phi_heartbeat/3`, O(1)).
 
-  Each heartbeat also carries this node's *view* (whom it hears, from its own
-  detectors) and the freshest views it has of the others, with their
-  versions. So every node learns what every node it can still reach,
+  What each node hears of the others travels with the beats, kept current
+  by `ClusterScope.Cluster.Gossip` (the pure part): a beat carries this
+  node's beat counter, the version of its view, the view itself only in the
+  interval it changed, and a digest of which views are fresh here. Views are
+  pulled on a mismatch, and a node cut from another asks the others for it
+  (`wants`), so every node learns what every node it can still reach,
   directly or through another node, hears: the connection matrix that
   `ClusterScope.Cluster.State` classifies.
 
   ## Cost
 
-  With N agents: N - 1 messages sent and received per interval, each a few
-  hundred bytes (views are gossiped for at most #{64} nodes; beyond that only
-  a node's own view travels). At 200 ms and 5 nodes that is 20 messages a
-  second in each direction. Measured (bench/partition_detection.exs): the
-  work itself is about 12,000 reductions a second; most of the cost is
-  scheduler wake-ups, which is why the default is 200 ms and not 100 ms
-  (100 ms measured 0.4-0.9 % of a core per node, 200 ms 0.2-0.4 %).
+  With N agents: N - 1 messages sent and received per interval, each of a
+  size that does not depend on N while nothing changes (86 bytes on the
+  wire). `bench/heartbeat_scale.exs` measured, idle, per node: 1.3, 4.7 and
+  9.9 kB/s sent at 4, 12 and 24 real nodes (the old gossip: 2.9, 45 and 358
+  kB/s) and 0.21-0.24, 0.61 and 0.78-0.92 % of a core (old: 0.25, 1.24,
+  2.75; 24 VMs on 2 shared cores, where what remains is mostly the
+  wake-ups and socket calls of 23 beats in and out per interval, not the
+  work: about 19,000 reductions a second); the gossip path of one node
+  among 1,000 takes about 1 ms per interval. A change costs one view (N entries)
+  per receiver, once. Most of the CPU is scheduler wake-ups, which is why
+  the default interval is 200 ms and not 100 ms. `phi_all` runs on a dirty
+  scheduler above 2,000 peers, where it could pass 1 ms (the NIF answers
+  `:use_dirty`).
 
   The detector: acceptable pause 200 ms and a standard deviation floor of
   50 ms, so a silent peer crosses phi 8 after about 0.7 s of silence at the
@@ -35,21 +44,17 @@ defmodule ClusterScope.Cluster.Heartbeat do
 
   use GenServer
 
+  alias ClusterScope.Cluster.Gossip
   alias ClusterScope.Native
 
   @scope :cluster_scope
   @group :agents
-  @max_gossip 64
-  # A view nobody refreshed for this long belongs to a node that is gone
-  # (a relay can hand over a node's last view just after its nodedown):
-  # dropped, so the views do not grow with churn.
-  @forget_view_ms 60_000
 
   @typedoc "What one node hears of the others."
-  @type view :: %{node() => :reachable | :unreachable}
+  @type view :: Gossip.view()
 
-  @typedoc "The views a node knows: its own and the freshest of the others."
-  @type views :: %{node() => %{version: non_neg_integer(), at_ms: integer(), view: view()}}
+  @typedoc "The views a node knows: its own and the others' (see `ClusterScope.Cluster.Gossip`)."
+  @type views :: Gossip.views()
 
   @doc false
   def start_link(opts), do: GenServer.start_link(__MODULE__, opts, name: __MODULE__)
@@ -77,7 +82,12 @@ defmodule ClusterScope.Cluster.Heartbeat do
   # A view not refreshed for this long is stale: `ClusterScope.Cluster.State`
   # reads its row as unknown and this process no longer relays it.
   @spec stale_after_ms(pos_integer()) :: pos_integer()
-  def stale_after_ms(interval), do: 2 * interval + 100
+  def stale_after_ms(interval), do: Gossip.stale_after_ms(interval)
+
+  @doc false
+  # The views refreshed within `max_age_ms` of `now`, and this node's own.
+  @spec prune(views(), integer(), non_neg_integer()) :: views()
+  def prune(views, now, max_age_ms), do: Gossip.prune(views, node(), now, max_age_ms)
 
   @impl true
   def init(opts) do
@@ -107,10 +117,13 @@ defmodule ClusterScope.Cluster.Heartbeat do
        threshold: threshold,
        # A restarted node's versions continue above its previous life's,
        # so what others still hold of that life never looks newer.
-       version: System.system_time(:millisecond) * 1_000,
-       views: %{},
-       last_seen: %{},
+       gossip: Gossip.new(node(), interval, System.system_time(:millisecond) * 1_000),
        reset_after_ms: 2 * (interval + Keyword.get(opts, :acceptable_pause_ms, 200.0)),
+       flush: nil,
+       awaiting: 0,
+       # The phis of the last tick, handed to the state with the views
+       # (read once per tick: the views between ticks do not move them).
+       phis: %{},
        listener: Keyword.get(opts, :listener)
      }}
   end
@@ -147,54 +160,85 @@ defmodule ClusterScope.Cluster.Heartbeat do
         end
       end)
 
-    version = state.version + 1
+    {gossip, beat} = Gossip.tick(state.gossip, view, now)
 
-    views =
-      state.views
-      |> prune(now, @forget_view_ms)
-      |> Map.put(node(), %{version: version, at_ms: now, view: view})
+    for pid <- peers, do: :erlang.send(pid, beat, [:noconnect, :nosuspend])
 
-    gossip = gossip(views, now, stale_after_ms(state.interval))
-    message = {:cs_heartbeat, node(), version, gossip}
-
-    for pid <- peers, do: :erlang.send(pid, message, [:noconnect, :nosuspend])
-
-    if state.listener, do: send(state.listener, {:heartbeat_views, views, phis, now})
-    {:noreply, %{state | version: version, views: views}}
+    # The state classifies a moment later, with the beats of this tick from
+    # every node in (they arrive together): one classification of the whole
+    # change rather than one per node's part of it.
+    {:noreply, flush_soon(%{state | gossip: gossip, awaiting: length(peers), phis: phis})}
   end
 
-  def handle_info({:cs_heartbeat, from, _version, gossip}, state) when is_atom(from) do
+  def handle_info({:cs_hb, from, _version, _cv, _view, _wants, _digest} = beat, state)
+      when is_atom(from) do
     now = now_ms()
 
     if state.detectors do
-      peer = Atom.to_string(from)
+      # The NIF reads an atom's text itself: no binary per beat.
+      peer = from
 
       # A heartbeat after a long silence (or the first one) starts a fresh
       # history: one multi-second interval in the window would blunt the
       # detector for the next `window` beats.
-      case Map.fetch(state.last_seen, from) do
-        {:ok, last} when now - last <= state.reset_after_ms -> :ok
+      case Gossip.last_direct(state.gossip, from) do
+        last when is_integer(last) and now - last <= state.reset_after_ms -> :ok
         _ -> Native.phi_remove(state.detectors, peer)
       end
 
       Native.phi_heartbeat(state.detectors, peer, now * 1.0)
     end
 
-    {:noreply,
-     %{
-       state
-       | views: merge(state.views, gossip, now),
-         last_seen: Map.put(state.last_seen, from, now)
-     }}
+    {gossip, out} = Gossip.beat(state.gossip, beat, now)
+    send_all(out)
+    state = changed(%{state | awaiting: state.awaiting - 1}, gossip)
+
+    # The last beat of the burst: the state classifies now, in this wake-up,
+    # rather than at the timer.
+    if state.awaiting <= 0 and state.flush != nil do
+      Process.cancel_timer(state.flush)
+      handle_info(:flush_views, state)
+    else
+      {:noreply, state}
+    end
+  end
+
+  def handle_info({:cs_relay, from, items}, state) when is_atom(from) do
+    {:noreply, changed(state, Gossip.relay(state.gossip, items, now_ms()))}
+  end
+
+  # After a tick, and when another node's view changed between ticks: the
+  # state classifies shortly after (once for the burst of an interval's
+  # beats), not at the next tick, so a fault seen by several nodes is
+  # classified as a whole within the interval it shows.
+  def handle_info(:flush_views, state) do
+    now = now_ms()
+
+    if state.listener,
+      do:
+        send(
+          state.listener,
+          {:heartbeat_views, state.gossip.views, state.phis, now}
+        )
+
+    {:noreply, %{state | flush: nil}}
+  end
+
+  def handle_info({:cs_pull, from}, state) when is_atom(from) do
+    send_all([{from, Gossip.pull_reply(state.gossip)}])
+    {:noreply, state}
+  end
+
+  def handle_info({:cs_sync, from, versions}, state) when is_atom(from) do
+    send_all([{from, Gossip.sync_reply(state.gossip, versions, now_ms())}])
+    {:noreply, state}
   end
 
   # monitor_nodes with options sends {:nodedown, node, info}.
   def handle_info({:nodedown, node, _info}, state) do
     # The connection is gone: its detector starts afresh when it comes back.
     if state.detectors, do: Native.phi_remove(state.detectors, Atom.to_string(node))
-
-    {:noreply,
-     %{state | views: Map.delete(state.views, node), last_seen: Map.delete(state.last_seen, node)}}
+    {:noreply, %{state | gossip: Gossip.forget(state.gossip, node)}}
   end
 
   def handle_info({:nodeup, _node, _info}, state), do: {:noreply, state}
@@ -206,7 +250,7 @@ defmodule ClusterScope.Cluster.Heartbeat do
 
     reply = %{
       phis: phis(state.detectors, now),
-      views: state.views,
+      views: state.gossip.views,
       interval_ms: state.interval,
       threshold: state.threshold,
       now_ms: now
@@ -217,6 +261,27 @@ defmodule ClusterScope.Cluster.Heartbeat do
 
   def handle_call({:set_listener, pid}, _from, state), do: {:reply, :ok, %{state | listener: pid}}
 
+  @flush_after_ms 15
+
+  defp changed(%{gossip: %{changes: c}} = state, %{changes: c} = gossip),
+    do: %{state | gossip: gossip}
+
+  defp changed(state, gossip), do: flush_soon(%{state | gossip: gossip})
+
+  defp flush_soon(%{flush: nil} = state),
+    do: %{state | flush: Process.send_after(self(), :flush_views, @flush_after_ms)}
+
+  defp flush_soon(state), do: state
+
+  # Answers go to the heartbeat process of the node that asked, by name, and
+  # like beats never open or wait on a connection.
+  defp send_all(out) do
+    for {node, message} <- out,
+        do: :erlang.send({__MODULE__, node}, message, [:noconnect, :nosuspend])
+
+    :ok
+  end
+
   defp agent_pids do
     :pg.get_members(@scope, @group)
   catch
@@ -226,7 +291,11 @@ defmodule ClusterScope.Cluster.Heartbeat do
   defp phis(nil, _now), do: %{}
 
   defp phis(detectors, now) do
-    case Native.phi_all(detectors, now * 1.0) do
+    result =
+      with :use_dirty <- Native.phi_all(detectors, now * 1.0),
+           do: Native.phi_all_dirty(detectors, now * 1.0)
+
+    case result do
       list when is_list(list) ->
         # Peer names come from nodes we are connected to: their atoms exist.
         for %{peer: peer} = p <- list, into: %{}, do: {String.to_existing_atom(peer), p}
@@ -236,42 +305,15 @@ defmodule ClusterScope.Cluster.Heartbeat do
     end
   end
 
-  # Views travel with their version (the owner's counter) only; the receiver
-  # stamps its own arrival time. Only views that are fresh here are relayed
-  # (the same staleness as `ClusterScope.Cluster.State`'s): a receiver that
-  # has forgotten a node (nodedown) would otherwise take its last words,
-  # stamped with a new arrival time, for current.
-  defp gossip(views, now, stale_ms) do
-    views
-    |> Enum.filter(fn {_node, v} -> now - v.at_ms <= stale_ms end)
-    |> Enum.sort_by(fn {_node, v} -> -v.at_ms end)
-    |> Enum.take(@max_gossip)
-    |> Map.new(fn {node, v} -> {node, {v.version, v.view}} end)
+  # Ticks fall on multiples of the interval of the system clock, so every
+  # node beats at the same moments and a node receives its N - 1 beats in
+  # one burst around its own tick: one wake-up of this process and of the
+  # schedulers per interval instead of N (with clocks a few ms apart, the
+  # arrival intervals the detectors see are unchanged).
+  defp schedule(interval) do
+    delay = interval - rem(System.system_time(:millisecond), interval)
+    Process.send_after(self(), :tick, delay)
   end
-
-  defp merge(views, gossip, now) when is_map(gossip) do
-    Enum.reduce(gossip, views, fn
-      {node, {version, view}}, acc when node != node() and is_integer(version) and is_map(view) ->
-        case Map.fetch(acc, node) do
-          {:ok, %{version: known}} when known >= version -> acc
-          _ -> Map.put(acc, node, %{version: version, at_ms: now, view: view})
-        end
-
-      _, acc ->
-        acc
-    end)
-  end
-
-  defp merge(views, _gossip, _now), do: views
-
-  @doc false
-  # The views refreshed within `max_age_ms` of `now`, and this node's own.
-  @spec prune(views(), integer(), non_neg_integer()) :: views()
-  def prune(views, now, max_age_ms) do
-    Map.filter(views, fn {node, %{at_ms: at}} -> node == node() or now - at <= max_age_ms end)
-  end
-
-  defp schedule(interval), do: Process.send_after(self(), :tick, interval)
 
   defp now_ms, do: System.monotonic_time(:millisecond)
 end

@@ -59,11 +59,9 @@ defmodule ClusterScope.Cluster.State do
 
   require Logger
 
-  alias ClusterScope.Cluster.{GlobalWatcher, Heartbeat, TcpInfo}
-  alias ClusterScope.Native
+  alias ClusterScope.Cluster.{Causes, Events, GlobalWatcher, Heartbeat, Observation}
 
   @max_events 1_000
-  @net_loss_silence_ms 300
 
   @typedoc "A cluster event."
   @type event :: %{
@@ -146,13 +144,12 @@ defmodule ClusterScope.Cluster.State do
     {:ok,
      %{
        nodes: nodes,
-       events: :queue.new(),
-       event_count: 0,
-       next_id: 1,
+       events: Events.new(),
        subscribers: %{},
        views: %{},
        classification: nil,
        observation: nil,
+       observation_key: nil,
        global_cuts: %{},
        members: MapSet.new(),
        cut_pairs: MapSet.new(),
@@ -204,6 +201,7 @@ defmodule ClusterScope.Cluster.State do
         nodes: nodes,
         classification: nil,
         observation: nil,
+        observation_key: nil,
         cut_pairs: MapSet.new()
     }
 
@@ -211,15 +209,8 @@ defmodule ClusterScope.Cluster.State do
      emit(state, :mode, nil, "mode changed from #{from} to #{to}", %{from: from, to: to})}
   end
 
-  def handle_call({:events, since, limit}, _from, state) do
-    events =
-      state.events
-      |> :queue.to_list()
-      |> Enum.filter(&(&1.id > since))
-      |> Enum.take(limit)
-
-    {:reply, events, state}
-  end
+  def handle_call({:events, since, limit}, _from, state),
+    do: {:reply, Events.since(state.events, since, limit), state}
 
   @impl true
   def handle_cast({:libcluster, :disconnect_node, :ok, %{node: node} = meta}, state) do
@@ -315,8 +306,19 @@ defmodule ClusterScope.Cluster.State do
   def handle_info({:heartbeat_views, views, phis, now}, %{mode: mode} = state)
       when mode != :simulated do
     agents = Heartbeat.agent_nodes()
+    connected = Node.list()
     state = remember_members(%{state | views: views}, agents)
-    {:noreply, classify(state, observation(state, agents, now), phis)}
+    key = Observation.key(state, agents, connected, now)
+
+    # Nothing the matrix is made of moved (and no link from here is in
+    # doubt, where the kernel's loss counters could): the O(N^2) matrix is
+    # not rebuilt, and the classification stands.
+    if key == state.observation_key and not Observation.misses_someone?(state.observation) do
+      {:noreply, state}
+    else
+      obs = Observation.build(state, agents, connected, now)
+      {:noreply, %{classify(state, obs, phis) | observation_key: key}}
+    end
   end
 
   def handle_info({:heartbeat_views, _views, _phis, _now}, state), do: {:noreply, state}
@@ -372,7 +374,16 @@ defmodule ClusterScope.Cluster.State do
 
   defp record_down(state, node, info) do
     reason = Keyword.get(info, :nodedown_reason, :unknown)
-    {cause, attribution} = cause(node, reason, state)
+
+    {cause, attribution} =
+      Causes.cause(
+        node,
+        reason,
+        state.global_cuts,
+        state.libcluster_cuts,
+        System.monotonic_time(:millisecond)
+      )
+
     now = System.system_time(:millisecond)
 
     info = %{
@@ -396,7 +407,7 @@ defmodule ClusterScope.Cluster.State do
     # Gone (closed): departed after the grace period, forgotten after the
     # retention. Cut off (tick timeout, global): kept, see @forget_down_ms.
     state =
-      if closed?(info) and not info.simulated,
+      if Causes.closed?(info) and not info.simulated,
         do: schedule_departure(state, node),
         else: cancel_departure(state, node)
 
@@ -441,7 +452,7 @@ defmodule ClusterScope.Cluster.State do
   defp departure(state, node, token) do
     with %{^node => %{token: ^token} = d} <- state.departing,
          %{status: status} = info when status in [:down, :departed] <- state.nodes[node],
-         true <- closed?(info) do
+         true <- Causes.closed?(info) do
       elapsed = System.monotonic_time(:millisecond) - d.down_at
 
       if elapsed >= d.retention or status == :departed do
@@ -502,7 +513,7 @@ defmodule ClusterScope.Cluster.State do
        do: state
 
   defp classify(state, observation, phis) do
-    case Native.partition_classify(native_observation(observation)) do
+    case Observation.classify(observation) do
       {:ok, classification} ->
         state
         |> note_suspicions(observation, classification, phis)
@@ -535,110 +546,8 @@ defmodule ClusterScope.Cluster.State do
   end
 
   @doc false
-  # The matrix as the Rust classifier takes it. A view whose version has not
-  # advanced for 2 heartbeat intervals (+100 ms) is stale: that row is
-  # unknown. Its owner stopped being heard by anyone who relays it, so what it
-  # said last must not count as "still hears us".
-  #
-  # A member cut off from here (tick timeout, or a link global cut) stays in
-  # the matrix, unreachable from here, so a split stays a split once Erlang
-  # gives up; one whose connection closed is `down` while it is still listed
-  # (agent or views), then leaves.
-  def observation(state, agents, now) do
-    stale_ms = Heartbeat.stale_after_ms(state.interval)
-    connected = MapSet.new(Node.list())
-
-    # Members cut off from here: down but not closed, or a disconnect whose
-    # cause is still being decided (pg and the views have dropped it already).
-    gone =
-      for n <- state.members,
-          n != node(),
-          is_map_key(state.delayed, n) or cut_off?(Map.get(state.nodes, n)),
-          into: MapSet.new(),
-          do: n
-
-    known =
-      state.nodes
-      |> Map.keys()
-      |> Enum.concat(agents)
-      |> Enum.concat(Map.keys(state.views))
-      |> Enum.uniq()
-      |> Enum.filter(
-        &(&1 == node() or &1 in agents or MapSet.member?(gone, &1) or
-            listed_by_views?(state, &1, now, stale_ms))
-      )
-      |> Enum.sort()
-
-    index = known |> Enum.with_index() |> Map.new()
-
-    reach =
-      for i <- known do
-        case Map.fetch(state.views, i) do
-          {:ok, %{at_ms: at, view: view}} when now - at <= stale_ms or i == node() ->
-            for j <- known do
-              cond do
-                i == j -> :reachable
-                i == node() and MapSet.member?(gone, j) -> :unreachable
-                true -> Map.get(view, j, :unknown)
-              end
-            end
-
-          _ ->
-            List.duplicate(:unknown, length(known))
-        end
-      end
-
-    down =
-      for n <- known do
-        case Map.get(state.nodes, n) do
-          %{status: :down} = info when n != node() -> closed?(info)
-          _ -> false
-        end
-      end
-
-    # The kernel is asked only when this node misses someone: loss versus
-    # frozen matters only for a silent peer.
-    own_row = Enum.at(reach, Map.fetch!(index, node()))
-    links = if :unreachable in own_row, do: TcpInfo.dist_links(), else: %{}
-
-    %{
-      nodes: Enum.map(known, &Atom.to_string/1),
-      node_atoms: known,
-      index: index,
-      self_index: Map.fetch!(index, node()),
-      reach: reach,
-      connected: for(n <- known, do: n == node() or MapSet.member?(connected, n)),
-      down: down,
-      net_loss:
-        for(n <- known, do: TcpInfo.net_loss?(Map.get(links, n, :unknown), @net_loss_silence_ms)),
-      quorum: state.quorum
-    }
-  end
-
-  # Down because its connection closed (crash, stop, explicit disconnect),
-  # not because it went silent or global cut it.
-  defp closed?(%{down_reason: :net_tick_timeout}), do: false
-  defp closed?(%{down_attribution: :global}), do: false
-  defp closed?(_), do: true
-
-  defp cut_off?(%{status: :down} = info), do: not closed?(info)
-  defp cut_off?(_), do: false
-
-  # A node is in the matrix through its view while that view is fresh, or
-  # while the node is known here and not departed. A relay can hand over a
-  # closed node's last view just after its nodedown: that stale view must
-  # not bring a departed or dropped node back.
-  defp listed_by_views?(state, node, now, stale_ms) do
-    case {Map.fetch(state.views, node), Map.fetch(state.nodes, node)} do
-      {:error, _} -> false
-      {{:ok, _}, {:ok, %{status: :departed}}} -> false
-      {{:ok, _}, {:ok, _}} -> true
-      {{:ok, %{at_ms: at}}, :error} -> now - at <= stale_ms
-    end
-  end
-
-  defp native_observation(obs),
-    do: Map.take(obs, [:nodes, :self_index, :reach, :connected, :down, :net_loss, :quorum])
+  # The matrix as the Rust classifier takes it (see Cluster.Observation).
+  def observation(state, agents, now), do: Observation.build(state, agents, Node.list(), now)
 
   defp note_suspicions(state, observation, classification, _phis) do
     own = Enum.at(observation.reach, observation.self_index)
@@ -647,7 +556,7 @@ defmodule ClusterScope.Cluster.State do
       for {n, :unreachable} <- Enum.zip(observation.node_atoms, own), into: MapSet.new(), do: n
 
     frozen = MapSet.new(classification.frozen, &Enum.at(observation.node_atoms, &1))
-    unreachable = unreachable_from_self(observation, classification)
+    unreachable = Observation.unreachable_from_self(observation, classification)
 
     Enum.reduce(observation.node_atoms, state, fn n, state ->
       info = Map.get(state.nodes, n, new_node(n))
@@ -674,7 +583,7 @@ defmodule ClusterScope.Cluster.State do
             | status: status,
               since_ms: System.system_time(:millisecond)
           })
-          |> emit(:suspect, n, suspect_cause(status), %{status: status})
+          |> emit(:suspect, n, Causes.suspect_cause(status), %{status: status})
 
         true ->
           put_in(state.nodes[n], %{
@@ -686,28 +595,11 @@ defmodule ClusterScope.Cluster.State do
     end)
   end
 
-  defp unreachable_from_self(observation, classification) do
-    own = Enum.at(classification.components, classification.self_component, [])
-
-    if length(classification.components) > 1 do
-      for {n, i} <- Enum.with_index(observation.node_atoms),
-          i not in own,
-          into: MapSet.new(),
-          do: n
-    else
-      MapSet.new()
-    end
-  end
-
-  defp suspect_cause(:frozen), do: "silent while its connection is up: frozen or unresponsive"
-  defp suspect_cause(:unreachable), do: "unreachable: on the other side of a partition"
-  defp suspect_cause(:suspected), do: "heartbeats stopped arriving (phi over threshold)"
-
   defp note_partition(state, observation, classification) do
     previous = state.classification && state.classification.status
 
     if classification.status != previous and classification.status != :healthy do
-      summary = describe(observation, classification)
+      summary = Causes.describe(observation, classification)
       emit(state, :partition, nil, summary.description, summary)
     else
       state
@@ -717,14 +609,14 @@ defmodule ClusterScope.Cluster.State do
   # A pair cut at any time is remembered until both of its nodes are seen
   # reaching each other again, even across a nodedown and a reconnection.
   defp note_heals(state, observation) do
-    current = cut_pairs(observation)
+    current = Observation.cut_pairs(observation)
     present = MapSet.new(observation.nodes)
 
     healed =
       for {a, b} = pair <- state.cut_pairs,
           not MapSet.member?(current, pair),
           MapSet.member?(present, a) and MapSet.member?(present, b),
-          reachable?(observation, a, b),
+          Observation.reachable?(observation, a, b),
           do: pair
 
     # Pairs of nodes no longer known (forgotten members) can never heal.
@@ -752,123 +644,20 @@ defmodule ClusterScope.Cluster.State do
     end
   end
 
-  defp cut_pairs(obs) do
-    by_reach =
-      for {a, row} <- Enum.zip(obs.nodes, obs.reach),
-          {b, :unreachable} <- Enum.zip(obs.nodes, row),
-          a != b,
-          into: MapSet.new(),
-          do: pair(a, b)
-
-    self_name = Enum.at(obs.nodes, obs.self_index)
-
-    for {b, true} <- Enum.zip(obs.nodes, obs.down), into: by_reach, do: pair(self_name, b)
-  end
-
-  defp reachable?(obs, a, b) do
-    ia = Enum.find_index(obs.nodes, &(&1 == a))
-    ib = Enum.find_index(obs.nodes, &(&1 == b))
-    ab = obs.reach |> Enum.at(ia) |> Enum.at(ib)
-    ba = obs.reach |> Enum.at(ib) |> Enum.at(ia)
-
-    not Enum.at(obs.down, ia) and not Enum.at(obs.down, ib) and :reachable in [ab, ba] and
-      :unreachable not in [ab, ba]
-  end
-
-  defp pair(a, b) when a <= b, do: {a, b}
-  defp pair(a, b), do: {b, a}
-
   defp cap(set, max) do
     if MapSet.size(set) > max, do: set |> Enum.take(max) |> MapSet.new(), else: set
   end
 
   @doc false
   # A JSON-ready description of a classification, with node names.
-  def describe(observation, c) do
-    name = fn i -> Enum.at(observation.nodes, i) end
-
-    %{
-      status: c.status,
-      anomalies: c.anomalies,
-      side: c.side,
-      description: description(c),
-      components: Enum.map(c.components, fn comp -> Enum.map(comp, name) end),
-      self_component: c.self_component,
-      down: Enum.map(c.down, name),
-      frozen: Enum.map(c.frozen, name),
-      one_way: Enum.map(c.one_way, fn {a, b} -> %{not_hearing: name.(a), silent: name.(b)} end),
-      indirect:
-        Enum.map(c.indirect, fn {a, b, via} ->
-          %{a: name.(a), b: name.(b), via: Enum.map(via, name)}
-        end),
-      unreachable_pairs: Enum.map(c.unreachable_pairs, fn {a, b} -> [name.(a), name.(b)] end)
-    }
-  end
+  defdelegate describe(observation, classification), to: Causes
 
   @doc """
   True when a described classification has this node outside the majority
   of a split (minority or tie), alone or with other problems (`:mixed`).
   """
   @spec split_here?(map()) :: boolean()
-  def split_here?(classification) do
-    :split in Map.get(classification, :anomalies, [classification.status]) and
-      Map.get(classification, :side) != :majority
-  end
-
-  defp description(%{status: :healthy}), do: "every node reaches every other node"
-  defp description(%{status: :node_down}), do: "a node is down (its connection closed)"
-
-  defp description(%{status: :frozen}),
-    do: "a node is silent while its connection is up (frozen or unresponsive)"
-
-  defp description(%{status: :split, side: side, components: comps}),
-    do: "the cluster is split into #{length(comps)} parts; this node is on the #{side} side"
-
-  defp description(%{status: :one_way}),
-    do: "one-way loss: a node no longer hears another that still hears it"
-
-  defp description(%{status: :indirect}),
-    do: "two nodes cannot reach each other but both reach a third"
-
-  defp description(%{status: :mixed}), do: "several connectivity problems at once"
-  defp description(%{status: other}), do: to_string(other)
-
-  defp cause(node, reason, state) do
-    now = System.monotonic_time(:millisecond)
-
-    # A tick timeout is Erlang's own verdict; global's cuts close links.
-    cut_by_global? =
-      case Map.fetch(state.global_cuts, node) do
-        {:ok, at} -> now - at < 5_000 and reason in [:disconnect, :connection_closed]
-        :error -> false
-      end
-
-    libcluster =
-      case Map.fetch(state.libcluster_cuts, node) do
-        {:ok, {at, topology}} when now - at < 5_000 -> topology
-        _ -> nil
-      end
-
-    cond do
-      libcluster != nil ->
-        {"disconnected by libcluster (topology #{inspect(libcluster)})", :libcluster}
-
-      cut_by_global? ->
-        {"disconnected by global to prevent overlapping partitions (#{inspect(reason)})", :global}
-
-      reason == :connection_closed ->
-        {"connection closed: the node stopped or crashed, or closed the link", :erlang}
-
-      reason == :net_tick_timeout ->
-        {"no traffic within the net tick time: frozen, overloaded or cut off", :erlang}
-
-      reason == :disconnect ->
-        {"disconnected explicitly (erlang:disconnect_node/1)", :erlang}
-
-      true ->
-        {"nodedown: #{inspect(reason)}", :erlang}
-    end
-  end
+  defdelegate split_here?(classification), to: Causes
 
   # -- topology ----------------------------------------------------------------
 
@@ -888,7 +677,7 @@ defmodule ClusterScope.Cluster.State do
         |> Map.values()
         |> Enum.sort_by(& &1.node)
         |> Enum.map(&Map.drop(&1, [])),
-      matrix: matrix(state.observation),
+      matrix: Observation.matrix(state.observation),
       classification: classification || %{status: :healthy, description: "no data yet"},
       agents:
         if(state.mode == :simulated, do: Map.keys(state.nodes), else: Heartbeat.agent_nodes()),
@@ -896,41 +685,13 @@ defmodule ClusterScope.Cluster.State do
     }
   end
 
-  defp matrix(nil), do: %{}
-
-  defp matrix(obs) do
-    for {from, row} <- Enum.zip(obs.nodes, obs.reach), into: %{} do
-      {from, obs.nodes |> Enum.zip(row) |> Map.new()}
-    end
-  end
-
   # -- events ------------------------------------------------------------------
 
   defp emit(state, type, node, cause, details) do
-    event = %{
-      id: state.next_id,
-      type: type,
-      node: node,
-      at_ms: System.system_time(:millisecond),
-      cause: cause,
-      details: details
-    }
-
-    for pid <- Map.keys(state.subscribers), do: send(pid, {:cluster_scope, :cluster, event})
-    ClusterScope.Telemetry.cluster_event(event)
-
-    {events, count} =
-      if state.event_count >= @max_events do
-        {{:value, _}, q} = :queue.out(state.events)
-        {:queue.in(event, q), state.event_count}
-      else
-        {:queue.in(event, state.events), state.event_count + 1}
-      end
-
-    %{state | events: events, event_count: count, next_id: state.next_id + 1}
+    events = Events.emit(state.events, Map.keys(state.subscribers), type, node, cause, details)
+    %{state | events: events}
   end
 
-  # This node may have become distributed after we started: its entry is
   # always under its current name.
   defp refresh_self(state) do
     nodes =

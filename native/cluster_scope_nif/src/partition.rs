@@ -16,12 +16,15 @@
 //! Classifying decodes the n × n matrix (about 10 ns an entry) then runs the
 //! core (about half a millisecond for 1,000 nodes): 0.12 ms at 100 nodes,
 //! 0.4 ms at 200, 10 ms at 1,000. So `partition_classify` and
-//! `partition_heals` are for up to about 200 nodes, and their `_dirty`
-//! variants (dirty CPU scheduler) for more.
+//! `partition_heals` answer `:use_dirty` past
+//! `NORMAL_SCHEDULER_MAX_NODES` (200) nodes, before decoding anything, and
+//! their `_dirty` variants (dirty CPU scheduler) do the work; `phi_all`
+//! answers `:use_dirty` past `NORMAL_SCHEDULER_MAX_PEERS` (2,000) peers.
 
 use cluster_scope_core::partition::{
     classify, heals_indices, Classification, Detectors, DetectorsConfig, Observation,
-    PartitionError, PeerPhi, PhiConfig, Reach, Side, Status, MAX_NODES,
+    PartitionError, PeerPhi, PhiConfig, Reach, Side, Status, MAX_NODES, NORMAL_SCHEDULER_MAX_NODES,
+    NORMAL_SCHEDULER_MAX_PEERS,
 };
 use parking_lot::Mutex;
 use rustler::types::atom;
@@ -73,6 +76,8 @@ mod atoms {
         majority,
         minority,
         tie,
+        // Past the normal-scheduler size: call the `_dirty` twin.
+        use_dirty,
     }
 }
 
@@ -163,9 +168,15 @@ fn phi_get<'a>(env: Env<'a>, detectors: Term<'a>, peer: Term<'a>, now_ms: Term<'
 }
 
 /// `phi_all/2`: a list of maps, one per peer sorted by name, or
-/// `{:error, {code, detail}}`.
+/// `{:error, {code, detail}}`; `:use_dirty` past
+/// `NORMAL_SCHEDULER_MAX_PEERS` peers.
 #[rustler::nif]
 fn phi_all<'a>(env: Env<'a>, detectors: Term<'a>, now_ms: Term<'a>) -> Term<'a> {
+    if let Ok(res) = resource(detectors) {
+        if res.0.lock().len() > NORMAL_SCHEDULER_MAX_PEERS {
+            return atoms::use_dirty().encode(env);
+        }
+    }
     all(env, detectors, now_ms)
 }
 
@@ -274,9 +285,13 @@ fn config_count(term: Term<'_>, field: &'static str) -> Result<usize, PartitionE
 // ---------------------------------------------------------------------------
 
 /// `partition_classify/1`: `{:ok, classification_map}` or
-/// `{:error, {code, detail}}`. For up to about 200 nodes.
+/// `{:error, {code, detail}}`; `:use_dirty` past
+/// `NORMAL_SCHEDULER_MAX_NODES` nodes.
 #[rustler::nif]
 fn partition_classify<'a>(env: Env<'a>, observation: Term<'a>) -> Term<'a> {
+    if too_large(observation) {
+        return atoms::use_dirty().encode(env);
+    }
     classify_term(env, observation)
 }
 
@@ -288,10 +303,26 @@ fn partition_classify_dirty<'a>(env: Env<'a>, observation: Term<'a>) -> Term<'a>
 }
 
 /// `partition_heals/2`: `{:ok, [{name, name}]}` or `{:error, {code,
-/// detail}}`. For up to about 200 nodes.
+/// detail}}`; `:use_dirty` past `NORMAL_SCHEDULER_MAX_NODES` nodes in
+/// either observation.
 #[rustler::nif]
 fn partition_heals<'a>(env: Env<'a>, prev: Term<'a>, next: Term<'a>) -> Term<'a> {
+    if too_large(prev) || too_large(next) {
+        return atoms::use_dirty().encode(env);
+    }
     heals_term(env, prev, next)
+}
+
+/// True when an observation's `nodes` list is longer than a normal
+/// scheduler should decode and classify (read before anything is decoded:
+/// a list's length is O(n) over its cells, nanoseconds per node). Anything
+/// malformed is left to the decoder, which names the field.
+fn too_large(observation: Term<'_>) -> bool {
+    observation
+        .map_get(atoms::nodes().encode(observation.get_env()))
+        .ok()
+        .and_then(|nodes| nodes.list_length().ok())
+        .is_some_and(|n| n > NORMAL_SCHEDULER_MAX_NODES)
 }
 
 /// `partition_heals_dirty/2`: `partition_heals/2` on a dirty CPU scheduler.

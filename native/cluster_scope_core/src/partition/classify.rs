@@ -105,6 +105,12 @@ use super::PartitionError;
 /// Largest number of nodes in an [`Observation`] (its matrix then holds 25
 /// million entries).
 pub const MAX_NODES: usize = 5_000;
+/// Largest observation classified on a normal scheduler: decoding the n x n
+/// matrix and classifying it took 0.12 ms at 100 nodes, 0.4 ms at 200 and
+/// 10 ms at 1,000 (2-core x86-64), so past this the NIF wrappers answer
+/// `:use_dirty` and their dirty CPU twins do the work (under 1 ms with room
+/// for a slower machine).
+pub const NORMAL_SCHEDULER_MAX_NODES: usize = 200;
 /// Longest `one_way` and `unreachable_pairs` lists returned.
 pub const MAX_LISTED_PAIRS: usize = 10_000;
 /// Longest `indirect` list returned.

@@ -32,9 +32,11 @@ use crate::error::ErrorCode;
 
 pub use classify::{
     classify, heals, heals_indices, Classification, Observation, Reach, Side, Status,
-    MAX_INDIRECT_PAIRS, MAX_LISTED_PAIRS, MAX_NODES,
+    MAX_INDIRECT_PAIRS, MAX_LISTED_PAIRS, MAX_NODES, NORMAL_SCHEDULER_MAX_NODES,
 };
-pub use detectors::{Detectors, DetectorsConfig, PeerPhi, DEFAULT_MAX_PEERS};
+pub use detectors::{
+    Detectors, DetectorsConfig, PeerPhi, DEFAULT_MAX_PEERS, NORMAL_SCHEDULER_MAX_PEERS,
+};
 pub use phi::{PhiConfig, PhiDetector, MAX_PHI};
 
 /// Why a partition function refused its input.

@@ -1,0 +1,425 @@
+# Heartbeat cost against cluster size: real peers at 4, 12 and 24 nodes,
+# idle, ClusterScope on every node; then the gossip code path simulated for
+# one node among 100 and 1,000.
+#
+#   MIX_ENV=test mix run bench/heartbeat_scale.exs          # 4, 12, 24 nodes
+#   QUICK=1 MIX_ENV=test mix run bench/heartbeat_scale.exs  # 4 and 8 nodes, short windows
+#   SIZES=4,24 WINDOW_S=20 ROUNDS=3 ...                     # other sizes or lengths
+#
+# Method (real peers):
+#
+#   * CPU per node: the OS CPU time (utime + stime from /proc/PID/stat) of
+#     every peer's VM over a window with ClusterScope's cluster processes
+#     (Cluster.Heartbeat and Cluster.State) running, minus the same over a
+#     window with both suspended on every node (:sys.suspend), in interleaved
+#     rounds (running, suspended, running, ...; median of the per-round
+#     differences). The difference is what the cluster processes cost the VM,
+#     scheduler wake-ups and distribution included, and nothing else that
+#     runs there (health sampling, other applications); the machine's other
+#     load touches both windows alike. Printed as % of one core per node,
+#     with the raw running figure next to it (what the issue's table shows).
+#   * Reductions of the two processes per second per node, as a second view
+#     of the same work.
+#   * Bytes: `:inet.getstat/2` of every distribution socket between peers
+#     (`:erlang.system_info(:dist_ctrl)`, the bench node's own link
+#     excluded): send_oct per second per node, and send_oct / send_cnt as the
+#     bytes per message, over the running windows.
+#
+# Simulated: one node among N (100, 1,000) in steady state: per interval it
+# ticks (own view, prune, digest, wants), encodes its beat for N - 1 peers
+# (term_to_binary, as the distribution does per destination), decodes N - 1
+# beats and merges them. Median over the intervals; a second figure has one
+# view change per interval (one beat carries N entries), a third adds the
+# phi detectors (one heartbeat per arrival, one phi_all per interval). On a
+# tree without ClusterScope.Cluster.Gossip (before the change) the old path
+# is simulated instead: a beat with up to 64 gossiped views of N - 1
+# entries, merged per view.
+
+alias ClusterScope.LocalCluster
+alias ClusterScope.Test.Cluster
+
+quick = System.get_env("QUICK") == "1"
+
+sizes =
+  case System.get_env("SIZES") do
+    nil -> if quick, do: [4, 8], else: [4, 12, 24]
+    list -> list |> String.split(",", trim: true) |> Enum.map(&String.to_integer/1)
+  end
+
+window_s = String.to_integer(System.get_env("WINDOW_S") || if(quick, do: "8", else: "20"))
+rounds = String.to_integer(System.get_env("ROUNDS") || if(quick, do: "1", else: "2"))
+sim_sizes = [100, 1_000]
+interval = 200
+
+{:module, probe, probe_bin, _} =
+  defmodule HeartbeatScale.Probe do
+    @moduledoc false
+    @procs [ClusterScope.Cluster.Heartbeat, ClusterScope.Cluster.State]
+
+    # {send_oct, send_cnt} over the distribution sockets to other peers.
+    def dist(exclude) do
+      for {node, ctrl} <- :erlang.system_info(:dist_ctrl),
+          node != exclude,
+          is_port(ctrl),
+          reduce: {0, 0} do
+        {oct, cnt} ->
+          case :inet.getstat(ctrl, [:send_oct, :send_cnt]) do
+            {:ok, s} -> {oct + s[:send_oct], cnt + s[:send_cnt]}
+            _ -> {oct, cnt}
+          end
+      end
+    end
+
+    def reductions do
+      for name <- @procs, pid = Process.whereis(name), pid != nil, reduce: 0 do
+        acc ->
+          case Process.info(pid, :reductions) do
+            {:reductions, r} -> acc + r
+            _ -> acc
+          end
+      end
+    end
+
+    def sample(exclude), do: {dist(exclude), reductions()}
+
+    def suspend, do: Enum.each(@procs, &:sys.suspend/1)
+    def resume, do: @procs |> Enum.reverse() |> Enum.each(&:sys.resume/1)
+  end
+
+defmodule HeartbeatScale do
+  alias ClusterScope.LocalCluster
+  alias ClusterScope.Test.{Cluster, NodeWatcher}
+
+  def now, do: System.monotonic_time(:millisecond)
+
+  def start(count) do
+    {:ok, peers} =
+      LocalCluster.start_peers(count,
+        aliases: true,
+        alias_base: Cluster.alias_base(),
+        connection: :standard_io,
+        link: false,
+        connect: false,
+        args: ["-kernel", "logger_level", "error"]
+      )
+
+    for p <- peers, do: {:ok, _} = LocalCluster.call(p, NodeWatcher, :start, [])
+    :ok = LocalCluster.connect_mesh(peers, :hidden)
+
+    Cluster.poll(now() + 60_000, fn -> healthy?(peers) end) ||
+      raise "#{count} peers did not become healthy"
+
+    peers
+  end
+
+  def healthy?(peers) do
+    Enum.all?(peers, fn p ->
+      match?(
+        {:ok, %{classification: %{status: :healthy}, heartbeat: %{peers: phis}}}
+        when map_size(phis) == length(peers) - 1,
+        safe_run(p, "partition_status")
+      )
+    end)
+  end
+
+  def safe_run(peer, op) do
+    LocalCluster.call(peer, ClusterScope, :run, [op, %{}], 5_000)
+  catch
+    _, _ -> :error
+  end
+
+  def cpu_ticks(peer) do
+    [_, rest] = File.read!("/proc/#{peer.os_pid}/stat") |> String.split(") ", parts: 2)
+    fields = String.split(rest, " ")
+    String.to_integer(Enum.at(fields, 11)) + String.to_integer(Enum.at(fields, 12))
+  end
+
+  def snapshot(peers, probe) do
+    Enum.map(peers, fn p ->
+      {dist, reds} = LocalCluster.call(p, probe, :sample, [node()], 10_000)
+      %{cpu: cpu_ticks(p), dist: dist, reds: reds, at: now()}
+    end)
+  end
+
+  # Per-node averages over one window.
+  def window(peers, probe, seconds) do
+    before = snapshot(peers, probe)
+    Process.sleep(seconds * 1_000)
+    after_ = snapshot(peers, probe)
+
+    per_node =
+      Enum.zip_with(after_, before, fn a, b ->
+        s = (a.at - b.at) / 1_000
+        {oct, cnt} = {elem(a.dist, 0) - elem(b.dist, 0), elem(a.dist, 1) - elem(b.dist, 1)}
+        # clock ticks are 1/100 s: % of one core.
+        %{
+          cpu: (a.cpu - b.cpu) / s,
+          bytes_s: oct / s,
+          oct: oct,
+          cnt: cnt,
+          reds_s: (a.reds - b.reds) / s
+        }
+      end)
+
+    n = length(per_node)
+    avg = fn key -> Enum.sum(Enum.map(per_node, & &1[key])) / n end
+    cnt = Enum.sum(Enum.map(per_node, & &1.cnt))
+
+    %{
+      cpu: avg.(:cpu),
+      bytes_s: avg.(:bytes_s),
+      reds_s: avg.(:reds_s),
+      bytes_msg: if(cnt > 0, do: Enum.sum(Enum.map(per_node, & &1.oct)) / cnt, else: 0.0)
+    }
+  end
+
+  def median(list) do
+    sorted = Enum.sort(list)
+    n = length(sorted)
+
+    if rem(n, 2) == 1,
+      do: Enum.at(sorted, div(n, 2)),
+      else: (Enum.at(sorted, div(n, 2) - 1) + Enum.at(sorted, div(n, 2))) / 2
+  end
+
+  def measure(peers, probe, rounds, seconds) do
+    results =
+      for r <- 1..rounds do
+        running = window(peers, probe, seconds)
+        for p <- peers, do: LocalCluster.call(p, probe, :suspend, [], 10_000)
+        Process.sleep(1_000)
+        suspended = window(peers, probe, seconds)
+        for p <- peers, do: LocalCluster.call(p, probe, :resume, [], 10_000)
+
+        IO.puts(
+          "  round #{r}: running #{f(running.cpu, 3)}% suspended #{f(suspended.cpu, 3)}% " <>
+            "sent #{round(running.bytes_s)} B/s (#{f(running.bytes_msg, 1)} B/msg), " <>
+            "suspended #{round(suspended.bytes_s)} B/s; #{round(running.reds_s)} reductions/s"
+        )
+
+        # Detectors and views settle after the pause before the next window.
+        Process.sleep(4_000)
+        %{running: running, suspended: suspended}
+      end
+
+    %{
+      cpu: median(Enum.map(results, &max(&1.running.cpu - &1.suspended.cpu, 0.0))),
+      running_cpu: median(Enum.map(results, & &1.running.cpu)),
+      bytes_s: median(Enum.map(results, & &1.running.bytes_s)),
+      bytes_msg: median(Enum.map(results, & &1.running.bytes_msg)),
+      reds_s: median(Enum.map(results, & &1.running.reds_s))
+    }
+  end
+
+  def f(x, d), do: :erlang.float_to_binary(x * 1.0, decimals: d)
+end
+
+defmodule HeartbeatScale.Sim do
+  # One node among n, simulated in this process.
+  @moduledoc false
+
+  def names(n), do: for(i <- 0..(n - 1), do: :"sim#{i}@127.0.0.1")
+
+  def run(n, intervals, interval) do
+    # The old path takes seconds per interval at 1,000 nodes: one is enough.
+    if Code.ensure_loaded?(ClusterScope.Cluster.Gossip),
+      do: run_gossip(n, intervals, interval),
+      else: run_legacy(n, if(n >= 1_000, do: 1, else: intervals), interval)
+  end
+
+  defp run_gossip(n, intervals, interval) do
+    alias ClusterScope.Cluster.Gossip
+    [me | others] = names(n)
+    view = Map.new(others, &{&1, :reachable})
+    peer_view = Map.new(names(n), &{&1, :reachable})
+
+    # Warm-up: every peer's first beat carries its view.
+    g = Gossip.new(me, interval, 1_000)
+
+    g =
+      Enum.reduce(others, g, fn p, g ->
+        {g, _} = Gossip.beat(g, {:cs_hb, p, 1_000, 1_000, peer_view, [], {0, 0}}, interval)
+        g
+      end)
+
+    {g, _} = Gossip.tick(g, view, interval)
+    detectors = detectors(others, interval)
+
+    measure = fn g, base, change?, detectors? ->
+      Enum.reduce(1..intervals, {g, []}, fn j, {g, times} ->
+        i = base + j
+        now = (i + 1) * interval
+        version = 1_000 + i
+        digest = g.digest
+        changed = Enum.at(others, rem(i, length(others)))
+
+        incoming =
+          for p <- others do
+            {cv, v} =
+              if change? and p == changed,
+                do: {version, Map.put(peer_view, :"x#{i}@h", :reachable)},
+                else: {g.views[p].cv, nil}
+
+            :erlang.term_to_binary({:cs_hb, p, version, cv, v, [], digest})
+          end
+
+        {us, g} =
+          :timer.tc(fn ->
+            {g, beat} = Gossip.tick(g, view, now)
+            for _ <- others, do: :erlang.term_to_binary(beat)
+
+            if detectors? do
+              ClusterScope.Native.phi_all(detectors, now * 1.0)
+            end
+
+            Enum.reduce(incoming, g, fn bin, g ->
+              {:cs_hb, from, _, _, _, _, _} = msg = :erlang.binary_to_term(bin)
+
+              if detectors?,
+                do: ClusterScope.Native.phi_heartbeat(detectors, Atom.to_string(from), now * 1.0)
+
+              {g, _out} = Gossip.beat(g, msg, now)
+              g
+            end)
+          end)
+
+        {g, [us | times]}
+      end)
+    end
+
+    {g, steady} = measure.(g, 0, false, false)
+    {g, change} = measure.(g, intervals, true, false)
+    {g, with_detectors} = measure.(g, 2 * intervals, false, true)
+    {_g, beat} = Gossip.tick(g, view, (3 * intervals + 2) * interval)
+    bytes = byte_size(:erlang.term_to_binary(beat))
+
+    %{
+      steady_ms: HeartbeatScale.median(steady) / 1_000,
+      change_ms: HeartbeatScale.median(change) / 1_000,
+      detectors_ms: HeartbeatScale.median(with_detectors) / 1_000,
+      beat_bytes: bytes,
+      path: "gossip"
+    }
+  end
+
+  defp detectors(peers, now) do
+    {:ok, d} = ClusterScope.Native.phi_new(200, 50.0, 200.0, 200.0, 10_000)
+    for p <- peers, do: ClusterScope.Native.phi_heartbeat(d, Atom.to_string(p), now * 1.0)
+    d
+  end
+
+  # The path before the change: every beat carries up to 64 views of n - 1
+  # entries; the receiver merges each by version.
+  defp run_legacy(n, intervals, interval) do
+    [me | others] = names(n)
+    view = Map.new(others, &{&1, :reachable})
+    views = Map.new(Enum.take(names(n), 64), &{&1, {1, view}})
+
+    merge = fn known, gossip, now ->
+      Enum.reduce(gossip, known, fn {node, {version, v}}, acc ->
+        case Map.fetch(acc, node) do
+          {:ok, %{version: k}} when k >= version -> acc
+          _ -> Map.put(acc, node, %{version: version, at_ms: now, view: v})
+        end
+      end)
+    end
+
+    times =
+      for i <- 1..intervals do
+        now = i * interval
+        gossip = Map.new(views, fn {node, {_, v}} -> {node, {i, v}} end)
+        incoming = for p <- others, do: :erlang.term_to_binary({:cs_heartbeat, p, i, gossip})
+
+        {us, _} =
+          :timer.tc(fn ->
+            beat = {:cs_heartbeat, me, i, gossip}
+            for _ <- others, do: :erlang.term_to_binary(beat)
+
+            Enum.reduce(incoming, %{}, fn bin, known ->
+              {:cs_heartbeat, _, _, g} = :erlang.binary_to_term(bin)
+              merge.(known, g, now)
+            end)
+          end)
+
+        us
+      end
+
+    bytes = byte_size(:erlang.term_to_binary({:cs_heartbeat, me, 1, views}))
+    ms = HeartbeatScale.median(times) / 1_000
+    %{steady_ms: ms, change_ms: ms, detectors_ms: nil, beat_bytes: bytes, path: "legacy"}
+  end
+end
+
+epmd = LocalCluster.ensure_epmd()
+IO.puts("epmd: #{inspect(epmd)}")
+{:ok, _} = LocalCluster.ensure_distributed()
+
+real =
+  for n <- sizes do
+    IO.puts("#{n} peers: starting")
+    peers = HeartbeatScale.start(n)
+
+    for p <- peers do
+      {:module, ^probe} =
+        LocalCluster.call(p, :code, :load_binary, [probe, ~c"nofile", probe_bin])
+    end
+
+    Process.sleep(3_000)
+
+    IO.puts(
+      "#{n} peers: healthy; #{rounds} round(s) of #{window_s} s running / #{window_s} s suspended"
+    )
+
+    result = HeartbeatScale.measure(peers, probe, rounds, window_s)
+    Cluster.cleanup(peers)
+    Map.put(result, :nodes, n)
+  end
+
+IO.puts("simulated: one node among #{Enum.join(sim_sizes, ", ")}")
+
+sim =
+  for n <- sim_sizes do
+    r = HeartbeatScale.Sim.run(n, if(n >= 1_000, do: 15, else: 40), interval)
+    IO.puts("  #{n}: #{inspect(r)}")
+    Map.put(r, :nodes, n)
+  end
+
+IO.puts("")
+IO.puts("nodes  cpu_%_per_node (raw running)  sent_B/s/node  B/msg  reductions/s")
+
+for r <- real do
+  IO.puts(
+    "#{String.pad_leading(to_string(r.nodes), 5)}  #{String.pad_leading(HeartbeatScale.f(r.cpu, 3), 14)} " <>
+      "(#{HeartbeatScale.f(r.running_cpu, 3)})  #{String.pad_leading(to_string(round(r.bytes_s)), 13)}  " <>
+      "#{String.pad_leading(HeartbeatScale.f(r.bytes_msg, 1), 5)}  #{round(r.reds_s)}"
+  )
+end
+
+for r <- real do
+  IO.puts(
+    "RESULT bench=heartbeat_scale nodes=#{r.nodes} cpu_pct_per_node=#{HeartbeatScale.f(r.cpu, 3)} " <>
+      "sent_bytes_per_s_per_node=#{round(r.bytes_s)} bytes_per_msg=#{HeartbeatScale.f(r.bytes_msg, 1)} " <>
+      "running_cpu_pct_per_node=#{HeartbeatScale.f(r.running_cpu, 3)} reductions_per_s_per_node=#{round(r.reds_s)}"
+  )
+end
+
+case {Enum.find(real, &(&1.nodes == 4)), Enum.max_by(real, & &1.nodes)} do
+  {%{} = small, %{} = big} when big.nodes > small.nodes ->
+    IO.puts(
+      "RESULT bench=heartbeat_scale bytes_per_msg_ratio=#{HeartbeatScale.f(big.bytes_msg / small.bytes_msg, 2)} " <>
+        "nodes=#{big.nodes} vs_nodes=#{small.nodes}"
+    )
+
+  _ ->
+    :ok
+end
+
+for r <- sim do
+  detectors =
+    if r.detectors_ms, do: " with_detectors_ms=#{HeartbeatScale.f(r.detectors_ms, 3)}", else: ""
+
+  IO.puts(
+    "RESULT bench=heartbeat_scale simulated_nodes=#{r.nodes} path=#{r.path} gossip_ms_per_interval=#{HeartbeatScale.f(r.steady_ms, 3)} " <>
+      "with_one_change_ms=#{HeartbeatScale.f(r.change_ms, 3)}#{detectors} beat_bytes=#{r.beat_bytes}"
+  )
+end

@@ -46,7 +46,16 @@ defmodule ClusterScope.Trace.ControlWord do
   def release, do: GenServer.call(__MODULE__, {:release, self()})
 
   @impl true
-  def init(_opts), do: {:ok, %{owners: %{}, monitors: %{}, claims: %{}}}
+  def init(_opts) do
+    # A tracer waits for this server between the budget being spent and the
+    # VM being told to stop (and again when it starts the next window): at
+    # normal priority that wait is a time slice of the traced code on a busy
+    # scheduler. Every request is small (32 bits, at most one claim per
+    # tracer, 64 tracers a node) and only tracers call it, so it can never
+    # hold a scheduler.
+    Process.flag(:priority, :high)
+    {:ok, %{owners: %{}, monitors: %{}, claims: %{}}}
+  end
 
   @impl true
   def handle_call({:acquire, pid, mfa}, _from, state) do

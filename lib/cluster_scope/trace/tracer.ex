@@ -16,6 +16,11 @@ defmodule ClusterScope.Trace.Tracer do
       process's flags, and does not take processes away from another
       tracer. A process target is a guard (`self() == pid`) in the match
       spec; the tracer itself is always excluded.
+    * **Switching is quick; events wait their turn.** Only switching the
+      VM's tracing on and off (a few BIF calls and the control-word server,
+      which runs at high priority) runs at high priority, so a busy
+      scheduler does not make the traced code run on with its breakpoint
+      for a time slice per hop; events are handled at normal priority.
     * **Hard stop.** Every 32 messages a running tracer checks its own
       mailbox; past `max_queue` it switches everything off, drops what is
       queued and stops (like redbug's `max_queue`). A paused one only drains
@@ -306,7 +311,7 @@ defmodule ClusterScope.Trace.Tracer do
   end
 
   defp hold(state, held?) do
-    ControlWord.put(state.bit, held?)
+    switching(fn -> ControlWord.put(state.bit, held?) end)
     %{state | held: held?}
   end
 
@@ -357,7 +362,26 @@ defmodule ClusterScope.Trace.Tracer do
   # -- switching the VM's tracing on and off -----------------------------------
 
   defp enable(state) do
-    with {:ok, state} <- enable_pattern(state), do: enable_messages(state)
+    switching(fn ->
+      with {:ok, state} <- enable_pattern(state), do: enable_messages(state)
+    end)
+  end
+
+  # Switching runs at high priority, and only switching: a switch is a few
+  # BIF calls and two calls to the control-word server (itself at high
+  # priority), each O(1), but every hop it waits behind a busy scheduler's
+  # other processes is a time slice (about a millisecond) of the traced code
+  # producing events past the budget, or running its breakpoint for nothing
+  # once the bit is set. Events are always handled at normal priority, so a
+  # flood never takes a scheduler from the node's other processes.
+  defp switching(fun) do
+    old = Process.flag(:priority, :high)
+
+    try do
+      fun.()
+    after
+      Process.flag(:priority, old)
+    end
   end
 
   # The pattern goes on with the session's bit still set (no events during
@@ -399,7 +423,9 @@ defmodule ClusterScope.Trace.Tracer do
   # call) goes after the code barrier.
   # Only what this tracer switched on is switched off: after a stop its
   # pattern may belong to another session, its process to another tracer.
-  defp disable(state) do
+  defp disable(state), do: switching(fn -> disable_now(state) end)
+
+  defp disable_now(state) do
     if state[:bit], do: safely(fn -> ControlWord.put(state.bit, true) end)
 
     if mfa = state[:pattern] do

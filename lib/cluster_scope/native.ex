@@ -304,7 +304,9 @@ defmodule ClusterScope.Native do
   # scheduler (batches of about 1,000 rows, ~0.15 ms) and answers
   # `{:error, {:busy, detail}}` while a dirty call reads the snapshot;
   # `procs_snapshot_push_dirty/2` waits instead. Summaries, windows and pages
-  # are dirty CPU calls. Errors are `{:error, {code, detail}}` with code
+  # are dirty CPU calls. A column (`procs_column_*`) holds one number of
+  # every process, 16 bytes each: pushes of about 1,000 pids and values run
+  # on the caller's scheduler, pages are dirty. Errors are `{:error, {code, detail}}` with code
   # `:invalid_row` (the detail names the row's index and field),
   # `:invalid_option`, `:invalid_argument` (the detail starts with the name),
   # `:too_many_rows`, `:invalid_summary`, `:invalid_window` or `:busy`.
@@ -312,7 +314,17 @@ defmodule ClusterScope.Native do
   @doc false
   def procs_pids_new(_pids), do: unavailable()
   @doc false
+  def procs_pids_new(_pids, _exclude), do: unavailable()
+  @doc false
   def procs_pids_next(_cursor, _n), do: unavailable()
+  @doc false
+  def procs_column_new, do: unavailable()
+  @doc false
+  def procs_column_push(_column, _pids, _values), do: unavailable()
+  @doc false
+  def procs_column_info(_column), do: unavailable()
+  @doc false
+  def procs_column_page(_column, _opts), do: unavailable()
   @doc false
   def procs_snapshot_new, do: unavailable()
   @doc false

@@ -43,7 +43,7 @@ defmodule ClusterScope.Procs do
 
   alias ClusterScope.{Fanout, Native, ProcessRef}
   alias ClusterScope.Cluster.Heartbeat
-  alias ClusterScope.Procs.{Rows, Snapshots}
+  alias ClusterScope.Procs.{Ranked, Rows, Snapshots}
 
   @sort_fields [:memory, :reductions, :message_queue_len, :heap_size]
   @types [:supervisor, :gen_server, :gen_statem, :gen_event, :task, :proc_lib, :plain]
@@ -105,7 +105,7 @@ defmodule ClusterScope.Procs do
     next_cursor =
       case {more?, List.last(rows)} do
         {true, %{} = last} ->
-          encode_cursor(opts.sort_by, Map.fetch!(last, opts.sort_by), last.pid)
+          encode_cursor(opts.sort_by, sort_value(last, opts.sort_by), last.pid)
 
         _ ->
           nil
@@ -218,7 +218,42 @@ defmodule ClusterScope.Procs do
 
   @doc false
   def node_page(opts) do
-    with {:ok, %{snapshot: snapshot}} <- Snapshots.get(opts.max_age_ms),
+    # A fresh enough full snapshot answers any page; else a page ranked by
+    # one key with no other filter reads only that key (Procs.Ranked).
+    case Snapshots.cached(:local, opts.max_age_ms) do
+      {:ok, %{snapshot: snapshot}} ->
+        snapshot_page(snapshot, opts)
+
+      :none ->
+        if Ranked.answers?(opts.filter, opts.sort_by),
+          do: ranked_page(opts),
+          else: snapshot_page(nil, opts)
+    end
+  end
+
+  defp ranked_page(opts) do
+    with {:ok, %{snapshot: column}} <-
+           Snapshots.get({:column, opts.sort_by}, opts.max_age_ms, 30_000),
+         {:ok, rows, more?} <-
+           Ranked.page(
+             column,
+             opts.sort_by,
+             opts.limit,
+             local_after(opts.cursor),
+             Ranked.min_of(opts.filter, opts.sort_by)
+           ),
+         # The rows through a snapshot of their own: the same form and
+         # order as every other page.
+         snapshot = Native.procs_snapshot_new(),
+         :ok <- Native.procs_snapshot_push_dirty(snapshot, rows),
+         {:ok, rows, _} <-
+           Native.procs_page(snapshot, page_opts(%{opts | filter: %{}}, nil)) do
+      {:ok, %{rows: Enum.map(rows, &present_row(&1, node(), false)), more: more?}}
+    end
+  end
+
+  defp snapshot_page(snapshot, opts) do
+    with {:ok, %{snapshot: snapshot}} <- snapshot_or_get(snapshot, opts.max_age_ms),
          after_key = local_after(opts.cursor),
          {:ok, rows, next} <- Native.procs_page(snapshot, page_opts(opts, after_key)) do
       {:ok, %{rows: Enum.map(rows, &present_row(&1, node(), false)), more: next != nil}}
@@ -239,6 +274,9 @@ defmodule ClusterScope.Procs do
       )
     end
   end
+
+  defp snapshot_or_get(nil, max_age_ms), do: Snapshots.get(max_age_ms)
+  defp snapshot_or_get(snapshot, _max_age_ms), do: {:ok, %{snapshot: snapshot}}
 
   defp agentless_page(node, snapshot, opts) do
     after_key =
@@ -299,6 +337,10 @@ defmodule ClusterScope.Procs do
     end
   end
 
+  # Pages rank heap_size by the total heap (heap, old heap, fragments).
+  defp sort_value(row, :heap_size), do: row.total_heap_size
+  defp sort_value(row, field), do: Map.fetch!(row, field)
+
   defp merge_pages(pages, opts) do
     field = opts.sort_by
 
@@ -306,7 +348,7 @@ defmodule ClusterScope.Procs do
       pages
       |> Enum.flat_map(fn {_node, page} -> page.rows end)
       # Stable: rows of one node keep that node's (pid) order on ties.
-      |> Enum.sort_by(fn row -> {-Map.fetch!(row, field), row.node} end)
+      |> Enum.sort_by(fn row -> {-sort_value(row, field), row.node} end)
 
     more? = length(rows) > opts.limit or Enum.any?(pages, fn {_, page} -> page.more end)
     {Enum.take(rows, opts.limit), more?}

@@ -5,11 +5,12 @@ defmodule ClusterScope.Procs.Collector do
   ## Why it is safe on a busy node
 
     * **Bounded heap.** The pid list is handed to Rust by a short-lived
-      process (`ClusterScope.Native.procs_pids_new/1`), which exits at once;
-      the collecting process then takes `chunk` pids at a time, reads their
-      rows (`ClusterScope.Procs.Rows`) and pushes them into the snapshot.
-      Its heap holds one chunk, whatever the process count: with the default
-      chunk of #{500} rows, well under a megabyte.
+      process (`ClusterScope.Procs.Walker`), which exits at once; each
+      worker (one, or two on a node of 20,000 processes or more) then takes
+      `chunk` pids at a time, reads their rows (`ClusterScope.Procs.Rows`)
+      and pushes them into the snapshot. A worker's heap holds one chunk,
+      whatever the process count: with the default chunk of #{1_000} rows,
+      about a megabyte.
     * **No long NIF.** Pushing a chunk is a normal-scheduler NIF that takes
       a fraction of a millisecond; taking the pid list is a dirty one.
     * **No process is stopped.** Each process is read with one
@@ -21,9 +22,9 @@ defmodule ClusterScope.Procs.Collector do
   """
 
   alias ClusterScope.Native
-  alias ClusterScope.Procs.Rows
+  alias ClusterScope.Procs.{Rows, Walker}
 
-  @default_chunk 500
+  @default_chunk 1_000
 
   @typedoc "What a collection measured."
   @type stats :: %{
@@ -34,9 +35,12 @@ defmodule ClusterScope.Procs.Collector do
         }
 
   @doc """
-  Collects this node's processes into a new snapshot. Options: `:chunk`
-  (rows per push, default #{@default_chunk}), `:measure_heap` (track the
-  collecting process's peak memory, for benchmarks).
+  Collects this node's processes into a new snapshot, on one or two
+  schedulers (`ClusterScope.Procs.Walker`), leaving out the collection's
+  own processes. Options: `:chunk` (rows per push, default
+  #{@default_chunk}), `:workers` (default 2), `:exclude` (more pids to
+  leave out), `:measure_heap` (track the workers' peak memory, for
+  benchmarks).
   Returns `{:ok, snapshot, stats}` or `{:error, reason}`.
   """
   @spec collect(keyword()) :: {:ok, reference(), stats()} | {:error, term()}
@@ -45,10 +49,17 @@ defmodule ClusterScope.Procs.Collector do
     measure? = Keyword.get(opts, :measure_heap, false)
     started = System.monotonic_time(:microsecond)
 
-    with {:ok, cursor} <- pid_cursor(),
-         snapshot when is_reference(snapshot) <- Native.procs_snapshot_new(),
-         {:ok, peak} <- fill(cursor, snapshot, chunk, Rows.context(), measure?, 0) do
+    with snapshot when is_reference(snapshot) <- Native.procs_snapshot_new(),
+         {:ok, states} <-
+           Walker.walk(
+             fn -> {Rows.context(), 0} end,
+             fn pids, state -> push(pids, state, snapshot, measure?) end,
+             chunk: chunk,
+             workers: Keyword.get(opts, :workers, 2),
+             exclude: Keyword.get(opts, :exclude, [])
+           ) do
       %{rows: rows} = Native.procs_snapshot_info(snapshot)
+      peak = states |> Enum.map(&elem(&1, 1)) |> Enum.max(fn -> 0 end)
 
       {:ok, snapshot,
        %{
@@ -63,54 +74,19 @@ defmodule ClusterScope.Procs.Collector do
     end
   end
 
-  # The pid list lives only on a helper process's heap, for as long as the
-  # dirty NIF takes to copy it.
-  defp pid_cursor do
-    parent = self()
-    ref = make_ref()
+  defp push(pids, {ctx, peak}, snapshot, measure?) do
+    {rows, ctx} = Rows.rows(pids, :pid, ctx)
 
-    {pid, monitor} =
-      spawn_monitor(fn ->
-        send(parent, {ref, Native.procs_pids_new(:erlang.processes())})
-      end)
+    result =
+      case Native.procs_snapshot_push(snapshot, rows) do
+        # The other worker is pushing: wait for it on a dirty scheduler.
+        {:error, {:busy, _}} -> Native.procs_snapshot_push_dirty(snapshot, rows)
+        other -> other
+      end
 
-    receive do
-      {^ref, cursor} when is_reference(cursor) ->
-        Process.demonitor(monitor, [:flush])
-        {:ok, cursor}
-
-      {^ref, {:error, _} = error} ->
-        Process.demonitor(monitor, [:flush])
-        error
-
-      {^ref, other} ->
-        Process.demonitor(monitor, [:flush])
-        {:error, other}
-
-      {:DOWN, ^monitor, :process, ^pid, reason} ->
-        {:error, {:pid_list_failed, reason}}
-    end
-  end
-
-  defp fill(cursor, snapshot, chunk, ctx, measure?, peak) do
-    case Native.procs_pids_next(cursor, chunk) do
-      [] ->
-        {:ok, peak}
-
-      pids when is_list(pids) ->
-        {rows, ctx} = Rows.rows(pids, :pid, ctx)
-
-        case Native.procs_snapshot_push(snapshot, rows) do
-          :ok ->
-            peak = if measure?, do: max(peak, own_memory()), else: peak
-            fill(cursor, snapshot, chunk, ctx, measure?, peak)
-
-          {:error, _} = error ->
-            error
-        end
-
-      {:error, _} = error ->
-        error
+    case result do
+      :ok -> {:ok, {ctx, if(measure?, do: max(peak, own_memory()), else: peak)}}
+      {:error, _} = error -> error
     end
   end
 

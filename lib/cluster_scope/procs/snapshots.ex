@@ -32,7 +32,8 @@ defmodule ClusterScope.Procs.Snapshots do
   one stays in use by those who joined it).
 
   Memory: per source, one snapshot (about 60 bytes per process, in Rust)
-  plus the one being built, plus the start of the current window. An
+  plus the one being built, plus the start of the current window; a
+  column (`{:column, sort_by}`) is 16 bytes per process. A column or an
   agentless source nobody asked about for #{div(60_000, 1000)} s is
   dropped.
   """
@@ -40,12 +41,16 @@ defmodule ClusterScope.Procs.Snapshots do
   use GenServer
 
   alias ClusterScope.Native
-  alias ClusterScope.Procs.{Agentless, Collector}
+  alias ClusterScope.Procs.{Agentless, Collector, Ranked}
 
   @agentless_keep_ms 60_000
 
-  @typedoc "Whose processes: this node's, or an agentless node's read from here."
-  @type source :: :local | {:agentless, node()}
+  @typedoc """
+  Whose processes: this node's (a full snapshot), one number of each of
+  this node's processes (`{:column, sort_by}`, see
+  `ClusterScope.Procs.Ranked`), or an agentless node's read from here.
+  """
+  @type source :: :local | {:column, atom()} | {:agentless, node()}
 
   @typedoc "A snapshot and when its collection started (monotonic ms)."
   @type entry :: %{snapshot: reference(), taken_at_ms: integer(), processes: non_neg_integer()}
@@ -69,6 +74,18 @@ defmodule ClusterScope.Procs.Snapshots do
   @spec get(source(), non_neg_integer(), timeout()) :: {:ok, entry()} | {:error, term()}
   def get(source, max_age_ms, timeout) do
     since(source, System.monotonic_time(:millisecond) - max_age_ms, timeout)
+  end
+
+  @doc """
+  The latest snapshot of `source` if its collection started at most
+  `max_age_ms` ago, without collecting one: `{:ok, entry}` or `:none`.
+  """
+  @spec cached(source(), non_neg_integer()) :: {:ok, entry()} | :none
+  def cached(source, max_age_ms) do
+    case call({:cached, source, System.monotonic_time(:millisecond) - max_age_ms}, 5_000) do
+      {:ok, entry} -> {:ok, entry}
+      _ -> :none
+    end
   end
 
   @doc """
@@ -167,6 +184,16 @@ defmodule ClusterScope.Procs.Snapshots do
     end
   end
 
+  def handle_call({:cached, source, not_before}, _from, state) do
+    case state.sources do
+      %{^source => %{latest: %{taken_at_ms: at} = latest}} when at >= not_before ->
+        {:reply, {:ok, latest}, state}
+
+      _ ->
+        {:reply, :none, state}
+    end
+  end
+
   def handle_call({:stats, source}, _from, state) do
     s = Map.get(state.sources, source, fresh())
     {:reply, %{collections: s.collections, windows: s.windows}, state}
@@ -227,6 +254,7 @@ defmodule ClusterScope.Procs.Snapshots do
   end
 
   defp collect(:local, _timeout), do: Collector.collect()
+  defp collect({:column, sort_by}, _timeout), do: Ranked.collect(sort_by)
 
   defp collect({:agentless, node}, timeout) do
     started = System.monotonic_time(:microsecond)

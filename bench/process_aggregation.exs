@@ -3,6 +3,8 @@
 #
 #   ERL_LIBS=/path/to/recon/parent MIX_ENV=test elixir --erl "+P 2000000" -S mix run bench/process_aggregation.exs
 #   QUICK=1 ... runs 100k and 200k processes (and the window at 100k) instead of 100k and 1M.
+#   ROUNDS=n (default 5), WINDOW_ROUNDS=n (default 1: recon's window at 1M
+#   takes minutes and gigabytes), SKIP_WINDOW=1, SKIP_SMALL=1 (only the big size).
 #
 # recon is a Hex package and never part of this repository: build it
 # anywhere (`erlc -o ebin src/*.erl` in a clone of ferd/recon) and put its
@@ -444,17 +446,26 @@ IO.puts(
   "load average at start: #{Bench.Load.uptime()}; schedulers: #{:erlang.system_info(:schedulers_online)}"
 )
 
-{small_lines, small_holders} = top_cases.(100_000, "100k")
-agg = aggregate_line.("100k")
-IO.puts(agg)
-Bench.Holders.stop(small_holders)
-Process.sleep(1_000)
+{small_lines, agg} =
+  if System.get_env("SKIP_SMALL") == "1" do
+    {[], "RESULT bench=process_aggregation case=aggregate_100k skipped=SKIP_SMALL"}
+  else
+    {small_lines, small_holders} = top_cases.(100_000, "100k")
+    agg = aggregate_line.("100k")
+    IO.puts(agg)
+    Bench.Holders.stop(small_holders)
+    Process.sleep(1_000)
+    {small_lines, agg}
+  end
 
 {big_lines, big_holders} = top_cases.(big, big_label)
 Bench.Holders.stop(big_holders)
 Process.sleep(2_000)
 
-window = window_case.(window_size, window_label)
+window =
+  if System.get_env("SKIP_WINDOW") == "1",
+    do: "RESULT bench=process_aggregation case=window_#{window_label} skipped=SKIP_WINDOW",
+    else: window_case.(window_size, window_label)
 
 IO.puts(
   "load average at end: #{Bench.Load.uptime()}; #{div(System.monotonic_time(:millisecond) - started, 1000)} s"

@@ -37,7 +37,7 @@ defmodule ClusterScope.Procs.Walker do
   out, at most 32). Returns `{:ok, [final_state]}` (one per worker) or the
   first `{:error, reason}`.
   """
-  @spec walk((-> term()), chunk_fun(), keyword()) :: {:ok, [term()]} | {:error, term()}
+  @spec walk((() -> term()), chunk_fun(), keyword()) :: {:ok, [term()]} | {:error, term()}
   def walk(init, fun, opts \\ []) do
     chunk = Keyword.get(opts, :chunk, @default_chunk)
     count = workers(Keyword.get(opts, :workers, 2))
@@ -48,8 +48,11 @@ defmodule ClusterScope.Procs.Walker do
       for _ <- 2..count//1 do
         spawn_link(fn ->
           receive do
-            {^ref, :go, cursor} -> send(parent, {ref, :done, self(), loop(cursor, fun, init.(), chunk)})
-            {^ref, :stop} -> :ok
+            {^ref, :go, cursor} ->
+              send(parent, {ref, :done, self(), loop(cursor, fun, init.(), chunk)})
+
+            {^ref, :stop} ->
+              :ok
           end
         end)
       end

@@ -14,7 +14,10 @@ defmodule ClusterScope.Procs.Collector do
     * **No long NIF.** Pushing a chunk is a normal-scheduler NIF that takes
       a fraction of a millisecond; taking the pid list is a dirty one.
     * **No process is stopped.** Each process is read with one
-      `process_info/2` (see `ClusterScope.Procs.Rows` for what that copies).
+      `process_info/2` (see `ClusterScope.Procs.Rows` for what that copies);
+      a process seen by an earlier collection is read without its
+      dictionary, initial call and group leader, kept by pid in
+      `ClusterScope.Procs.RowCache`.
     * **Cost.** About 1-2 µs per process on the collecting process
       (100,000 processes: a few hundred milliseconds of one scheduler);
       the snapshot costs about 60 bytes per process in Rust memory, freed
@@ -22,7 +25,7 @@ defmodule ClusterScope.Procs.Collector do
   """
 
   alias ClusterScope.Native
-  alias ClusterScope.Procs.{Rows, Walker}
+  alias ClusterScope.Procs.{RowCache, Rows, Walker}
 
   @default_chunk 1_000
 
@@ -39,7 +42,9 @@ defmodule ClusterScope.Procs.Collector do
   schedulers (`ClusterScope.Procs.Walker`), leaving out the collection's
   own processes. Options: `:chunk` (rows per push, default
   #{@default_chunk}), `:workers` (default 2), `:exclude` (more pids to
-  leave out), `:measure_heap` (track the workers' peak memory, for
+  leave out), `:cache` (the `ClusterScope.Procs.RowCache` table, default
+  the node's when it exists; `nil`: read every process whole),
+  `:measure_heap` (track the workers' peak memory, for
   benchmarks).
   Returns `{:ok, snapshot, stats}` or `{:error, reason}`.
   """
@@ -49,11 +54,14 @@ defmodule ClusterScope.Procs.Collector do
     measure? = Keyword.get(opts, :measure_heap, false)
     started = System.monotonic_time(:microsecond)
 
+    cache = Keyword.get_lazy(opts, :cache, &RowCache.whereis/0)
+    max = RowCache.max_entries()
+
     with snapshot when is_reference(snapshot) <- Native.procs_snapshot_new(),
          {:ok, states} <-
            Walker.walk(
              fn -> {Rows.context(), 0} end,
-             fn pids, state -> push(pids, state, snapshot, measure?) end,
+             fn pids, state -> push(pids, state, snapshot, measure?, cache, max) end,
              chunk: chunk,
              workers: Keyword.get(opts, :workers, 2),
              exclude: Keyword.get(opts, :exclude, [])
@@ -74,8 +82,9 @@ defmodule ClusterScope.Procs.Collector do
     end
   end
 
-  defp push(pids, {ctx, peak}, snapshot, measure?) do
-    {rows, ctx} = Rows.rows(pids, :pid, ctx)
+  defp push(pids, {ctx, peak}, snapshot, measure?, cache, max) do
+    {rows, ctx} =
+      if cache, do: Rows.cached_rows(pids, ctx, cache, max), else: Rows.rows(pids, :pid, ctx)
 
     result =
       case Native.procs_snapshot_push(snapshot, rows) do

@@ -41,7 +41,7 @@ defmodule ClusterScope.Procs.Snapshots do
   use GenServer
 
   alias ClusterScope.Native
-  alias ClusterScope.Procs.{Agentless, Collector, Ranked}
+  alias ClusterScope.Procs.{Agentless, Collector, Ranked, RowCache}
 
   @agentless_keep_ms 60_000
 
@@ -132,7 +132,10 @@ defmodule ClusterScope.Procs.Snapshots do
   end
 
   @impl true
-  def init(_opts), do: {:ok, %{sources: %{}, tags: %{}}}
+  def init(_opts) do
+    RowCache.new()
+    {:ok, %{sources: %{}, tags: %{}, sweeper: nil}}
+  end
 
   defp fresh do
     %{
@@ -207,6 +210,9 @@ defmodule ClusterScope.Procs.Snapshots do
     finish(source, result, %{state | tags: tags}, %{s | task: nil})
   end
 
+  def handle_info({:DOWN, ref, :process, _, _}, %{sweeper: ref} = state),
+    do: {:noreply, %{state | sweeper: nil}}
+
   def handle_info({:DOWN, ref, :process, _, reason}, state) do
     case Enum.find(state.tags, fn {_, source} ->
            match?(%{task: %{monitor: ^ref}}, state.sources[source])
@@ -265,7 +271,23 @@ defmodule ClusterScope.Procs.Snapshots do
     end
   end
 
+  # After a collection of this node: drop the cache entries of processes
+  # gone, in a low-priority process, one sweep at a time.
+  defp sweep_later(%{sweeper: nil} = state) do
+    {_, ref} =
+      spawn_monitor(fn ->
+        Process.flag(:priority, :low)
+        RowCache.sweep()
+      end)
+
+    %{state | sweeper: ref}
+  end
+
+  defp sweep_later(state), do: state
+
   defp finish(source, {:ok, snapshot, stats}, state, s) do
+    state = if source == :local, do: sweep_later(state), else: state
+
     entry = %{snapshot: snapshot, taken_at_ms: stats.taken_at_ms, processes: stats.processes}
     # Waiters who asked for a collection that started after this one began
     # get the next one.

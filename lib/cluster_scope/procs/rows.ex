@@ -127,8 +127,9 @@ defmodule ClusterScope.Procs.Rows do
     end
   end
 
-  # The row (key: the pid) and what of it does not change while the
-  # process lives: {initial_call, application, type rule}.
+  # The row (key: the pid), what of it does not change while the process
+  # lives ({initial_call, application, type rule}) and the dictionary's
+  # length.
   defp full(pid, ctx) do
     case :erlang.process_info(pid, @items) do
       [
@@ -150,7 +151,7 @@ defmodule ClusterScope.Procs.Rows do
         app = :maps.get(gl, :maps.get(:masters, ctx), :undefined)
 
         {{pid, memory, reductions, mql, heap, stack, total_heap, status, current, name, initial,
-          app, resolve_type(rule, current)}, {initial, app, rule}, ctx}
+          app, resolve_type(rule, current)}, {{initial, app, rule}, length(dict)}, ctx}
 
       :undefined ->
         {nil, ctx}
@@ -173,38 +174,44 @@ defmodule ClusterScope.Procs.Rows do
     :registered_name
   ]
 
+  # A process is cached when its dictionary has at least this many
+  # entries: below it, reading the dictionary costs no more than a lookup
+  # would save (the signal every read of memory takes dominates).
+  @cache_dict_entries 32
+
   @doc """
   `rows/3` (pid keys) with `table`, an ETS set, as a cache of what does
   not change while a process lives: its initial call, its application
   (from its group leader) and what decides its type (`$initial_call`,
-  `$callers`). A process found there is read without its dictionary,
-  initial call and group leader (#{length(@light_items)} items instead of
-  #{length(@items)}: no dictionary copied); one not found is read whole
-  and added while the table holds fewer than `max` entries. The table
-  holds `{pid, id}` per process (the distinct values are stored once,
-  under their id), so an entry costs a few words whatever its initial
-  call; ids and values of processes gone stay (there are few). Entries of
-  dead processes are dropped by `sweep_cache/1`. The rows are the same as
-  `rows/3`'s.
+  `$callers`). Only processes whose dictionary has at least
+  #{@cache_dict_entries} entries are cached (while the table holds fewer
+  than `max`): a known one is read with #{length(@light_items)} items
+  instead of #{length(@items)}, its dictionary never copied again, so a
+  process with a huge dictionary costs its size once rather than at every
+  collection. Other processes are read whole: for them a lookup per
+  process costs what it saves (measured). The table is read once per
+  context (it is small), so a process costs one map lookup here. Entries
+  of dead processes are dropped by `sweep_cache/1`. The rows are the same
+  as `rows/3`'s.
   """
   @spec cached_rows([pid()], context(), :ets.tid() | atom(), pos_integer()) ::
           {[row()], context()}
   def cached_rows(pids, ctx, table, max) do
-    {rows, ctx} = cached_rows(pids, :maps.get(:stable, ctx, %{}), ctx, table, max, [])
-    {rows, ctx}
+    known =
+      case ctx do
+        %{known: known} -> known
+        _ -> :maps.from_list(:ets.tab2list(table))
+      end
+
+    cached_rows(pids, known, ctx, table, max, [])
   end
 
-  # `stable` memoizes id -> {initial, app, rule} for this walk; the table
-  # holds {pid, id}, {id, value} and {{:stable, value}, id}, so an entry
-  # per process is two words and a pid, whatever its initial call.
-  defp cached_rows([], stable, ctx, _table, _max, acc),
-    do: {:lists.reverse(acc), :maps.put(:stable, stable, ctx)}
+  defp cached_rows([], known, ctx, _table, _max, acc),
+    do: {:lists.reverse(acc), :maps.put(:known, known, ctx)}
 
-  defp cached_rows([pid | rest], stable, ctx, table, max, acc) do
-    case :ets.lookup(table, pid) do
-      [{_, id}] ->
-        {{initial, app, rule}, stable} = stable_value(id, stable, table)
-
+  defp cached_rows([pid | rest], known, ctx, table, max, acc) do
+    case known do
+      %{^pid => {initial, app, rule}} ->
         case :erlang.process_info(pid, @light_items) do
           [
             {:memory, memory},
@@ -221,47 +228,32 @@ defmodule ClusterScope.Procs.Rows do
               {pid, memory, reductions, mql, heap, stack, total_heap, status, current, name,
                initial, app, resolve_type(rule, current)}
 
-            cached_rows(rest, stable, ctx, table, max, [row | acc])
+            cached_rows(rest, known, ctx, table, max, [row | acc])
 
           :undefined ->
             :ets.delete(table, pid)
-            cached_rows(rest, stable, ctx, table, max, acc)
+            cached_rows(rest, :maps.remove(pid, known), ctx, table, max, acc)
         end
-
-      [] ->
-        case full(pid, ctx) do
-          {nil, ctx} ->
-            cached_rows(rest, stable, ctx, table, max, acc)
-
-          {row, value, ctx} ->
-            if :ets.info(table, :size) < max,
-              do: :ets.insert(table, {pid, stable_id(value, table)})
-
-            cached_rows(rest, stable, ctx, table, max, [row | acc])
-        end
-    end
-  end
-
-  defp stable_value(id, stable, table) do
-    case stable do
-      %{^id => value} ->
-        {value, stable}
 
       _ ->
-        [{_, value}] = :ets.lookup(table, id)
-        {value, :maps.put(id, value, stable)}
-    end
-  end
+        case full(pid, ctx) do
+          {nil, ctx} ->
+            cached_rows(rest, known, ctx, table, max, acc)
 
-  defp stable_id(value, table) do
-    case :ets.lookup(table, {:stable, value}) do
-      [{_, id}] ->
-        id
+          {row, {value, dict_entries}, ctx} when dict_entries >= @cache_dict_entries ->
+            known =
+              if :ets.info(table, :size) < max do
+                :ets.insert(table, {pid, value})
+                :maps.put(pid, value, known)
+              else
+                known
+              end
 
-      [] ->
-        id = :ets.update_counter(table, :next_stable_id, 1, {:next_stable_id, 0})
-        :ets.insert(table, [{id, value}, {{:stable, value}, id}])
-        id
+            cached_rows(rest, known, ctx, table, max, [row | acc])
+
+          {row, _, ctx} ->
+            cached_rows(rest, known, ctx, table, max, [row | acc])
+        end
     end
   end
 

@@ -43,7 +43,7 @@ defmodule ClusterScope.Procs do
 
   alias ClusterScope.{Fanout, Native, ProcessRef}
   alias ClusterScope.Cluster.Heartbeat
-  alias ClusterScope.Procs.{Ranked, Rows, Snapshots}
+  alias ClusterScope.Procs.{Grouped, Ranked, Rows, Snapshots}
 
   @sort_fields [:memory, :reductions, :message_queue_len, :heap_size]
   @types [:supervisor, :gen_server, :gen_statem, :gen_event, :task, :proc_lib, :plain]
@@ -163,23 +163,17 @@ defmodule ClusterScope.Procs do
     opts = normalize(opts)
     native_opts = Map.put(opts.filter, :k, 1)
 
+    # Agents read only memory and group leader when the filter allows it
+    # (Procs.Grouped); a node that does not know `groups_only` sends a
+    # summary, which is read the same way.
+    node_opts = Map.put(%{opts | k: 1}, :groups_only, :application)
+
     {answers, errors, agentless} =
-      fan_out(opts, {:node_summary, [%{opts | k: 1}]}, fn node, snapshot ->
+      fan_out(opts, {:node_summary, [node_opts]}, fn node, snapshot ->
         Native.procs_summary(snapshot, Atom.to_string(node), native_opts)
       end)
 
-    per_node =
-      for {node, bin} <- answers, {:ok, term} = Native.procs_summary_to_term(bin) do
-        s = present_summary(term)
-
-        %{
-          node: Atom.to_string(node),
-          process_count: s.process_count,
-          matched: s.matched,
-          memory: s.totals.memory,
-          applications: s.groups.application.entries
-        }
-      end
+    per_node = Enum.flat_map(answers, fn {node, answer} -> distribution_entry(node, answer) end)
 
     cells =
       for n <- per_node, g <- n.applications do
@@ -206,10 +200,57 @@ defmodule ClusterScope.Procs do
      )}
   end
 
+  defp distribution_entry(node, {:groups, g}) do
+    [
+      %{
+        node: Atom.to_string(node),
+        process_count: g.process_count,
+        matched: g.matched,
+        memory: g.memory,
+        applications: g.applications
+      }
+    ]
+  end
+
+  defp distribution_entry(node, bin) when is_binary(bin) do
+    case Native.procs_summary_to_term(bin) do
+      {:ok, term} ->
+        s = present_summary(term)
+
+        [
+          %{
+            node: Atom.to_string(node),
+            process_count: s.process_count,
+            matched: s.matched,
+            memory: s.totals.memory,
+            applications: s.groups.application.entries
+          }
+        ]
+
+      _ ->
+        []
+    end
+  end
+
   # ---------------------------------------------------------------------
   # Node side: called on each agent node through ClusterScope.Fanout.
 
   @doc false
+  # Counts by application only (the distribution): from a fresh enough
+  # full snapshot if there is one, else from a walk of memory and group
+  # leader (Procs.Grouped) when the filter allows it.
+  def node_summary(%{groups_only: :application} = opts) do
+    with :none <- Snapshots.cached(:local, opts.max_age_ms),
+         true <- Grouped.answers?(opts.filter),
+         {:ok, %{snapshot: groups}} <-
+           Snapshots.get({:groups, :application}, opts.max_age_ms, 30_000) do
+      {:ok, {:groups, Grouped.answer(groups, opts.filter)}}
+    else
+      {:error, _} = error -> error
+      _ -> node_summary(Map.delete(opts, :groups_only))
+    end
+  end
+
   def node_summary(opts) do
     with {:ok, %{snapshot: snapshot}} <- Snapshots.get(opts.max_age_ms) do
       Native.procs_summary(snapshot, Atom.to_string(node()), Map.put(opts.filter, :k, opts.k))

@@ -41,16 +41,18 @@ defmodule ClusterScope.Procs.Snapshots do
   use GenServer
 
   alias ClusterScope.Native
-  alias ClusterScope.Procs.{Agentless, Collector, Ranked, RowCache}
+  alias ClusterScope.Procs.{Agentless, Collector, Grouped, Ranked, RowCache}
 
   @agentless_keep_ms 60_000
 
   @typedoc """
   Whose processes: this node's (a full snapshot), one number of each of
   this node's processes (`{:column, sort_by}`, see
-  `ClusterScope.Procs.Ranked`), or an agentless node's read from here.
+  `ClusterScope.Procs.Ranked`), this node's counts and memory by
+  application (`{:groups, :application}`, see `ClusterScope.Procs.Grouped`),
+  or an agentless node's read from here.
   """
-  @type source :: :local | {:column, atom()} | {:agentless, node()}
+  @type source :: :local | {:column, atom()} | {:groups, :application} | {:agentless, node()}
 
   @typedoc "A snapshot and when its collection started (monotonic ms)."
   @type entry :: %{snapshot: reference(), taken_at_ms: integer(), processes: non_neg_integer()}
@@ -261,6 +263,7 @@ defmodule ClusterScope.Procs.Snapshots do
 
   defp collect(:local, _timeout), do: Collector.collect()
   defp collect({:column, sort_by}, _timeout), do: Ranked.collect(sort_by)
+  defp collect({:groups, :application}, _timeout), do: Grouped.collect()
 
   defp collect({:agentless, node}, timeout) do
     started = System.monotonic_time(:microsecond)

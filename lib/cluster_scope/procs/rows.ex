@@ -398,12 +398,13 @@ defmodule ClusterScope.Procs.Rows do
   `{ref, :rows, rows}`, waiting for `{ref, :ack}` after each one, then sends
   `{ref, :done, count}`. It stops when the caller dies or does not ack
   within 10 s, so an abandoned stream never lingers. Memory: this process
-  holds the node's pid list and one chunk.
+  holds the node's pid list and one chunk. The stream's own process is
+  not in its rows (it holds the pid list: it would rank first by memory).
   """
   @spec stream_v1(pid(), reference(), pos_integer()) :: :ok
   def stream_v1(caller, ref, chunk) when is_pid(caller) and is_integer(chunk) and chunk > 0 do
     monitor = :erlang.monitor(:process, caller)
-    stream(:erlang.processes(), caller, ref, chunk, monitor, context(), 0)
+    stream(:lists.delete(self(), :erlang.processes()), caller, ref, chunk, monitor, context(), 0)
   end
 
   defp stream(pids, caller, ref, chunk, monitor, ctx, count) do

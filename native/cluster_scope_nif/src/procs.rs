@@ -36,9 +36,9 @@
 //! binaries.
 
 use cluster_scope_core::procs::{
-    page, Column, Cursor, CursorKey, Filter, Glob, Key, KeyKind, Metric, PageOptions, PidCursor, ProcRow,
-    ProcType, ProcsError, Row, Snapshot, Summary, SummaryOptions, Window, WindowRow, WordMap,
-    DEFAULT_K, DEFAULT_LIMIT, NO_NAME, UNDEFINED,
+    page, Column, Cursor, CursorKey, Filter, Glob, Key, KeyKind, Metric, PageOptions, PidCursor,
+    ProcRow, ProcType, ProcsError, Row, Snapshot, Summary, SummaryOptions, Window, WindowRow,
+    WordMap, DEFAULT_K, DEFAULT_LIMIT, NO_NAME, UNDEFINED,
 };
 use cluster_scope_core::{CoreError, ErrorCode};
 use parking_lot::{Mutex, RwLock};
@@ -202,8 +202,9 @@ pub struct ColumnResource(RwLock<Column>);
 impl rustler::Resource for ColumnResource {}
 
 fn column_ref(term: Term<'_>) -> Result<ResourceArc<ColumnResource>, ProcsError> {
-    term.decode::<ResourceArc<ColumnResource>>()
-        .map_err(|_| ProcsError::argument("column", "is not a column reference (procs_column_new/0)"))
+    term.decode::<ResourceArc<ColumnResource>>().map_err(|_| {
+        ProcsError::argument("column", "is not a column reference (procs_column_new/0)")
+    })
 }
 
 fn snapshot_ref(term: Term<'_>, field: &'static str) -> Result<SnapRef, ProcsError> {

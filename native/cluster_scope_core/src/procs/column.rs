@@ -119,11 +119,7 @@ impl Column {
                 aux: 0,
             });
         }
-        let entries: Vec<(u64, u64)> = top
-            .into_sorted()
-            .iter()
-            .map(|c| (c.value, c.key))
-            .collect();
+        let entries: Vec<(u64, u64)> = top.into_sorted().iter().map(|c| (c.value, c.key)).collect();
         Ok(ColumnPage {
             more: eligible > entries.len(),
             entries,
@@ -189,8 +185,15 @@ mod tests {
         let e = c.push(&[1], &[]).unwrap_err();
         assert_eq!(e.code(), "invalid_argument");
         assert_eq!(c.page(0, None, None).unwrap_err().code(), "invalid_option");
-        assert_eq!(c.page(1001, None, None).unwrap_err().code(), "invalid_option");
-        assert!(Column::new().page(5, None, None).unwrap().entries.is_empty());
+        assert_eq!(
+            c.page(1001, None, None).unwrap_err().code(),
+            "invalid_option"
+        );
+        assert!(Column::new()
+            .page(5, None, None)
+            .unwrap()
+            .entries
+            .is_empty());
     }
 
     /// Every page sequence equals a full sort of the same entries.

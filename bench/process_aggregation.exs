@@ -4,7 +4,8 @@
 #   ERL_LIBS=/path/to/recon/parent MIX_ENV=test elixir --erl "+P 2000000" -S mix run bench/process_aggregation.exs
 #   QUICK=1 ... runs 100k and 200k processes (and the window at 100k) instead of 100k and 1M.
 #   ROUNDS=n (default 5), WINDOW_ROUNDS=n (default 1: recon's window at 1M
-#   takes minutes and gigabytes), SKIP_WINDOW=1, SKIP_SMALL=1 (only the big size).
+#   takes minutes and gigabytes), SKIP_WINDOW=1, SKIP_SMALL=1 (no 100k cases),
+#   SKIP_TOP=1 (no top cases at the big size).
 #
 # recon is a Hex package and never part of this repository: build it
 # anywhere (`erlc -o ebin src/*.erl` in a clone of ferd/recon) and put its
@@ -458,9 +459,15 @@ IO.puts(
     {small_lines, agg}
   end
 
-{big_lines, big_holders} = top_cases.(big, big_label)
-Bench.Holders.stop(big_holders)
-Process.sleep(2_000)
+big_lines =
+  if System.get_env("SKIP_TOP") == "1" do
+    []
+  else
+    {big_lines, big_holders} = top_cases.(big, big_label)
+    Bench.Holders.stop(big_holders)
+    Process.sleep(2_000)
+    big_lines
+  end
 
 window =
   if System.get_env("SKIP_WINDOW") == "1",

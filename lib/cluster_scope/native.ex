@@ -344,6 +344,8 @@ defmodule ClusterScope.Native do
   @doc false
   def procs_window_merge(_binaries), do: unavailable()
   @doc false
+  def procs_window_details(_window, _details), do: unavailable()
+  @doc false
   def procs_window_to_term(_binary), do: unavailable()
   @doc false
   def procs_page(_snapshot, _opts), do: unavailable()

@@ -14,15 +14,25 @@ defmodule ClusterScope.Procs do
 
   ## Cost on each node
 
-  A collection walks every process once (about 1-2 µs each, see
-  `ClusterScope.Procs.Collector`) with a heap bounded by one chunk; it is
-  shared by every caller for `max_age_ms` (default 1000) through
-  `ClusterScope.Procs.Snapshots`, and at most one runs at a time. Summaries,
-  pages and windows run on dirty schedulers. Window mode uses two
-  snapshots `window_ms` apart, and concurrent window requests on a node
-  share them (`ClusterScope.Procs.Snapshots.window/2`): 70 requests for a
-  30 s window cost one window, not 70. An agentless node's snapshots are
-  kept and shared the same way on the node that reads it.
+  Each question reads what it needs. A page ranked by one key with no
+  other filter reads that one number of every process, then the ~12
+  fields of the page's processes only (`ClusterScope.Procs.Ranked`); the
+  distribution reads memory and group leader (`ClusterScope.Procs.Grouped`);
+  summaries, other filters and windows read full rows (about 2-3 µs a
+  process, see `ClusterScope.Procs.Collector`). Every walk runs on one or
+  two schedulers (`ClusterScope.Procs.Walker`) with a heap bounded by one
+  chunk, leaves ClusterScope's own walk out of its results, and is shared
+  by every caller for `max_age_ms` (default 1000) through
+  `ClusterScope.Procs.Snapshots`, one at a time. Reading a process's
+  memory makes it handle a signal (OTP's `process_info/2` forces it for
+  that item), which sets the floor for anything ranked or summed by
+  memory. Summaries, pages and windows run on dirty schedulers. Window
+  mode uses two snapshots `window_ms` apart, and concurrent window
+  requests on a node share them (`ClusterScope.Procs.Snapshots.window/2`):
+  70 requests for a 30 s window cost one window, not 70. An agentless
+  node's snapshots are kept and shared the same way on the node that
+  reads it. A node that does not answer within the timeout is in
+  `node_errors` with status `:timeout`.
 
   ## Options
 
@@ -302,17 +312,40 @@ defmodule ClusterScope.Procs do
   end
 
   @doc false
+  # A window filtered by nothing but the minimums on memory or queue
+  # reads three numbers of each process twice, then the winners whole;
+  # other filters need full rows at both ends.
   def node_window(opts) do
-    with {:ok, before, later} <- Snapshots.window(opts.window_ms) do
-      interval = max(later.taken_at_ms - before.taken_at_ms, 1)
+    thin? = Map.keys(opts.filter) -- [:min_memory, :min_queue] == []
+    source = if thin?, do: :thin, else: :local
 
-      Native.procs_window(
-        before.snapshot,
-        later.snapshot,
-        Atom.to_string(node()),
-        interval,
-        Map.put(opts.filter, :k, opts.limit)
-      )
+    with {:ok, before, later} <- Snapshots.window(source, opts.window_ms, 30_000),
+         interval = max(later.taken_at_ms - before.taken_at_ms, 1),
+         {:ok, bin} <-
+           Native.procs_window(
+             before.snapshot,
+             later.snapshot,
+             Atom.to_string(node()),
+             interval,
+             Map.put(opts.filter, :k, opts.limit)
+           ) do
+      if thin?, do: window_details(bin), else: {:ok, bin}
+    end
+  end
+
+  # The identity of the window's winners, read now.
+  defp window_details(bin) do
+    with {:ok, term} <- Native.procs_window_to_term(bin) do
+      pids =
+        for {_, rows} <- term.top, %{pid: text} <- rows, uniq: true do
+          :erlang.list_to_pid(String.to_charlist(text))
+        end
+
+      {rows, _} = Rows.rows(pids, :pid, Rows.context())
+      details = Native.procs_snapshot_new()
+
+      with :ok <- Native.procs_snapshot_push_dirty(details, rows),
+           do: Native.procs_window_details(bin, details)
     end
   end
 

@@ -82,6 +82,64 @@ defmodule ClusterScope.Procs.Collector do
     end
   end
 
+  @doc """
+  A snapshot of numbers only, for windows: each process is read with one
+  three-item `process_info/2` (`memory`, `reductions`,
+  `message_queue_len`), the rest of its row left empty (no name, initial
+  call, application; type `:plain`). A window of two such snapshots has
+  exact counts, totals and rankings; its winners are then read whole
+  (`ClusterScope.Native.procs_window_details/2`). Options and result as
+  `collect/1`.
+  """
+  @spec collect_thin(keyword()) :: {:ok, reference(), stats()} | {:error, term()}
+  def collect_thin(opts \\ []) do
+    started = System.monotonic_time(:microsecond)
+
+    with snapshot when is_reference(snapshot) <- Native.procs_snapshot_new(),
+         {:ok, _} <-
+           Walker.walk(fn -> nil end, &push_thin(&1, &2, snapshot), opts) do
+      %{rows: rows} = Native.procs_snapshot_info(snapshot)
+
+      {:ok, snapshot,
+       %{
+         processes: rows,
+         duration_us: System.monotonic_time(:microsecond) - started,
+         peak_heap_bytes: nil,
+         taken_at_ms: div(started, 1000)
+       }}
+    else
+      {:error, _} = error -> error
+      other -> {:error, other}
+    end
+  end
+
+  defp push_thin(pids, state, snapshot) do
+    rows = thin_rows(pids)
+
+    result =
+      case Native.procs_snapshot_push(snapshot, rows) do
+        {:error, {:busy, _}} -> Native.procs_snapshot_push_dirty(snapshot, rows)
+        other -> other
+      end
+
+    if result == :ok, do: {:ok, state}, else: result
+  end
+
+  defp thin_rows([]), do: []
+
+  defp thin_rows([pid | rest]) do
+    case :erlang.process_info(pid, [:memory, :reductions, :message_queue_len]) do
+      [{_, m}, {_, r}, {_, q}] ->
+        [
+          {pid, m, r, q, 0, 0, 0, :undefined, :undefined, [], :undefined, :undefined, :plain}
+          | thin_rows(rest)
+        ]
+
+      :undefined ->
+        thin_rows(rest)
+    end
+  end
+
   defp push(pids, {ctx, peak}, snapshot, measure?, cache, max) do
     {rows, ctx} =
       if cache, do: Rows.cached_rows(pids, ctx, cache, max), else: Rows.rows(pids, :pid, ctx)

@@ -48,11 +48,14 @@ defmodule ClusterScope.Procs.Snapshots do
   @typedoc """
   Whose processes: this node's (a full snapshot), one number of each of
   this node's processes (`{:column, sort_by}`, see
-  `ClusterScope.Procs.Ranked`), this node's counts and memory by
+  `ClusterScope.Procs.Ranked`), three numbers of each of this node's
+  processes (`:thin`, for windows: `ClusterScope.Procs.Collector.collect_thin/1`),
+  this node's counts and memory by
   application (`{:groups, :application}`, see `ClusterScope.Procs.Grouped`),
   or an agentless node's read from here.
   """
-  @type source :: :local | {:column, atom()} | {:groups, :application} | {:agentless, node()}
+  @type source ::
+          :local | :thin | {:column, atom()} | {:groups, :application} | {:agentless, node()}
 
   @typedoc "A snapshot and when its collection started (monotonic ms)."
   @type entry :: %{snapshot: reference(), taken_at_ms: integer(), processes: non_neg_integer()}
@@ -262,6 +265,7 @@ defmodule ClusterScope.Procs.Snapshots do
   end
 
   defp collect(:local, _timeout), do: Collector.collect()
+  defp collect(:thin, _timeout), do: Collector.collect_thin()
   defp collect({:column, sort_by}, _timeout), do: Ranked.collect(sort_by)
   defp collect({:groups, :application}, _timeout), do: Grouped.collect()
 

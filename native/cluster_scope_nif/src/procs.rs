@@ -736,6 +736,29 @@ fn procs_window<'a>(
     }
 }
 
+/// `procs_window_details/2`: the window binary with the identity of its
+/// top rows taken from the snapshot `details` (by pid; see
+/// `Window::with_details`): `{:ok, binary}` or `{:error, {code, detail}}`.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn procs_window_details<'a>(env: Env<'a>, window: Term<'a>, details: Term<'a>) -> Term<'a> {
+    let result = (|| -> Result<_, ProcsError> {
+        let bin = window
+            .decode::<Binary>()
+            .map_err(|_| ProcsError::InvalidWindow {
+                message: "not a binary".into(),
+            })?;
+        let mut w = Window::from_bytes(bin.as_slice())?;
+        let res = snapshot_ref(details, "details")?;
+        let state = res.0.read();
+        w.with_details(&state.snap, &mut |k| pid_text(env, k));
+        Ok(w.to_bytes())
+    })();
+    match result {
+        Ok(bytes) => ok(env, binary(env, &bytes)),
+        Err(e) => error(env, e),
+    }
+}
+
 /// `procs_window_merge/1`: `{:ok, binary}`, `{:error, {:invalid_window,
 /// detail}}`, or `{:error, {:invalid_argument, detail}}` for `[]`.
 #[rustler::nif(schedule = "DirtyCpu")]

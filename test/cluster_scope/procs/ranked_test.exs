@@ -201,6 +201,16 @@ defmodule ClusterScope.Procs.RankedTest do
     assert Enum.any?(entries, &(elem(&1, 0) == Process.whereis(:code_server)))
   end
 
+  test "a node that cannot answer in time is a timeout node error, not an empty answer" do
+    extra = for _ <- 1..30_000, do: spawn(fn -> receive do: (:stop -> :ok) end)
+    on_exit(fn -> Enum.each(extra, &Process.exit(&1, :kill)) end)
+
+    {:ok, list} = Procs.list(sort_by: :memory, limit: 5, max_age_ms: 0, timeout: 1)
+    assert list.processes == []
+    assert [%{node: n, status: :timeout}] = list.node_errors
+    assert n == node()
+  end
+
   test "column NIFs refuse bad input with errors naming the field" do
     c = Native.procs_column_new()
 

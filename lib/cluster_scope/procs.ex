@@ -18,8 +18,9 @@ defmodule ClusterScope.Procs do
   other filter reads that one number of every process, then the ~12
   fields of the page's processes only (`ClusterScope.Procs.Ranked`); the
   distribution reads memory and group leader (`ClusterScope.Procs.Grouped`);
-  summaries, other filters and windows read full rows (about 2-3 µs a
-  process, see `ClusterScope.Procs.Collector`). Every walk runs on one or
+  a window with no row filter reads three numbers of each process at both
+  ends and then its winners whole; summaries and other filters read full
+  rows (about 2-3 µs a process, see `ClusterScope.Procs.Collector`). Every walk runs on one or
   two schedulers (`ClusterScope.Procs.Walker`) with a heap bounded by one
   chunk, leaves ClusterScope's own walk out of its results, and is shared
   by every caller for `max_age_ms` (default 1000) through
@@ -27,7 +28,7 @@ defmodule ClusterScope.Procs do
   memory makes it handle a signal (OTP's `process_info/2` forces it for
   that item), which sets the floor for anything ranked or summed by
   memory. Summaries, pages and windows run on dirty schedulers. Window
-  mode uses two snapshots `window_ms` apart, and concurrent window
+  mode uses two walks `window_ms` apart, and concurrent window
   requests on a node share them (`ClusterScope.Procs.Snapshots.window/2`):
   70 requests for a 30 s window cost one window, not 70. An agentless
   node's snapshots are kept and shared the same way on the node that

@@ -18,8 +18,10 @@ defmodule ClusterScope.Operations.ProcessList do
   no filter but the minimum on that field, the walk reads only that field
   of each process and then the page's processes whole
   (`ClusterScope.Procs.Ranked`); otherwise it reads every process whole.
-  Two full walks in window mode, shared by every concurrent window
-  request on that node (N requests for a 30 s window cost one window). Nodes
+  Two walks in window mode (three numbers of each process, then the
+  winners whole, unless a filter needs full rows), shared by every
+  concurrent window request on that node (N requests for a 30 s window
+  cost one window). Nodes
   that do not answer within the node timeout are in `node_errors`.
   """
 

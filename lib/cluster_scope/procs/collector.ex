@@ -15,11 +15,12 @@ defmodule ClusterScope.Procs.Collector do
       a fraction of a millisecond; taking the pid list is a dirty one.
     * **No process is stopped.** Each process is read with one
       `process_info/2` (see `ClusterScope.Procs.Rows` for what that copies);
-      a process seen by an earlier collection is read without its
-      dictionary, initial call and group leader, kept by pid in
-      `ClusterScope.Procs.RowCache`.
-    * **Cost.** About 1-2 µs per process on the collecting process
-      (100,000 processes: a few hundred milliseconds of one scheduler);
+      a process with a large dictionary seen by an earlier collection is
+      read without its dictionary, initial call and group leader, kept by
+      pid in `ClusterScope.Procs.RowCache`.
+    * **Cost.** About 2-3 µs per process (100,000 processes: 200-300 ms
+      on two loaded cores), most of it the signal each process handles for
+      `process_info/2`'s `memory`;
       the snapshot costs about 60 bytes per process in Rust memory, freed
       when the snapshot is garbage collected.
   """

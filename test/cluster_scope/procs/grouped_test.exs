@@ -44,7 +44,8 @@ defmodule ClusterScope.Procs.GroupedTest do
     assert Snapshots.stats({:groups, :application}).collections == before + 2
     assert kernel.applications == ["kernel"]
     [%{matched: m}] = kernel.per_node
-    assert m == Enum.find(dist.cells, &(&1.application == "kernel")).count
+    # Two walks apart: a kernel process may come or go in between.
+    assert abs(m - Enum.find(dist.cells, &(&1.application == "kernel")).count) <= 2
 
     # A type filter needs each process's row: a full snapshot answers.
     {:ok, sups} = Procs.distribution(type: :supervisor, max_age_ms: 0)

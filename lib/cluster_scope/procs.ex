@@ -20,11 +20,11 @@ defmodule ClusterScope.Procs do
   distribution reads memory and group leader (`ClusterScope.Procs.Grouped`);
   a window with no row filter reads three numbers of each process at both
   ends and then its winners whole; summaries and other filters read full
-  rows (about 2-3 µs a process, see `ClusterScope.Procs.Collector`). Every walk runs on one or
-  two schedulers (`ClusterScope.Procs.Walker`) with a heap bounded by one
-  chunk, leaves ClusterScope's own walk out of its results, and is shared
-  by every caller for `max_age_ms` (default 1000) through
-  `ClusterScope.Procs.Snapshots`, one at a time. Reading a process's
+  rows (about 2-3 µs a process, see `ClusterScope.Procs.Collector`).
+  Every walk runs on one or two schedulers (`ClusterScope.Procs.Walker`)
+  with a heap bounded by one chunk, leaves ClusterScope's own walk out of
+  its results, and is shared by every caller for `max_age_ms` (default
+  1000) through `ClusterScope.Procs.Snapshots`, one at a time. Reading a process's
   memory makes it handle a signal (OTP's `process_info/2` forces it for
   that item), which sets the floor for anything ranked or summed by
   memory. Summaries, pages and windows run on dirty schedulers. Window

@@ -307,7 +307,9 @@ defmodule ClusterScope.Native do
   # scheduler (batches of about 1,000 rows, ~0.15 ms) and answers
   # `{:error, {:busy, detail}}` while a dirty call reads the snapshot;
   # `procs_snapshot_push_dirty/2` waits instead. Summaries, windows and pages
-  # are dirty CPU calls. Errors are `{:error, {code, detail}}` with code
+  # are dirty CPU calls. A column (`procs_column_*`) holds one number of
+  # every process, 16 bytes each: pushes of about 1,000 pids and values run
+  # on the caller's scheduler, pages are dirty. Errors are `{:error, {code, detail}}` with code
   # `:invalid_row` (the detail names the row's index and field),
   # `:invalid_option`, `:invalid_argument` (the detail starts with the name),
   # `:too_many_rows`, `:invalid_summary`, `:invalid_window` or `:busy`.
@@ -315,7 +317,17 @@ defmodule ClusterScope.Native do
   @doc false
   def procs_pids_new(_pids), do: unavailable()
   @doc false
+  def procs_pids_new(_pids, _exclude), do: unavailable()
+  @doc false
   def procs_pids_next(_cursor, _n), do: unavailable()
+  @doc false
+  def procs_column_new, do: unavailable()
+  @doc false
+  def procs_column_push(_column, _pids, _values), do: unavailable()
+  @doc false
+  def procs_column_info(_column), do: unavailable()
+  @doc false
+  def procs_column_page(_column, _opts), do: unavailable()
   @doc false
   def procs_snapshot_new, do: unavailable()
   @doc false
@@ -334,6 +346,8 @@ defmodule ClusterScope.Native do
   def procs_window(_before, _after, _node_name, _interval_ms, _opts), do: unavailable()
   @doc false
   def procs_window_merge(_binaries), do: unavailable()
+  @doc false
+  def procs_window_details(_window, _details), do: unavailable()
   @doc false
   def procs_window_to_term(_binary), do: unavailable()
   @doc false

@@ -14,15 +14,26 @@ defmodule ClusterScope.Procs do
 
   ## Cost on each node
 
-  A collection walks every process once (about 1-2 µs each, see
-  `ClusterScope.Procs.Collector`) with a heap bounded by one chunk; it is
-  shared by every caller for `max_age_ms` (default 1000) through
-  `ClusterScope.Procs.Snapshots`, and at most one runs at a time. Summaries,
-  pages and windows run on dirty schedulers. Window mode uses two
-  snapshots `window_ms` apart, and concurrent window requests on a node
-  share them (`ClusterScope.Procs.Snapshots.window/2`): 70 requests for a
-  30 s window cost one window, not 70. An agentless node's snapshots are
-  kept and shared the same way on the node that reads it.
+  Each question reads what it needs. A page ranked by one key with no
+  other filter reads that one number of every process, then the ~12
+  fields of the page's processes only (`ClusterScope.Procs.Ranked`); the
+  distribution reads memory and group leader (`ClusterScope.Procs.Grouped`);
+  a window with no row filter reads three numbers of each process at both
+  ends and then its winners whole; summaries and other filters read full
+  rows (about 2-3 µs a process, see `ClusterScope.Procs.Collector`).
+  Every walk runs on one or two schedulers (`ClusterScope.Procs.Walker`)
+  with a heap bounded by one chunk, leaves ClusterScope's own walk out of
+  its results, and is shared by every caller for `max_age_ms` (default
+  1000) through `ClusterScope.Procs.Snapshots`, one at a time. Reading a process's
+  memory makes it handle a signal (OTP's `process_info/2` forces it for
+  that item), which sets the floor for anything ranked or summed by
+  memory. Summaries, pages and windows run on dirty schedulers. Window
+  mode uses two walks `window_ms` apart, and concurrent window
+  requests on a node share them (`ClusterScope.Procs.Snapshots.window/2`):
+  70 requests for a 30 s window cost one window, not 70. An agentless
+  node's snapshots are kept and shared the same way on the node that
+  reads it. A node that does not answer within the timeout is in
+  `node_errors` with status `:timeout`.
 
   ## Options
 
@@ -43,7 +54,7 @@ defmodule ClusterScope.Procs do
 
   alias ClusterScope.{Fanout, Native, ProcessRef}
   alias ClusterScope.Cluster.Heartbeat
-  alias ClusterScope.Procs.{Rows, Snapshots}
+  alias ClusterScope.Procs.{Grouped, Ranked, Rows, Snapshots}
 
   @sort_fields [:memory, :reductions, :message_queue_len, :heap_size]
   @types [:supervisor, :gen_server, :gen_statem, :gen_event, :task, :proc_lib, :plain]
@@ -105,7 +116,7 @@ defmodule ClusterScope.Procs do
     next_cursor =
       case {more?, List.last(rows)} do
         {true, %{} = last} ->
-          encode_cursor(opts.sort_by, Map.fetch!(last, opts.sort_by), last.pid)
+          encode_cursor(opts.sort_by, sort_value(last, opts.sort_by), last.pid)
 
         _ ->
           nil
@@ -163,23 +174,17 @@ defmodule ClusterScope.Procs do
     opts = normalize(opts)
     native_opts = Map.put(opts.filter, :k, 1)
 
+    # Agents read only memory and group leader when the filter allows it
+    # (Procs.Grouped); a node that does not know `groups_only` sends a
+    # summary, which is read the same way.
+    node_opts = Map.put(%{opts | k: 1}, :groups_only, :application)
+
     {answers, errors, agentless} =
-      fan_out(opts, {:node_summary, [%{opts | k: 1}]}, fn node, snapshot ->
+      fan_out(opts, {:node_summary, [node_opts]}, fn node, snapshot ->
         Native.procs_summary(snapshot, Atom.to_string(node), native_opts)
       end)
 
-    per_node =
-      for {node, bin} <- answers, {:ok, term} = Native.procs_summary_to_term(bin) do
-        s = present_summary(term)
-
-        %{
-          node: Atom.to_string(node),
-          process_count: s.process_count,
-          matched: s.matched,
-          memory: s.totals.memory,
-          applications: s.groups.application.entries
-        }
-      end
+    per_node = Enum.flat_map(answers, fn {node, answer} -> distribution_entry(node, answer) end)
 
     cells =
       for n <- per_node, g <- n.applications do
@@ -206,10 +211,57 @@ defmodule ClusterScope.Procs do
      )}
   end
 
+  defp distribution_entry(node, {:groups, g}) do
+    [
+      %{
+        node: Atom.to_string(node),
+        process_count: g.process_count,
+        matched: g.matched,
+        memory: g.memory,
+        applications: g.applications
+      }
+    ]
+  end
+
+  defp distribution_entry(node, bin) when is_binary(bin) do
+    case Native.procs_summary_to_term(bin) do
+      {:ok, term} ->
+        s = present_summary(term)
+
+        [
+          %{
+            node: Atom.to_string(node),
+            process_count: s.process_count,
+            matched: s.matched,
+            memory: s.totals.memory,
+            applications: s.groups.application.entries
+          }
+        ]
+
+      _ ->
+        []
+    end
+  end
+
   # ---------------------------------------------------------------------
   # Node side: called on each agent node through ClusterScope.Fanout.
 
   @doc false
+  # Counts by application only (the distribution): from a fresh enough
+  # full snapshot if there is one, else from a walk of memory and group
+  # leader (Procs.Grouped) when the filter allows it.
+  def node_summary(%{groups_only: :application} = opts) do
+    with :none <- Snapshots.cached(:local, opts.max_age_ms),
+         true <- Grouped.answers?(opts.filter),
+         {:ok, %{snapshot: groups}} <-
+           Snapshots.get({:groups, :application}, opts.max_age_ms, 30_000) do
+      {:ok, {:groups, Grouped.answer(groups, opts.filter)}}
+    else
+      {:error, _} = error -> error
+      _ -> node_summary(Map.delete(opts, :groups_only))
+    end
+  end
+
   def node_summary(opts) do
     with {:ok, %{snapshot: snapshot}} <- Snapshots.get(opts.max_age_ms) do
       Native.procs_summary(snapshot, Atom.to_string(node()), Map.put(opts.filter, :k, opts.k))
@@ -218,7 +270,42 @@ defmodule ClusterScope.Procs do
 
   @doc false
   def node_page(opts) do
-    with {:ok, %{snapshot: snapshot}} <- Snapshots.get(opts.max_age_ms),
+    # A fresh enough full snapshot answers any page; else a page ranked by
+    # one key with no other filter reads only that key (Procs.Ranked).
+    case Snapshots.cached(:local, opts.max_age_ms) do
+      {:ok, %{snapshot: snapshot}} ->
+        snapshot_page(snapshot, opts)
+
+      :none ->
+        if Ranked.answers?(opts.filter, opts.sort_by),
+          do: ranked_page(opts),
+          else: snapshot_page(nil, opts)
+    end
+  end
+
+  defp ranked_page(opts) do
+    with {:ok, %{snapshot: column}} <-
+           Snapshots.get({:column, opts.sort_by}, opts.max_age_ms, 30_000),
+         {:ok, rows, more?} <-
+           Ranked.page(
+             column,
+             opts.sort_by,
+             opts.limit,
+             local_after(opts.cursor),
+             Ranked.min_of(opts.filter, opts.sort_by)
+           ),
+         # The rows through a snapshot of their own: the same form and
+         # order as every other page.
+         snapshot = Native.procs_snapshot_new(),
+         :ok <- Native.procs_snapshot_push_dirty(snapshot, rows),
+         {:ok, rows, _} <-
+           Native.procs_page(snapshot, page_opts(%{opts | filter: %{}}, nil)) do
+      {:ok, %{rows: Enum.map(rows, &present_row(&1, node(), false)), more: more?}}
+    end
+  end
+
+  defp snapshot_page(snapshot, opts) do
+    with {:ok, %{snapshot: snapshot}} <- snapshot_or_get(snapshot, opts.max_age_ms),
          after_key = local_after(opts.cursor),
          {:ok, rows, next} <- Native.procs_page(snapshot, page_opts(opts, after_key)) do
       {:ok, %{rows: Enum.map(rows, &present_row(&1, node(), false)), more: next != nil}}
@@ -226,19 +313,45 @@ defmodule ClusterScope.Procs do
   end
 
   @doc false
+  # A window filtered by nothing but the minimums on memory or queue
+  # reads three numbers of each process twice, then the winners whole;
+  # other filters need full rows at both ends.
   def node_window(opts) do
-    with {:ok, before, later} <- Snapshots.window(opts.window_ms) do
-      interval = max(later.taken_at_ms - before.taken_at_ms, 1)
+    thin? = Map.keys(opts.filter) -- [:min_memory, :min_queue] == []
+    source = if thin?, do: :thin, else: :local
 
-      Native.procs_window(
-        before.snapshot,
-        later.snapshot,
-        Atom.to_string(node()),
-        interval,
-        Map.put(opts.filter, :k, opts.limit)
-      )
+    with {:ok, before, later} <- Snapshots.window(source, opts.window_ms, 30_000),
+         interval = max(later.taken_at_ms - before.taken_at_ms, 1),
+         {:ok, bin} <-
+           Native.procs_window(
+             before.snapshot,
+             later.snapshot,
+             Atom.to_string(node()),
+             interval,
+             Map.put(opts.filter, :k, opts.limit)
+           ) do
+      if thin?, do: window_details(bin), else: {:ok, bin}
     end
   end
+
+  # The identity of the window's winners, read now.
+  defp window_details(bin) do
+    with {:ok, term} <- Native.procs_window_to_term(bin) do
+      pids =
+        for {_, rows} <- term.top, %{pid: text} <- rows, uniq: true do
+          :erlang.list_to_pid(String.to_charlist(text))
+        end
+
+      {rows, _} = Rows.rows(pids, :pid, Rows.context())
+      details = Native.procs_snapshot_new()
+
+      with :ok <- Native.procs_snapshot_push_dirty(details, rows),
+           do: Native.procs_window_details(bin, details)
+    end
+  end
+
+  defp snapshot_or_get(nil, max_age_ms), do: Snapshots.get(max_age_ms)
+  defp snapshot_or_get(snapshot, _max_age_ms), do: {:ok, %{snapshot: snapshot}}
 
   defp agentless_page(node, snapshot, opts) do
     after_key =
@@ -299,6 +412,10 @@ defmodule ClusterScope.Procs do
     end
   end
 
+  # Pages rank heap_size by the total heap (heap, old heap, fragments).
+  defp sort_value(row, :heap_size), do: row.total_heap_size
+  defp sort_value(row, field), do: Map.fetch!(row, field)
+
   defp merge_pages(pages, opts) do
     field = opts.sort_by
 
@@ -306,7 +423,7 @@ defmodule ClusterScope.Procs do
       pages
       |> Enum.flat_map(fn {_node, page} -> page.rows end)
       # Stable: rows of one node keep that node's (pid) order on ties.
-      |> Enum.sort_by(fn row -> {-Map.fetch!(row, field), row.node} end)
+      |> Enum.sort_by(fn row -> {-sort_value(row, field), row.node} end)
 
     more? = length(rows) > opts.limit or Enum.any?(pages, fn {_, page} -> page.more end)
     {Enum.take(rows, opts.limit), more?}

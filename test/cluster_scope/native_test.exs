@@ -103,6 +103,12 @@ defmodule ClusterScope.NativeTest do
       {:procs_window_merge, &__MODULE__.args_junk_list/1, :invalid_window, "process window"},
       {:procs_window_to_term, &__MODULE__.args_junk/1, :invalid_window, "process window"},
       {:procs_page, &__MODULE__.args_page_bad_sort/1, :invalid_option, "sort_by"},
+      {:procs_pids_new, &__MODULE__.args_pids_bad_exclude/1, :invalid_argument, "exclude:"},
+      {:procs_column_push, &__MODULE__.args_column_uneven/1, :invalid_argument, "values:"},
+      {:procs_column_info, &__MODULE__.args_not_snapshot/1, :invalid_argument, "column:"},
+      {:procs_column_page, &__MODULE__.args_column_bad_limit/1, :invalid_option, "limit"},
+      {:procs_window_details, &__MODULE__.args_window_details_junk/1, :invalid_window,
+       "process window"},
       # throttle
       {:throttle_new, &__MODULE__.args_throttle_no_rate/1, :invalid_option, "rate"},
       {:throttle_admit, &__MODULE__.args_throttle_not_session/1, :invalid_argument, "session:"},
@@ -123,7 +129,8 @@ defmodule ClusterScope.NativeTest do
       :status,
       :build_info,
       :error_codes,
-      :procs_snapshot_new
+      :procs_snapshot_new,
+      :procs_column_new
     ]
 
     setup do
@@ -305,6 +312,14 @@ defmodule ClusterScope.NativeTest do
   def args_bad_rows(ctx), do: [ctx.snapshot, [row(self()), {:bad}]]
   @doc false
   def args_not_snapshot(_), do: [make_ref()]
+  @doc false
+  def args_pids_bad_exclude(_), do: [[self()], [:x]]
+  @doc false
+  def args_column_uneven(_), do: [Native.procs_column_new(), [self()], []]
+  @doc false
+  def args_column_bad_limit(_), do: [Native.procs_column_new(), %{limit: 0}]
+  @doc false
+  def args_window_details_junk(ctx), do: ["junk", ctx.snapshot]
   @doc false
   def args_summary_bad_k(ctx), do: [ctx.snapshot, "n@h", %{k: 0}]
   @doc false

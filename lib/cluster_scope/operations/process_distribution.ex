@@ -5,9 +5,10 @@ defmodule ClusterScope.Operations.ProcessDistribution do
   dashboard's heat map (`cells`, one per node and application), with each
   node's totals (`per_node`).
 
-  Each node sends its own summary (counts by application, computed in
-  Rust); no process list crosses the network. Same cost and same filters as
-  `process_list`.
+  Each node sends its own counts by application; no process list crosses
+  the network. With no filter or an application filter, a node reads only
+  each process's memory and group leader (`ClusterScope.Procs.Grouped`);
+  other filters read every process whole, as `process_list` does.
   """
 
   use ClusterScope.Operation, name: "process_distribution", timeout: 45_000

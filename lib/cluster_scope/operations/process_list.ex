@@ -14,9 +14,14 @@ defmodule ClusterScope.Operations.ProcessList do
   application, type, initial call and module, histograms, totals).
 
   Cost on each node: one walk of its processes (shared by callers for a
-  second, see `ClusterScope.Procs.Snapshots`), two in window mode, shared
-  by every concurrent window request on that node (N requests for a 30 s
-  window cost one window). Nodes
+  second, see `ClusterScope.Procs.Snapshots`). Ranked by one field with
+  no filter but the minimum on that field, the walk reads only that field
+  of each process and then the page's processes whole
+  (`ClusterScope.Procs.Ranked`); otherwise it reads every process whole.
+  Two walks in window mode (three numbers of each process, then the
+  winners whole, unless a filter needs full rows), shared by every
+  concurrent window request on that node (N requests for a 30 s window
+  cost one window). Nodes
   that do not answer within the node timeout are in `node_errors`.
   """
 

@@ -121,6 +121,16 @@ defmodule ClusterScope.Procs.Rows do
   @doc "One row, or `nil` when the process is gone."
   @spec row(pid(), :pid | :integer, context()) :: {row() | nil, context()}
   def row(pid, kind, ctx) do
+    case full(pid, ctx) do
+      {nil, ctx} -> {nil, ctx}
+      {row, _stable, ctx} -> {row_with_key(row, pid, kind), ctx}
+    end
+  end
+
+  # The row (key: the pid), what of it does not change while the process
+  # lives ({initial_call, application, type rule}) and the dictionary's
+  # length.
+  defp full(pid, ctx) do
     case :erlang.process_info(pid, @items) do
       [
         {:memory, memory},
@@ -136,16 +146,133 @@ defmodule ClusterScope.Procs.Rows do
         {:group_leader, gl},
         {:dictionary, dict}
       ] ->
-        {type, ctx} = type(dict, current, ctx)
+        {rule, ctx} = type_rule(dict, ctx)
         initial = initial_call(dict, real_initial)
         app = :maps.get(gl, :maps.get(:masters, ctx), :undefined)
 
-        {{row_key(pid, kind), memory, reductions, mql, heap, stack, total_heap, status, current,
-          name, initial, app, type}, ctx}
+        {{pid, memory, reductions, mql, heap, stack, total_heap, status, current, name, initial,
+          app, resolve_type(rule, current)}, {{initial, app, rule}, length(dict)}, ctx}
 
       :undefined ->
         {nil, ctx}
     end
+  end
+
+  defp row_with_key(row, _pid, :pid), do: row
+  defp row_with_key(row, pid, :integer), do: :erlang.setelement(1, row, pid_key(pid))
+
+  # What a row needs besides what `cached_rows/4` keeps per pid.
+  @light_items [
+    :memory,
+    :reductions,
+    :message_queue_len,
+    :heap_size,
+    :stack_size,
+    :total_heap_size,
+    :status,
+    :current_function,
+    :registered_name
+  ]
+
+  # A process is cached when its dictionary has at least this many
+  # entries: below it, reading the dictionary costs no more than a lookup
+  # would save (the signal every read of memory takes dominates).
+  @cache_dict_entries 32
+
+  @doc """
+  `rows/3` (pid keys) with `table`, an ETS set, as a cache of what does
+  not change while a process lives: its initial call, its application
+  (from its group leader) and what decides its type (`$initial_call`,
+  `$callers`). Only processes whose dictionary has at least
+  #{@cache_dict_entries} entries are cached (while the table holds fewer
+  than `max`): a known one is read with #{length(@light_items)} items
+  instead of #{length(@items)}, its dictionary never copied again, so a
+  process with a huge dictionary costs its size once rather than at every
+  collection. Other processes are read whole: for them a lookup per
+  process costs what it saves (measured). The table is read once per
+  context (it is small), so a process costs one map lookup here. Entries
+  of dead processes are dropped by `sweep_cache/1`. The rows are the same
+  as `rows/3`'s.
+  """
+  @spec cached_rows([pid()], context(), :ets.tid() | atom(), pos_integer()) ::
+          {[row()], context()}
+  def cached_rows(pids, ctx, table, max) do
+    known =
+      case ctx do
+        %{known: known} -> known
+        _ -> :maps.from_list(:ets.tab2list(table))
+      end
+
+    cached_rows(pids, known, ctx, table, max, [])
+  end
+
+  defp cached_rows([], known, ctx, _table, _max, acc),
+    do: {:lists.reverse(acc), :maps.put(:known, known, ctx)}
+
+  defp cached_rows([pid | rest], known, ctx, table, max, acc) do
+    case known do
+      %{^pid => {initial, app, rule}} ->
+        case :erlang.process_info(pid, @light_items) do
+          [
+            {:memory, memory},
+            {:reductions, reductions},
+            {:message_queue_len, mql},
+            {:heap_size, heap},
+            {:stack_size, stack},
+            {:total_heap_size, total_heap},
+            {:status, status},
+            {:current_function, current},
+            {:registered_name, name}
+          ] ->
+            row =
+              {pid, memory, reductions, mql, heap, stack, total_heap, status, current, name,
+               initial, app, resolve_type(rule, current)}
+
+            cached_rows(rest, known, ctx, table, max, [row | acc])
+
+          :undefined ->
+            :ets.delete(table, pid)
+            cached_rows(rest, :maps.remove(pid, known), ctx, table, max, acc)
+        end
+
+      _ ->
+        case full(pid, ctx) do
+          {nil, ctx} ->
+            cached_rows(rest, known, ctx, table, max, acc)
+
+          {row, {value, dict_entries}, ctx} when dict_entries >= @cache_dict_entries ->
+            known =
+              if :ets.info(table, :size) < max do
+                :ets.insert(table, {pid, value})
+                :maps.put(pid, value, known)
+              else
+                known
+              end
+
+            cached_rows(rest, known, ctx, table, max, [row | acc])
+
+          {row, _, ctx} ->
+            cached_rows(rest, known, ctx, table, max, [row | acc])
+        end
+    end
+  end
+
+  @doc """
+  Drops the entries of dead processes from a `cached_rows/4` table, 1,000
+  at a time. Returns how many it dropped. Cost: one `is_process_alive/1`
+  per entry.
+  """
+  @spec sweep_cache(:ets.tid() | atom()) :: non_neg_integer()
+  def sweep_cache(table) do
+    sweep(:ets.select(table, [{{:"$1", :_}, [{:is_pid, :"$1"}], [:"$1"]}], 1_000), table, 0)
+  end
+
+  defp sweep(:"$end_of_table", _table, dropped), do: dropped
+
+  defp sweep({pids, cont}, table, dropped) do
+    dead = :lists.filter(fn pid -> not :erlang.is_process_alive(pid) end, pids)
+    :lists.foreach(fn pid -> :ets.delete(table, pid) end, dead)
+    sweep(:ets.select(cont), table, dropped + length(dead))
   end
 
   @doc "A pid as the integer `id * 2^32 + serial` (its two numbers on its node)."
@@ -163,9 +290,6 @@ defmodule ClusterScope.Procs.Rows do
   @spec numbers(non_neg_integer()) :: {non_neg_integer(), non_neg_integer()}
   def numbers(key), do: {div(key, 4_294_967_296), rem(key, 4_294_967_296)}
 
-  defp row_key(pid, :pid), do: pid
-  defp row_key(pid, :integer), do: pid_key(pid)
-
   defp initial_call(dict, real) do
     case :lists.keyfind(:"$initial_call", 1, dict) do
       {_, {_, _, _} = mfa} -> mfa
@@ -176,34 +300,45 @@ defmodule ClusterScope.Procs.Rows do
   @doc false
   # The process type; `ctx` caches each module's behaviours.
   def type(dict, current, ctx) do
+    {rule, ctx} = type_rule(dict, ctx)
+    {resolve_type(rule, current), ctx}
+  end
+
+  # What decides the type, from what does not change while the process
+  # lives (its `$initial_call` and whether it has `$callers`, both set when
+  # it starts): a type, or `{default, callers?}` when the current function
+  # decides (a process entering a gen_server loop, a task).
+  defp type_rule(dict, ctx) do
+    callers? = :lists.keymember(:"$callers", 1, dict)
+
     case :lists.keyfind(:"$initial_call", 1, dict) do
       {_, {:supervisor, _, _}} ->
         {:supervisor, ctx}
 
       {_, {mod, :init, 1}} ->
-        {by_behaviour, ctx} = behaviour_type(mod, ctx)
-
-        case by_behaviour do
-          :none -> {fallback_type(dict, current, :proc_lib), ctx}
-          type -> {type, ctx}
+        case behaviour_type(mod, ctx) do
+          {:none, ctx} -> {{:proc_lib, callers?}, ctx}
+          {type, ctx} -> {type, ctx}
         end
 
       # Not a behaviour's init: an Elixir task ($callers) or a proc_lib process.
       {_, _} ->
-        {fallback_type(dict, current, :proc_lib), ctx}
+        {{:proc_lib, callers?}, ctx}
 
       false ->
-        {fallback_type(dict, current, :plain), ctx}
+        {{:plain, callers?}, ctx}
     end
   end
 
-  defp fallback_type(dict, current, default) do
+  defp resolve_type(type, _current) when is_atom(type), do: type
+
+  defp resolve_type({default, callers?}, current) do
     case current do
       {:gen_server, _, _} -> :gen_server
       {:gen_statem, _, _} -> :gen_statem
       {:gen_event, _, _} -> :gen_event
       {:"Elixir.Task.Supervised", _, _} -> :task
-      _ -> if :lists.keymember(:"$callers", 1, dict), do: :task, else: default
+      _ -> if callers?, do: :task, else: default
     end
   end
 
@@ -263,12 +398,13 @@ defmodule ClusterScope.Procs.Rows do
   `{ref, :rows, rows}`, waiting for `{ref, :ack}` after each one, then sends
   `{ref, :done, count}`. It stops when the caller dies or does not ack
   within 10 s, so an abandoned stream never lingers. Memory: this process
-  holds the node's pid list and one chunk.
+  holds the node's pid list and one chunk. The stream's own process is
+  not in its rows (it holds the pid list: it would rank first by memory).
   """
   @spec stream_v1(pid(), reference(), pos_integer()) :: :ok
   def stream_v1(caller, ref, chunk) when is_pid(caller) and is_integer(chunk) and chunk > 0 do
     monitor = :erlang.monitor(:process, caller)
-    stream(:erlang.processes(), caller, ref, chunk, monitor, context(), 0)
+    stream(:lists.delete(self(), :erlang.processes()), caller, ref, chunk, monitor, context(), 0)
   end
 
   defp stream(pids, caller, ref, chunk, monitor, ctx, count) do

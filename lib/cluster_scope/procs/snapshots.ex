@@ -32,7 +32,8 @@ defmodule ClusterScope.Procs.Snapshots do
   one stays in use by those who joined it).
 
   Memory: per source, one snapshot (about 60 bytes per process, in Rust)
-  plus the one being built, plus the start of the current window. An
+  plus the one being built, plus the start of the current window; a
+  column (`{:column, sort_by}`) is 16 bytes per process. A column or an
   agentless source nobody asked about for #{div(60_000, 1000)} s is
   dropped.
   """
@@ -40,12 +41,21 @@ defmodule ClusterScope.Procs.Snapshots do
   use GenServer
 
   alias ClusterScope.Native
-  alias ClusterScope.Procs.{Agentless, Collector}
+  alias ClusterScope.Procs.{Agentless, Collector, Grouped, Ranked, RowCache}
 
   @agentless_keep_ms 60_000
 
-  @typedoc "Whose processes: this node's, or an agentless node's read from here."
-  @type source :: :local | {:agentless, node()}
+  @typedoc """
+  Whose processes: this node's (a full snapshot), one number of each of
+  this node's processes (`{:column, sort_by}`, see
+  `ClusterScope.Procs.Ranked`), three numbers of each of this node's
+  processes (`:thin`, for windows: `ClusterScope.Procs.Collector.collect_thin/1`),
+  this node's counts and memory by
+  application (`{:groups, :application}`, see `ClusterScope.Procs.Grouped`),
+  or an agentless node's read from here.
+  """
+  @type source ::
+          :local | :thin | {:column, atom()} | {:groups, :application} | {:agentless, node()}
 
   @typedoc "A snapshot and when its collection started (monotonic ms)."
   @type entry :: %{snapshot: reference(), taken_at_ms: integer(), processes: non_neg_integer()}
@@ -69,6 +79,18 @@ defmodule ClusterScope.Procs.Snapshots do
   @spec get(source(), non_neg_integer(), timeout()) :: {:ok, entry()} | {:error, term()}
   def get(source, max_age_ms, timeout) do
     since(source, System.monotonic_time(:millisecond) - max_age_ms, timeout)
+  end
+
+  @doc """
+  The latest snapshot of `source` if its collection started at most
+  `max_age_ms` ago, without collecting one: `{:ok, entry}` or `:none`.
+  """
+  @spec cached(source(), non_neg_integer()) :: {:ok, entry()} | :none
+  def cached(source, max_age_ms) do
+    case call({:cached, source, System.monotonic_time(:millisecond) - max_age_ms}, 5_000) do
+      {:ok, entry} -> {:ok, entry}
+      _ -> :none
+    end
   end
 
   @doc """
@@ -115,7 +137,10 @@ defmodule ClusterScope.Procs.Snapshots do
   end
 
   @impl true
-  def init(_opts), do: {:ok, %{sources: %{}, tags: %{}}}
+  def init(_opts) do
+    RowCache.new()
+    {:ok, %{sources: %{}, tags: %{}, sweeper: nil}}
+  end
 
   defp fresh do
     %{
@@ -167,6 +192,16 @@ defmodule ClusterScope.Procs.Snapshots do
     end
   end
 
+  def handle_call({:cached, source, not_before}, _from, state) do
+    case state.sources do
+      %{^source => %{latest: %{taken_at_ms: at} = latest}} when at >= not_before ->
+        {:reply, {:ok, latest}, state}
+
+      _ ->
+        {:reply, :none, state}
+    end
+  end
+
   def handle_call({:stats, source}, _from, state) do
     s = Map.get(state.sources, source, fresh())
     {:reply, %{collections: s.collections, windows: s.windows}, state}
@@ -179,6 +214,9 @@ defmodule ClusterScope.Procs.Snapshots do
     Process.demonitor(s.task.monitor, [:flush])
     finish(source, result, %{state | tags: tags}, %{s | task: nil})
   end
+
+  def handle_info({:DOWN, ref, :process, _, _}, %{sweeper: ref} = state),
+    do: {:noreply, %{state | sweeper: nil}}
 
   def handle_info({:DOWN, ref, :process, _, reason}, state) do
     case Enum.find(state.tags, fn {_, source} ->
@@ -227,6 +265,9 @@ defmodule ClusterScope.Procs.Snapshots do
   end
 
   defp collect(:local, _timeout), do: Collector.collect()
+  defp collect(:thin, _timeout), do: Collector.collect_thin()
+  defp collect({:column, sort_by}, _timeout), do: Ranked.collect(sort_by)
+  defp collect({:groups, :application}, _timeout), do: Grouped.collect()
 
   defp collect({:agentless, node}, timeout) do
     started = System.monotonic_time(:microsecond)
@@ -237,7 +278,23 @@ defmodule ClusterScope.Procs.Snapshots do
     end
   end
 
+  # After a collection of this node: drop the cache entries of processes
+  # gone, in a low-priority process, one sweep at a time.
+  defp sweep_later(%{sweeper: nil} = state) do
+    {_, ref} =
+      spawn_monitor(fn ->
+        Process.flag(:priority, :low)
+        RowCache.sweep()
+      end)
+
+    %{state | sweeper: ref}
+  end
+
+  defp sweep_later(state), do: state
+
   defp finish(source, {:ok, snapshot, stats}, state, s) do
+    state = if source == :local, do: sweep_later(state), else: state
+
     entry = %{snapshot: snapshot, taken_at_ms: stats.taken_at_ms, processes: stats.processes}
     # Waiters who asked for a collection that started after this one began
     # get the next one.

@@ -36,9 +36,9 @@
 //! binaries.
 
 use cluster_scope_core::procs::{
-    page, Cursor, CursorKey, Filter, Glob, Key, KeyKind, Metric, PageOptions, PidCursor, ProcRow,
-    ProcType, ProcsError, Row, Snapshot, Summary, SummaryOptions, Window, WindowRow, WordMap,
-    DEFAULT_K, DEFAULT_LIMIT, NO_NAME, UNDEFINED,
+    page, Column, Cursor, CursorKey, Filter, Glob, Key, KeyKind, Metric, PageOptions, PidCursor,
+    ProcRow, ProcType, ProcsError, Row, Snapshot, Summary, SummaryOptions, Window, WindowRow,
+    WordMap, DEFAULT_K, DEFAULT_LIMIT, NO_NAME, UNDEFINED,
 };
 use cluster_scope_core::{CoreError, ErrorCode};
 use parking_lot::{Mutex, RwLock};
@@ -75,6 +75,7 @@ mod atoms {
         before,
         node,
         interval_ms,
+        min,
         // Process types.
         supervisor,
         gen_server,
@@ -194,6 +195,18 @@ struct State {
 
 type SnapRef = ResourceArc<SnapshotResource>;
 
+/// One number of every process (`cluster_scope_core::procs::Column`).
+pub struct ColumnResource(RwLock<Column>);
+
+#[rustler::resource_impl]
+impl rustler::Resource for ColumnResource {}
+
+fn column_ref(term: Term<'_>) -> Result<ResourceArc<ColumnResource>, ProcsError> {
+    term.decode::<ResourceArc<ColumnResource>>().map_err(|_| {
+        ProcsError::argument("column", "is not a column reference (procs_column_new/0)")
+    })
+}
+
 fn snapshot_ref(term: Term<'_>, field: &'static str) -> Result<SnapRef, ProcsError> {
     term.decode::<SnapRef>().map_err(|_| {
         ProcsError::argument(field, "is not a snapshot reference (procs_snapshot_new/0)")
@@ -208,12 +221,37 @@ fn snapshot_ref(term: Term<'_>, field: &'static str) -> Result<SnapRef, ProcsErr
 /// `{:error, {:invalid_argument, "pids: ..."}}`.
 #[rustler::nif(schedule = "DirtyCpu")]
 fn procs_pids_new<'a>(env: Env<'a>, pids: Term<'a>) -> Term<'a> {
+    pids_new(env, pids, None)
+}
+
+/// `procs_pids_new/2`: `procs_pids_new/1` without the pids of `exclude` (a
+/// short list: a collection's own processes).
+#[rustler::nif(name = "procs_pids_new", schedule = "DirtyCpu")]
+fn procs_pids_new_excluding<'a>(env: Env<'a>, pids: Term<'a>, exclude: Term<'a>) -> Term<'a> {
+    pids_new(env, pids, Some(exclude))
+}
+
+fn pid_words(list: Term<'_>, field: &'static str) -> Result<Vec<u64>, ProcsError> {
+    let bad = || ProcsError::argument(field, "expected a proper list of local pids");
+    let len = list.list_length().map_err(|_| bad())?;
+    let mut words = Vec::with_capacity(len);
+    for t in list.into_list_iterator().map_err(|_| bad())? {
+        words.push(pid_word(t).ok_or_else(bad)?);
+    }
+    Ok(words)
+}
+
+fn pids_new<'a>(env: Env<'a>, pids: Term<'a>, exclude: Option<Term<'a>>) -> Term<'a> {
     let result = (|| -> Result<_, ProcsError> {
-        let bad = || ProcsError::argument("pids", "expected a proper list of local pids");
-        let len = pids.list_length().map_err(|_| bad())?;
-        let mut words = Vec::with_capacity(len);
-        for t in pids.into_list_iterator().map_err(|_| bad())? {
-            words.push(pid_word(t).ok_or_else(bad)?);
+        let mut words = pid_words(pids, "pids")?;
+        if let Some(exclude) = exclude {
+            let exclude = pid_words(exclude, "exclude")?;
+            if exclude.len() > 64 {
+                return Err(ProcsError::argument("exclude", "holds at most 64 pids"));
+            }
+            if !exclude.is_empty() {
+                words.retain(|w| !exclude.contains(w));
+            }
         }
         Ok(words)
     })();
@@ -698,6 +736,29 @@ fn procs_window<'a>(
     }
 }
 
+/// `procs_window_details/2`: the window binary with the identity of its
+/// top rows taken from the snapshot `details` (by pid; see
+/// `Window::with_details`): `{:ok, binary}` or `{:error, {code, detail}}`.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn procs_window_details<'a>(env: Env<'a>, window: Term<'a>, details: Term<'a>) -> Term<'a> {
+    let result = (|| -> Result<_, ProcsError> {
+        let bin = window
+            .decode::<Binary>()
+            .map_err(|_| ProcsError::InvalidWindow {
+                message: "not a binary".into(),
+            })?;
+        let mut w = Window::from_bytes(bin.as_slice())?;
+        let res = snapshot_ref(details, "details")?;
+        let state = res.0.read();
+        w.with_details(&state.snap, &mut |k| pid_text(env, k));
+        Ok(w.to_bytes())
+    })();
+    match result {
+        Ok(bytes) => ok(env, binary(env, &bytes)),
+        Err(e) => error(env, e),
+    }
+}
+
 /// `procs_window_merge/1`: `{:ok, binary}`, `{:error, {:invalid_window,
 /// detail}}`, or `{:error, {:invalid_argument, detail}}` for `[]`.
 #[rustler::nif(schedule = "DirtyCpu")]
@@ -881,6 +942,94 @@ fn cursor(term: Term<'_>, kind: Option<KeyKind>) -> Result<Cursor, ProcsError> {
         _ => return Err(bad()),
     };
     Ok(Cursor { value, key })
+}
+
+// ---------------------------------------------------------------------------
+// Columns: one number of every process
+// ---------------------------------------------------------------------------
+
+/// `procs_column_new/0`: an empty column reference.
+#[rustler::nif]
+fn procs_column_new(env: Env<'_>) -> Term<'_> {
+    ResourceArc::new(ColumnResource(RwLock::new(Column::new()))).encode(env)
+}
+
+/// `procs_column_push/3`: appends `pids[i]` with `values[i]` (a
+/// non-negative integer; anything else, such as `:undefined`, is a process
+/// that was gone and is skipped). `:ok` or `{:error, {code, detail}}`
+/// (`:invalid_argument` naming `pids` or `values`, `:too_many_rows`).
+#[rustler::nif]
+fn procs_column_push<'a>(
+    env: Env<'a>,
+    column: Term<'a>,
+    pids: Term<'a>,
+    values: Term<'a>,
+) -> Term<'a> {
+    let result = (|| -> Result<(), ProcsError> {
+        let res = column_ref(column)?;
+        let keys = pid_words(pids, "pids")?;
+        let bad = || ProcsError::argument("values", "expected a proper list");
+        let mut decoded = Vec::with_capacity(keys.len());
+        for t in values.into_list_iterator().map_err(|_| bad())? {
+            decoded.push(t.decode::<u64>().ok());
+        }
+        let mut c = res.0.write();
+        c.push(&keys, &decoded)
+    })();
+    match result {
+        Ok(()) => atom::ok().encode(env),
+        Err(e) => error(env, e),
+    }
+}
+
+/// `procs_column_info/1`: `%{rows: n, bytes: heap_bytes}`.
+#[rustler::nif]
+fn procs_column_info<'a>(env: Env<'a>, column: Term<'a>) -> Term<'a> {
+    match column_ref(column) {
+        Ok(res) => {
+            let (rows, bytes) = {
+                let c = res.0.read();
+                (c.len(), c.heap_bytes())
+            };
+            rustler::term_map!(env, { atoms::rows() => rows, atoms::bytes() => bytes })
+        }
+        Err(e) => error(env, e),
+    }
+}
+
+/// `procs_column_page/2` with opts `%{limit:, min:, after:}` (`after` as
+/// for `procs_page/2`): `{:ok, [{pid, value}], more}` best first (value
+/// descending, pid ascending), `more` true when entries follow the page.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn procs_column_page<'a>(env: Env<'a>, column: Term<'a>, opts: Term<'a>) -> Term<'a> {
+    let result = (|| -> Result<_, ProcsError> {
+        let res = column_ref(column)?;
+        check_map(opts)?;
+        let limit = bounded(opts, atoms::limit(), "limit", DEFAULT_LIMIT)?;
+        let min = opt(opts, atoms::min())
+            .map(|t| {
+                t.decode::<u64>()
+                    .map_err(|_| ProcsError::option("min", "expected a non-negative integer"))
+            })
+            .transpose()?;
+        let after = match opt(opts, atoms::after()) {
+            None => None,
+            Some(t) => Some(cursor(t, Some(KeyKind::Pid))?),
+        };
+        let c = res.0.read();
+        c.page(limit, min, after)
+    })();
+    match result {
+        Ok(p) => {
+            let entries: Vec<Term<'a>> = p
+                .entries
+                .iter()
+                .map(|&(value, key)| (from_word(env, key), value).encode(env))
+                .collect();
+            (atom::ok(), entries, p.more).encode(env)
+        }
+        Err(e) => error(env, e),
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -48,6 +48,29 @@ defmodule ClusterScope.Procs.RowsTest do
     GenServer.stop(echo)
   end
 
+  test "the agentless stream is not in its own rows" do
+    me = self()
+    ref = make_ref()
+    streamer = spawn(fn -> Rows.stream_v1(me, ref, 5_000) end)
+    rows = receive_rows(streamer, ref, [])
+    keys = MapSet.new(rows, &elem(&1, 0))
+    refute MapSet.member?(keys, Rows.pid_key(streamer))
+    assert MapSet.member?(keys, Rows.pid_key(me))
+  end
+
+  defp receive_rows(streamer, ref, acc) do
+    receive do
+      {^ref, :rows, rows} ->
+        send(streamer, {ref, :ack})
+        receive_rows(streamer, ref, acc ++ rows)
+
+      {^ref, :done, _count} ->
+        acc
+    after
+      5_000 -> flunk("no rows from the stream")
+    end
+  end
+
   test "a dead process is skipped and integer keys carry the pid's two numbers" do
     dead = spawn(fn -> :ok end)
     ref = Process.monitor(dead)

@@ -16,6 +16,8 @@
 //! * [`window`]: what changed between two snapshots of one node
 //!   ([`Window`]), in the manner of `recon:proc_window/3`, merged the same way.
 //! * [`page`]: rows in a stable order behind a cursor ([`page()`]).
+//! * [`column`]: one number of every process ([`Column`]), for a top-K
+//!   by one key that reads only that key, paged in the same order.
 //!
 //! # Keys
 //!
@@ -39,6 +41,7 @@
 //! Every fallible function returns [`ProcsError`], whose
 //! [`code`](ProcsError::code) is a stable snake_case name.
 
+pub mod column;
 pub mod filter;
 pub mod page;
 pub mod pids;
@@ -52,6 +55,7 @@ use std::fmt;
 
 use crate::error::ErrorCode;
 
+pub use column::{Column, ColumnPage};
 pub use filter::{Filter, Glob, MAX_PATTERN_CHARS};
 pub use page::{page, Cursor, CursorKey, Page, PageOptions, DEFAULT_LIMIT, MAX_LIMIT};
 pub use pids::{PidCursor, MAX_PIDS_NEXT};

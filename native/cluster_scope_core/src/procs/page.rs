@@ -42,7 +42,7 @@ pub struct Cursor {
 impl Cursor {
     /// Whether a row of `value` and `key` comes strictly after the cursor.
     #[inline]
-    fn before(&self, value: u64, key: u64) -> bool {
+    pub(crate) fn before(&self, value: u64, key: u64) -> bool {
         value < self.value
             || (value == self.value
                 && match self.key {

@@ -233,6 +233,36 @@ impl Window {
         })
     }
 
+    /// Replaces the identity of each top row found in `details` (by key)
+    /// with that row's: name, initial and current function, application,
+    /// type, status and heap sizes; memory, reductions and queue stay the
+    /// window's, so they agree with the deltas. For a window computed from
+    /// snapshots that hold only numbers (a walk that read three items of
+    /// each process), with the details read for the few winners only.
+    /// Rows not in `details` (processes gone since) are left as they are.
+    pub fn with_details(&mut self, details: &Snapshot, pid_text: &mut dyn FnMut(u64) -> String) {
+        let mut index: WordMap<u64, usize> = WordMap::default();
+        for (i, &k) in details.cols.keys.iter().enumerate() {
+            index.insert(k, i);
+        }
+        for list in [
+            &mut self.top.reductions,
+            &mut self.top.memory,
+            &mut self.top.message_queue_len,
+        ] {
+            for row in list.iter_mut() {
+                if let Some(&i) = index.get(&row.process.key) {
+                    let old = &row.process;
+                    let mut new = ProcRow::from_snapshot(details, i, &old.node, pid_text);
+                    new.memory = old.memory;
+                    new.reductions = old.reductions;
+                    new.message_queue_len = old.message_queue_len;
+                    row.process = new;
+                }
+            }
+        }
+    }
+
     /// Merges windows of different nodes: counts and totals add up, top
     /// lists keep the best `k` rows (`k` the smallest of the inputs'),
     /// `interval_ms` is the longest, nodes the sorted union.
@@ -351,6 +381,46 @@ mod tests {
 
     fn no_pids(_: u64) -> String {
         unreachable!("integer keys only")
+    }
+
+    #[test]
+    fn details_give_the_winners_their_identity_and_keep_the_numbers() {
+        let before = snap(&[(1, 100, 10, 0), (2, 100, 10, 0), (3, 100, 10, 0)]);
+        let after = snap(&[(1, 150, 500, 0), (2, 90, 20, 0), (3, 100, 10, 0)]);
+        let opts = SummaryOptions::new(Filter::default(), 2).unwrap();
+        let mut w = Window::of(&before, &after, "n", 1000, &opts, &mut no_pids).unwrap();
+        let totals = w.totals;
+        // Details for key 1 only, with other numbers and a name.
+        let mut details = Snapshot::new();
+        let row = text_row(
+            &mut details,
+            1,
+            9_999,
+            9_999,
+            9,
+            Some("worker"),
+            "w:init/1",
+            "app",
+            ProcType::GenServer,
+        );
+        details.push(&[row]).unwrap();
+        w.with_details(&details, &mut no_pids);
+        let top = &w.top.reductions[0];
+        assert_eq!(top.process.key, 1);
+        assert_eq!(top.process.registered_name.as_deref(), Some("worker"));
+        assert_eq!(top.process.initial_call, "w:init/1");
+        assert_eq!(top.process.application, "app");
+        assert_eq!(top.process.proc_type, "gen_server");
+        assert_eq!((top.process.memory, top.process.reductions), (150, 500));
+        assert_eq!(top.reductions_delta, 490);
+        assert_eq!(
+            w.top.memory[0].process.registered_name.as_deref(),
+            Some("worker")
+        );
+        // A row without details is left as it was; totals do not move.
+        assert_eq!(w.top.reductions[1].process.key, 2);
+        assert_eq!(w.top.reductions[1].process.registered_name, None);
+        assert_eq!(w.totals, totals);
     }
 
     fn snap(rows: &[(u64, u64, u64, u64)]) -> Snapshot {

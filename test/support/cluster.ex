@@ -107,6 +107,23 @@ defmodule ClusterScope.Test.Cluster do
     :ok
   end
 
+  @doc """
+  Makes this node's cluster state forget every node it knows that is not
+  connected now (peers of earlier tests, whoever started them), for tests
+  that assert on the health of the whole cluster as seen from here.
+  """
+  def forget_gone do
+    if Process.whereis(ClusterScope.Cluster.State) do
+      connected = [node() | Node.list(:connected)]
+
+      for %{node: n} <- ClusterScope.Cluster.State.topology().nodes, n not in connected do
+        ClusterScope.Cluster.State.forget(n)
+      end
+    end
+
+    :ok
+  end
+
   @doc "Calls a function on the peer over standard I/O."
   defdelegate call(peer, module, fun, args, timeout \\ 5_000), to: LocalCluster
 

@@ -78,6 +78,25 @@ defmodule ClusterScope.Procs.WindowCoalescingTest do
     source = {:agentless, ctx.bare.node}
     params = %{"window_ms" => @window, "node" => bare, "limit" => 3}
     before = Cluster.call(ctx.a, Snapshots, :stats, [source])
+    # A memory window lists processes that grew: one grows on the bare node
+    # through the window (an idle node may have none, now that the reading
+    # stream leaves itself out).
+    # (OTP code only there: messages it never reads make it grow.)
+    grower = Cluster.call(ctx.bare, :erlang, :spawn, [:timer, :sleep, [:infinity]])
+
+    feeder =
+      spawn(fn ->
+        for _ <- 1..div(3 * @window, 100) do
+          send(grower, List.duplicate(:grow, 1_000))
+          Process.sleep(100)
+        end
+      end)
+
+    on_exit(fn ->
+      Process.exit(feeder, :kill)
+      Process.exit(grower, :kill)
+    end)
+
     started = System.monotonic_time(:millisecond)
 
     answers =

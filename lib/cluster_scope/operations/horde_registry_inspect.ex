@@ -104,8 +104,8 @@ defmodule ClusterScope.Operations.HordeRegistryInspect do
 
   @impl true
   def execute(%{registry: text} = params) when is_binary(text) do
-    with {:ok, name} <- resolve(text),
-         {:ok, view} <- local(name, entries: true) do
+    with {:ok, name} <- Inspect.resolve_name(:registry, text),
+         {:ok, view} <- Inspect.view(:registry, name, entries: true) do
       {summaries, node_errors} = Inspect.fan(:local_summary, [])
       compared = Findings.compare(summaries)
 
@@ -129,7 +129,7 @@ defmodule ClusterScope.Operations.HordeRegistryInspect do
       {:ok,
        %{
          registry: name,
-         members: Findings.registry(Map.delete(view, :entries), up()).members,
+         members: Findings.registry(Map.delete(view, :entries), Inspect.up_nodes()).members,
          count: view.count,
          per_node: view.per_node,
          total: length(matching),
@@ -158,8 +158,8 @@ defmodule ClusterScope.Operations.HordeRegistryInspect do
 
     registries =
       for name <- found.registries do
-        case local(name, []) do
-          {:ok, view} -> Findings.registry(view, up()) |> Map.delete(:digest)
+        case Inspect.view(:registry, name) do
+          {:ok, view} -> Findings.registry(view, Inspect.up_nodes()) |> Map.delete(:digest)
           {:error, {_, text}} -> %{name: name, error: text}
         end
       end
@@ -176,24 +176,5 @@ defmodule ClusterScope.Operations.HordeRegistryInspect do
        missing_on: Enum.filter(compared.missing_on, &(&1.kind == :registry)),
        node_errors: node_errors
      }}
-  end
-
-  defp resolve(text) do
-    case Discovery.resolve(:registry, text) do
-      {:ok, name} -> {:ok, name}
-      {:error, message} -> {:error, {:not_found, message}}
-    end
-  end
-
-  defp local(name, opts) do
-    case Inspect.local_registry(name, opts) do
-      {:ok, view} -> {:ok, view}
-      {:error, text} -> {:error, {:unavailable, "Horde registry #{inspect(name)}: #{text}"}}
-    end
-  end
-
-  defp up do
-    {up, _} = ClusterScope.Horde.Call.callable_nodes([node() | Node.list(:connected)])
-    up
   end
 end

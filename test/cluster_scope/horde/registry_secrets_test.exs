@@ -55,6 +55,12 @@ defmodule ClusterScope.Horde.RegistrySecretsTest do
 
     on_exit(fn ->
       Process.exit(registrar, :kill)
+      # Stopped cleanly (a killed holder would take the registry down with a crash report).
+      case Process.whereis(Module.concat(@registry, Supervisor)) do
+        nil -> :ok
+        sup -> Supervisor.stop(sup)
+      end
+
       Process.exit(holder, :kill)
     end)
 

@@ -33,7 +33,10 @@ defmodule ClusterScope.Operations.HordeProcessStart do
   listed as unavailable and answers 503.
   """
 
-  use ClusterScope.Operation, name: "horde_process_start", requires: [:horde]
+  # The operation's deadline covers the longest start a request may allow
+  # (timeout_ms up to 30 s) plus the reads around it: a shorter one would
+  # answer a timeout while Horde goes on to start the child.
+  use ClusterScope.Operation, name: "horde_process_start", requires: [:horde], timeout: 35_000
 
   alias ClusterScope.Horde.{Findings, Inspect}
 

@@ -46,7 +46,10 @@ defmodule ClusterScope.Arsenal do
 
   ## Authority
 
-  The faces of `:sensitive` and `:control` operations declare
+  When the HTTP `read_token` is configured, `:read` faces are guarded too
+  (the read token or the admin token grants them), so registering with
+  Arsenal does not open what the endpoint keeps closed. The faces of
+  `:sensitive` and `:control` operations declare
   `metadata.requires_authentication: true` and implement `authorize/2`,
   which Arsenal's registry calls before `execute/1`. Without authority they
   answer `{:error, :unauthorized}`. Authority is either:

@@ -543,6 +543,39 @@ defmodule ClusterScope.ArsenalTest do
       assert Process.alive?(ctx.victim)
     end
 
+    test "with a read_token configured, read operations need it (or the admin token), as over HTTP" do
+      token = "an-admin-token-of-32-characters!"
+      read_token = "a-read-token-of-32-characters!!"
+      previous = Application.get_env(:cluster_scope, :http)
+
+      on_exit(fn ->
+        if previous,
+          do: Application.put_env(:cluster_scope, :http, previous),
+          else: Application.delete_env(:cluster_scope, :http)
+
+        ClusterScope.Config.load()
+      end)
+
+      Application.put_env(:cluster_scope, :http, token: token, read_token: read_token)
+      ClusterScope.Config.load()
+      {:ok, _} = ClusterScope.Arsenal.register_all(registry: StandIn)
+      params = %{"node" => Atom.to_string(node())}
+      face = ClusterScope.Operations.NodeBuildInfo.Arsenal
+      assert face.metadata().requires_authentication
+
+      assert StandIn.execute_operation(:cluster_scope_node_build_info, params) ==
+               {:error, :unauthorized}
+
+      assert {:error, "unauthorized: " <> _} = face.execute(params)
+
+      for t <- [read_token, token] do
+        assert {:ok, _} =
+                 StandIn.execute_operation(:cluster_scope_node_build_info, params, %{
+                   cluster_scope_token: t
+                 })
+      end
+    end
+
     test "read operations need no authority" do
       {:ok, _} = ClusterScope.Arsenal.register_all(registry: StandIn)
 

@@ -305,9 +305,24 @@ defmodule ClusterScope.Arsenal.Face do
       else: {:error, error}
   end
 
-  @doc "Whether an operation needs authority on the Arsenal surface."
+  @doc """
+  Whether an operation needs authority on the Arsenal surface: mutations
+  and `:sensitive` or `:control` operations always; `:read` ones when the
+  HTTP `read_token` is configured (the host guards reads: a face must not
+  open what the endpoint keeps closed). Cost: one read of the config.
+  """
   @spec guarded?(ClusterScope.Operation.meta()) :: boolean()
-  def guarded?(meta), do: meta.mutating or meta.scope != :read
+  def guarded?(meta), do: meta.mutating or meta.scope != :read or read_token?()
+
+  defp read_token? do
+    case ClusterScope.Config.get(:http) do
+      http when is_list(http) -> is_binary(Keyword.get(http, :read_token))
+      http when is_map(http) -> is_binary(Map.get(http, :read_token))
+      _ -> false
+    end
+  rescue
+    _ -> false
+  end
 
   @doc "The deadline (ms) of an operation run by Arsenal: its timeout, capped."
   @spec deadline(ClusterScope.Operation.meta()) :: pos_integer()

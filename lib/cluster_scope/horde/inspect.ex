@@ -310,6 +310,48 @@ defmodule ClusterScope.Horde.Inspect do
     up
   end
 
+  # -- for the operations ----------------------------------------------------------------
+
+  @doc """
+  This node and the connected nodes its cluster state sees as up (a frozen
+  or suspected node is connected but not up). No call to any node.
+  """
+  @spec up_nodes() :: [node()]
+  def up_nodes, do: up_nodes([node() | Node.list(:connected)])
+
+  @doc """
+  The registry (`:registry`) or supervisor (`:supervisor`) named `text` on
+  this node (`ClusterScope.Horde.Discovery.resolve/2`: no atom is made), as
+  an operation answers it: `{:ok, name}` or `{:error, {:not_found, text}}`.
+  """
+  @spec resolve_name(:registry | :supervisor, String.t() | atom()) ::
+          {:ok, atom()} | {:error, {:not_found, String.t()}}
+  def resolve_name(kind, text) do
+    case Discovery.resolve(kind, text) do
+      {:ok, name} -> {:ok, name}
+      {:error, message} -> {:error, {:not_found, message}}
+    end
+  end
+
+  @doc """
+  `local_registry/2` or `local_supervisor/2` of `name`, as an operation
+  answers it: `{:ok, view}` or `{:error, {:unavailable, text}}` naming it.
+  """
+  @spec view(:registry | :supervisor, atom(), keyword()) ::
+          {:ok, map()} | {:error, {:unavailable, String.t()}}
+  def view(kind, name, opts \\ []) do
+    result =
+      case kind do
+        :registry -> local_registry(name, opts)
+        :supervisor -> local_supervisor(name, opts)
+      end
+
+    case result do
+      {:ok, view} -> {:ok, view}
+      {:error, text} -> {:error, {:unavailable, "Horde #{kind} #{inspect(name)}: #{text}"}}
+    end
+  end
+
   @doc """
   The findings of the supervisor `name` as seen from this node
   (`ClusterScope.Horde.Findings.supervisor/2` of `local_supervisor/2`),
@@ -322,7 +364,7 @@ defmodule ClusterScope.Horde.Inspect do
       {:ok, nil}
     else
       with {:ok, view} <- local_supervisor(name, opts) do
-        {:ok, Findings.supervisor(view, up_nodes([node() | Node.list(:connected)]))}
+        {:ok, Findings.supervisor(view, up_nodes())}
       end
     end
   end
@@ -402,14 +444,7 @@ defmodule ClusterScope.Horde.Inspect do
           deadline_ms + 100
         )
 
-      case result do
-        {:ok, {:ok, pid}} when is_pid(pid) -> {:ok, pid}
-        {:ok, {:ok, pid, _info}} when is_pid(pid) -> {:ok, pid}
-        {:ok, :ignore} -> {:error, "the child's start function returned :ignore"}
-        {:ok, {:error, reason}} -> {:error, "Horde refused: #{inspect(reason, limit: 5)}"}
-        {:ok, other} -> {:error, "unexpected answer: #{inspect(other, limit: 5)}"}
-        {:error, reason} -> {:error, Call.describe(reason)}
-      end
+      start_result(result)
     end
   end
 
@@ -419,16 +454,21 @@ defmodule ClusterScope.Horde.Inspect do
   """
   @spec horde_start(atom(), map(), pos_integer()) :: {:ok, pid()} | {:error, String.t()}
   def horde_start(name, child_spec, deadline_ms) do
-    case Call.run(
-           fn -> apply(Horde.DynamicSupervisor, :start_child, [name, child_spec]) end,
-           deadline_ms
-         ) do
-      {:ok, {:ok, pid}} when is_pid(pid) -> {:ok, pid}
-      {:ok, {:ok, pid, _}} when is_pid(pid) -> {:ok, pid}
-      {:ok, :ignore} -> {:error, "the child's start function returned :ignore"}
-      {:ok, {:error, reason}} -> {:error, "Horde refused: #{inspect(reason, limit: 5)}"}
-      {:ok, other} -> {:error, "unexpected answer: #{inspect(other, limit: 5)}"}
-      {:error, reason} -> {:error, Call.describe(reason)}
-    end
+    Call.run(
+      fn -> apply(Horde.DynamicSupervisor, :start_child, [name, child_spec]) end,
+      deadline_ms
+    )
+    |> start_result()
   end
+
+  # A start's answer (through Call.run/2), Horde's own or the local one.
+  defp start_result({:ok, {:ok, pid}}) when is_pid(pid), do: {:ok, pid}
+  defp start_result({:ok, {:ok, pid, _info}}) when is_pid(pid), do: {:ok, pid}
+  defp start_result({:ok, :ignore}), do: {:error, "the child's start function returned :ignore"}
+
+  defp start_result({:ok, {:error, reason}}),
+    do: {:error, "Horde refused: #{inspect(reason, limit: 5)}"}
+
+  defp start_result({:ok, other}), do: {:error, "unexpected answer: #{inspect(other, limit: 5)}"}
+  defp start_result({:error, reason}), do: {:error, Call.describe(reason)}
 end

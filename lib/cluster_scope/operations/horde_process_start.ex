@@ -33,9 +33,12 @@ defmodule ClusterScope.Operations.HordeProcessStart do
   listed as unavailable and answers 503.
   """
 
-  use ClusterScope.Operation, name: "horde_process_start", requires: [:horde]
+  # The operation's deadline covers the longest start a request may allow
+  # (timeout_ms up to 30 s) plus the reads around it: a shorter one would
+  # answer a timeout while Horde goes on to start the child.
+  use ClusterScope.Operation, name: "horde_process_start", requires: [:horde], timeout: 35_000
 
-  alias ClusterScope.Horde.{Call, Discovery, Findings, Inspect}
+  alias ClusterScope.Horde.{Findings, Inspect}
 
   @impl true
   def rest_config do
@@ -227,9 +230,9 @@ defmodule ClusterScope.Operations.HordeProcessStart do
 
   @impl true
   def execute(params) do
-    with {:ok, name} <- resolve(params.supervisor),
-         {:ok, view} <- local_view(name),
-         summary = Findings.supervisor(view, up()),
+    with {:ok, name} <- Inspect.resolve_name(:supervisor, params.supervisor),
+         {:ok, view} <- Inspect.view(:supervisor, name),
+         summary = Findings.supervisor(view, Inspect.up_nodes()),
          {:ok, placement} <- place(params, summary) do
       spec = %{
         id: params.module,
@@ -258,25 +261,6 @@ defmodule ClusterScope.Operations.HordeProcessStart do
           {:error, {:unavailable, "starting under #{inspect(name)} failed: #{text}"}}
       end
     end
-  end
-
-  defp resolve(text) do
-    case Discovery.resolve(:supervisor, text) do
-      {:ok, name} -> {:ok, name}
-      {:error, message} -> {:error, {:not_found, message}}
-    end
-  end
-
-  defp local_view(name) do
-    case Inspect.local_supervisor(name) do
-      {:ok, view} -> {:ok, view}
-      {:error, text} -> {:error, {:unavailable, "Horde supervisor #{inspect(name)}: #{text}"}}
-    end
-  end
-
-  defp up do
-    {up, _} = Call.callable_nodes([node() | Node.list(:connected)])
-    up
   end
 
   # -- placement --------------------------------------------------------------------------

@@ -14,10 +14,20 @@ defmodule ClusterScope.Operations.HordeRegistryInspect do
   With `registry` (its name as Elixir writes it, `MyApp.Registry` or
   `:my_registry`; an unknown name is a 404 listing the known ones, and no
   atom is ever made from it): also a page of its entries - key, pid, node,
-  value (redacted like every answer) - filtered by the pid's `node` and by
-  `key_contains` (a substring of the key as Elixir prints it), ordered by
-  that text, `limit` per page from `offset`, with `total` and the counts per
-  node of the matching entries.
+  value - filtered by the pid's `node` and by `key_contains` (a substring of
+  the key as Elixir prints it), ordered by that text, `limit` per page from
+  `offset`, with `total` and the counts per node of the matching entries.
+
+  A registry's keys and values are the host's data (session ids, connection
+  options, credentials), like a process's state: the operation has the
+  `:sensitive` scope (the admin token over HTTP, `authorize/2` through
+  Arsenal), and every key and value is redacted with this node's rules
+  (`ClusterScope.Secrets`: the cookies, the endpoint's tokens, values under
+  `redact_keys`) **before** it is printed, matched by `key_contains` or
+  turned into JSON - once turned into JSON a keyword list is a list of
+  `{"$tuple": [...]}` objects whose keys the answer's redaction can no
+  longer recognise, and a filter on the raw text would let a client guess
+  a secret one character at a time.
 
   Cost: entries come from this node's replica (`Horde.Registry.select/2`:
   an ETS read of every entry, no process is called, proportional to the
@@ -27,7 +37,10 @@ defmodule ClusterScope.Operations.HordeRegistryInspect do
   operation is listed as unavailable and answers 503.
   """
 
-  use ClusterScope.Operation, name: "horde_registry_inspect", requires: [:horde]
+  use ClusterScope.Operation,
+    name: "horde_registry_inspect",
+    requires: [:horde],
+    scope: :sensitive
 
   alias ClusterScope.Horde.{Discovery, Findings, Inspect}
   alias ClusterScope.Procs.Terms
@@ -91,17 +104,22 @@ defmodule ClusterScope.Operations.HordeRegistryInspect do
 
   @impl true
   def execute(%{registry: text} = params) when is_binary(text) do
-    with {:ok, name} <- resolve(text),
-         {:ok, view} <- local(name, entries: true) do
+    with {:ok, name} <- Inspect.resolve_name(:registry, text),
+         {:ok, view} <- Inspect.view(:registry, name, entries: true) do
       {summaries, node_errors} = Inspect.fan(:local_summary, [])
       compared = Findings.compare(summaries)
 
+      rules = ClusterScope.Secrets.rules()
+
       matching =
         view.entries
-        |> Enum.map(fn {k, pid, v} -> {inspect(k, limit: 20, printable_limit: 200), k, pid, v} end)
-        |> Enum.filter(fn {text, _k, pid, _v} ->
-          (params[:node] == nil or node(pid) == params.node) and
-            (params[:key_contains] == nil or String.contains?(text, params.key_contains))
+        |> Enum.filter(fn {_k, pid, _v} -> params[:node] == nil or node(pid) == params.node end)
+        |> Enum.map(fn {k, pid, v} ->
+          k = ClusterScope.Redact.term(k, rules)
+          {inspect(k, limit: 20, printable_limit: 200), k, pid, v}
+        end)
+        |> Enum.filter(fn {text, _k, _pid, _v} ->
+          params[:key_contains] == nil or String.contains?(text, params.key_contains)
         end)
         |> Enum.sort_by(&elem(&1, 0))
 
@@ -111,7 +129,7 @@ defmodule ClusterScope.Operations.HordeRegistryInspect do
       {:ok,
        %{
          registry: name,
-         members: Findings.registry(Map.delete(view, :entries), up()).members,
+         members: Findings.registry(Map.delete(view, :entries), Inspect.up_nodes()).members,
          count: view.count,
          per_node: view.per_node,
          total: length(matching),
@@ -123,7 +141,7 @@ defmodule ClusterScope.Operations.HordeRegistryInspect do
                key_text: text,
                pid: ClusterScope.ProcessRef.to_string(pid),
                node: node(pid),
-               value: Terms.to_json(v)
+               value: v |> ClusterScope.Redact.term(rules) |> Terms.to_json()
              }
            end,
          next_offset: if(next < length(matching), do: next),
@@ -140,8 +158,8 @@ defmodule ClusterScope.Operations.HordeRegistryInspect do
 
     registries =
       for name <- found.registries do
-        case local(name, []) do
-          {:ok, view} -> Findings.registry(view, up()) |> Map.delete(:digest)
+        case Inspect.view(:registry, name) do
+          {:ok, view} -> Findings.registry(view, Inspect.up_nodes()) |> Map.delete(:digest)
           {:error, {_, text}} -> %{name: name, error: text}
         end
       end
@@ -158,24 +176,5 @@ defmodule ClusterScope.Operations.HordeRegistryInspect do
        missing_on: Enum.filter(compared.missing_on, &(&1.kind == :registry)),
        node_errors: node_errors
      }}
-  end
-
-  defp resolve(text) do
-    case Discovery.resolve(:registry, text) do
-      {:ok, name} -> {:ok, name}
-      {:error, message} -> {:error, {:not_found, message}}
-    end
-  end
-
-  defp local(name, opts) do
-    case Inspect.local_registry(name, opts) do
-      {:ok, view} -> {:ok, view}
-      {:error, text} -> {:error, {:unavailable, "Horde registry #{inspect(name)}: #{text}"}}
-    end
-  end
-
-  defp up do
-    {up, _} = ClusterScope.Horde.Call.callable_nodes([node() | Node.list(:connected)])
-    up
   end
 end

@@ -82,9 +82,9 @@ defmodule ClusterScope.Operations.HordeSupervisorInspect do
 
   @impl true
   def execute(%{supervisor: text} = params) when is_binary(text) do
-    with {:ok, name} <- resolve(text),
-         {:ok, view} <- local(name) do
-      summary = Findings.supervisor(view, up())
+    with {:ok, name} <- Inspect.resolve_name(:supervisor, text),
+         {:ok, view} <- Inspect.view(:supervisor, name) do
+      summary = Findings.supervisor(view, Inspect.up_nodes())
       member_nodes = for m <- summary.members, m.status != :uninitialized, do: m.node
       nodes = Enum.uniq([node() | Node.list(:visible)] ++ member_nodes)
       {answers, node_errors} = Inspect.fan(:local_supervisor_summary, [name], nodes)
@@ -140,31 +140,12 @@ defmodule ClusterScope.Operations.HordeSupervisorInspect do
   def execute(_params) do
     supervisors =
       for name <- Discovery.local().supervisors do
-        case local(name) do
-          {:ok, view} -> Findings.supervisor(view, up())
+        case Inspect.view(:supervisor, name) do
+          {:ok, view} -> Findings.supervisor(view, Inspect.up_nodes())
           {:error, {_, text}} -> %{name: name, error: text}
         end
       end
 
     {:ok, %{supervisors: supervisors, node_errors: []}}
-  end
-
-  defp resolve(text) do
-    case Discovery.resolve(:supervisor, text) do
-      {:ok, name} -> {:ok, name}
-      {:error, message} -> {:error, {:not_found, message}}
-    end
-  end
-
-  defp local(name) do
-    case Inspect.local_supervisor(name) do
-      {:ok, view} -> {:ok, view}
-      {:error, text} -> {:error, {:unavailable, "Horde supervisor #{inspect(name)}: #{text}"}}
-    end
-  end
-
-  defp up do
-    {up, _} = ClusterScope.Horde.Call.callable_nodes([node() | Node.list(:connected)])
-    up
   end
 end

@@ -173,6 +173,35 @@ defmodule ClusterScope.Health.Alerts do
 
   # -- messages ------------------------------------------------------------------
 
+  @doc """
+  An alert for a value measured once rather than sampled (a comparison of
+  nodes made by one call): raised when `value` reaches a level of
+  `levels`, `nil` otherwise. No hysteresis: the next call measures again.
+  """
+  @spec instant(atom(), number() | nil, Thresholds.levels(), node(), integer()) :: alert() | nil
+  def instant(metric, value, levels, node, now_ms) do
+    case level(value, levels) do
+      nil ->
+        nil
+
+      severity ->
+        threshold = levels[severity]
+        {message, remediation} = describe(metric, severity, value, threshold, %{})
+
+        %{
+          id: "#{node}/#{metric}/instant",
+          severity: severity,
+          node: node,
+          metric: metric,
+          value: value,
+          threshold: threshold,
+          started_at_ms: now_ms,
+          message: message,
+          remediation: remediation
+        }
+    end
+  end
+
   @doc false
   def describe(metric, severity, value, threshold, sample) do
     {what, remediation} = text(metric, value, threshold, sample || %{})
@@ -350,6 +379,18 @@ defmodule ClusterScope.Health.Alerts do
        "Explicit member lists (Horde.Cluster.set_members/2) are not updated when a node goes: " <>
          "update them, or use members: :auto.",
        "A quorum strategy counts such members: see whether it still has a majority."
+     ]}
+  end
+
+  defp text(:horde_membership_disagreements, value, threshold, _sample) do
+    {"#{value} nodes see other Horde members than the rest of the cluster (threshold #{threshold})",
+     [
+       "See GET /api/v1/cluster/health (horde.membership_disagreements) and " <>
+         "GET /api/v1/horde/members: which node lists which members.",
+       "A node that disagrees after a netsplit heals keeps its own children and names: " <>
+         "expect duplicates until membership converges (Horde.Cluster.set_members/2 or members: :auto).",
+       "If it does not converge within a few seconds, check the links between those nodes " <>
+         "(GET /api/v1/cluster/partitions)."
      ]}
   end
 

@@ -24,10 +24,15 @@ defmodule ClusterScope.Health.Thresholds do
   | `horde_duplicates`          | Horde children running twice (extra, same spec on two nodes, unnamed copies) | 1 | nil |
   | `horde_lost_children`       | Horde children recorded on nodes that are not up                    | 1        | nil      |
   | `horde_members_not_connected` | Horde members on nodes not connected or not up (distinct nodes)   | 1        | nil      |
+  | `horde_membership_disagreements` | nodes whose Horde member lists differ from the most common one (cluster-wide) | 1 | nil |
 
   The Horde metrics exist only where Horde is loaded (see
   `ClusterScope.Horde.Findings` for what each counts); they come from the
   monitor's non-essential collector, at most every 10 s.
+  `horde_membership_disagreements` needs every node's view: it is
+  evaluated by `cluster_health` on the node that answers, against that
+  node's thresholds, at each call (no hysteresis: it is a comparison, not a
+  sampled value).
 
   Two settings apply to every metric:
 
@@ -55,7 +60,8 @@ defmodule ClusterScope.Health.Thresholds do
     horde_skew: {2.0, nil},
     horde_duplicates: {1, nil},
     horde_lost_children: {1, nil},
-    horde_members_not_connected: {1, nil}
+    horde_members_not_connected: {1, nil},
+    horde_membership_disagreements: {1, nil}
   ]
 
   @metric_names Keyword.keys(@metrics)

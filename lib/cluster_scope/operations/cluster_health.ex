@@ -51,7 +51,7 @@ defmodule ClusterScope.Operations.ClusterHealth do
   use ClusterScope.Operation, name: "cluster_health"
 
   alias ClusterScope.Health
-  alias ClusterScope.Health.Alerts
+  alias ClusterScope.Health.{Alerts, Thresholds}
 
   @rank %{healthy: 0, degraded: 1, critical: 2}
 
@@ -82,10 +82,15 @@ defmodule ClusterScope.Operations.ClusterHealth do
 
     libcluster = ClusterScope.Cluster.Libcluster.health()
     {answers, node_errors} = Health.cluster_call(:local_health, [])
-    alerts = answers |> Enum.flat_map(fn {_node, h} -> h.alerts end) |> Alerts.sort()
-    worst = Alerts.worst(alerts)
-
     horde = horde_section(answers)
+
+    alerts =
+      answers
+      |> Enum.flat_map(fn {_node, h} -> h.alerts end)
+      |> Kernel.++(List.wrap(horde && horde.alert))
+      |> Alerts.sort()
+
+    worst = Alerts.worst(alerts)
 
     status =
       Enum.max_by(
@@ -135,11 +140,21 @@ defmodule ClusterScope.Operations.ClusterHealth do
 
       disagree? = compared.membership_disagreements != [] or compared.replica_disagreements != []
 
+      disagreeing =
+        compared.membership_disagreements |> Enum.flat_map(& &1.disagreeing) |> Enum.uniq()
+
+      metric = :horde_membership_disagreements
+      thresholds = ClusterScope.Health.Monitor.thresholds() || Thresholds.defaults()
+      levels = thresholds.metrics[metric]
+      now = System.system_time(:millisecond)
+      alert = Alerts.instant(metric, length(disagreeing), levels, node(), now)
+
       %{
         status: if(disagree?, do: :degraded, else: :healthy),
         values_by_node: values,
         worst: worst,
         membership_disagreements: compared.membership_disagreements,
+        alert: alert,
         replica_disagreements: compared.replica_disagreements,
         missing_on: compared.missing_on
       }

@@ -49,4 +49,22 @@ defmodule ClusterScope.Horde.AlertsTest do
     nils = Map.new(@metrics, &{&1, nil})
     assert {_, [], _} = Alerts.evaluate(%{}, nils, Thresholds.defaults(), ctx)
   end
+
+  test "membership disagreements: an instant alert from one comparison, at the node's thresholds" do
+    levels = Thresholds.defaults().metrics[:horde_membership_disagreements]
+    assert levels == %{warning: 1, critical: nil}
+
+    assert Alerts.instant(:horde_membership_disagreements, 0, levels, node(), 1) == nil
+    assert Alerts.instant(:horde_membership_disagreements, nil, levels, node(), 1) == nil
+
+    alert = Alerts.instant(:horde_membership_disagreements, 2, levels, node(), 42)
+    assert %{severity: :warning, value: 2, threshold: 1, started_at_ms: 42} = alert
+    assert alert.message =~ "2 nodes see other Horde members"
+    assert Enum.any?(alert.remediation, &(&1 =~ "/api/v1/horde/members"))
+
+    critical =
+      Alerts.instant(:horde_membership_disagreements, 3, %{levels | critical: 3}, node(), 1)
+
+    assert critical.severity == :critical
+  end
 end

@@ -26,6 +26,14 @@ defmodule ClusterScope.TelemetryTest do
 
   setup do
     ClusterScope.TestOps.register()
+
+    # With the library on the code path (ERL_LIBS), an earlier test may have
+    # started :telemetry: these tests are about a node where it does not run.
+    if Telemetry.running?() do
+      :ok = Application.stop(:telemetry)
+      on_exit(fn -> Application.ensure_all_started(:telemetry) end)
+    end
+
     :ok
   end
 

@@ -70,13 +70,7 @@ defmodule ClusterScope.Procs.Collector do
       %{rows: rows} = Native.procs_snapshot_info(snapshot)
       peak = states |> Enum.map(&elem(&1, 1)) |> Enum.max(fn -> 0 end)
 
-      {:ok, snapshot,
-       %{
-         processes: rows,
-         duration_us: System.monotonic_time(:microsecond) - started,
-         peak_heap_bytes: if(measure?, do: peak),
-         taken_at_ms: div(started, 1000)
-       }}
+      {:ok, snapshot, stats(rows, started, if(measure?, do: peak))}
     else
       {:error, _} = error -> error
       other -> {:error, other}
@@ -101,17 +95,24 @@ defmodule ClusterScope.Procs.Collector do
            Walker.walk(fn -> nil end, &push_thin(&1, &2, snapshot), opts) do
       %{rows: rows} = Native.procs_snapshot_info(snapshot)
 
-      {:ok, snapshot,
-       %{
-         processes: rows,
-         duration_us: System.monotonic_time(:microsecond) - started,
-         peak_heap_bytes: nil,
-         taken_at_ms: div(started, 1000)
-       }}
+      {:ok, snapshot, stats(rows, started, nil)}
     else
       {:error, _} = error -> error
       other -> {:error, other}
     end
+  end
+
+  @doc false
+  # The stats of a walk that started at `started_us` (monotonic) and read
+  # `rows` processes.
+  @spec stats(non_neg_integer(), integer(), non_neg_integer() | nil) :: stats()
+  def stats(rows, started_us, peak_heap_bytes) do
+    %{
+      processes: rows,
+      duration_us: System.monotonic_time(:microsecond) - started_us,
+      peak_heap_bytes: peak_heap_bytes,
+      taken_at_ms: div(started_us, 1000)
+    }
   end
 
   defp push_thin(pids, state, snapshot) do

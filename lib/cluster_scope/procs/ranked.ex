@@ -84,12 +84,7 @@ defmodule ClusterScope.Procs.Ranked do
          {:ok, _} <- Walker.walk(fn -> nil end, &push(&1, &2, column, item), opts) do
       %{rows: rows} = Native.procs_column_info(column)
 
-      {:ok, column,
-       %{
-         processes: rows,
-         duration_us: System.monotonic_time(:microsecond) - started,
-         taken_at_ms: div(started, 1000)
-       }}
+      {:ok, column, ClusterScope.Procs.Collector.stats(rows, started, nil)}
     else
       {:error, _} = error -> error
       other -> {:error, other}

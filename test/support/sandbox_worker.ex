@@ -1,0 +1,17 @@
+defmodule ClusterScope.Test.SandboxWorker do
+  @moduledoc false
+  # A sandbox child for tests and the sandbox bench: a GenServer that
+  # answers :ping and :topology. `start_link({:fail_on, node})` refuses to
+  # start on that node (for the all-or-nothing tests).
+  use GenServer
+
+  def start_link(arg \\ nil), do: GenServer.start_link(__MODULE__, arg)
+
+  @impl true
+  def init({:fail_on, node}) when node == node(), do: {:stop, :refused_here}
+  def init(arg), do: {:ok, %{arg: arg, topology: ClusterScope.Sandbox.topology()}}
+
+  @impl true
+  def handle_call(:ping, _from, state), do: {:reply, :pong, state}
+  def handle_call(:topology, _from, state), do: {:reply, state.topology, state}
+end

@@ -81,10 +81,11 @@ defmodule ClusterScope.Sandbox.Group do
       restarts: %{}
     }
 
-    case start_slots(state, mine(placement)) do
+    # Tagged first: a child may read its sandbox in its init.
+    case start_slots(tag(state), mine(placement)) do
       {:ok, state} ->
         :ok = :pg.join(@scope, {:sandbox, definition.id}, self())
-        {:ok, tag(state)}
+        {:ok, state}
 
       {:error, slot, reason, state} ->
         stop_all(state)
@@ -106,7 +107,7 @@ defmodule ClusterScope.Sandbox.Group do
     to_stop = MapSet.difference(running, wanted) |> Enum.sort()
     to_start = MapSet.difference(wanted, running) |> Enum.sort()
     state = Enum.reduce(to_stop, state, &stop_slot(&2, &1))
-    state = %{state | placement: placement, epoch: epoch}
+    state = tag(%{state | placement: placement, epoch: epoch})
 
     case start_slots(state, to_start) do
       {:ok, state} ->

@@ -1,0 +1,229 @@
+defmodule ClusterScope.Sandbox.ClusterTest do
+  # Sandboxes on real peers: placement, a killed node's processes restarted
+  # on survivors, destroy on every node, all-or-nothing creation, and (with
+  # :chaos) a node cut off during destroy cleaned when it reconnects.
+  use ExUnit.Case, async: false
+
+  alias ClusterScope.Sandbox.Agent, as: SAgent
+  alias ClusterScope.Test.{Cluster, SandboxWorker}
+
+  @moduletag :cluster
+  @moduletag timeout: 240_000
+
+  setup do
+    peers = Cluster.start(3)
+
+    for p <- peers do
+      :ok =
+        Cluster.call(p, Application, :put_env, [
+          :cluster_scope,
+          :startable_modules,
+          [SandboxWorker]
+        ])
+
+      Cluster.call(p, ClusterScope.Config, :load, [])
+    end
+
+    [a, b, c] = Enum.sort_by(peers, & &1.node)
+    %{a: a, b: b, c: c, peers: [a, b, c]}
+  end
+
+  defp run(peer, op, params), do: Cluster.call(peer, ClusterScope, :run, [op, params], 60_000)
+
+  defp create(peer, params) do
+    run(
+      peer,
+      "create_sandbox",
+      Map.merge(
+        %{"children" => [%{"module" => "ClusterScope.Test.SandboxWorker", "count" => 6}]},
+        params
+      )
+    )
+  end
+
+  # What `peer` itself runs of sandbox `id`: {placed here, running}.
+  defp local(peer, id) do
+    case Cluster.call(peer, SAgent, :info, [id]) do
+      {:ok, nil} -> {0, 0}
+      {:ok, part} -> {part.placed_here, part.running}
+    end
+  end
+
+  defp pids(peer, id) do
+    {:ok, part} = Cluster.call(peer, SAgent, :info, [id])
+
+    for p <- part.processes do
+      {:ok, ref} = ClusterScope.ProcessRef.parse(p.pid)
+      ref
+    end
+  end
+
+  defp poll(timeout, fun), do: Cluster.poll(System.monotonic_time(:millisecond) + timeout, fun)
+
+  test "placement is honoured on every node and explained", %{a: a, b: b, c: c} do
+    {:ok, rr} = create(a, %{"name" => "rr", "strategy" => "round_robin"})
+    assert rr.nodes == %{a.node => 2, b.node => 2, c.node => 2}
+    assert rr.placement_reason =~ "round robin"
+    for p <- [a, b, c], do: assert(local(p, rr.id) == {2, 2})
+
+    {:ok, pin} =
+      create(a, %{
+        "name" => "pin",
+        "strategy" => "pinned",
+        "nodes" => [to_string(b.node), to_string(c.node)]
+      })
+
+    assert pin.nodes == %{b.node => 3, c.node => 3}
+    assert local(a, pin.id) == {0, 0}
+    assert local(b, pin.id) == {3, 3} and local(c, pin.id) == {3, 3}
+
+    {:ok, ll} = create(a, %{"name" => "ll", "strategy" => "least_loaded"})
+    assert ll.placement_reason =~ "load figures"
+    assert Enum.sum(Map.values(ll.nodes)) == 6
+
+    # Info from another node shows the processes per node with status.
+    {:ok, info} = run(c, "get_sandbox_info", %{"id" => "rr"})
+    assert map_size(info.nodes) == 3
+
+    for {_n, part} <- info.nodes do
+      assert length(part.processes) == 2
+      assert Enum.all?(part.processes, &(&1.status in [:waiting, :running, :runnable]))
+    end
+
+    {:ok, list} = run(b, "list_sandboxes", %{})
+    assert Enum.map(list.sandboxes, & &1.name) == ["ll", "pin", "rr"]
+  end
+
+  test "a killed node's processes restart on the survivors within a few seconds", %{
+    a: a,
+    b: b,
+    c: c
+  } do
+    {:ok, s} =
+      create(a, %{
+        "name" => "fo",
+        "children" => [%{"module" => "ClusterScope.Test.SandboxWorker", "count" => 30}]
+      })
+
+    assert s.nodes == %{a.node => 10, b.node => 10, c.node => 10}
+
+    Cluster.kill(c)
+
+    assert poll(5_000, fn ->
+             {pa, ra} = local(a, s.id)
+             {pb, rb} = local(b, s.id)
+             pa + pb == 30 and ra + rb == 30
+           end),
+           "survivors run #{inspect({local(a, s.id), local(b, s.id)})}"
+
+    {:ok, info} = run(b, "get_sandbox_info", %{"id" => "fo"})
+    refute Map.has_key?(info.nodes, c.node)
+    assert info.running == 30 and info.epoch == 2
+
+    events = Cluster.call(a, ClusterScope.Sandbox.Manager, :events, [])
+    assert Enum.any?(events, &(&1.type == :sandbox_restarted_elsewhere and &1.node == c.node))
+
+    # Migrate moves the processes of a onto b on demand.
+    {on_a, _} = local(a, s.id)
+    assert on_a > 0
+    {:ok, m} = run(b, "migrate_sandbox", %{"id" => "fo", "from" => to_string(a.node)})
+    assert m.moved == on_a and m.nodes == %{b.node => 30}
+    assert local(a, s.id) == {0, 0} and local(b, s.id) == {30, 30}
+  end
+
+  test "restart: none leaves a lost node's processes lost", %{a: a, b: b, c: c} do
+    {:ok, s} = create(a, %{"name" => "none", "restart" => "none"})
+    Cluster.kill(c)
+    Process.sleep(1_500)
+    assert local(a, s.id) == {2, 2} and local(b, s.id) == {2, 2}
+  end
+
+  test "destroy removes the sandbox from every node", %{a: a, b: b, c: c} do
+    {:ok, s} = create(a, %{"name" => "gone"})
+    before = for p <- [a, b, c], do: {p, pids(p, s.id)}
+
+    {:ok, d} = run(b, "destroy_sandbox", %{"id" => "gone"})
+    assert d.stopped == 6 and d.pending_nodes == []
+
+    for {p, refs} <- before do
+      assert Cluster.call(p, SAgent, :groups, []) == []
+
+      for ref <- refs do
+        {:ok, pid} = Cluster.call(p, ClusterScope.Procs.Control, :pid, [ref])
+        refute Cluster.call(p, Process, :alive?, [pid])
+      end
+    end
+
+    assert {:error, %{code: :not_found}} = run(a, "get_sandbox_info", %{"id" => "gone"})
+    # The name can be used again; the tombstone is the old id's.
+    assert {:ok, again} = create(c, %{"name" => "gone"})
+    assert again.id != s.id
+  end
+
+  test "bad input leaves no half-made sandbox on any node", %{a: a, b: b, c: c} do
+    # b refuses its part: the parts a and c started are removed.
+    {:error, e} =
+      run(a, "create_sandbox", %{
+        "name" => "half",
+        "children" => [
+          %{"module" => "ClusterScope.Test.SandboxWorker", "count" => 3},
+          %{
+            "module" => "ClusterScope.Test.SandboxWorker",
+            "count" => 3,
+            "args" => [%{"$tuple" => [%{"$atom" => "fail_on"}, %{"$atom" => to_string(b.node)}]}]
+          }
+        ]
+      })
+
+    assert e.code == :unavailable and e.message =~ to_string(b.node)
+    for p <- [a, b, c], do: assert(Cluster.call(p, SAgent, :groups, []) == [])
+
+    {:error, e} = create(a, %{"name" => "x", "children" => [%{"module" => "No.Such"}]})
+    assert e.code == :invalid_params and e.message =~ "children[0].module"
+
+    {:error, e} = create(a, %{"name" => "x", "children" => [%{"module" => "GenServer"}]})
+    assert e.message =~ "startable_modules"
+
+    {:error, e} = create(a, %{"name" => "x", "strategy" => "random"})
+    assert e.code == :invalid_params and e.message =~ "strategy"
+
+    {:error, e} = create(a, %{"name" => "x", "nodes" => ["nobody@127.9.9.9"]})
+    assert e.code == :invalid_params and e.message =~ "nodes"
+
+    {:ok, _} = create(a, %{"name" => "dup"})
+    {:error, e} = create(b, %{"name" => "dup"})
+    assert e.code == :invalid_params and e.message =~ "exists"
+    assert length(Cluster.call(c, SAgent, :groups, [])) == 1
+  end
+
+  @tag :chaos
+  test "a node cut off during destroy removes its part when it reconnects",
+       %{a: a, b: b, c: c} = ctx do
+    {:ok, s} = create(a, %{"name" => "cut"})
+    c_refs = pids(c, s.id)
+
+    Cluster.cut_all([{a, c}, {b, c}])
+
+    # Destroy while c cannot be reached (a Fanout call to it times out, or
+    # the link is already down): c is pending.
+    {:ok, d} = run(a, "destroy_sandbox", %{"id" => "cut"})
+    assert local(a, s.id) == {0, 0} and local(b, s.id) == {0, 0}
+    # c, alone on its side, still runs its part and did not take the others'.
+    assert local(c, s.id) == {2, 2}
+    assert c.node in d.pending_nodes or not Enum.member?(d.nodes, c.node)
+
+    Cluster.heal_all()
+    Cluster.reconnect(ctx.peers)
+
+    assert poll(15_000, fn -> Cluster.call(c, SAgent, :groups, []) == [] end),
+           "c still runs #{inspect(local(c, s.id))}"
+
+    for ref <- c_refs do
+      {:ok, pid} = Cluster.call(c, ClusterScope.Procs.Control, :pid, [ref])
+      refute Cluster.call(c, Process, :alive?, [pid])
+    end
+
+    events = Cluster.call(c, ClusterScope.Sandbox.Manager, :events, [])
+    assert Enum.any?(events, &(&1.type == :sandbox_orphan_cleaned))
+  end
+end

@@ -13,7 +13,7 @@
 
 alias ClusterScope.LocalCluster
 alias ClusterScope.Sandbox.Agent, as: SAgent
-alias ClusterScope.Test.{Cluster, SandboxBench, SandboxWorker}
+alias ClusterScope.Test.{Cluster, SandboxBench}
 
 quick = System.get_env("QUICK") == "1"
 rounds = if quick, do: 3, else: 10

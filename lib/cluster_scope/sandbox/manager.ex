@@ -23,8 +23,10 @@ defmodule ClusterScope.Sandbox.Manager do
     twice); tombstones are merged.
 
   Tombstones are bounded: at most 1,000, each kept 24 h. Events: the last
-  200 here (`events/0`); each is also emitted as `[:cluster_scope,
-  :sandbox, type]` telemetry when `:telemetry` runs.
+  200 here (`events/0`); each also joins the cluster events of this node
+  (`ClusterScope.Cluster.State.sandbox_event/4`, `cluster_events`) and is
+  emitted as `[:cluster_scope, :sandbox, type]` telemetry when
+  `:telemetry` runs.
 
   The work on a node event runs in a task, so the server always answers.
   """
@@ -274,6 +276,7 @@ defmodule ClusterScope.Sandbox.Manager do
   defp event(state, type, node, cause, details) do
     e = %{id: state.next_id, type: type, node: node, cause: cause, details: details, at_ms: now()}
     ClusterScope.Telemetry.execute([:cluster_scope, :sandbox, type], %{count: 1}, e)
+    ClusterScope.Cluster.State.sandbox_event(type, node, cause, details)
     q = :queue.in(e, state.events)
 
     {q, count} =

@@ -166,6 +166,16 @@ defmodule ClusterScope.SandboxTest do
       assert created.processes == 3
       assert created.nodes == %{node() => 3}
 
+      # The sandbox's events join the cluster events.
+      assert eventually(fn ->
+               {:ok, ev} = ClusterScope.run("cluster_events", %{"limit" => 1000})
+
+               Enum.any?(
+                 ev.events,
+                 &(&1.type == :sandbox_created and &1.details.id == created.id)
+               )
+             end)
+
       assert {:error, %{code: :invalid_params} = e} =
                ClusterScope.run("create_sandbox", %{"name" => "local", "children" => [child()]})
 

@@ -160,6 +160,31 @@ defmodule ClusterScope.Sandbox.ClusterTest do
     assert again.id != s.id
   end
 
+  test "a restarted manager loses nothing: parts run on, tombstones come back from the others",
+       %{a: a, b: b, c: c} do
+    {:ok, keep} = create(a, %{"name" => "keep"})
+    {:ok, old} = create(a, %{"name" => "old"})
+    {:ok, _} = run(a, "destroy_sandbox", %{"id" => "old"})
+
+    # Two of three at once: their tombstones come back from a (with every
+    # manager restarted at once, the tombstones would be lost: they are
+    # kept only by the managers).
+    for p <- [b, c] do
+      mgr = Cluster.call(p, Process, :whereis, [ClusterScope.Sandbox.Manager])
+      true = Cluster.call(p, Process, :exit, [mgr, :kill])
+    end
+
+    assert poll(5_000, fn ->
+             Enum.all?([a, b, c], fn p ->
+               Cluster.call(p, ClusterScope.Sandbox.Manager, :tombstoned?, [old.id])
+             end)
+           end)
+
+    for p <- [a, b, c], do: assert(local(p, keep.id) == {2, 2})
+    {:ok, list} = run(c, "list_sandboxes", %{})
+    assert [%{name: "keep", running: 6}] = list.sandboxes
+  end
+
   test "bad input leaves no half-made sandbox on any node", %{a: a, b: b, c: c} do
     # b refuses its part: the parts a and c started are removed.
     {:error, e} =

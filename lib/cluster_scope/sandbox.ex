@@ -244,6 +244,11 @@ defmodule ClusterScope.Sandbox do
          :ok <- if(targets == [], do: invalid("to", "no node to move to"), else: :ok),
          {:ok, _} <- target_nodes(targets),
          moving = for(i <- 0..(tuple_size(old) - 1)//1, elem(old, i) == from, do: i),
+         :ok <-
+           if(moving == [],
+             do: invalid("from", "#{from} runs no process of the sandbox"),
+             else: :ok
+           ),
          {loads, _} =
            if(strategy == :least_loaded, do: Placement.loads(targets), else: {%{}, []}),
          current = Enum.frequencies(Tuple.to_list(old)),

@@ -279,25 +279,26 @@ defmodule ClusterScope.Sandbox.Group do
   defp shutdown(children) do
     Enum.each(children, fn {pid, _} -> Process.exit(pid, :shutdown) end)
     deadline = System.monotonic_time(:millisecond) + Enum.max(Enum.map(children, &elem(&1, 1)))
-    wait(MapSet.new(children, &elem(&1, 0)), deadline)
+    wait(Map.new(children, fn {pid, _} -> {pid, true} end), deadline)
   end
 
+  # Only the exits of the children being stopped are taken here: another
+  # child's exit stays in the mailbox for handle_info (its restart).
+  defp wait(left, _deadline) when map_size(left) == 0, do: :ok
+
   defp wait(left, deadline) do
-    if MapSet.size(left) == 0 do
-      :ok
-    else
-      remaining = max(deadline - System.monotonic_time(:millisecond), 0)
+    remaining = max(deadline - System.monotonic_time(:millisecond), 0)
 
-      receive do
-        {:EXIT, pid, _} -> wait(MapSet.delete(left, pid), deadline)
-      after
-        remaining ->
-          Enum.each(left, &Process.exit(&1, :kill))
+    receive do
+      {:EXIT, pid, _} when is_map_key(left, pid) -> wait(Map.delete(left, pid), deadline)
+    after
+      remaining ->
+        for {pid, _} <- left do
+          Process.exit(pid, :kill)
+          receive do: ({:EXIT, ^pid, _} -> :ok), after: (1_000 -> :ok)
+        end
 
-          Enum.each(left, fn pid ->
-            receive do: ({:EXIT, ^pid, _} -> :ok), after: (1_000 -> :ok)
-          end)
-      end
+        :ok
     end
   end
 

@@ -208,6 +208,10 @@ defmodule ClusterScope.SandboxTest do
       assert {:ok, %{sandboxes: [%{name: "local", running: 3}]}} =
                ClusterScope.run("list_sandboxes", %{})
 
+      # Nowhere to move to on one node: a named error, nothing changed.
+      assert {:error, {:invalid_params, "to: " <> _, _}} = Sandbox.migrate("local", node())
+      assert {:ok, %{running: 3, epoch: 1}} = Sandbox.info("local")
+
       pids = for p <- elem(Sandbox.info("local"), 1).nodes[node()].processes, do: p.pid
 
       assert {:ok, d} = ClusterScope.run("destroy_sandbox", %{"id" => "local"})

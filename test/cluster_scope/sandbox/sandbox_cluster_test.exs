@@ -251,4 +251,37 @@ defmodule ClusterScope.Sandbox.ClusterTest do
     events = Cluster.call(c, ClusterScope.Sandbox.Manager, :events, [])
     assert Enum.any?(events, &(&1.type == :sandbox_orphan_cleaned))
   end
+
+  @tag :chaos
+  test "after a split heals every process runs once: the majority restarted them, the cut node stops its own",
+       %{a: a, b: b, c: c} = ctx do
+    {:ok, s} =
+      create(a, %{
+        "name" => "split",
+        "children" => [%{"module" => "ClusterScope.Test.SandboxWorker", "count" => 9}]
+      })
+
+    assert local(c, s.id) == {3, 3}
+
+    Cluster.cut_all([{a, c}, {b, c}])
+
+    # The majority side (a, b) restarts c's three once the tick time says c is gone.
+    assert poll(20_000, fn ->
+             {pa, ra} = local(a, s.id)
+             {pb, rb} = local(b, s.id)
+             pa + pb == 9 and ra + rb == 9
+           end)
+
+    # c, alone, keeps its own and starts nothing else.
+    assert local(c, s.id) == {3, 3}
+
+    Cluster.heal_all()
+    Cluster.reconnect(ctx.peers)
+
+    # c takes the newer placement: its three stop, nine run in all.
+    assert poll(15_000, fn -> local(c, s.id) == {0, 0} end), "c runs #{inspect(local(c, s.id))}"
+    {:ok, info} = run(a, "get_sandbox_info", %{"id" => "split"})
+    assert info.running == 9
+    assert Enum.sum(for {_n, p} <- info.nodes, do: length(p.processes)) == 9
+  end
 end

@@ -53,7 +53,7 @@ defmodule ClusterScope.Sandbox do
       placement = List.to_tuple(placement)
       involved = placement |> Tuple.to_list() |> Enum.uniq()
 
-      case apply_on(involved, definition, placement, 1) do
+      case apply_on(involved, definition, placement, Group.first_epoch()) do
         {_oks, []} ->
           Manager.record(:sandbox_created, nil, "sandbox #{d.name} created", %{
             id: definition.id,
@@ -172,7 +172,7 @@ defmodule ClusterScope.Sandbox do
   end
 
   defp merge(parts) do
-    newest = Enum.max_by(parts, & &1.epoch)
+    newest = Enum.max_by(parts, & &1.epoch_key)
 
     %{
       id: newest.id,
@@ -259,7 +259,7 @@ defmodule ClusterScope.Sandbox do
         |> Enum.zip(dest)
         |> Enum.reduce(old, fn {slot, n}, acc -> put_elem(acc, slot, n) end)
 
-      epoch = meta.epoch + 1
+      epoch = Group.next_epoch(meta.epoch)
       involved = Enum.uniq(old_nodes ++ targets)
 
       case apply_on(involved, meta.definition, new, epoch) do
@@ -275,10 +275,17 @@ defmodule ClusterScope.Sandbox do
             }
           )
 
-          {:ok, %{id: id, moved: length(moving), from: from, epoch: epoch, nodes: counts(new)}}
+          {:ok,
+           %{
+             id: id,
+             moved: length(moving),
+             from: from,
+             epoch: Group.counter(epoch),
+             nodes: counts(new)
+           }}
 
         {_, errors} ->
-          apply_on(involved, meta.definition, old, epoch + 1)
+          apply_on(involved, meta.definition, old, Group.next_epoch(epoch))
 
           {:error,
            {:unavailable,

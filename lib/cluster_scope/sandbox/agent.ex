@@ -23,7 +23,7 @@ defmodule ClusterScope.Sandbox.Agent do
   `sandbox_max_per_node`), else applies the placement to it. O(processes
   placed here).
   """
-  @spec apply(map(), tuple(), pos_integer()) :: {:ok, map()} | {:error, String.t()}
+  @spec apply(map(), tuple(), Group.epoch()) :: {:ok, map()} | {:error, String.t()}
   def apply(definition, placement, epoch) do
     case group(definition.id) do
       nil -> start(definition, placement, epoch)
@@ -46,7 +46,7 @@ defmodule ClusterScope.Sandbox.Agent do
       true ->
         case DynamicSupervisor.start_child(@supervisor, {Group, {definition, placement, epoch}}) do
           {:ok, _pid} ->
-            {:ok, %{started: count_here(placement), stopped: 0, epoch: epoch}}
+            {:ok, %{started: count_here(placement), stopped: 0, epoch: Group.counter(epoch)}}
 
           {:error, {:shutdown, text}} when is_binary(text) ->
             {:error, text}
@@ -175,7 +175,8 @@ defmodule ClusterScope.Sandbox.Agent do
       strategy: d.strategy,
       restart: d.restart,
       total: d.total,
-      epoch: info.epoch,
+      epoch: Group.counter(info.epoch),
+      epoch_key: info.epoch,
       created_at_ms: d.created_at_ms,
       node: node(),
       placed_here: count_here(info.placement),

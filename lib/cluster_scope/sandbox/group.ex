@@ -42,7 +42,7 @@ defmodule ClusterScope.Sandbox.Group do
   end
 
   @doc "Starts the part of a sandbox for this node (under the node supervisor)."
-  @spec start_link({map(), tuple(), pos_integer()}) :: GenServer.on_start()
+  @spec start_link({map(), tuple(), epoch()}) :: GenServer.on_start()
   def start_link(arg), do: GenServer.start_link(__MODULE__, arg)
 
   @doc "The `:pg` scope of sandboxes."
@@ -53,10 +53,29 @@ defmodule ClusterScope.Sandbox.Group do
   Applies a new placement of `epoch`: starts the slots placed here that do
   not run, stops the ones placed elsewhere. An older epoch is ignored.
   """
-  @spec apply_placement(pid(), tuple(), pos_integer(), timeout()) ::
+  @spec apply_placement(pid(), tuple(), epoch(), timeout()) ::
           {:ok, map()} | {:error, term()}
   def apply_placement(group, placement, epoch, timeout \\ 30_000),
     do: GenServer.call(group, {:apply, placement, epoch}, timeout)
+
+  @typedoc """
+  A placement's epoch: `{counter, node that decided it}`, compared as a
+  term, so two placements decided at once on two sides of a split never
+  tie: every node ends with the same one.
+  """
+  @type epoch :: {pos_integer(), node()}
+
+  @doc "The first epoch, decided here."
+  @spec first_epoch() :: epoch()
+  def first_epoch, do: {1, node()}
+
+  @doc "The epoch after `epoch`, decided here."
+  @spec next_epoch(epoch()) :: epoch()
+  def next_epoch({n, _}), do: {n + 1, node()}
+
+  @doc "The counter of an epoch (what answers show)."
+  @spec counter(epoch()) :: pos_integer()
+  def counter({n, _}), do: n
 
   @doc "Definition, placement and epoch."
   @spec meta(pid(), timeout()) :: map()
@@ -99,7 +118,7 @@ defmodule ClusterScope.Sandbox.Group do
 
   @impl true
   def handle_call({:apply, _placement, epoch}, _from, state) when epoch < state.epoch,
-    do: {:reply, {:ok, %{stale: true, epoch: state.epoch}}, state}
+    do: {:reply, {:ok, %{stale: true, epoch: counter(state.epoch)}}, state}
 
   def handle_call({:apply, placement, epoch}, _from, state) do
     wanted = MapSet.new(mine(placement))
@@ -111,7 +130,8 @@ defmodule ClusterScope.Sandbox.Group do
 
     case start_slots(state, to_start) do
       {:ok, state} ->
-        {:reply, {:ok, %{started: length(to_start), stopped: length(to_stop), epoch: epoch}},
+        {:reply,
+         {:ok, %{started: length(to_start), stopped: length(to_stop), epoch: counter(epoch)}},
          tag(state)}
 
       {:error, slot, reason, state} ->
@@ -317,7 +337,7 @@ defmodule ClusterScope.Sandbox.Group do
     Process.put(:cluster_scope_sandbox, %{
       id: d.id,
       name: d.name,
-      epoch: state.epoch,
+      epoch: counter(state.epoch),
       nodes: state.placement |> Tuple.to_list() |> Enum.frequencies()
     })
 

@@ -12,9 +12,12 @@ defmodule ClusterScope.Sandbox.Manager do
     the smallest name (every survivor computes the same) places the lost
     processes on the survivors (Rust core, `spread` counting what each
     runs, or `least_loaded` for a least-loaded sandbox) and applies the new
-    placement, one epoch up, on every survivor. A node cut off from the
-    others does the same on its side; when the sides meet again the higher
-    epoch wins (below).
+    placement, one epoch up, on every survivor. Only a side holding more
+    than half of the sandbox's nodes (or half, with the smallest name)
+    acts, so a node cut off alone does not start a second copy. Epochs are
+    `{counter, deciding node}`: two decisions made at once (a link `global`
+    cut while another node was going) never tie, and when the sides meet
+    again the higher epoch wins everywhere (below).
   * nodeup (and at start): asks the node for its tombstones and parts
     (`ClusterScope.Sandbox.Agent.sync_view/0`, through `ClusterScope.Fanout`):
     a local part of a sandbox tombstoned there is removed (`orphan cleaned`);
@@ -28,14 +31,16 @@ defmodule ClusterScope.Sandbox.Manager do
   emitted as `[:cluster_scope, :sandbox, type]` telemetry when
   `:telemetry` runs.
 
-  The work on a node event runs in a task, so the server always answers.
+  The work on a node event runs in a process of its own, so the server
+  always answers; failovers run one after another in the order of the
+  nodedowns (each reads the placement the previous one applied).
   """
 
   use GenServer
   require Logger
 
   alias ClusterScope.Fanout
-  alias ClusterScope.Sandbox.{Agent, Placement}
+  alias ClusterScope.Sandbox.{Agent, Group, Placement}
 
   @max_tombstones 1_000
   @tombstone_ttl_ms 24 * 3_600_000
@@ -79,7 +84,16 @@ defmodule ClusterScope.Sandbox.Manager do
   @impl true
   def init(_opts) do
     :ok = :net_kernel.monitor_nodes(true, node_type: :visible)
-    state = %{tombstones: %{}, events: :queue.new(), count: 0, next_id: 1}
+
+    state = %{
+      tombstones: %{},
+      events: :queue.new(),
+      count: 0,
+      next_id: 1,
+      lost: :queue.new(),
+      failover: nil
+    }
+
     {:ok, state, {:continue, :rebuild}}
   end
 
@@ -111,10 +125,14 @@ defmodule ClusterScope.Sandbox.Manager do
   end
 
   @impl true
-  def handle_info({:nodedown, lost, _info}, state) do
-    Task.start(fn -> failover(lost) end)
-    {:noreply, state}
-  end
+  # Failovers run one at a time, in the order of the nodedowns: the next
+  # reads the placement the previous one applied (two nodes lost at once
+  # must not both re-place from the same epoch).
+  def handle_info({:nodedown, lost, _info}, state),
+    do: {:noreply, next_failover(%{state | lost: :queue.in(lost, state.lost)})}
+
+  def handle_info({:DOWN, ref, :process, _, _}, %{failover: ref} = state),
+    do: {:noreply, next_failover(%{state | failover: nil})}
 
   def handle_info({:nodeup, n, _info}, state) do
     me = self()
@@ -132,6 +150,19 @@ defmodule ClusterScope.Sandbox.Manager do
   def handle_info(_other, state), do: {:noreply, state}
 
   # -- failover ----------------------------------------------------------------------
+
+  defp next_failover(%{failover: nil} = state) do
+    case :queue.out(state.lost) do
+      {{:value, lost}, rest} ->
+        {_pid, ref} = spawn_monitor(fn -> failover(lost) end)
+        %{state | lost: rest, failover: ref}
+
+      {:empty, _} ->
+        state
+    end
+  end
+
+  defp next_failover(state), do: state
 
   @doc false
   # Runs in a task on every node at a nodedown; only the coordinator of a
@@ -188,7 +219,8 @@ defmodule ClusterScope.Sandbox.Manager do
         |> Enum.zip(dest)
         |> Enum.reduce(old, fn {slot, n}, acc -> put_elem(acc, slot, n) end)
 
-      {_oks, errors} = ClusterScope.Sandbox.apply_on(survivors, d, new, meta.epoch + 1)
+      {_oks, errors} =
+        ClusterScope.Sandbox.apply_on(survivors, d, new, Group.next_epoch(meta.epoch))
 
       record(
         :sandbox_restarted_elsewhere,

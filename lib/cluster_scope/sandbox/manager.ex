@@ -23,7 +23,8 @@ defmodule ClusterScope.Sandbox.Manager do
     a local part of a sandbox tombstoned there is removed (`orphan cleaned`);
     a local part at an older epoch than the node's takes the node's
     placement (so processes restarted elsewhere during a split are not run
-    twice); tombstones are merged.
+    twice); tombstones are merged. Every 10 s it does the same with one
+    other node at random (anti-entropy).
 
   Tombstones are bounded: at most 1,000, each kept 24 h. Events: the last
   200 here (`events/0`); each also joins the cluster events of this node
@@ -46,6 +47,7 @@ defmodule ClusterScope.Sandbox.Manager do
   @tombstone_ttl_ms 24 * 3_600_000
   @max_events 200
   @sync_delays [200, 2_000]
+  @resync_ms 10_000
 
   @doc false
   def start_link(opts), do: GenServer.start_link(__MODULE__, opts, name: __MODULE__)
@@ -100,6 +102,7 @@ defmodule ClusterScope.Sandbox.Manager do
   @impl true
   def handle_continue(:rebuild, state) do
     me = self()
+    Process.send_after(me, :resync, @resync_ms)
 
     for n <- ClusterScope.Cluster.Heartbeat.agent_nodes(), n != node() do
       Task.start(fn -> sync_with(n, me) end)
@@ -143,6 +146,21 @@ defmodule ClusterScope.Sandbox.Manager do
         sync_with(n, me)
       end)
     end)
+
+    {:noreply, state}
+  end
+
+  # Anti-entropy: every 10 s one other node at random, in case a nodeup's
+  # syncs came while links were still settling. One call per node and
+  # interval whatever the cluster's size.
+  def handle_info(:resync, state) do
+    me = self()
+    Process.send_after(me, :resync, @resync_ms)
+
+    case ClusterScope.Cluster.Heartbeat.agent_nodes() -- [node()] do
+      [] -> :ok
+      others -> Task.start(fn -> sync_with(Enum.random(others), me) end)
+    end
 
     {:noreply, state}
   end

@@ -119,7 +119,11 @@ defmodule ClusterScope.Sandbox.Agent do
           info ->
             procs =
               Enum.map(info.processes, fn p ->
-                Map.put(p, :pid, p.pid && ClusterScope.ProcessRef.to_string(p.pid))
+                %{
+                  p
+                  | pid: p.pid && ClusterScope.ProcessRef.to_string(p.pid),
+                    module: inspect(p.module)
+                }
               end)
 
             {:ok, Map.put(summary(info), :processes, procs)}

@@ -49,6 +49,10 @@ defmodule ClusterScope.Config do
   * `:sandbox_max_per_node` - the most sandboxes one node runs a part of
     (`1..100_000`, default `100`); checked on that node when a part starts
     there (create, migrate, failover)
+  * `:sandbox_start_timeout_ms` - how long a node's part of a sandbox
+    may take to start its processes (`100..600_000`, default `30_000`); a
+    child whose start hangs past it makes the create (or migration) fail and
+    its part is killed with the processes it started
   * `:departed_grace_ms` - a node whose connection closed (a stop, a deploy)
     is shown as `departed`, not down, after this long (default `30_000`);
     until then it is `down` and the cluster's health says degraded. A
@@ -132,6 +136,7 @@ defmodule ClusterScope.Config do
     startable_modules: [type: :modules, default: []],
     sandbox_max_processes: [type: {:integer, 1, 1_000_000}, default: 10_000],
     sandbox_max_per_node: [type: {:integer, 1, 100_000}, default: 100],
+    sandbox_start_timeout_ms: [type: {:integer, 100, 600_000}, default: 30_000],
     departed_grace_ms: [type: {:integer, 0, 86_400_000}, default: 30_000],
     departed_retention_ms: [type: {:integer, 0, 604_800_000}, default: 600_000]
   ]

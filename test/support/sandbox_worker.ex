@@ -2,13 +2,20 @@ defmodule ClusterScope.Test.SandboxWorker do
   @moduledoc false
   # A sandbox child for tests and the sandbox bench: a GenServer that
   # answers :ping and :topology. `start_link({:fail_on, node})` refuses to
-  # start on that node (for the all-or-nothing tests).
+  # start on that node (for the all-or-nothing tests); `{:hang_on, node,
+  # test_pid}` never returns from init there.
   use GenServer
 
   def start_link(arg \\ nil), do: GenServer.start_link(__MODULE__, arg)
 
   @impl true
   def init({:fail_on, node}) when node == node(), do: {:stop, :refused_here}
+
+  def init({:hang_on, node, test}) when node == node() do
+    send(test, {:hanging, self()})
+    Process.sleep(:infinity)
+  end
+
   def init(arg), do: {:ok, %{arg: arg, topology: ClusterScope.Sandbox.topology()}}
 
   @impl true

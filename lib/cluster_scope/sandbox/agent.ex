@@ -45,11 +45,18 @@ defmodule ClusterScope.Sandbox.Agent do
 
       true ->
         case DynamicSupervisor.start_child(@supervisor, {Group, {definition, placement, epoch}}) do
-          {:ok, _pid} ->
-            {:ok, %{started: count_here(placement), stopped: 0, epoch: Group.counter(epoch)}}
+          {:ok, pid} ->
+            case Group.await_started(pid, ClusterScope.Config.get(:sandbox_start_timeout_ms)) do
+              :ok ->
+                {:ok, %{started: count_here(placement), stopped: 0, epoch: Group.counter(epoch)}}
 
-          {:error, {:shutdown, text}} when is_binary(text) ->
-            {:error, text}
+              {:error, text} ->
+                # Killed, not shut down: a part stuck in a child's start
+                # would hold the node supervisor for its whole shutdown
+                # time. Its children are linked to it and go with it.
+                Process.exit(pid, :kill)
+                {:error, text}
+            end
 
           {:error, reason} ->
             {:error, "starting the sandbox on #{node()} failed: #{inspect(reason, limit: 10)}"}

@@ -100,20 +100,45 @@ defmodule ClusterScope.Sandbox.Group do
       restarts: %{}
     }
 
-    # Tagged first: a child may read its sandbox in its init.
-    case start_slots(tag(state), mine(placement)) do
+    # Joined at once (so a rollback finds this part while it starts) and
+    # tagged first (a child may read its sandbox in its init). The children
+    # start after init returns: the node supervisor is never held by a
+    # child whose start hangs; `await_started/2` waits with a deadline.
+    :ok = :pg.join(@scope, {:sandbox, definition.id}, self())
+    {:ok, tag(state), {:continue, :start}}
+  end
+
+  @impl true
+  def handle_continue(:start, state) do
+    case start_slots(state, mine(state.placement)) do
       {:ok, state} ->
-        :ok = :pg.join(@scope, {:sandbox, definition.id}, self())
-        {:ok, state}
+        {:noreply, state}
 
       {:error, slot, reason, state} ->
-        stop_all(state)
-
         {:stop,
          {:shutdown,
-          "process #{slot} (#{inspect(template(definition, slot).module)}) did not start on " <>
-            "#{node()}: #{inspect(reason, limit: 10)}"}}
+          "process #{slot} (#{inspect(template(state.definition, slot).module)}) did not start on " <>
+            "#{node()}: #{inspect(reason, limit: 10)}"}, state}
     end
+  end
+
+  @doc """
+  Waits until the part has started its children (`:ok`), or answers why
+  it could not (`{:error, text}`: a child that did not start, or the
+  deadline).
+  """
+  @spec await_started(pid(), timeout()) :: :ok | {:error, String.t()}
+  def await_started(group, timeout) do
+    GenServer.call(group, :started, timeout)
+  catch
+    :exit, {{:shutdown, text}, _} when is_binary(text) ->
+      {:error, text}
+
+    :exit, {:timeout, _} ->
+      {:error, "its processes did not start within #{timeout} ms on #{node()}"}
+
+    :exit, reason ->
+      {:error, "the part stopped on #{node()}: #{inspect(reason, limit: 10)}"}
   end
 
   @impl true
@@ -139,6 +164,8 @@ defmodule ClusterScope.Sandbox.Group do
          tag(state)}
     end
   end
+
+  def handle_call(:started, _from, state), do: {:reply, :ok, state}
 
   def handle_call(:meta, _from, state),
     do:

@@ -15,7 +15,12 @@ defmodule ClusterScope.SandboxTest do
     on_exit(fn ->
       for {:ok, %{sandboxes: list}} <- [Sandbox.list()], s <- list, do: Sandbox.destroy(s.id)
 
-      for k <- [:startable_modules, :sandbox_max_processes, :sandbox_max_per_node] do
+      for k <- [
+            :startable_modules,
+            :sandbox_max_processes,
+            :sandbox_max_per_node,
+            :sandbox_start_timeout_ms
+          ] do
         case Keyword.fetch(previous, k) do
           {:ok, v} -> Application.put_env(:cluster_scope, k, v)
           :error -> Application.delete_env(:cluster_scope, k)
@@ -243,6 +248,27 @@ defmodule ClusterScope.SandboxTest do
       assert msg =~ "nothing of it is left"
       assert length(ClusterScope.Sandbox.Agent.groups()) == before
       assert {:ok, %{sandboxes: []}} = Sandbox.list()
+    end
+
+    test "a child whose start hangs: the create fails at the deadline, nothing is left, the node supervisor answers" do
+      Application.put_env(:cluster_scope, :sandbox_start_timeout_ms, 300)
+      ClusterScope.Config.load()
+      before = length(ClusterScope.Sandbox.Agent.groups())
+
+      assert {:error, {:unavailable, msg, _}} =
+               Sandbox.create(%{
+                 name: "hangs",
+                 children: [
+                   %{module: SandboxWorker, count: 2},
+                   %{module: SandboxWorker, args: [{:hang_on, node(), self()}]}
+                 ]
+               })
+
+      assert msg =~ "did not start within 300 ms"
+      assert_receive {:hanging, hung}
+      assert eventually(fn -> not Process.alive?(hung) end)
+      assert length(ClusterScope.Sandbox.Agent.groups()) == before
+      assert {:ok, _} = Sandbox.create(%{name: "after", children: [%{module: SandboxWorker}]})
     end
 
     test "mutating operations are control scope" do

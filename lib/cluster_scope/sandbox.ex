@@ -285,11 +285,18 @@ defmodule ClusterScope.Sandbox do
            }}
 
         {_, errors} ->
-          apply_on(involved, meta.definition, old, Group.next_epoch(epoch))
+          {_, back} = apply_on(involved, meta.definition, old, Group.next_epoch(epoch))
+
+          restored =
+            if back == [],
+              do: "the previous placement is back",
+              else:
+                "restoring the previous placement failed too: " <>
+                  Enum.map_join(back, "; ", fn {n, t} -> "#{n}: #{t}" end)
 
           {:error,
            {:unavailable,
-            "migration rolled back: " <>
+            "migration rolled back (#{restored}): " <>
               Enum.map_join(errors, "; ", fn {n, t} -> "#{n}: #{t}" end)}}
       end
     end

@@ -26,8 +26,14 @@ defmodule ClusterScope.Sandbox.Agent do
   @spec apply(map(), tuple(), Group.epoch()) :: {:ok, map()} | {:error, String.t()}
   def apply(definition, placement, epoch) do
     case group(definition.id) do
-      nil -> start(definition, placement, epoch)
-      pid -> call(fn -> Group.apply_placement(pid, placement, epoch) end)
+      nil ->
+        # No part is made for a node the placement gives nothing.
+        if count_here(placement) == 0,
+          do: {:ok, %{started: 0, stopped: 0, epoch: Group.counter(epoch)}},
+          else: start(definition, placement, epoch)
+
+      pid ->
+        call(fn -> Group.apply_placement(pid, placement, epoch) end)
     end
   end
 

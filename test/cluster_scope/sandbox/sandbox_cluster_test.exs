@@ -134,6 +134,41 @@ defmodule ClusterScope.Sandbox.ClusterTest do
     assert local(a, s.id) == {0, 0} and local(b, s.id) == {30, 30}
   end
 
+  test "a migration a target refuses is rolled back", %{a: a, b: b, c: c} do
+    {:ok, m} =
+      create(a, %{
+        "name" => "m",
+        "strategy" => "pinned",
+        "nodes" => [to_string(a.node), to_string(b.node)]
+      })
+
+    {:ok, _} =
+      create(a, %{"name" => "other", "strategy" => "pinned", "nodes" => [to_string(c.node)]})
+
+    Cluster.call(c, Application, :put_env, [:cluster_scope, :sandbox_max_per_node, 1])
+    Cluster.call(c, ClusterScope.Config, :load, [])
+
+    {:error, e} =
+      run(b, "migrate_sandbox", %{
+        "id" => "m",
+        "from" => to_string(a.node),
+        "to" => [to_string(c.node)]
+      })
+
+    assert e.message =~ "rolled back (the previous placement is back)"
+    assert e.message =~ "sandbox_max_per_node"
+    assert local(a, m.id) == {3, 3} and local(b, m.id) == {3, 3} and local(c, m.id) == {0, 0}
+
+    {:ok, moved} =
+      run(b, "migrate_sandbox", %{
+        "id" => "m",
+        "from" => to_string(a.node),
+        "to" => [to_string(b.node)]
+      })
+
+    assert moved.moved == 3 and local(b, m.id) == {6, 6} and local(a, m.id) == {0, 0}
+  end
+
   test "restart: none leaves a lost node's processes lost", %{a: a, b: b, c: c} do
     {:ok, s} = create(a, %{"name" => "none", "restart" => "none"})
     Cluster.kill(c)

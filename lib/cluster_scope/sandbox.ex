@@ -78,8 +78,8 @@ defmodule ClusterScope.Sandbox do
              node_errors: node_errors
            }}
 
-        {oks, errors} ->
-          rollback(Enum.map(oks, &elem(&1, 0)), definition)
+        {_oks, errors} ->
+          rollback(involved, definition)
 
           {:error,
            {:unavailable,
@@ -101,10 +101,12 @@ defmodule ClusterScope.Sandbox do
     end
   end
 
-  # The parts started before another node failed: stopped, without tombstone
-  # (a tombstone is for a sandbox that existed).
+  # Every node involved, the failed ones too (a node that timed out may
+  # have started its part after all): stopped, with a tombstone on each
+  # node reached, so a part on a node not reached now goes when it
+  # reconnects. The id is new, so the tombstone hides nothing else.
   defp rollback(nodes, definition) do
-    Enum.each(nodes, fn n -> Fanout.call(n, Agent, :stop, [definition.id]) end)
+    Fanout.multicall(nodes, Agent, :destroy, [definition.id, definition.name])
   end
 
   defp unique(name) do

@@ -3,7 +3,8 @@ defmodule ClusterScope.Test.SandboxWorker do
   # A sandbox child for tests and the sandbox bench: a GenServer that
   # answers :ping and :topology. `start_link({:fail_on, node})` refuses to
   # start on that node (for the all-or-nothing tests); `{:hang_on, node,
-  # test_pid}` never returns from init there.
+  # test_pid}` never returns from init there;
+  # `:crash_soon` exits 10 ms after each start.
   use GenServer
 
   def start_link(arg \\ nil), do: GenServer.start_link(__MODULE__, arg)
@@ -16,7 +17,15 @@ defmodule ClusterScope.Test.SandboxWorker do
     Process.sleep(:infinity)
   end
 
+  def init(:crash_soon) do
+    Process.send_after(self(), :crash, 10)
+    {:ok, %{arg: :crash_soon, topology: nil}}
+  end
+
   def init(arg), do: {:ok, %{arg: arg, topology: ClusterScope.Sandbox.topology()}}
+
+  @impl true
+  def handle_info(:crash, _state), do: exit(:crashed_on_purpose)
 
   @impl true
   def handle_call(:ping, _from, state), do: {:reply, :pong, state}

@@ -271,6 +271,27 @@ defmodule ClusterScope.SandboxTest do
       assert {:ok, _} = Sandbox.create(%{name: "after", children: [%{module: SandboxWorker}]})
     end
 
+    test "a child that keeps crashing is marked failed after 5 restarts; the rest runs on" do
+      assert {:ok, s} =
+               Sandbox.create(%{
+                 name: "crashy",
+                 children: [
+                   %{module: SandboxWorker, count: 2},
+                   %{module: SandboxWorker, args: [:crash_soon]}
+                 ]
+               })
+
+      assert eventually(fn ->
+               {:ok, i} = Sandbox.info(s.id)
+               i.failed == 1
+             end)
+
+      {:ok, i} = Sandbox.info(s.id)
+      assert i.running == 2
+      [failed] = Enum.filter(i.nodes[node()].processes, &(&1.status == :failed))
+      assert failed.slot == 2 and failed.reason =~ "restarted 5 times"
+    end
+
     test "mutating operations are control scope" do
       for name <- ~w(create_sandbox migrate_sandbox destroy_sandbox) do
         {:ok, meta} = ClusterScope.Operation.Registry.lookup(name)

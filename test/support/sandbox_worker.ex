@@ -27,6 +27,12 @@ defmodule ClusterScope.Test.SandboxWorker do
   @impl true
   def handle_info(:crash, _state), do: exit(:crashed_on_purpose)
 
+  @doc false
+  # `n` busy loops on this node (for the least-loaded placement test).
+  def spin(n), do: for(_ <- 1..n, do: spawn(fn -> loop(0) end))
+
+  defp loop(i), do: loop(i + 1)
+
   @impl true
   def handle_call(:ping, _from, state), do: {:reply, :pong, state}
   def handle_call(:topology, _from, state), do: {:reply, state.topology, state}

@@ -94,6 +94,32 @@ defmodule ClusterScope.Sandbox.ClusterTest do
     assert Enum.map(list.sandboxes, & &1.name) == ["ll", "pin", "rr"]
   end
 
+  test "least loaded keeps processes off a busy node", %{a: a, b: b, c: c} do
+    schedulers = Cluster.call(b, :erlang, :system_info, [:schedulers_online])
+    spinners = Cluster.call(b, SandboxWorker, :spin, [schedulers * 2])
+
+    # Wait for b's health monitor to see it (samples every second).
+    assert poll(10_000, fn ->
+             {:ok, h} = Cluster.call(b, ClusterScope.Health, :local_health, [])
+             (h.summary[:scheduler_utilization_pct] || 0) > 50
+           end)
+
+    {:ok, s} =
+      create(a, %{
+        "name" => "ll",
+        "strategy" => "least_loaded",
+        "children" => [%{"module" => "ClusterScope.Test.SandboxWorker", "count" => 30}]
+      })
+
+    for pid <- spinners, do: Cluster.call(b, Process, :exit, [pid, :kill])
+    on_b = Map.get(s.nodes, b.node, 0)
+
+    assert on_b < Map.get(s.nodes, a.node, 0) and on_b < Map.get(s.nodes, c.node, 0),
+           s.placement_reason
+
+    assert s.placement_reason =~ to_string(b.node)
+  end
+
   test "a killed node's processes restart on the survivors within a few seconds", %{
     a: a,
     b: b,

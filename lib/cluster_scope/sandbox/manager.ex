@@ -33,8 +33,10 @@ defmodule ClusterScope.Sandbox.Manager do
   `:telemetry` runs.
 
   The work on a node event runs in a process of its own, so the server
-  always answers; failovers run one after another in the order of the
-  nodedowns (each reads the placement the previous one applied).
+  always answers; failover passes run one at a time (each reads the
+  placement the previous one applied), at each nodedown, at start and
+  every 10 s (processes placed on a node gone while this server was
+  restarting are found then).
   """
 
   use GenServer
@@ -92,8 +94,8 @@ defmodule ClusterScope.Sandbox.Manager do
       events: :queue.new(),
       count: 0,
       next_id: 1,
-      lost: :queue.new(),
-      failover: nil
+      failover: nil,
+      failover_again: false
     }
 
     {:ok, state, {:continue, :rebuild}}
@@ -103,6 +105,7 @@ defmodule ClusterScope.Sandbox.Manager do
   def handle_continue(:rebuild, state) do
     me = self()
     Process.send_after(me, :resync, @resync_ms)
+    state = failover_pass(state)
 
     for n <- ClusterScope.Cluster.Heartbeat.agent_nodes(), n != node() do
       Task.start(fn -> sync_with(n, me) end)
@@ -128,14 +131,18 @@ defmodule ClusterScope.Sandbox.Manager do
   end
 
   @impl true
-  # Failovers run one at a time, in the order of the nodedowns: the next
-  # reads the placement the previous one applied (two nodes lost at once
-  # must not both re-place from the same epoch).
-  def handle_info({:nodedown, lost, _info}, state),
-    do: {:noreply, next_failover(%{state | lost: :queue.in(lost, state.lost)})}
+  # One failover pass at a time: a nodedown during a pass asks for another
+  # after it, which reads the placement the first applied (two nodes lost
+  # at once must not both re-place from the same epoch).
+  def handle_info({:nodedown, _lost, _info}, state), do: {:noreply, failover_pass(state)}
 
-  def handle_info({:DOWN, ref, :process, _, _}, %{failover: ref} = state),
-    do: {:noreply, next_failover(%{state | failover: nil})}
+  def handle_info({:DOWN, ref, :process, _, _}, %{failover: ref} = state) do
+    state = %{state | failover: nil}
+
+    if state.failover_again,
+      do: {:noreply, failover_pass(%{state | failover_again: false})},
+      else: {:noreply, state}
+  end
 
   def handle_info({:nodeup, n, _info}, state) do
     me = self()
@@ -153,6 +160,8 @@ defmodule ClusterScope.Sandbox.Manager do
   # Anti-entropy: every 10 s one other node at random, in case a nodeup's
   # syncs came while links were still settling. One call per node and
   # interval whatever the cluster's size.
+  # A failover pass too: it finds processes placed on nodes gone while no
+  # nodedown was seen here (this server restarting at that moment).
   def handle_info(:resync, state) do
     me = self()
     Process.send_after(me, :resync, @resync_ms)
@@ -162,43 +171,39 @@ defmodule ClusterScope.Sandbox.Manager do
       others -> Task.start(fn -> sync_with(Enum.random(others), me) end)
     end
 
-    {:noreply, state}
+    {:noreply, failover_pass(state)}
   end
 
   def handle_info(_other, state), do: {:noreply, state}
 
   # -- failover ----------------------------------------------------------------------
 
-  defp next_failover(%{failover: nil} = state) do
-    case :queue.out(state.lost) do
-      {{:value, lost}, rest} ->
-        {_pid, ref} = spawn_monitor(fn -> failover(lost) end)
-        %{state | lost: rest, failover: ref}
-
-      {:empty, _} ->
-        state
-    end
+  defp failover_pass(%{failover: nil} = state) do
+    {_pid, ref} = spawn_monitor(&failover/0)
+    %{state | failover: ref}
   end
 
-  defp next_failover(state), do: state
+  defp failover_pass(state), do: %{state | failover_again: true}
 
   @doc false
-  # Runs in a task on every node at a nodedown; only the coordinator of a
-  # sandbox acts for it.
-  def failover(lost) do
+  # Runs in a process of its own at a nodedown (and every 10 s): for each
+  # local part with `restart: :survivors` whose placement names nodes not
+  # connected now, the coordinator (smallest survivor, on the majority
+  # side) re-places their processes. A node that came back before the pass
+  # is not gone.
+  def failover do
     connected = MapSet.new([node() | Node.list()])
 
     for pid <- Agent.groups(),
         meta = safe_meta(pid),
         meta != nil,
         meta.definition.restart == :survivors do
-      old = meta.placement
-      nodes = old |> Tuple.to_list() |> Enum.uniq()
-      survivors = Enum.filter(nodes -- [lost], &MapSet.member?(connected, &1))
+      nodes = meta.placement |> Tuple.to_list() |> Enum.uniq()
+      {survivors, gone} = Enum.split_with(nodes, &MapSet.member?(connected, &1))
 
-      if lost in nodes and survivors != [] and majority?(survivors, nodes) and
+      if gone != [] and survivors != [] and majority?(survivors, nodes) and
            Enum.min(survivors) == node() do
-        restart_elsewhere(meta, lost, survivors)
+        restart_elsewhere(meta, gone, survivors)
       end
     end
 
@@ -213,10 +218,10 @@ defmodule ClusterScope.Sandbox.Manager do
       (2 * length(survivors) == length(nodes) and Enum.min(nodes) in survivors)
   end
 
-  defp restart_elsewhere(meta, lost, survivors) do
+  defp restart_elsewhere(meta, gone, survivors) do
     d = meta.definition
     old = meta.placement
-    moving = for i <- 0..(tuple_size(old) - 1)//1, elem(old, i) == lost, do: i
+    moving = for i <- 0..(tuple_size(old) - 1)//1, elem(old, i) in gone, do: i
     current = Enum.frequencies(Tuple.to_list(old))
     strategy = if d.strategy == :least_loaded, do: :least_loaded, else: :spread
 
@@ -224,12 +229,14 @@ defmodule ClusterScope.Sandbox.Manager do
 
     figures = Enum.map(survivors, &{&1, Map.get(loads, &1, 0.0), Map.get(current, &1, 0)})
 
-    record(
-      :sandbox_node_lost,
-      lost,
-      "#{lost} lost with #{length(moving)} processes of sandbox #{d.name}",
-      %{id: d.id}
-    )
+    for n <- gone do
+      record(
+        :sandbox_node_lost,
+        n,
+        "#{n} lost with #{Enum.count(moving, &(elem(old, &1) == n))} processes of sandbox #{d.name}",
+        %{id: d.id}
+      )
+    end
 
     with {:ok, dest} <- Placement.place(strategy, length(moving), figures) do
       new =
@@ -242,10 +249,15 @@ defmodule ClusterScope.Sandbox.Manager do
 
       record(
         :sandbox_restarted_elsewhere,
-        lost,
+        hd(gone),
         "#{length(moving)} processes of sandbox #{d.name} restarted on " <>
           Enum.join(survivors, ", "),
-        %{id: d.id, nodes: ClusterScope.Sandbox.counts(new), errors: Map.new(errors)}
+        %{
+          id: d.id,
+          lost: gone,
+          nodes: ClusterScope.Sandbox.counts(new),
+          errors: Map.new(errors)
+        }
       )
     else
       {:error, reason} ->

@@ -195,6 +195,25 @@ defmodule ClusterScope.Sandbox.ClusterTest do
     assert moved.moved == 3 and local(b, m.id) == {6, 6} and local(a, m.id) == {0, 0}
   end
 
+  test "a nodedown the coordinator's manager missed (it was restarting) is caught by its next pass",
+       %{a: a, b: b, c: c} do
+    {:ok, s} = create(a, %{"name" => "missed"})
+    mgr = Cluster.call(a, Process, :whereis, [ClusterScope.Sandbox.Manager])
+    :ok = Cluster.call(a, :sys, :suspend, [mgr])
+
+    # a (the coordinator: smallest name) misses c's nodedown: its manager
+    # is suspended, then killed; b is not the coordinator.
+    Cluster.kill(c)
+    assert poll(5_000, fn -> c.node not in Cluster.call(a, Node, :list, []) end)
+    true = Cluster.call(a, Process, :exit, [mgr, :kill])
+
+    assert poll(5_000, fn ->
+             {pa, ra} = local(a, s.id)
+             {pb, rb} = local(b, s.id)
+             pa + pb == 6 and ra + rb == 6
+           end)
+  end
+
   test "restart: none leaves a lost node's processes lost", %{a: a, b: b, c: c} do
     {:ok, s} = create(a, %{"name" => "none", "restart" => "none"})
     Cluster.kill(c)

@@ -66,6 +66,12 @@ defmodule ClusterScope.Sandbox.ClusterTest do
     assert rr.placement_reason =~ "round robin"
     for p <- [a, b, c], do: assert(local(p, rr.id) == {2, 2})
 
+    # A process of the sandbox knows its sandbox and where it runs.
+    {:ok, pid} = Cluster.call(b, ClusterScope.Procs.Control, :pid, [hd(pids(b, rr.id))])
+    topo = Cluster.call(b, GenServer, :call, [pid, :topology])
+    assert topo.id == rr.id and topo.nodes == rr.nodes
+    assert Cluster.call(b, ClusterScope.Sandbox, :sandbox_of, [pid]).name == "rr"
+
     {:ok, pin} =
       create(a, %{
         "name" => "pin",

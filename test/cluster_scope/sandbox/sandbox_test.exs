@@ -144,6 +144,12 @@ defmodule ClusterScope.SandboxTest do
       assert Keyword.has_key?(errors, :sandbox_max_processes)
       assert {:error, _, errors} = ClusterScope.Config.validate(sandbox_max_per_node: "x")
       assert Keyword.has_key?(errors, :sandbox_max_per_node)
+      assert {:error, config, errors} = ClusterScope.Config.validate(sandbox_start_timeout_ms: 5)
+      assert Keyword.has_key?(errors, :sandbox_start_timeout_ms)
+      assert config.sandbox_start_timeout_ms == 30_000
+
+      assert %{sandbox_max_processes: 10_000, sandbox_max_per_node: 100} =
+               ClusterScope.Config.defaults()
     end
 
     test "Spec reads Elixir terms too" do

@@ -230,19 +230,25 @@ defmodule ClusterScope.Sandbox do
   end
 
   @doc """
-  Moves the processes of sandbox `id_or_name` off node `from` onto `to` (a
-  list of nodes; default the sandbox's other nodes), placed by `strategy`
+  Moves the processes of sandbox `id_or_name` off node `from` (a node of
+  its placement, connected or gone: how the processes of a lost node of a
+  `restart: :none` sandbox are started again) onto `to` (a list of nodes;
+  default the sandbox's other connected nodes), placed by `strategy`
   (`spread` by default, or `least_loaded`) counting what each already runs.
   A target that fails its part is rolled back: the previous placement is
   applied again.
   """
-  @spec migrate(binary(), node(), [node()] | nil, atom()) :: {:ok, map()} | {:error, term()}
-  def migrate(id_or_name, from, to \\ nil, strategy \\ :spread) do
+  @spec migrate(binary(), node() | binary(), [node()] | nil, atom()) ::
+          {:ok, map()} | {:error, term()}
+  def migrate(id_or_name, from_in, to \\ nil, strategy \\ :spread) do
+    reachable = [node() | Node.list()]
+
     with {:ok, id} <- resolve(id_or_name),
          {:ok, meta} <- fetch_meta(id),
          old = meta.placement,
          old_nodes = old |> Tuple.to_list() |> Enum.uniq(),
-         targets = Enum.uniq(to || old_nodes -- [from]) -- [from],
+         {:ok, from} <- placed_node(from_in, old_nodes),
+         targets = Enum.uniq(to || Enum.filter(old_nodes, &(&1 in reachable))) -- [from],
          :ok <- if(targets == [], do: invalid("to", "no node to move to"), else: :ok),
          {:ok, _} <- target_nodes(targets),
          moving = for(i <- 0..(tuple_size(old) - 1)//1, elem(old, i) == from, do: i),
@@ -262,7 +268,9 @@ defmodule ClusterScope.Sandbox do
         |> Enum.reduce(old, fn {slot, n}, acc -> put_elem(acc, slot, n) end)
 
       epoch = Group.next_epoch(meta.epoch)
-      involved = Enum.uniq(old_nodes ++ targets)
+      # A node gone is not asked: if it comes back, its part takes the newer
+      # placement from the others (Manager.sync_with/2).
+      involved = Enum.uniq(Enum.filter(old_nodes, &(&1 in reachable)) ++ targets)
 
       case apply_on(involved, meta.definition, new, epoch) do
         {_, []} ->
@@ -392,6 +400,17 @@ defmodule ClusterScope.Sandbox do
 
   @doc false
   def counts(placement), do: placement |> Tuple.to_list() |> Enum.frequencies()
+
+  # `from` as one of the nodes of the placement, compared by name (a node
+  # gone is no longer a known node of the cluster; no atom is made).
+  defp placed_node(from, nodes) do
+    text = to_string(from)
+
+    case Enum.find(nodes, &(Atom.to_string(&1) == text)) do
+      nil -> invalid("from", "#{text} runs no process of the sandbox")
+      n -> {:ok, n}
+    end
+  end
 
   defp fetch_meta(id) do
     nodes = member_nodes(id)

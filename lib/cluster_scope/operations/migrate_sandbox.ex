@@ -1,7 +1,8 @@
 defmodule ClusterScope.Operations.MigrateSandbox do
   @moduledoc """
   `POST /api/v1/cluster/sandboxes/:id/migrate`: moves a sandbox's processes
-  off node `from` onto `to` (default: the sandbox's other nodes), placed by
+  off node `from` (connected or gone) onto `to` (default: the sandbox's
+  other connected nodes), placed by
   `strategy` (`spread` or `least_loaded`) in the Rust core. The moved
   processes are started anew on their targets (their state is not carried)
   and stopped on `from`; a failure rolls the placement back. Mutating
@@ -28,10 +29,13 @@ defmodule ClusterScope.Operations.MigrateSandbox do
         },
         %{
           name: :from,
-          type: :node,
+          type: :string,
           required: true,
+          min_length: 1,
+          max_length: 255,
           location: :body,
-          description: "move every process of the sandbox off this node"
+          description:
+            "move every process of the sandbox off this node (one of its nodes, connected or gone)"
         },
         %{
           name: :to,

@@ -225,6 +225,11 @@ defmodule ClusterScope.Sandbox.ClusterTest do
     Cluster.kill(c)
     Process.sleep(1_500)
     assert local(a, s.id) == {2, 2} and local(b, s.id) == {2, 2}
+
+    # On demand: migrate from the node gone starts them again on a and b.
+    {:ok, m} = run(b, "migrate_sandbox", %{"id" => "none", "from" => to_string(c.node)})
+    assert m.moved == 2 and m.nodes == %{a.node => 3, b.node => 3}
+    assert local(a, s.id) == {3, 3} and local(b, s.id) == {3, 3}
   end
 
   test "destroy removes the sandbox from every node", %{a: a, b: b, c: c} do

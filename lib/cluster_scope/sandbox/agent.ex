@@ -167,12 +167,19 @@ defmodule ClusterScope.Sandbox.Agent do
     %{tombstones: Manager.tombstones(), parts: parts}
   end
 
-  @doc "The pids of this node's parts."
+  @doc """
+  The pids of this node's parts, from `:pg`'s local tables (never a call
+  to the node supervisor, which waits while a part stops its children).
+  """
   @spec groups() :: [pid()]
   def groups do
-    for {_, pid, _, _} <- DynamicSupervisor.which_children(@supervisor), is_pid(pid), do: pid
+    scope = Group.scope()
+
+    for {:sandbox, _} = g <- :pg.which_groups(scope),
+        pid <- :pg.get_local_members(scope, g),
+        do: pid
   catch
-    :exit, _ -> []
+    _, _ -> []
   end
 
   @doc "This node's part of sandbox `id`, or nil."

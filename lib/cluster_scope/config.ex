@@ -42,6 +42,17 @@ defmodule ClusterScope.Config do
     start function with arguments from the request, so only modules the host
     names here are ever started; a module that is not listed is refused
     before anything runs, whoever asks
+  * `:sandbox_max_processes` - the most processes one sandbox may hold
+    (`1..1_000_000`, default `10_000`); a create or a migration past it is
+    refused naming `children` (see `ClusterScope.Sandbox`). Sandboxes start
+    only modules listed in `:startable_modules`
+  * `:sandbox_max_per_node` - the most sandboxes one node runs a part of
+    (`1..100_000`, default `100`); checked on that node when a part starts
+    there (create, migrate, failover)
+  * `:sandbox_start_timeout_ms` - how long a node's part of a sandbox
+    may take to start its processes (`100..600_000`, default `30_000`); a
+    child whose start hangs past it makes the create (or migration) fail and
+    its part is killed with the processes it started
   * `:departed_grace_ms` - a node whose connection closed (a stop, a deploy)
     is shown as `departed`, not down, after this long (default `30_000`);
     until then it is `down` and the cluster's health says degraded. A
@@ -123,6 +134,9 @@ defmodule ClusterScope.Config do
     allow_mode_switch: [type: :boolean, default: false],
     redact_keys: [type: :strings, default: @redact_keys],
     startable_modules: [type: :modules, default: []],
+    sandbox_max_processes: [type: {:integer, 1, 1_000_000}, default: 10_000],
+    sandbox_max_per_node: [type: {:integer, 1, 100_000}, default: 100],
+    sandbox_start_timeout_ms: [type: {:integer, 100, 600_000}, default: 30_000],
     departed_grace_ms: [type: {:integer, 0, 86_400_000}, default: 30_000],
     departed_retention_ms: [type: {:integer, 0, 604_800_000}, default: 600_000]
   ]

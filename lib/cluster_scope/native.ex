@@ -230,6 +230,29 @@ defmodule ClusterScope.Native do
           :ok | {:error, error()} | {:error, :native_unavailable}
   def phi_remove(_detectors, _peer), do: unavailable()
 
+  # placement.rs: sandbox placement; the caller is ClusterScope.Sandbox.Placement.
+  @doc false
+  @spec placement_place(
+          binary(),
+          non_neg_integer(),
+          [{float(), non_neg_integer()}],
+          non_neg_integer(),
+          float()
+        ) ::
+          {:ok, [non_neg_integer()]} | {:error, error()} | {:error, :native_unavailable}
+  def placement_place(_strategy, _count, _nodes, _offset, _weight), do: unavailable()
+
+  @doc false
+  @spec placement_place_dirty(
+          binary(),
+          non_neg_integer(),
+          [{float(), non_neg_integer()}],
+          non_neg_integer(),
+          float()
+        ) ::
+          {:ok, [non_neg_integer()]} | {:error, error()} | {:error, :native_unavailable}
+  def placement_place_dirty(_strategy, _count, _nodes, _offset, _weight), do: unavailable()
+
   @doc false
   @spec partition_classify(map()) ::
           {:ok, map()} | :use_dirty | {:error, error()} | {:error, :native_unavailable}

@@ -90,6 +90,10 @@ defmodule ClusterScope.NativeTest do
       {:partition_classify_dirty, &__MODULE__.args_observation/1, :invalid_observation, "nodes"},
       {:partition_heals, &__MODULE__.args_observations/1, :invalid_observation, "prev"},
       {:partition_heals_dirty, &__MODULE__.args_observations/1, :invalid_observation, "prev"},
+      # placement
+      {:placement_place, &__MODULE__.args_placement_strategy/1, :invalid_option, "strategy:"},
+      {:placement_place_dirty, &__MODULE__.args_placement_nodes/1, :invalid_argument,
+       "nodes[1]:"},
       # procs
       {:procs_pids_new, &__MODULE__.args_not_pids/1, :invalid_argument, "pids:"},
       {:procs_pids_next, &__MODULE__.args_pids_next/1, :invalid_argument, "n:"},
@@ -304,6 +308,10 @@ defmodule ClusterScope.NativeTest do
   def args_observation(_), do: [%{}]
   @doc false
   def args_observations(_), do: [:nope, %{}]
+  @doc false
+  def args_placement_strategy(_), do: ["random", 1, [{0.0, 0}], 0, 1.0]
+  @doc false
+  def args_placement_nodes(_), do: ["spread", 1, [{0.0, 0}, :x], 0, 1.0]
   @doc false
   def args_not_pids(_), do: [[self(), :x]]
   @doc false

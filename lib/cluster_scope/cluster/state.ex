@@ -57,6 +57,10 @@ defmodule ClusterScope.Cluster.State do
 
   use GenServer
 
+  @sandbox_events ~w(sandbox_created sandbox_placed sandbox_node_lost
+                     sandbox_restarted_elsewhere sandbox_migrated sandbox_destroyed
+                     sandbox_orphan_cleaned)a
+
   require Logger
 
   alias ClusterScope.Cluster.{Causes, Events, GlobalWatcher, Heartbeat, Observation}
@@ -126,6 +130,16 @@ defmodule ClusterScope.Cluster.State do
   # Called by the logger handler that watches `global`'s reports (the
   # fallback of the meta trace pattern, see GlobalWatcher).
   def global_disconnect(from, to), do: GenServer.cast(__MODULE__, {:global_disconnect, from, to})
+
+  @doc """
+  Adds a sandbox event (`ClusterScope.Sandbox.Manager`) to the cluster
+  events: `:sandbox_created`, `:sandbox_placed`, `:sandbox_node_lost`,
+  `:sandbox_restarted_elsewhere`, `:sandbox_migrated`, `:sandbox_destroyed`,
+  `:sandbox_orphan_cleaned`. A cast; other types are ignored.
+  """
+  @spec sandbox_event(atom(), node() | nil, String.t(), map()) :: :ok
+  def sandbox_event(type, node, cause, details),
+    do: GenServer.cast(__MODULE__, {:sandbox_event, type, node, cause, details})
 
   # -- server ------------------------------------------------------------------
 
@@ -239,6 +253,12 @@ defmodule ClusterScope.Cluster.State do
   end
 
   def handle_cast({:libcluster, _, _, _}, state), do: {:noreply, state}
+
+  def handle_cast({:sandbox_event, type, node, cause, details}, state)
+      when type in @sandbox_events,
+      do: {:noreply, emit(state, type, node, cause, details)}
+
+  def handle_cast({:sandbox_event, _, _, _, _}, state), do: {:noreply, state}
 
   def handle_cast({:global_disconnect, from, to}, state) do
     other = if from == node(), do: to, else: from

@@ -21,6 +21,7 @@ use std::fmt;
 use crate::json::JsonError;
 use crate::metrics::MetricsError;
 use crate::partition::PartitionError;
+use crate::placement::PlacementError;
 use crate::procs::ProcsError;
 use crate::throttle::ThrottleError;
 
@@ -218,6 +219,7 @@ from_module_error!(
     JsonError,
     MetricsError,
     PartitionError,
+    PlacementError,
     ProcsError,
     ThrottleError
 );

@@ -9,6 +9,7 @@ pub mod error;
 pub mod json;
 pub mod metrics;
 pub mod partition;
+pub mod placement;
 pub mod procs;
 pub mod protocol;
 pub mod throttle;

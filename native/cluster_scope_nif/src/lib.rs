@@ -7,6 +7,7 @@ mod error;
 mod json;
 mod metrics;
 mod partition;
+mod placement;
 mod procs;
 mod throttle;
 

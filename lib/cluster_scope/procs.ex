@@ -269,6 +269,20 @@ defmodule ClusterScope.Procs do
   end
 
   @doc false
+  def node_page(%{sandbox: id} = opts) when is_binary(id) do
+    # A sandbox's processes: only they are read, into a snapshot of their
+    # own, and paged like any other.
+    pids = ClusterScope.Sandbox.Agent.local_pids(id)
+    {rows, _} = Rows.rows(pids, :pid, Rows.context())
+    snapshot = Native.procs_snapshot_new()
+
+    with :ok <- Native.procs_snapshot_push_dirty(snapshot, rows),
+         {:ok, rows, next} <-
+           Native.procs_page(snapshot, page_opts(opts, local_after(opts.cursor))) do
+      {:ok, %{rows: Enum.map(rows, &present_row(&1, node(), false)), more: next != nil}}
+    end
+  end
+
   def node_page(opts) do
     # A fresh enough full snapshot answers any page; else a page ranked by
     # one key with no other filter reads only that key (Procs.Ranked).
@@ -435,6 +449,8 @@ defmodule ClusterScope.Procs do
 
   defp fan_out(opts, {fun, args}, agentless_fun) do
     {agents, agentless, skipped} = targets(opts.node)
+    # Sandboxes run on agent nodes only.
+    agentless = if opts[:sandbox], do: [], else: agentless
     timeout = opts.timeout
 
     agent_task = Task.async(fn -> Fanout.multicall(agents, __MODULE__, fun, args, timeout) end)
@@ -601,6 +617,7 @@ defmodule ClusterScope.Procs do
 
     %{
       node: opts[:node],
+      sandbox: opts[:sandbox],
       filter: filter,
       sort_by: opts[:sort_by] || :memory,
       limit: opts[:limit] || 50,

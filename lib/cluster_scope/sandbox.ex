@@ -422,6 +422,13 @@ defmodule ClusterScope.Sandbox do
     end
   end
 
+  @doc """
+  The id of the sandbox named or identified by `id_or_name`, from `:pg`'s
+  local tables (no call to another node).
+  """
+  @spec id_of(binary()) :: {:ok, binary()} | {:error, term()}
+  def id_of(id_or_name) when is_binary(id_or_name), do: resolve(id_or_name)
+
   defp resolve(id_or_name) when is_binary(id_or_name) do
     case Enum.find(sandbox_ids(), fn {id, name} -> id == id_or_name or name == id_or_name end) do
       {id, _} -> {:ok, id}

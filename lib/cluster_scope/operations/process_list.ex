@@ -12,6 +12,10 @@ defmodule ClusterScope.Operations.ProcessList do
   `sort_by`), like `recon:proc_window/3` for the whole cluster.
   `include_details` adds the merged summary (counts by status,
   application, type, initial call and module, histograms, totals).
+  `sandbox` (an id or a name) lists only that sandbox's processes, on
+  every node it runs on: each node reads just those processes (see
+  `ClusterScope.Sandbox`); it is not combined with `window_ms` or
+  `include_details`.
 
   Cost on each node: one walk of its processes (shared by callers for a
   second, see `ClusterScope.Procs.Snapshots`). Ranked by one field with
@@ -71,6 +75,13 @@ defmodule ClusterScope.Operations.ProcessList do
               description: "rank by change over this interval (ms) instead of by value"
             },
             %{
+              name: :sandbox,
+              type: :string,
+              max_length: 255,
+              location: :query,
+              description: "only the processes of this sandbox (id or name)"
+            },
+            %{
               name: :include_details,
               type: :boolean,
               default: false,
@@ -81,6 +92,12 @@ defmodule ClusterScope.Operations.ProcessList do
       responses: %{200 => %{description: "a page of processes, with next_cursor"}}
     }
   end
+
+  def check_params(%{sandbox: s, window_ms: w}) when is_binary(s) and is_integer(w) and w > 0,
+    do: {:error, [%{field: "sandbox", message: "cannot be combined with window_ms"}]}
+
+  def check_params(%{sandbox: s, include_details: true}) when is_binary(s),
+    do: {:error, [%{field: "sandbox", message: "cannot be combined with include_details"}]}
 
   def check_params(%{cursor: cursor} = params) when is_binary(cursor) do
     cond do
@@ -99,7 +116,8 @@ defmodule ClusterScope.Operations.ProcessList do
 
   @impl true
   def execute(params) do
-    with {:ok, list} <- Procs.list(params) do
+    with {:ok, params} <- sandbox_id(params),
+         {:ok, list} <- Procs.list(params) do
       if params.include_details do
         case Procs.summary(params) do
           {:ok, %{summary: summary}} -> {:ok, Map.put(list, :summary, summary)}
@@ -110,4 +128,11 @@ defmodule ClusterScope.Operations.ProcessList do
       end
     end
   end
+
+  # A sandbox named by id or name, resolved here once (the nodes filter by id).
+  defp sandbox_id(%{sandbox: text} = params) when is_binary(text) do
+    with {:ok, id} <- ClusterScope.Sandbox.id_of(text), do: {:ok, %{params | sandbox: id}}
+  end
+
+  defp sandbox_id(params), do: {:ok, params}
 end

@@ -100,6 +100,46 @@ defmodule ClusterScope.Sandbox.ClusterTest do
     assert Enum.map(list.sandboxes, & &1.name) == ["ll", "pin", "rr"]
   end
 
+  test "the process list filters by sandbox: exactly its processes, from every node", %{
+    a: a,
+    b: b,
+    c: c
+  } do
+    {:ok, sb} = create(a, %{"name" => "seen", "strategy" => "round_robin"})
+    {:ok, other} = create(b, %{"name" => "unseen", "strategy" => "round_robin"})
+    expected = Enum.flat_map([a, b, c], &pids(&1, sb.id)) |> Enum.map(&to_string/1) |> Enum.sort()
+    assert length(expected) == 6
+
+    for by <- ["seen", sb.id] do
+      {:ok, list} = run(c, "process_list", %{"sandbox" => by, "limit" => 100})
+      assert Enum.sort(Enum.map(list.processes, & &1.pid)) == expected
+      assert list.node_errors == []
+      assert Enum.all?(list.processes, &(&1.module == "Elixir.ClusterScope.Test.SandboxWorker"))
+    end
+
+    # Pages of two: three pages, every process once.
+    paged =
+      Stream.unfold(%{"sandbox" => "seen", "limit" => 2}, fn
+        nil ->
+          nil
+
+        params ->
+          {:ok, page} = run(a, "process_list", params)
+          next = page.next_cursor && Map.put(params, "cursor", page.next_cursor)
+          {Enum.map(page.processes, & &1.pid), next}
+      end)
+      |> Enum.to_list()
+      |> List.flatten()
+
+    assert Enum.sort(paged) == expected
+    refute Enum.any?(paged, &(&1 in Enum.map(pids(b, other.id), fn r -> to_string(r) end)))
+
+    assert {:error, %{code: :not_found}} = run(a, "process_list", %{"sandbox" => "nope"})
+
+    assert {:error, %{code: :invalid_params}} =
+             run(a, "process_list", %{"sandbox" => "seen", "window_ms" => 100})
+  end
+
   test "least loaded keeps processes off a busy node", %{a: a, b: b, c: c} do
     schedulers = Cluster.call(b, :erlang, :system_info, [:schedulers_online])
     spinners = Cluster.call(b, SandboxWorker, :spin, [schedulers * 2])

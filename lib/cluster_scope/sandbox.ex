@@ -41,55 +41,15 @@ defmodule ClusterScope.Sandbox do
   """
   @spec create(map()) :: {:ok, map()} | {:error, term()}
   def create(params) do
+    simulated? = ClusterScope.Mode.current() == :simulated
+
     with {:ok, d} <- Spec.definition(params),
          :ok <- unique(d.name),
-         {:ok, nodes} <- target_nodes(d.nodes),
-         {:ok, placement, reason, node_errors} <- initial_placement(d, nodes) do
-      definition =
-        d
-        |> Map.delete(:nodes)
-        |> Map.merge(%{id: new_id(d.name), created_at_ms: System.system_time(:millisecond)})
-
-      placement = List.to_tuple(placement)
-      involved = placement |> Tuple.to_list() |> Enum.uniq()
-
-      case apply_on(involved, definition, placement, Group.first_epoch()) do
-        {_oks, []} ->
-          Manager.record(:sandbox_created, nil, "sandbox #{d.name} created", %{
-            id: definition.id,
-            name: d.name,
-            processes: d.total
-          })
-
-          Manager.record(:sandbox_placed, nil, reason, %{
-            id: definition.id,
-            nodes: counts(placement)
-          })
-
-          {:ok,
-           %{
-             id: definition.id,
-             name: d.name,
-             strategy: d.strategy,
-             restart: d.restart,
-             processes: d.total,
-             nodes: counts(placement),
-             placement_reason: reason,
-             node_errors: node_errors
-           }}
-
-        {_oks, errors} ->
-          rollback(involved, definition)
-
-          {:error,
-           {:unavailable,
-            "sandbox #{d.name} not created (nothing of it is left): " <>
-              Enum.map_join(errors, "; ", fn {n, text} -> "#{n}: #{text}" end),
-            %{
-              fields:
-                Enum.map(errors, fn {n, text} -> %{field: "nodes", message: "#{n}: #{text}"} end)
-            }}}
-      end
+         {:ok, nodes} <- target_nodes(d.nodes, simulated?),
+         {:ok, placement, reason, node_errors} <- initial_placement(d, nodes, simulated?) do
+      if simulated? or params[:dry_run] == true,
+        do: {:ok, plan(d, placement, reason, node_errors, simulated?)},
+        else: start(d, placement, reason, node_errors)
     else
       {:error, [%{} | _] = fields} ->
         {:error,
@@ -98,6 +58,71 @@ defmodule ClusterScope.Sandbox do
 
       other ->
         other
+    end
+  end
+
+  # What create would do, started nowhere: a dry run, or any create in
+  # simulated mode (virtual nodes run no processes; the placement is the
+  # same core computation).
+  defp plan(d, placement, reason, node_errors, simulated?) do
+    %{
+      planned: true,
+      simulated: simulated?,
+      name: d.name,
+      strategy: d.strategy,
+      restart: d.restart,
+      processes: d.total,
+      nodes: counts(List.to_tuple(placement)),
+      placement_reason: reason,
+      node_errors: node_errors
+    }
+  end
+
+  defp start(d, placement, reason, node_errors) do
+    definition =
+      d
+      |> Map.delete(:nodes)
+      |> Map.merge(%{id: new_id(d.name), created_at_ms: System.system_time(:millisecond)})
+
+    placement = List.to_tuple(placement)
+    involved = placement |> Tuple.to_list() |> Enum.uniq()
+
+    case apply_on(involved, definition, placement, Group.first_epoch()) do
+      {_oks, []} ->
+        Manager.record(:sandbox_created, nil, "sandbox #{d.name} created", %{
+          id: definition.id,
+          name: d.name,
+          processes: d.total
+        })
+
+        Manager.record(:sandbox_placed, nil, reason, %{
+          id: definition.id,
+          nodes: counts(placement)
+        })
+
+        {:ok,
+         %{
+           id: definition.id,
+           name: d.name,
+           strategy: d.strategy,
+           restart: d.restart,
+           processes: d.total,
+           nodes: counts(placement),
+           placement_reason: reason,
+           node_errors: node_errors
+         }}
+
+      {_oks, errors} ->
+        rollback(involved, definition)
+
+        {:error,
+         {:unavailable,
+          "sandbox #{d.name} not created (nothing of it is left): " <>
+            Enum.map_join(errors, "; ", fn {n, text} -> "#{n}: #{text}" end),
+          %{
+            fields:
+              Enum.map(errors, fn {n, text} -> %{field: "nodes", message: "#{n}: #{text}"} end)
+          }}}
     end
   end
 
@@ -115,16 +140,29 @@ defmodule ClusterScope.Sandbox do
       else: :ok
   end
 
-  defp target_nodes(nil), do: {:ok, Enum.sort(Enum.uniq([node() | agents()]))}
+  # Nodes given as names (text or atoms) are matched against the nodes that
+  # can take a part, so no atom is made from input.
+  defp target_nodes(nodes, true = _simulated?) do
+    up = for {n, :up} <- ClusterScope.Simulator.nodes(), do: n
 
-  defp target_nodes(nodes) do
+    case match_nodes(nodes || up, up) do
+      {found, []} -> {:ok, Enum.sort(Enum.uniq(found))}
+      {_, missing} -> invalid("nodes", "#{Enum.join(missing, ", ")}: not an up simulated node")
+    end
+  catch
+    :exit, _ -> invalid("nodes", "the simulator is not running")
+  end
+
+  defp target_nodes(nil, false), do: {:ok, Enum.sort(Enum.uniq([node() | agents()]))}
+
+  defp target_nodes(nodes, false) do
     agents = [node() | agents()]
 
-    case Enum.reject(nodes, &(&1 in agents)) do
-      [] ->
-        {:ok, Enum.uniq(nodes)}
+    case match_nodes(nodes, agents) do
+      {found, []} ->
+        {:ok, Enum.uniq(found)}
 
-      missing ->
+      {_, missing} ->
         invalid(
           "nodes",
           "#{Enum.join(missing, ", ")}: not connected or not running ClusterScope"
@@ -132,8 +170,23 @@ defmodule ClusterScope.Sandbox do
     end
   end
 
-  defp initial_placement(d, nodes) do
-    {loads, errors} = if d.strategy == :least_loaded, do: Placement.loads(nodes), else: {%{}, []}
+  defp match_nodes(given, known) do
+    texts = Map.new(known, &{Atom.to_string(&1), &1})
+
+    Enum.reduce(Enum.reverse(given), {[], []}, fn n, {found, missing} ->
+      case Map.fetch(texts, to_string(n)) do
+        {:ok, node} -> {[node | found], missing}
+        :error -> {found, [to_string(n) | missing]}
+      end
+    end)
+  end
+
+  defp initial_placement(d, nodes, simulated?) do
+    # Virtual nodes report no load: least loaded places them as spread would.
+    {loads, errors} =
+      if d.strategy == :least_loaded and not simulated?,
+        do: Placement.loads(nodes),
+        else: {%{}, []}
 
     figures = Enum.map(nodes, &{&1, Map.get(loads, &1, 0.0), 0})
 
@@ -250,7 +303,7 @@ defmodule ClusterScope.Sandbox do
          {:ok, from} <- placed_node(from_in, old_nodes),
          targets = Enum.uniq(to || Enum.filter(old_nodes, &(&1 in reachable))) -- [from],
          :ok <- if(targets == [], do: invalid("to", "no node to move to"), else: :ok),
-         {:ok, _} <- target_nodes(targets),
+         {:ok, _} <- target_nodes(targets, false),
          moving = for(i <- 0..(tuple_size(old) - 1)//1, elem(old, i) == from, do: i),
          :ok <-
            if(moving == [],

@@ -10,6 +10,11 @@ defmodule ClusterScope.Operations.CreateSandbox do
   `least_loaded`), `nodes`, `restart` (`survivors`, `none`). Limits:
   `:sandbox_max_processes` per sandbox, `:sandbox_max_per_node`. All or
   nothing: when a node fails its part, the parts started are removed.
+  `dry_run: true` answers the placement (`planned: true`, processes per
+  node and why) and starts nothing. In simulated mode every create is such
+  a plan, over the simulator's up virtual nodes (they run no processes and
+  report no load, so `least_loaded` places as `spread` does): the same
+  validation and the same placement code as on a real cluster.
   Mutating (`:control` scope).
   """
 
@@ -51,7 +56,7 @@ defmodule ClusterScope.Operations.CreateSandbox do
         %{
           name: :nodes,
           type: :array,
-          items: :node,
+          items: :string,
           min_length: 1,
           max_length: 1_000,
           location: :body,
@@ -64,6 +69,13 @@ defmodule ClusterScope.Operations.CreateSandbox do
           default: :survivors,
           location: :body,
           description: "when a node is lost: restart its processes on survivors, or not"
+        },
+        %{
+          name: :dry_run,
+          type: :boolean,
+          default: false,
+          location: :body,
+          description: "only answer the placement (planned: true); start nothing"
         }
       ],
       responses: %{200 => %{description: "the sandbox's id and its processes per node"}}

@@ -325,4 +325,62 @@ defmodule ClusterScope.SandboxTest do
       true -> Process.sleep(50) && eventually(fun, tries - 1)
     end
   end
+
+  test "a dry run answers the placement and starts nothing" do
+    before = :erlang.system_info(:process_count)
+
+    assert {:ok, plan} =
+             ClusterScope.run("create_sandbox", %{
+               "name" => "plan",
+               "children" => [child(%{"count" => 4})],
+               "strategy" => "round_robin",
+               "dry_run" => true
+             })
+
+    assert plan.planned == true and plan.simulated == false
+    assert plan.nodes == %{node() => 4}
+    assert plan.placement_reason =~ "round robin"
+    assert {:ok, %{sandboxes: []}} = Sandbox.list()
+    assert :erlang.system_info(:process_count) <= before + 2
+
+    # The same validation as a real create.
+    assert {:error, %{code: :invalid_params}} =
+             ClusterScope.run("create_sandbox", %{
+               "name" => "plan",
+               "children" => [%{"module" => "Task", "count" => 1}],
+               "dry_run" => true
+             })
+  end
+
+  test "in simulated mode a create is a plan over the up virtual nodes" do
+    ClusterScope.Test.ModeSwitch.allow()
+    {:ok, _} = ClusterScope.Mode.set(:simulated, nodes: 5)
+    virtual = for {n, :up} <- ClusterScope.Simulator.nodes(), do: n
+    assert length(virtual) == 5
+    :ok = ClusterScope.Simulator.fail(hd(virtual))
+    up = tl(virtual)
+
+    assert {:ok, plan} =
+             ClusterScope.run("create_sandbox", %{
+               "name" => "sim",
+               "children" => [child(%{"count" => 8})],
+               "strategy" => "spread"
+             })
+
+    assert plan.planned and plan.simulated
+    assert Enum.sort(Map.keys(plan.nodes)) == Enum.sort(up)
+    assert Enum.sort(Map.values(plan.nodes)) == [2, 2, 2, 2]
+    assert {:ok, %{sandboxes: []}} = Sandbox.list()
+
+    # A failed virtual node is refused by name.
+    assert {:error, %{code: :invalid_params, message: message}} =
+             ClusterScope.run("create_sandbox", %{
+               "name" => "sim2",
+               "children" => [child()],
+               "strategy" => "pinned",
+               "nodes" => [Atom.to_string(hd(virtual))]
+             })
+
+    assert message =~ "not an up simulated node"
+  end
 end

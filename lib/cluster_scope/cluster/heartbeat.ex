@@ -164,37 +164,27 @@ defmodule ClusterScope.Cluster.Heartbeat do
 
     for pid <- peers, do: :erlang.send(pid, beat, [:noconnect, :nosuspend])
 
-    # The state classifies a moment later, with the beats of this tick from
-    # every node in (they arrive together): one classification of the whole
-    # change rather than one per node's part of it.
-    {:noreply, flush_soon(%{state | gossip: gossip, awaiting: length(peers), phis: phis})}
+    # The state classifies once the beats of this tick from every node are
+    # in (they arrive together; those that came before this tick count):
+    # one classification of the whole change rather than one per node's
+    # part of it, and no separate wake-up when the burst is complete. The
+    # timer is the fallback for a burst that stays short.
+    state = %{state | gossip: gossip, awaiting: state.awaiting + length(peers), phis: phis}
+
+    if state.awaiting <= 0 do
+      if state.flush, do: Process.cancel_timer(state.flush)
+      handle_info(:flush_views, state)
+    else
+      {:noreply, flush_soon(state)}
+    end
   end
 
-  def handle_info({:cs_hb, from, _version, _cv, _view, _wants, _digest} = beat, state)
-      when is_atom(from) do
-    now = now_ms()
+  def handle_info({:cs_hb, _from, _version, _cv, _view, _wants, _digest} = beat, state) do
+    # The beats of a burst that are already queued are handled in this same
+    # run (one wake-up of this process for all of them), then the state is
+    # told once if the burst is complete.
+    state = drain(hear(beat, state, now_ms()))
 
-    if state.detectors do
-      # The NIF reads an atom's text itself: no binary per beat.
-      peer = from
-
-      # A heartbeat after a long silence (or the first one) starts a fresh
-      # history: one multi-second interval in the window would blunt the
-      # detector for the next `window` beats.
-      case Gossip.last_direct(state.gossip, from) do
-        last when is_integer(last) and now - last <= state.reset_after_ms -> :ok
-        _ -> Native.phi_remove(state.detectors, peer)
-      end
-
-      Native.phi_heartbeat(state.detectors, peer, now * 1.0)
-    end
-
-    {gossip, out} = Gossip.beat(state.gossip, beat, now)
-    send_all(out)
-    state = changed(%{state | awaiting: state.awaiting - 1}, gossip)
-
-    # The last beat of the burst: the state classifies now, in this wake-up,
-    # rather than at the timer.
     if state.awaiting <= 0 and state.flush != nil do
       Process.cancel_timer(state.flush)
       handle_info(:flush_views, state)
@@ -221,7 +211,8 @@ defmodule ClusterScope.Cluster.Heartbeat do
           {:heartbeat_views, state.gossip.views, state.phis, now}
         )
 
-    {:noreply, %{state | flush: nil}}
+    # Beats heard from now on count for the next tick.
+    {:noreply, %{state | flush: nil, awaiting: 0}}
   end
 
   def handle_info({:cs_pull, from}, state) when is_atom(from) do
@@ -262,6 +253,37 @@ defmodule ClusterScope.Cluster.Heartbeat do
   def handle_call({:set_listener, pid}, _from, state), do: {:reply, :ok, %{state | listener: pid}}
 
   @flush_after_ms 15
+
+  defp drain(state) do
+    receive do
+      {:cs_hb, _from, _version, _cv, _view, _wants, _digest} = beat ->
+        drain(hear(beat, state, now_ms()))
+    after
+      0 -> state
+    end
+  end
+
+  defp hear({:cs_hb, from, _version, _cv, _view, _wants, _digest} = beat, state, now)
+       when is_atom(from) do
+    if state.detectors do
+      # The NIF reads an atom's text itself: no binary per beat.
+      # A heartbeat after a long silence (or the first one) starts a fresh
+      # history: one multi-second interval in the window would blunt the
+      # detector for the next `window` beats.
+      case Gossip.last_direct(state.gossip, from) do
+        last when is_integer(last) and now - last <= state.reset_after_ms -> :ok
+        _ -> Native.phi_remove(state.detectors, from)
+      end
+
+      Native.phi_heartbeat(state.detectors, from, now * 1.0)
+    end
+
+    {gossip, out} = Gossip.beat(state.gossip, beat, now)
+    send_all(out)
+    changed(%{state | awaiting: state.awaiting - 1}, gossip)
+  end
+
+  defp hear(_beat, state, _now), do: state
 
   defp changed(%{gossip: %{changes: c}} = state, %{changes: c} = gossip),
     do: %{state | gossip: gossip}

@@ -50,6 +50,11 @@ defmodule ClusterScope.Cluster.Heartbeat do
   @scope :cluster_scope
   @group :agents
 
+  # Queued beats handled in one run after the first, at most: calls and
+  # system messages behind a long burst (thousands of peers) wait for no
+  # more than that.
+  @drain_max 256
+
   @typedoc "What one node hears of the others."
   @type view :: Gossip.view()
 
@@ -183,7 +188,7 @@ defmodule ClusterScope.Cluster.Heartbeat do
     # The beats of a burst that are already queued are handled in this same
     # run (one wake-up of this process for all of them), then the state is
     # told once if the burst is complete.
-    state = drain(hear(beat, state, now_ms()))
+    state = drain(hear(beat, state, now_ms()), @drain_max)
 
     if state.awaiting <= 0 and state.flush != nil do
       Process.cancel_timer(state.flush)
@@ -254,10 +259,12 @@ defmodule ClusterScope.Cluster.Heartbeat do
 
   @flush_after_ms 15
 
-  defp drain(state) do
+  defp drain(state, 0), do: state
+
+  defp drain(state, left) do
     receive do
       {:cs_hb, _from, _version, _cv, _view, _wants, _digest} = beat ->
-        drain(hear(beat, state, now_ms()))
+        drain(hear(beat, state, now_ms()), left - 1)
     after
       0 -> state
     end

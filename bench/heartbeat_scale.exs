@@ -24,6 +24,19 @@
 #     (`:erlang.system_info(:dist_ctrl)`, the bench node's own link
 #     excluded): send_oct per second per node, and send_oct / send_cnt as the
 #     bytes per message, over the running windows.
+#   * Where it goes (after the measured rounds, MSACC=0 skips it): one more
+#     running / suspended pair with microstate accounting on every peer
+#     (`erlang:statistics(microstate_accounting)`, which costs a little
+#     itself, so it stays out of the measured rounds): the difference per
+#     state summed over the VM's threads, as % of a core per node (msacc
+#     counts wall time in each state, so on a contended machine its sum is
+#     above the OS figure; the shares are what it tells): `emulator` (Erlang
+#     code), `port` (the distribution sockets' sends and receives),
+#     `check_io` (polling), `other` (mostly schedulers spinning after a
+#     wake-up before they sleep), `gc`, `aux`. Next to it the OS thread
+#     wake-ups (voluntary context switches of the VM's threads), Erlang
+#     process switches, and how often Heartbeat and State are scheduled in
+#     (a 5 s `:running` trace).
 #
 # Simulated: one node among N (100, 1,000) in steady state: per interval it
 # ticks (own view, prune, digest, wants), encodes its beat for N - 1 peers

@@ -31,7 +31,7 @@ defmodule ClusterScope.Cluster.Heartbeat do
   its microstate accounting at 24 nodes (running minus suspended, wall time
   per state, three runs) puts the Erlang code at 7-17 %, the distribution
   sockets' sends and receives (`port`) at 17-36 %, and schedulers spinning
-  after the wake-ups the arrivals cause (`other`) at 44-74 %;
+  after the wake-ups the arrivals cause (`other`) at 44-75 %;
   about 19,000 reductions a second, 34-40 OS thread wake-ups and 115
   process switches a second per node, the heartbeat process scheduled
   about 77 times a second (5 ticks, 115 arrivals: most arrive apart). A

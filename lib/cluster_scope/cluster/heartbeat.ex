@@ -26,12 +26,12 @@ defmodule ClusterScope.Cluster.Heartbeat do
   size that does not depend on N while nothing changes (86 bytes on the
   wire). `bench/heartbeat_scale.exs` measured, idle, per node: 1.3, 4.7 and
   9.9 kB/s sent at 4, 12 and 24 real nodes (the old gossip: 2.9, 45 and 358
-  kB/s) and 0.21-0.29, 0.61 and 0.72-0.92 % of a core (old: 0.25, 1.24,
+  kB/s) and 0.21-0.29, 0.61 and 0.58-0.92 % of a core (old: 0.25, 1.24,
   2.75; 24 VMs on 2 shared cores). What remains is per message, not work:
   its microstate accounting at 24 nodes (running minus suspended, wall time
-  per state, three runs) puts the Erlang code at 7-17 %, the distribution
-  sockets' sends and receives (`port`) at 17-36 %, and schedulers spinning
-  after the wake-ups the arrivals cause (`other`) at 44-75 %;
+  per state, five runs) puts the Erlang code at 5-17 %, the distribution
+  sockets' sends and receives (`port`) at 9-36 %, and schedulers spinning
+  after the wake-ups the arrivals cause (`other`) at 44-86 %;
   about 19,000 reductions a second, 34-40 OS thread wake-ups and 115
   process switches a second per node, the heartbeat process scheduled
   about 77 times a second (5 ticks, 115 arrivals: most arrive apart). A

@@ -24,6 +24,19 @@
 #     (`:erlang.system_info(:dist_ctrl)`, the bench node's own link
 #     excluded): send_oct per second per node, and send_oct / send_cnt as the
 #     bytes per message, over the running windows.
+#   * Where it goes (after the measured rounds, MSACC=0 skips it): one more
+#     running / suspended pair with microstate accounting on every peer
+#     (`erlang:statistics(microstate_accounting)`, which costs a little
+#     itself, so it stays out of the measured rounds): the difference per
+#     state summed over the VM's threads, as % of a core per node (msacc
+#     counts wall time in each state, so on a contended machine its sum is
+#     above the OS figure; the shares are what it tells): `emulator` (Erlang
+#     code), `port` (the distribution sockets' sends and receives),
+#     `check_io` (polling), `other` (mostly schedulers spinning after a
+#     wake-up before they sleep), `gc`, `aux`. Next to it the OS thread
+#     wake-ups (voluntary context switches of the VM's threads), Erlang
+#     process switches, and how often Heartbeat and State are scheduled in
+#     (a 5 s `:running` trace).
 #
 # Simulated: one node among N (100, 1,000) in steady state: per interval it
 # ticks (own view, prune, digest, wants), encodes its beat for N - 1 peers
@@ -81,6 +94,62 @@ interval = 200
     end
 
     def sample(exclude), do: {dist(exclude), reductions()}
+
+    # Microstate accounting (diagnostic window only): time per thread type
+    # and state, in microseconds, since msacc_on/0.
+    def msacc_on do
+      :erlang.system_flag(:microstate_accounting, :reset)
+      :erlang.system_flag(:microstate_accounting, true)
+      :erlang.statistics(:context_switches) |> elem(0)
+    end
+
+    def msacc_off do
+      stats = :erlang.statistics(:microstate_accounting)
+      :erlang.system_flag(:microstate_accounting, false)
+      cs = :erlang.statistics(:context_switches) |> elem(0)
+
+      by =
+        for %{type: type, counters: c} <- stats, {st, t} <- c, reduce: %{} do
+          acc ->
+            us = :erlang.convert_time_unit(t, :perf_counter, :microsecond)
+            Map.update(acc, {type, st}, us, &(&1 + us))
+        end
+
+      {by, cs}
+    end
+
+    # How many times each cluster process is scheduled in over `ms`.
+    def schedule_counts(ms) do
+      pids = for name <- @procs, pid = Process.whereis(name), pid != nil, do: {name, pid}
+      parent = self()
+
+      counter =
+        spawn(fn ->
+          loop = fn loop, acc ->
+            receive do
+              {:trace, pid, :in, _} -> loop.(loop, Map.update(acc, pid, 1, &(&1 + 1)))
+              {:done, from} -> send(from, {:counts, acc})
+              _ -> loop.(loop, acc)
+            end
+          end
+
+          loop.(loop, %{})
+        end)
+
+      for {_, pid} <- pids, do: :erlang.trace(pid, true, [:running, {:tracer, counter}])
+      Process.sleep(ms)
+      for {_, pid} <- pids, do: :erlang.trace(pid, false, [:running])
+      send(counter, {:done, parent})
+
+      counts =
+        receive do
+          {:counts, c} -> c
+        after
+          5_000 -> %{}
+        end
+
+      Map.new(pids, fn {name, pid} -> {name, Map.get(counts, pid, 0)} end)
+    end
 
     def suspend, do: Enum.each(@procs, &:sys.suspend/1)
     def resume, do: @procs |> Enum.reverse() |> Enum.each(&:sys.resume/1)
@@ -212,6 +281,111 @@ defmodule HeartbeatScale do
   end
 
   def f(x, d), do: :erlang.float_to_binary(x * 1.0, decimals: d)
+
+  # OS thread wake-ups of a peer's VM: voluntary context switches summed over
+  # its threads (a thread that sleeps and is woken counts one).
+  def os_wakeups(peer) do
+    Path.wildcard("/proc/#{peer.os_pid}/task/*/status")
+    |> Enum.reduce(0, fn path, acc ->
+      case File.read(path) do
+        {:ok, text} ->
+          case Regex.run(~r/^voluntary_ctxt_switches:\s+(\d+)/m, text) do
+            [_, n] -> acc + String.to_integer(n)
+            _ -> acc
+          end
+
+        _ ->
+          acc
+      end
+    end)
+  end
+
+  # One window with microstate accounting on every peer: per node and per
+  # second, microseconds by {thread type, state}, OS thread wake-ups, and
+  # Erlang process context switches.
+  def msacc_window(peers, probe, seconds) do
+    t0 = now()
+
+    starts =
+      Enum.map(peers, &{os_wakeups(&1), LocalCluster.call(&1, probe, :msacc_on, [], 10_000)})
+
+    Process.sleep(seconds * 1_000)
+
+    ends =
+      Enum.map(peers, &{LocalCluster.call(&1, probe, :msacc_off, [], 10_000), os_wakeups(&1)})
+
+    s = (now() - t0) / 1_000
+    n = length(peers)
+
+    {msacc, wakeups, switches} =
+      Enum.zip(starts, ends)
+      |> Enum.reduce({%{}, 0, 0}, fn {{w0, cs0}, {{by, cs1}, w1}}, {m, w, cs} ->
+        {Map.merge(m, by, fn _, a, b -> a + b end), w + w1 - w0, cs + cs1 - cs0}
+      end)
+
+    %{
+      msacc: Map.new(msacc, fn {k, us} -> {k, us / s / n} end),
+      os_wakeups: wakeups / s / n,
+      switches: switches / s / n
+    }
+  end
+
+  # Where the running-minus-suspended CPU goes (diagnostic, after the
+  # measured rounds: microstate accounting costs a little itself, so it is
+  # kept out of them). Figures per node per second.
+  def diagnose(peers, probe, seconds) do
+    running = msacc_window(peers, probe, seconds)
+    for p <- peers, do: LocalCluster.call(p, probe, :suspend, [], 10_000)
+    Process.sleep(1_000)
+    suspended = msacc_window(peers, probe, seconds)
+    for p <- peers, do: LocalCluster.call(p, probe, :resume, [], 10_000)
+    Process.sleep(2_000)
+
+    counts =
+      peers
+      |> Enum.map(&LocalCluster.call(&1, probe, :schedule_counts, [5_000], 20_000))
+      |> Enum.reduce(%{}, &Map.merge(&1, &2, fn _, a, b -> a + b end))
+      |> Map.new(fn {name, c} -> {name, c / 5 / length(peers)} end)
+
+    keys = Enum.uniq(Map.keys(running.msacc) ++ Map.keys(suspended.msacc))
+
+    delta =
+      Map.new(keys, fn k ->
+        {k, Map.get(running.msacc, k, 0.0) - Map.get(suspended.msacc, k, 0.0)}
+      end)
+
+    # Busy states (everything but sleep), summed by state over the thread
+    # types, as % of a core: running minus suspended.
+    by_state =
+      for {{_type, st}, us} <- delta, st != :sleep, reduce: %{} do
+        acc -> Map.update(acc, st, us / 1.0e4, &(&1 + us / 1.0e4))
+      end
+
+    by_type =
+      for {{type, st}, us} <- delta, st != :sleep, reduce: %{} do
+        acc -> Map.update(acc, type, us / 1.0e4, &(&1 + us / 1.0e4))
+      end
+
+    IO.puts("  msacc running - suspended, % of a core per node, by state: " <> fmt(by_state))
+    IO.puts("  by thread type: " <> fmt(by_type))
+
+    IO.puts(
+      "  OS thread wake-ups/s per node: running #{round(running.os_wakeups)}, suspended #{round(suspended.os_wakeups)}; " <>
+        "process switches/s: running #{round(running.switches)}, suspended #{round(suspended.switches)}; " <>
+        "scheduled-in/s: " <>
+        Enum.map_join(counts, ", ", fn {name, c} -> "#{inspect(name)} #{f(c, 1)}" end)
+    )
+
+    %{
+      by_state: by_state,
+      os_wakeups: running.os_wakeups - suspended.os_wakeups,
+      switches: running.switches - suspended.switches,
+      counts: counts
+    }
+  end
+
+  defp fmt(map),
+    do: map |> Enum.sort() |> Enum.map_join(" ", fn {k, v} -> "#{k}=#{f(v, 3)}" end)
 end
 
 defmodule HeartbeatScale.Sim do
@@ -371,6 +545,12 @@ real =
     )
 
     result = HeartbeatScale.measure(peers, probe, rounds, window_s)
+
+    result =
+      if System.get_env("MSACC") == "0",
+        do: result,
+        else: Map.put(result, :diag, HeartbeatScale.diagnose(peers, probe, window_s))
+
     Cluster.cleanup(peers)
     Map.put(result, :nodes, n)
   end
@@ -395,11 +575,27 @@ for r <- real do
   )
 end
 
+diag_keys = fn
+  %{diag: d} ->
+    states =
+      for st <- [:emulator, :port, :check_io, :other, :gc, :aux],
+          do: " msacc_#{st}_pct=#{HeartbeatScale.f(Map.get(d.by_state, st, 0.0), 3)}"
+
+    Enum.join(states) <>
+      " os_wakeups_per_s_per_node=#{round(d.os_wakeups)} process_switches_per_s_per_node=#{round(d.switches)}" <>
+      " heartbeat_runs_per_s=#{HeartbeatScale.f(Map.get(d.counts, ClusterScope.Cluster.Heartbeat, 0), 1)}" <>
+      " state_runs_per_s=#{HeartbeatScale.f(Map.get(d.counts, ClusterScope.Cluster.State, 0), 1)}"
+
+  _ ->
+    ""
+end
+
 for r <- real do
   IO.puts(
     "RESULT bench=heartbeat_scale nodes=#{r.nodes} cpu_pct_per_node=#{HeartbeatScale.f(r.cpu, 3)} " <>
       "sent_bytes_per_s_per_node=#{round(r.bytes_s)} bytes_per_msg=#{HeartbeatScale.f(r.bytes_msg, 1)} " <>
-      "running_cpu_pct_per_node=#{HeartbeatScale.f(r.running_cpu, 3)} reductions_per_s_per_node=#{round(r.reds_s)}"
+      "running_cpu_pct_per_node=#{HeartbeatScale.f(r.running_cpu, 3)} reductions_per_s_per_node=#{round(r.reds_s)}" <>
+      diag_keys.(r)
   )
 end
 

@@ -26,13 +26,20 @@ defmodule ClusterScope.Cluster.Heartbeat do
   size that does not depend on N while nothing changes (86 bytes on the
   wire). `bench/heartbeat_scale.exs` measured, idle, per node: 1.3, 4.7 and
   9.9 kB/s sent at 4, 12 and 24 real nodes (the old gossip: 2.9, 45 and 358
-  kB/s) and 0.21-0.24, 0.61 and 0.78-0.92 % of a core (old: 0.25, 1.24,
-  2.75; 24 VMs on 2 shared cores, where what remains is mostly the
-  wake-ups and socket calls of 23 beats in and out per interval, not the
-  work: about 19,000 reductions a second); the gossip path of one node
-  among 1,000 takes about 1 ms per interval. A change costs one view (N entries)
-  per receiver, once. Most of the CPU is scheduler wake-ups, which is why
-  the default interval is 200 ms and not 100 ms. `phi_all` runs on a dirty
+  kB/s) and 0.21-0.29, 0.61 and 0.58-0.92 % of a core (old: 0.25, 1.24,
+  2.75; 24 VMs on 2 shared cores). What remains is per message, not work:
+  its microstate accounting at 24 nodes (running minus suspended, wall time
+  per state, five runs) puts the Erlang code at 5-17 %, the distribution
+  sockets' sends and receives (`port`) at 9-36 %, and schedulers spinning
+  after the wake-ups the arrivals cause (`other`) at 44-86 %;
+  about 19,000 reductions a second, 34-40 OS thread wake-ups and 115
+  process switches a second per node, the heartbeat process scheduled
+  about 77 times a second (5 ticks, 115 arrivals: most arrive apart). A
+  burst already queued is handled in one run, and a complete burst tells
+  the state without a timer. The gossip path of one node among 1,000 takes
+  about 1 ms per interval. A change costs one view (N entries) per
+  receiver, once. Most of the CPU is scheduler wake-ups, which is why the
+  default interval is 200 ms and not 100 ms. `phi_all` runs on a dirty
   scheduler above 2,000 peers, where it could pass 1 ms (the NIF answers
   `:use_dirty`).
 
@@ -49,6 +56,11 @@ defmodule ClusterScope.Cluster.Heartbeat do
 
   @scope :cluster_scope
   @group :agents
+
+  # Queued beats handled in one run after the first, at most: calls and
+  # system messages behind a long burst (thousands of peers) wait for no
+  # more than that.
+  @drain_max 256
 
   @typedoc "What one node hears of the others."
   @type view :: Gossip.view()
@@ -164,37 +176,27 @@ defmodule ClusterScope.Cluster.Heartbeat do
 
     for pid <- peers, do: :erlang.send(pid, beat, [:noconnect, :nosuspend])
 
-    # The state classifies a moment later, with the beats of this tick from
-    # every node in (they arrive together): one classification of the whole
-    # change rather than one per node's part of it.
-    {:noreply, flush_soon(%{state | gossip: gossip, awaiting: length(peers), phis: phis})}
+    # The state classifies once the beats of this tick from every node are
+    # in (they arrive together; those that came before this tick count):
+    # one classification of the whole change rather than one per node's
+    # part of it, and no separate wake-up when the burst is complete. The
+    # timer is the fallback for a burst that stays short.
+    state = %{state | gossip: gossip, awaiting: state.awaiting + length(peers), phis: phis}
+
+    if state.awaiting <= 0 do
+      if state.flush, do: Process.cancel_timer(state.flush)
+      handle_info(:flush_views, state)
+    else
+      {:noreply, flush_soon(state)}
+    end
   end
 
-  def handle_info({:cs_hb, from, _version, _cv, _view, _wants, _digest} = beat, state)
-      when is_atom(from) do
-    now = now_ms()
+  def handle_info({:cs_hb, _from, _version, _cv, _view, _wants, _digest} = beat, state) do
+    # The beats of a burst that are already queued are handled in this same
+    # run (one wake-up of this process for all of them), then the state is
+    # told once if the burst is complete.
+    state = drain(hear(beat, state, now_ms()), @drain_max)
 
-    if state.detectors do
-      # The NIF reads an atom's text itself: no binary per beat.
-      peer = from
-
-      # A heartbeat after a long silence (or the first one) starts a fresh
-      # history: one multi-second interval in the window would blunt the
-      # detector for the next `window` beats.
-      case Gossip.last_direct(state.gossip, from) do
-        last when is_integer(last) and now - last <= state.reset_after_ms -> :ok
-        _ -> Native.phi_remove(state.detectors, peer)
-      end
-
-      Native.phi_heartbeat(state.detectors, peer, now * 1.0)
-    end
-
-    {gossip, out} = Gossip.beat(state.gossip, beat, now)
-    send_all(out)
-    state = changed(%{state | awaiting: state.awaiting - 1}, gossip)
-
-    # The last beat of the burst: the state classifies now, in this wake-up,
-    # rather than at the timer.
     if state.awaiting <= 0 and state.flush != nil do
       Process.cancel_timer(state.flush)
       handle_info(:flush_views, state)
@@ -221,7 +223,8 @@ defmodule ClusterScope.Cluster.Heartbeat do
           {:heartbeat_views, state.gossip.views, state.phis, now}
         )
 
-    {:noreply, %{state | flush: nil}}
+    # Beats heard from now on count for the next tick.
+    {:noreply, %{state | flush: nil, awaiting: 0}}
   end
 
   def handle_info({:cs_pull, from}, state) when is_atom(from) do
@@ -262,6 +265,39 @@ defmodule ClusterScope.Cluster.Heartbeat do
   def handle_call({:set_listener, pid}, _from, state), do: {:reply, :ok, %{state | listener: pid}}
 
   @flush_after_ms 15
+
+  defp drain(state, 0), do: state
+
+  defp drain(state, left) do
+    receive do
+      {:cs_hb, _from, _version, _cv, _view, _wants, _digest} = beat ->
+        drain(hear(beat, state, now_ms()), left - 1)
+    after
+      0 -> state
+    end
+  end
+
+  defp hear({:cs_hb, from, _version, _cv, _view, _wants, _digest} = beat, state, now)
+       when is_atom(from) do
+    if state.detectors do
+      # The NIF reads an atom's text itself: no binary per beat.
+      # A heartbeat after a long silence (or the first one) starts a fresh
+      # history: one multi-second interval in the window would blunt the
+      # detector for the next `window` beats.
+      case Gossip.last_direct(state.gossip, from) do
+        last when is_integer(last) and now - last <= state.reset_after_ms -> :ok
+        _ -> Native.phi_remove(state.detectors, from)
+      end
+
+      Native.phi_heartbeat(state.detectors, from, now * 1.0)
+    end
+
+    {gossip, out} = Gossip.beat(state.gossip, beat, now)
+    send_all(out)
+    changed(%{state | awaiting: state.awaiting - 1}, gossip)
+  end
+
+  defp hear(_beat, state, _now), do: state
 
   defp changed(%{gossip: %{changes: c}} = state, %{changes: c} = gossip),
     do: %{state | gossip: gossip}

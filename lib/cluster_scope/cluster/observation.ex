@@ -30,16 +30,14 @@ defmodule ClusterScope.Cluster.Observation do
   end
 
   @doc """
-  What `build/5` depends on, but the kernel's link counters: the state
-  compares it with `===` to the previous one and skips the O(N^2) build
-  while nothing moves. The views enter by owner, content version and
-  freshness (a list of N small tuples built here); the rest are the state's
-  own terms, which stay the same terms while they do not change, so the
-  comparison of an unchanged key costs O(N) and no copy of what it covers
-  is kept (hashing it, as before, walked every node's record twice per
-  interval).
+  What `build/5` depends on, but the kernel's link counters, hashed in
+  O(N): equal inputs give equal keys (the views enter by owner, content
+  version and freshness), and two 32-bit hashes of different salts make a
+  collision (one skipped rebuild) a 1 in 2^64 event. Lets the state skip
+  the O(N^2) build while nothing moves, without keeping a second copy of
+  what it hashes.
   """
-  @spec key(map(), [node()], [node()], integer()) :: tuple()
+  @spec key(map(), [node()], [node()], integer()) :: {non_neg_integer(), non_neg_integer()}
   def key(state, agents, connected, now) do
     stale_ms = Gossip.stale_after_ms(state.interval)
 
@@ -47,7 +45,11 @@ defmodule ClusterScope.Cluster.Observation do
       for {node, %{at_ms: at} = e} <- state.views,
           do: {node, Map.get(e, :cv, e[:version]), now - at <= stale_ms}
 
-    {views, agents, connected, state.members, state.delayed, state.nodes, state.quorum}
+    inputs =
+      {views, agents, connected, state.members, Map.keys(state.delayed), state.nodes,
+       state.quorum}
+
+    {:erlang.phash2(inputs, 4_294_967_296), :erlang.phash2({:salt, inputs}, 4_294_967_296)}
   end
 
   @doc """

@@ -333,7 +333,7 @@ defmodule ClusterScope.Cluster.State do
     # Nothing the matrix is made of moved (and no link from here is in
     # doubt, where the kernel's loss counters could): the O(N^2) matrix is
     # not rebuilt, and the classification stands.
-    if key === state.observation_key and not Observation.misses_someone?(state.observation) do
+    if key == state.observation_key and not Observation.misses_someone?(state.observation) do
       {:noreply, state}
     else
       obs = Observation.build(state, agents, connected, now)

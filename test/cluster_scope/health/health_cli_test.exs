@@ -10,10 +10,20 @@ defmodule ClusterScope.Health.CLITest do
     # Peers of earlier tests, still known here as down or cut off, would
     # make the cluster's health degraded or critical whatever the test sets.
     ClusterScope.Test.Cluster.forget_gone()
-    # Alerts left by an earlier test clear at the first sample with the
-    # default thresholds.
+    # Alerts left by an earlier test clear with the default thresholds; a
+    # connectivity alert once the classification is healthy again, after
+    # clear_after_samples samples under its line.
     Health.reset_alert_thresholds()
-    Health.sample_now()
+
+    settled =
+      ClusterScope.Test.Cluster.poll(System.monotonic_time(:millisecond) + 15_000, fn ->
+        Health.sample_now()
+
+        ClusterScope.Cluster.State.topology().classification.status == :healthy and
+          not Enum.any?(ClusterScope.Health.Monitor.alerts(), &(&1.metric == :connectivity))
+      end)
+
+    assert settled, "the cluster did not settle as healthy: #{inspect(Health.Monitor.alerts())}"
     on_exit(fn -> Health.reset_alert_thresholds() end)
     :ok
   end

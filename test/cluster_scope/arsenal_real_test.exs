@@ -282,18 +282,23 @@ defmodule ClusterScope.ArsenalRealTest do
     {:ok, _} = Application.ensure_all_started(:arsenal)
     # Arsenal's own startup registers its 20 built-ins ~100 ms after it
     # starts, whether ours are in already or not.
+    # (Arsenal registers its built-ins one by one: wait for all of them.)
     assert eventually(fn ->
-             names = for info <- reg(:list_operations, []), do: info.name
-
-             :process_list in names and :kill_process in names and :cluster_health in names and
-               :cluster_scope_process_list in names and :cluster_scope_cluster_health in names
+             with {:ok, report} <- ClusterScope.Arsenal.status(keeper) do
+               held = Map.new(reg(:list_operations, []), &{&1.name, &1.module})
+               map_size(held) == 20 + length(report.registered)
+             else
+               _ -> false
+             end
            end)
 
-    {:ok, report} = ClusterScope.Arsenal.status(keeper)
     held = Map.new(reg(:list_operations, []), &{&1.name, &1.module})
+
+    for name <- [:process_list, :kill_process, :cluster_health, :cluster_scope_cluster_health],
+        do: assert(Map.has_key?(held, name), "#{name} is not registered")
+
     assert held[:process_list] == Arsenal.Operations.Distributed.ProcessList
     assert held[:cluster_scope_process_list] == ClusterScope.Operations.ProcessList.Arsenal
-    assert map_size(held) == 20 + length(report.registered)
   end
 
   test "the keeper registers again after Arsenal's registry restarts" do

@@ -142,8 +142,7 @@ defmodule ClusterScope.Operations.HordeProcessStart do
 
     with [] <- errors,
          {:ok, args} <- args(params.args),
-         {:ok, module} <- existing_module(params.module),
-         :ok <- startable(module),
+         {:ok, module} <- startable(params.module),
          {:ok, fun} <- exported(module, params.function, length(args)) do
       {:ok, Map.merge(params, %{args: args, module: module, function: fun})}
     else
@@ -186,36 +185,9 @@ defmodule ClusterScope.Operations.HordeProcessStart do
   defp args(other),
     do: {:error, "args", "must be a JSON list, got: #{inspect(other, limit: 5)}"}
 
-  defp existing_module(text) do
-    candidates =
-      if String.starts_with?(text, ":"),
-        do: [String.slice(text, 1..-1)],
-        else: ["Elixir." <> text, text]
-
-    Enum.find_value(
-      candidates,
-      {:error, "module", "no loaded module #{inspect(text)} on #{node()}"},
-      fn c ->
-        try do
-          atom = String.to_existing_atom(c)
-          if Code.ensure_loaded?(atom), do: {:ok, atom}
-        rescue
-          ArgumentError -> nil
-        end
-      end
-    )
-  end
-
-  # A start runs module.function(args...) from the request: only modules the
-  # host allows (config :startable_modules) are ever started, or any
-  # exported function (:os.cmd/1 ...) would run on the node.
-  defp startable(module) do
-    if module in ClusterScope.Config.get(:startable_modules),
-      do: :ok,
-      else:
-        {:error, "module",
-         "#{inspect(module)} is not in the startable_modules the host allows " <>
-           "(config :cluster_scope, startable_modules: [...])"}
+  defp startable(text) do
+    with {:error, message} <- ClusterScope.Startable.resolve(text),
+         do: {:error, "module", message}
   end
 
   defp exported(module, text, arity) do

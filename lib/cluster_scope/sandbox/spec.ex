@@ -143,7 +143,6 @@ defmodule ClusterScope.Sandbox.Spec do
 
     with {:ok, args} <- args(args_in, json?, path),
          {:ok, module} <- module(module_in, path),
-         :ok <- startable(module, path),
          {:ok, function} <- exported(module, function_in, length(args), path),
          :ok <- int(count, 1, 1_000_000, path <> ".count"),
          :ok <- int(shutdown, 0, 3_600_000, path <> ".shutdown"),
@@ -184,40 +183,12 @@ defmodule ClusterScope.Sandbox.Spec do
   end
 
   defp module(text, path) when is_binary(text) and byte_size(text) in 1..255 do
-    candidates =
-      if String.starts_with?(text, ":"),
-        do: [String.slice(text, 1..-1)],
-        else: ["Elixir." <> text, text]
-
-    Enum.find_value(
-      candidates,
-      err(path <> ".module", "no loaded module #{inspect(text)} on #{node()}"),
-      fn c ->
-        try do
-          atom = String.to_existing_atom(c)
-          if Code.ensure_loaded?(atom), do: {:ok, atom}
-        rescue
-          ArgumentError -> nil
-        end
-      end
-    )
+    with {:error, message} <- ClusterScope.Startable.resolve(text),
+         do: err(path <> ".module", message)
   end
 
   defp module(other, path),
     do: err(path <> ".module", "must be a module name, got: #{inspect(other, limit: 5)}")
-
-  # A child runs module.function(args...) from the request: only modules the
-  # host allows are ever started.
-  defp startable(module, path) do
-    if module in Config.get(:startable_modules),
-      do: :ok,
-      else:
-        err(
-          path <> ".module",
-          "#{inspect(module)} is not in the startable_modules the host allows " <>
-            "(config :cluster_scope, startable_modules: [...])"
-        )
-  end
 
   defp exported(module, fun, arity, path) when is_atom(fun) do
     if function_exported?(module, fun, arity),

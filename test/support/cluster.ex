@@ -124,6 +124,16 @@ defmodule ClusterScope.Test.Cluster do
     :ok
   end
 
+  @doc """
+  Sets a `:cluster_scope` option on the peer and reloads its configuration
+  (what a host's config would have set at start).
+  """
+  def put_config(peer, key, value) do
+    :ok = call(peer, Application, :put_env, [:cluster_scope, key, value])
+    call(peer, ClusterScope.Config, :load, [])
+    :ok
+  end
+
   @doc "Calls a function on the peer over standard I/O."
   defdelegate call(peer, module, fun, args, timeout \\ 5_000), to: LocalCluster
 

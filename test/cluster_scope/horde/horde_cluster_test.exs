@@ -267,8 +267,7 @@ defmodule ClusterScope.Horde.ClusterTest do
 
     assert e.message =~ "startable_modules" or inspect(e.details) =~ "startable_modules"
 
-    :ok = Cluster.call(p1, Application, :put_env, [:cluster_scope, :startable_modules, [Agent]])
-    Cluster.call(p1, ClusterScope.Config, :load, [])
+    :ok = Cluster.put_config(p1, :startable_modules, [Agent])
 
     {:ok, on_p2} = run(p1, "horde_process_start", Map.put(base, "node", Atom.to_string(p2.node)))
     assert on_p2.node == p2.node and on_p2.pid =~ Atom.to_string(p2.node)

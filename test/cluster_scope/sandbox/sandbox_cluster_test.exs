@@ -13,16 +13,7 @@ defmodule ClusterScope.Sandbox.ClusterTest do
   setup do
     peers = Cluster.start(3)
 
-    for p <- peers do
-      :ok =
-        Cluster.call(p, Application, :put_env, [
-          :cluster_scope,
-          :startable_modules,
-          [SandboxWorker]
-        ])
-
-      Cluster.call(p, ClusterScope.Config, :load, [])
-    end
+    for p <- peers, do: :ok = Cluster.put_config(p, :startable_modules, [SandboxWorker])
 
     [a, b, c] = Enum.sort_by(peers, & &1.node)
     %{a: a, b: b, c: c, peers: [a, b, c]}
@@ -217,8 +208,7 @@ defmodule ClusterScope.Sandbox.ClusterTest do
     {:ok, _} =
       create(a, %{"name" => "other", "strategy" => "pinned", "nodes" => [to_string(c.node)]})
 
-    Cluster.call(c, Application, :put_env, [:cluster_scope, :sandbox_max_per_node, 1])
-    Cluster.call(c, ClusterScope.Config, :load, [])
+    :ok = Cluster.put_config(c, :sandbox_max_per_node, 1)
 
     {:error, e} =
       run(b, "migrate_sandbox", %{
@@ -441,16 +431,7 @@ defmodule ClusterScope.Sandbox.ClusterTest do
   test "two nodes killed at once: their processes end up on the two left, once each" do
     peers = Cluster.start(4)
 
-    for p <- peers do
-      :ok =
-        Cluster.call(p, Application, :put_env, [
-          :cluster_scope,
-          :startable_modules,
-          [SandboxWorker]
-        ])
-
-      Cluster.call(p, ClusterScope.Config, :load, [])
-    end
+    for p <- peers, do: :ok = Cluster.put_config(p, :startable_modules, [SandboxWorker])
 
     [a, b, c, d] = Enum.sort_by(peers, & &1.node)
     nodes = Enum.map(peers, & &1.node)

@@ -1,8 +1,12 @@
+Code.require_file("native/precompiled.exs", __DIR__)
+
 defmodule Mix.Tasks.Compile.ClusterScopeNative do
   @moduledoc false
-  # Builds the Rust NIF with cargo and installs it as
-  # priv/native/libcluster_scope_nif.so. Defined here rather than taken from
-  # rustler's or elixir_make's Hex packages: hex.pm is not a build requirement.
+  # Installs the Rust NIF as priv/native/libcluster_scope_nif.so: the
+  # precompiled artifact of this machine when a base URL is configured and the
+  # package's checksum file names it (ClusterScope.Precompiled), else built
+  # with cargo. Defined here rather than taken from rustler's, elixir_make's or
+  # rustler_precompiled's Hex packages: hex.pm is not a build requirement.
   use Mix.Task.Compiler
 
   @crate "cluster_scope_nif"
@@ -14,11 +18,55 @@ defmodule Mix.Tasks.Compile.ClusterScopeNative do
     root = File.cwd!()
     dest = Path.join([root, "priv", "native", @lib_name <> ".so"])
 
-    if up_to_date?(root, dest) do
-      {:noop, []}
+    cond do
+      up_to_date?(root, dest) ->
+        {:noop, []}
+
+      url = precompiled_url() ->
+        case install_precompiled(root, url, dest) do
+          :ok ->
+            {:ok, []}
+
+          {:error, reason} ->
+            Mix.shell().info("cluster_scope: precompiled NIF not used: #{reason}")
+            Mix.shell().info("cluster_scope: building the NIF from source with cargo instead")
+            build!(root, dest)
+            {:ok, []}
+        end
+
+      true ->
+        build!(root, dest)
+        {:ok, []}
+    end
+  end
+
+  # CLUSTER_SCOPE_BUILD=1 forces the source build; otherwise the base URL
+  # comes from CLUSTER_SCOPE_PRECOMPILED_URL or `config :cluster_scope,
+  # precompiled_url: ...` in the host's configuration.
+  defp precompiled_url do
+    if System.get_env("CLUSTER_SCOPE_BUILD") in ["1", "true"] do
+      nil
     else
-      build!(root, dest)
-      {:ok, []}
+      System.get_env("CLUSTER_SCOPE_PRECOMPILED_URL") ||
+        Application.get_env(:cluster_scope, :precompiled_url)
+    end
+  end
+
+  defp install_precompiled(root, url, dest) do
+    version = Mix.Project.config()[:version]
+
+    with {:ok, checksums} <- ClusterScope.Precompiled.read_checksums(root) do
+      Mix.shell().info(
+        "cluster_scope: downloading #{ClusterScope.Precompiled.artifact_name(version)} from #{url}"
+      )
+
+      ClusterScope.Precompiled.fetch(url, checksums, version, dest)
+    else
+      {:error, :no_checksum_file} ->
+        {:error, "the package has no #{ClusterScope.Precompiled.checksum_file()}"}
+
+      {:error, {:checksum_file, reason}} ->
+        {:error, "#{ClusterScope.Precompiled.checksum_file()}: #{reason}"}
     end
   end
 
@@ -131,10 +179,15 @@ defmodule ClusterScope.MixProject do
   defp package do
     [
       licenses: ["Apache-2.0"],
-      files: ~w(lib native/cluster_scope_core/src native/cluster_scope_core/Cargo.toml
-                native/cluster_scope_core/build.rs native/cluster_scope_nif/src
-                native/cluster_scope_nif/Cargo.toml Cargo.toml Cargo.lock priv/static
-                mix.exs README.md ARCHITECTURE.md)
+      # Exactly what a dependency build needs: the core's Cargo.toml declares
+      # its benches, so cargo refuses the manifest without them. The checksum
+      # file exists once release artifacts are built
+      # (`mix cluster_scope.native.package`).
+      files: ~w(lib native/cluster_scope_core/src native/cluster_scope_core/benches
+                native/cluster_scope_core/Cargo.toml native/cluster_scope_core/build.rs
+                native/cluster_scope_nif/src native/cluster_scope_nif/Cargo.toml
+                native/precompiled.exs Cargo.toml Cargo.lock priv/static
+                checksum-cluster_scope.exs guides mix.exs README.md ARCHITECTURE.md)
     ]
   end
 end

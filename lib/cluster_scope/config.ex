@@ -12,6 +12,12 @@ defmodule ClusterScope.Config do
 
   * `:native_path` - path of the NIF library without extension; `nil` (the
     default) loads `priv/native/libcluster_scope_nif.so`.
+  * `:precompiled_url` - read at compile time only: the base URL of the
+    precompiled NIF artifacts (`nil` by default: build with cargo); the
+    artifact of the machine is downloaded, checked against the package's
+    `checksum-cluster_scope.exs` and installed, else built from source.
+    `CLUSTER_SCOPE_PRECOMPILED_URL` does the same; `CLUSTER_SCOPE_BUILD=1`
+    always builds
   * `:node_timeout_ms` - default timeout of a call to one node, in
     milliseconds (`1..600_000`, default `5_000`). A cluster-wide call never
     waits longer than this for a node before reporting it in `node_errors`.
@@ -138,7 +144,8 @@ defmodule ClusterScope.Config do
     sandbox_max_per_node: [type: {:integer, 1, 100_000}, default: 100],
     sandbox_start_timeout_ms: [type: {:integer, 100, 600_000}, default: 30_000],
     departed_grace_ms: [type: {:integer, 0, 86_400_000}, default: 30_000],
-    departed_retention_ms: [type: {:integer, 0, 604_800_000}, default: 600_000]
+    departed_retention_ms: [type: {:integer, 0, 604_800_000}, default: 600_000],
+    precompiled_url: [type: :path, default: nil]
   ]
 
   @typedoc "A validated configuration."

@@ -27,6 +27,8 @@ defmodule ClusterScope.Application do
     * `ClusterScope.Trace.TracerSupervisor` - the tracers of trace sessions
       on this node (at most 64)
     * `ClusterScope.Trace.Sessions` - the trace sessions created from this node
+    * `ClusterScope.Logs` - the ring of this node's recent log events and its
+      `:logger` handler
     * `ClusterScope.Health.Monitor` - samples, alerts, baselines, self-protection
     * `ClusterScope.Web.Admission` - places per lane and per client of the
       HTTP endpoints (429 past them)
@@ -64,6 +66,7 @@ defmodule ClusterScope.Application do
       {DynamicSupervisor,
        name: ClusterScope.Trace.TracerSupervisor, strategy: :one_for_one, max_children: 64},
       ClusterScope.Trace.Sessions,
+      ClusterScope.Logs,
       {ClusterScope.Health.Monitor, interval_ms: config.get(:health_interval_ms)},
       ClusterScope.Web.Admission,
       %{id: :pg_sandboxes, start: {:pg, :start_link, [ClusterScope.Sandbox.Group.scope()]}},

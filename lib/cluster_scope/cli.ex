@@ -6,6 +6,7 @@ defmodule ClusterScope.CLI do
       mix cluster_scope.op NAME --help
       mix cluster_scope.op NAME [--PARAM VALUE ...] [--param NAME=VALUE ...] [--json]
       mix cluster_scope.op NAME ... --node app@host --cookie SECRET
+      mix cluster_scope.op NAME ... --all | --nodes a@host,b@host
 
   Each parameter of an operation's `rest_config` is a flag (`window_ms` is
   `--window-ms`); `--param NAME=VALUE` works for any parameter, including
@@ -14,6 +15,12 @@ defmodule ClusterScope.CLI do
 
   With `--node` the CLI connects to that node as a hidden node (it does not
   join the cluster's full mesh) with `--cookie`, and runs the operation there.
+
+  With `--all` (every node running ClusterScope) or `--nodes a,b` the
+  operation runs on each of those nodes, in parallel (`ClusterScope.CLI.Batch`),
+  and the CLI prints one row per node (`--json`: one object per node); the
+  exit status is 0 when every node succeeded, 1 when one failed. An
+  operation's own `nodes` parameter is then given as `--param nodes=a,b`.
 
   `main/1` returns `{exit_code, output}`: 0 on success, 1 when the operation
   fails, 2 on a usage error.
@@ -28,7 +35,9 @@ defmodule ClusterScope.CLI do
     node: :string,
     cookie: :string,
     param: :keep,
-    op_version: :integer
+    op_version: :integer,
+    nodes: :string,
+    all: :boolean
   ]
   @aliases [h: :help]
   @reserved Keyword.keys(@cli_flags)
@@ -100,7 +109,10 @@ defmodule ClusterScope.CLI do
           {0, help(meta, availability)}
         else
           with {:ok, params} <- params(meta, opts) do
-            execute(target, meta, params, opts)
+            case batch_selector(opts) do
+              nil -> execute(target, meta, params, opts)
+              selector -> execute_batch(target, meta, params, opts, selector)
+            end
           end
         end
 
@@ -136,6 +148,81 @@ defmodule ClusterScope.CLI do
         {1, message <> "\n"}
     end
   end
+
+  defp batch_selector(opts) do
+    cond do
+      opts[:all] -> :all
+      opts[:nodes] -> String.split(opts[:nodes], ",", trim: true)
+      true -> nil
+    end
+  end
+
+  defp execute_batch(target, meta, params, opts, selector) do
+    case remote(target, ClusterScope.CLI.Batch, :run, [meta.name, params, meta.version, selector]) do
+      {:ok, {:ok, answers}} ->
+        failed? = Enum.any?(answers, fn {_node, answer} -> not match?({:ok, _, _}, answer) end)
+        {if(failed?, do: 1, else: 0), batch_output(answers, opts)}
+
+      {:ok, {:error, message}} ->
+        {2, message <> "\n"}
+
+      {:error, message} ->
+        {1, message <> "\n"}
+    end
+  end
+
+  defp batch_output(answers, opts) do
+    if opts[:json] do
+      rows = Enum.map(answers, &batch_json/1)
+
+      case ClusterScope.JSON.encode(rows) do
+        {:ok, json} -> [json, "\n"]
+        {:error, reason} -> ["could not encode JSON: #{inspect(reason)}\n"]
+      end
+    else
+      rows =
+        Enum.map(answers, fn {node, answer} ->
+          case answer do
+            {:ok, data, _meta} ->
+              [to_string(node), "ok", summary(data)]
+
+            {:error, %ClusterScope.Error{} = e, _} ->
+              [to_string(node), "error", "#{e.code}: #{e.message}"]
+
+            {:error, message} ->
+              [to_string(node), "error", message]
+          end
+        end)
+
+      ok = Enum.count(rows, &(Enum.at(&1, 1) == "ok"))
+      [table(["node", "result", "answer"], rows), "\n#{ok}/#{length(rows)} nodes succeeded\n"]
+    end
+  end
+
+  defp batch_json({node, {:ok, data, metadata}}),
+    do: %{node: node, ok: true, data: data, metadata: metadata}
+
+  defp batch_json({node, {:error, %ClusterScope.Error{} = e, metadata}}),
+    do: %{node: node, ok: false, error: ClusterScope.Error.to_map(e), metadata: metadata}
+
+  defp batch_json({node, {:error, message}}),
+    do: %{node: node, ok: false, error: %{code: :node_unavailable, message: message}}
+
+  # One line per node: the first scalar fields, and the size of lists.
+  defp summary(data) when is_map(data) and not is_struct(data) do
+    data
+    |> Enum.sort_by(&to_string(elem(&1, 0)))
+    |> Enum.flat_map(fn
+      {k, v} when is_list(v) -> ["#{k}=[#{length(v)}]"]
+      {_k, v} when is_map(v) -> []
+      {k, v} -> ["#{k}=#{scalar(v)}"]
+    end)
+    |> Enum.take(6)
+    |> Enum.join(" ")
+    |> String.slice(0, 120)
+  end
+
+  defp summary(data), do: data |> scalar() |> IO.iodata_to_binary() |> String.slice(0, 120)
 
   # -- parameters --------------------------------------------------------------
 
@@ -346,7 +433,7 @@ defmodule ClusterScope.CLI do
       status,
       usage(meta),
       if(params == [], do: "", else: ["\nParameters:\n" | params]),
-      "\nCommon flags: --json, --node NODE --cookie COOKIE, --op-version N\n"
+      "\nCommon flags: --json, --node NODE --cookie COOKIE, --op-version N, --all | --nodes a,b (run on each node)\n"
     ]
   end
 

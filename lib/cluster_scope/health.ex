@@ -213,7 +213,12 @@ defmodule ClusterScope.Health do
   # called - it would only cost the timeout - and is reported in the errors
   # with its status. Returns `{[{node, value}], node_errors}`; a node that
   # answers `{:error, reason}` is an error too.
-  def cluster_call(fun, args, nodes \\ nil) do
+  def cluster_call(fun, args, nodes \\ nil), do: agent_call(__MODULE__, fun, args, nodes)
+
+  @doc false
+  # The same for any node-side `module.fun(args)` that answers `{:ok, value}`
+  # or `{:error, reason}` (e.g. `ClusterScope.Logs.recent/1`).
+  def agent_call(module, fun, args, nodes \\ nil) do
     targets = Enum.uniq(nodes || [node() | Heartbeat.agent_nodes()])
     statuses = ClusterScope.Fanout.node_statuses()
 
@@ -222,7 +227,7 @@ defmodule ClusterScope.Health do
 
     skipped = for n <- skip, do: ClusterScope.Fanout.not_called(n, statuses[n])
 
-    {answers, errors} = ClusterScope.Fanout.multicall(call, __MODULE__, fun, args)
+    {answers, errors} = ClusterScope.Fanout.multicall(call, module, fun, args)
 
     {oks, refused} =
       Enum.reduce(answers, {[], []}, fn

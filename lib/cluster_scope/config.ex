@@ -145,8 +145,14 @@ defmodule ClusterScope.Config do
     sandbox_start_timeout_ms: [type: {:integer, 100, 600_000}, default: 30_000],
     departed_grace_ms: [type: {:integer, 0, 86_400_000}, default: 30_000],
     departed_retention_ms: [type: {:integer, 0, 604_800_000}, default: 600_000],
-    precompiled_url: [type: :path, default: nil]
+    precompiled_url: [type: :path, default: nil],
+    profile: [type: {:enum, [:development, :test, :production]}, default: nil],
+    features: [type: :features, default: [tracing: true, sandboxes: true, process_control: true]],
+    trace_max_rate: [type: {:integer_or_nil, 1, 100_000}, default: nil]
   ]
+
+  # What each profile changes when the option is not set explicitly.
+  @profile_trace_max_rate %{production: 5_000, development: 100_000, test: 100_000}
 
   @typedoc "A validated configuration."
   @type t :: %{atom() => term()}
@@ -212,6 +218,8 @@ defmodule ClusterScope.Config do
         {:error, config, errors} -> {config, errors}
       end
 
+    config = apply_profile(config, env)
+
     for {key, message} <- errors do
       Logger.error(
         "ClusterScope config: option #{inspect(key)} #{message}; using the default " <>
@@ -222,6 +230,43 @@ defmodule ClusterScope.Config do
     :persistent_term.put(@key, config)
     :persistent_term.put(@errors_key, errors)
     config
+  end
+
+  @doc """
+  The profile in force: the `:profile` option, else `:test` or `:development`
+  under Mix in those environments, else `:production` (a release has no Mix).
+  """
+  @spec profile() :: :development | :test | :production
+  def profile, do: get(:profile) || detect_profile()
+
+  defp detect_profile do
+    # Mix may be loadable in a VM where it does not run (its state table is
+    # missing): that is not a Mix environment.
+    case Code.ensure_loaded?(Mix) and Process.whereis(Mix.State) != nil and Mix.env() do
+      :test -> :test
+      :dev -> :development
+      _ -> :production
+    end
+  rescue
+    _ -> :production
+  end
+
+  # Environment-sensible defaults for what the host left unset: in
+  # production, an endpoint without an admin token serves no control
+  # operation (read_only), and a trace session may keep at most 5,000
+  # events per second per node.
+  defp apply_profile(config, env) do
+    profile = config.profile || detect_profile()
+    config = Map.put(config, :profile, profile)
+    http_env = Keyword.get(env, :http, [])
+
+    config =
+      if profile == :production and is_list(http_env) and
+           not Keyword.has_key?(http_env, :read_only) and config.http[:token] == nil,
+         do: Map.update!(config, :http, &Keyword.put(&1, :read_only, true)),
+         else: config
+
+    Map.update!(config, :trace_max_rate, &(&1 || Map.fetch!(@profile_trace_max_rate, profile)))
   end
 
   @doc "The value of one option (the default when not loaded yet)."
@@ -316,6 +361,32 @@ defmodule ClusterScope.Config do
   defp check({:number, min, max}, _), do: {:error, "must be a number in #{min}..#{max}"}
   defp check({:integer_or_nil, _, _}, nil), do: :ok
   defp check({:integer_or_nil, min, max}, value), do: check({:integer, min, max}, value)
+
+  defp check({:enum, values}, value) do
+    if value == nil or value in values,
+      do: :ok,
+      else: {:error, "must be one of #{Enum.map_join(values, ", ", &inspect/1)}"}
+  end
+
+  defp check(:features, value) when is_list(value) do
+    known = Keyword.keys(Keyword.fetch!(@schema, :features)[:default])
+
+    cond do
+      not Keyword.keyword?(value) ->
+        {:error, "must be a keyword list of area: boolean"}
+
+      (unknown = Keyword.keys(value) -- known) != [] ->
+        {:error, "names unknown areas #{inspect(unknown)} (known: #{inspect(known)})"}
+
+      not Enum.all?(value, fn {_, v} -> is_boolean(v) end) ->
+        {:error, "must map each area to true or false"}
+
+      true ->
+        :ok
+    end
+  end
+
+  defp check(:features, _), do: {:error, "must be a keyword list of area: boolean"}
 
   defp check(:boolean, value) when is_boolean(value), do: :ok
   defp check(:boolean, _), do: {:error, "must be true or false"}

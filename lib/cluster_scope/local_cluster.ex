@@ -281,6 +281,14 @@ defmodule ClusterScope.LocalCluster do
 
   defp start_apps(peer, opts) do
     env = Keyword.get(opts, :app_env, [])
+
+    # Peers started from here run this node's profile (a development or test
+    # node's peers are not production nodes), unless told otherwise.
+    env =
+      if Enum.any?(env, &match?({:cluster_scope, :profile, _}, &1)),
+        do: env,
+        else: [{:cluster_scope, :profile, ClusterScope.Config.profile()} | env]
+
     default_apps = if Keyword.get(opts, :agent, true), do: [:cluster_scope], else: []
     apps = Keyword.get(opts, :apps, default_apps)
 

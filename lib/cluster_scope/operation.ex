@@ -171,10 +171,12 @@ defmodule ClusterScope.Operation do
   `{:error, reason}` naming what is missing.
   """
   @spec availability(meta()) :: :ok | {:error, String.t()}
-  def availability(%{requires: requires}) do
-    Enum.find_value(requires, :ok, fn req ->
-      if not requirement_met?(req), do: {:error, missing(req)}
-    end)
+  def availability(%{requires: requires} = meta) do
+    with :ok <- ClusterScope.Features.check(Map.get(meta, :name, "")) do
+      Enum.find_value(requires, :ok, fn req ->
+        if not requirement_met?(req), do: {:error, missing(req)}
+      end)
+    end
   end
 
   @doc "The default `format_response/1`: maps pass through, other terms are wrapped."

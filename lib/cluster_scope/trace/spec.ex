@@ -154,7 +154,8 @@ defmodule ClusterScope.Trace.Spec do
       &messages/2,
       &something/2,
       &nodes/2,
-      &danger/2
+      &danger/2,
+      &rate_cap/2
     ]
 
     Enum.reduce(checks, {%{}, []}, fn check, {spec, errors} ->
@@ -182,6 +183,17 @@ defmodule ClusterScope.Trace.Spec do
       {_, errors} ->
         {:error, Enum.reverse(errors)}
     end
+  end
+
+  # The node's cap (`trace_max_rate`; 5,000 in the production profile).
+  defp rate_cap(%{rate: rate}, _) do
+    cap = ClusterScope.Config.get(:trace_max_rate) || 100_000
+
+    if rate <= cap,
+      do: {:ok, %{}},
+      else:
+        {:error, "rate",
+         "must be at most #{cap} events/s here (config :cluster_scope, trace_max_rate)"}
   end
 
   defp drop_nils(map), do: map |> Enum.reject(fn {_, v} -> is_nil(v) end) |> Map.new()

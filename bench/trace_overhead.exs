@@ -332,7 +332,7 @@ defmodule Bench.Rounds do
 
     # A stopped tracer stays 10 minutes for its events to be read; at most
     # 64 per node: this bench reads none, so it lets each go now.
-    _ = DynamicSupervisor.terminate_child(ClusterScope.Trace.TracerSupervisor, tracer)
+    Process.exit(tracer, :kill)
     Map.merge(r, %{kept: k, seen: seen, why: why, peak_queue: q, peak_memory: m})
   end
 

@@ -5,12 +5,16 @@ defmodule ClusterScope.Application do
   Start-up does cheap things only: validates the configuration
   (`ClusterScope.Config`), loads the native core (`ClusterScope.Native`; a
   failure is logged and tolerated), starts the supervision tree, and starts
-  the HTTP endpoint when `http: [enabled: true]`. Nothing here can fail
+  the HTTP endpoint when `http: [enabled: true]` (kept up by
+  `ClusterScope.Web.ConfiguredEndpoint`). Nothing here can fail
   because of the environment: a missing NIF, a bad option or a port already
   in use is logged and degrades ClusterScope, never the host.
 
   Supervision tree (`ClusterScope.Supervisor`, one_for_one):
 
+    * `ClusterScope.StateKeeper` - heir of the tables that hold critical
+      state (event history, subscribers, thresholds and alerts, trace
+      sessions, sandbox tombstones), handed back when their owner restarts
     * `ClusterScope.OperationSupervisor` - Task.Supervisor running operations
       (at most 64 at once)
     * `ClusterScope.Operation.Registry` - the operations served here
@@ -24,22 +28,21 @@ defmodule ClusterScope.Application do
       node (and of agentless nodes read from here), and window starts,
       shared by callers
     * `ClusterScope.Trace.ControlWord` - trace control word bits of sessions
-    * `ClusterScope.Trace.TracerSupervisor` - the tracers of trace sessions
-      on this node (at most 64)
     * `ClusterScope.Trace.Sessions` - the trace sessions created from this node
     * `ClusterScope.Logs` - the ring of this node's recent log events and its
       `:logger` handler
     * `ClusterScope.Health.Monitor` - samples, alerts, baselines, self-protection
     * `ClusterScope.Web.Admission` - places per lane and per client of the
       HTTP endpoints (429 past them)
-    * `:pg` scope `:cluster_scope_sandboxes`, `ClusterScope.Sandbox.NodeSupervisor`
+    * `:pg` scope `:cluster_scope_sandboxes` (sandbox parts join it; they are
+      linked to no supervisor and stop with `ClusterScope.Supervisor`)
       (this node's parts of sandboxes) and `ClusterScope.Sandbox.Manager`
     * `ClusterScope.Web.EndpointSupervisor` - HTTP endpoints
+    * `ClusterScope.Web.ConfiguredEndpoint` - starts the configured endpoint
+      (`http: [enabled: true]`) and starts it again when it goes away
   """
 
   use Application
-
-  require Logger
 
   @impl true
   def start(_type, _args) do
@@ -50,6 +53,8 @@ defmodule ClusterScope.Application do
     config = ClusterScope.Config
 
     children = [
+      # First: it holds the critical state of the others while they restart.
+      ClusterScope.StateKeeper,
       {Task.Supervisor, name: ClusterScope.OperationSupervisor, max_children: 64},
       ClusterScope.Operation.Registry,
       ClusterScope.Metrics.OperationLatency,
@@ -63,38 +68,31 @@ defmodule ClusterScope.Application do
       ClusterScope.Mode,
       ClusterScope.Procs.Snapshots,
       ClusterScope.Trace.ControlWord,
-      {DynamicSupervisor,
-       name: ClusterScope.Trace.TracerSupervisor, strategy: :one_for_one, max_children: 64},
       ClusterScope.Trace.Sessions,
       ClusterScope.Logs,
       {ClusterScope.Health.Monitor, interval_ms: config.get(:health_interval_ms)},
       ClusterScope.Web.Admission,
       %{id: :pg_sandboxes, start: {:pg, :start_link, [ClusterScope.Sandbox.Group.scope()]}},
-      {DynamicSupervisor, name: ClusterScope.Sandbox.NodeSupervisor, strategy: :one_for_one},
       ClusterScope.Sandbox.Manager,
-      {DynamicSupervisor, name: ClusterScope.Web.EndpointSupervisor, strategy: :one_for_one}
+      {DynamicSupervisor, name: ClusterScope.Web.EndpointSupervisor, strategy: :one_for_one},
+      ClusterScope.Web.ConfiguredEndpoint
     ]
 
     with {:ok, sup} <-
-           Supervisor.start_link(children, strategy: :one_for_one, name: ClusterScope.Supervisor) do
+           Supervisor.start_link(children,
+             strategy: :one_for_one,
+             name: ClusterScope.Supervisor,
+             # A release starts its dependencies as permanent applications:
+             # past its restart intensity this supervisor would take the
+             # host node down with it. OTP's default (3 in 5 s) is for the
+             # host to choose; a debugging tool must tolerate more of its own
+             # crashes than that (each child keeps its critical state in
+             # ClusterScope.StateKeeper across restarts).
+             max_restarts: 50,
+             max_seconds: 10
+           ) do
       ClusterScope.Cluster.GlobalWatcher.install()
-      start_http(ClusterScope.Config.get(:http))
       {:ok, sup}
-    end
-  end
-
-  defp start_http(http) do
-    if http[:enabled] do
-      case ClusterScope.Web.Endpoint.start(http) do
-        {:ok, endpoint} ->
-          Logger.info("ClusterScope HTTP API on #{endpoint.url}")
-
-        {:error, reason} ->
-          Logger.error(
-            "ClusterScope could not start its HTTP endpoint on port #{http[:port]}: " <>
-              "#{inspect(reason)}. The rest of ClusterScope runs without it."
-          )
-      end
     end
   end
 end

@@ -173,8 +173,22 @@ defmodule ClusterScope.Logs do
   @impl true
   def init(opts) do
     Process.flag(:trap_exit, true)
-    table = :ets.new(__MODULE__, [:ordered_set, :public, :named_table, write_concurrency: true])
+    # The ring survives a crash of this server (ClusterScope.StateKeeper);
+    # numbering goes on after its newest event.
+    {_, table} =
+      ClusterScope.StateKeeper.claim(__MODULE__, [
+        :ordered_set,
+        :public,
+        :named_table,
+        write_concurrency: true
+      ])
+
     counter = :atomics.new(1, signed: false)
+
+    case :ets.last(table) do
+      last when is_integer(last) -> :atomics.put(counter, 1, last)
+      _ -> :ok
+    end
 
     config = %{
       table: table,
@@ -193,6 +207,12 @@ defmodule ClusterScope.Logs do
       :ok -> {:ok, config}
       {:error, reason} -> {:stop, {:logger_handler, reason}}
     end
+  end
+
+  @impl true
+  def handle_info(msg, state) do
+    ClusterScope.StateKeeper.handle_heir(msg, state.table)
+    {:noreply, state}
   end
 
   @impl true

@@ -6,8 +6,8 @@ defmodule ClusterScope.Sandbox do
   unreachable when the sandbox was destroyed, when it comes back.
 
   Built on OTP only (`:pg` scope `:cluster_scope_sandboxes` and, on each
-  node, `ClusterScope.Sandbox.NodeSupervisor`), so it works with or without
-  Horde. Each node's part is a `ClusterScope.Sandbox.Group` that holds the
+  node, a part process linked to no supervisor, so no crash of ClusterScope's
+  own processes ends a sandbox), so it works with or without Horde. Each node's part is a `ClusterScope.Sandbox.Group` that holds the
   sandbox's definition, the placement of every process (slot -> node) and
   its epoch: the state lives on the nodes and survives a restart of any
   node's `ClusterScope.Sandbox.Manager`. Placement is computed in the Rust

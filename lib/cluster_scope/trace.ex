@@ -66,7 +66,12 @@ defmodule ClusterScope.Trace do
 
       registry ->
         id = "t" <> Base.url_encode64(:crypto.strong_rand_bytes(9), padding: false)
-        results = start_tracers(spec.nodes, [id, spec, owner || registry, registry])
+        # Tracers watch ClusterScope's top supervisor, which lives as long as
+        # ClusterScope on this node: a crash of the session registry does not
+        # end the sessions (it gets them back from ClusterScope.StateKeeper);
+        # the creating node's death, a cut, or ClusterScope stopping does.
+        anchor = Process.whereis(ClusterScope.Supervisor) || registry
+        results = start_tracers(spec.nodes, [id, spec, owner || anchor, anchor])
         tracers = for {node, {:ok, pid}} <- results, into: %{}, do: {node, pid}
         failed = for {node, {:error, reason}} <- results, into: %{}, do: {node, reason}
 
@@ -79,7 +84,7 @@ defmodule ClusterScope.Trace do
           session = %{
             id: id,
             spec: spec,
-            owner: owner || registry,
+            owner: owner || anchor,
             tracers: tracers,
             failed: failed,
             created_at_ms: System.system_time(:millisecond)

@@ -48,6 +48,25 @@ defmodule ClusterScope.Cluster.Events do
     %{log | queue: queue, count: count, next_id: log.next_id + 1}
   end
 
+  @doc """
+  A history rebuilt from kept events (any order) and the next id: what a
+  restarted `ClusterScope.Cluster.State` had before its crash.
+  """
+  @spec restore([map()], pos_integer()) :: t()
+  def restore(events, next_id) do
+    kept = events |> Enum.sort_by(& &1.id) |> Enum.take(-@max_events)
+    %{queue: :queue.from_list(kept), count: length(kept), next_id: next_id}
+  end
+
+  @doc "The newest event, or nil."
+  @spec last(t()) :: map() | nil
+  def last(log) do
+    case :queue.peek_r(log.queue) do
+      {:value, event} -> event
+      :empty -> nil
+    end
+  end
+
   @doc "Events with an id greater than `since` (oldest first), at most `limit`. O(history)."
   @spec since(t(), non_neg_integer(), pos_integer()) :: [map()]
   def since(log, since, limit) do

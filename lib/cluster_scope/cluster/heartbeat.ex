@@ -106,6 +106,8 @@ defmodule ClusterScope.Cluster.Heartbeat do
     interval = Keyword.fetch!(opts, :interval_ms)
     threshold = Keyword.fetch!(opts, :phi_threshold)
     :ok = :pg.join(@scope, @group, self())
+    # Membership dies with the :pg scope process: join again when it restarts.
+    Process.monitor(@scope)
 
     detectors =
       case Native.phi_new(
@@ -245,6 +247,23 @@ defmodule ClusterScope.Cluster.Heartbeat do
   end
 
   def handle_info({:nodeup, _node, _info}, state), do: {:noreply, state}
+
+  def handle_info({:DOWN, _ref, :process, {@scope, _}, _}, state) do
+    send(self(), :rejoin_pg)
+    {:noreply, state}
+  end
+
+  def handle_info(:rejoin_pg, state) do
+    if Process.whereis(@scope) do
+      :ok = :pg.join(@scope, @group, self())
+      Process.monitor(@scope)
+    else
+      Process.send_after(self(), :rejoin_pg, 50)
+    end
+
+    {:noreply, state}
+  end
+
   def handle_info(_other, state), do: {:noreply, state}
 
   @impl true

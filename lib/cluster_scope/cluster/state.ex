@@ -64,6 +64,9 @@ defmodule ClusterScope.Cluster.State do
   require Logger
 
   alias ClusterScope.Cluster.{Causes, Events, GlobalWatcher, Heartbeat, Observation}
+  alias ClusterScope.StateKeeper
+
+  @keep :cluster_scope_keep_cluster_state
 
   @max_events 1_000
 
@@ -155,11 +158,30 @@ defmodule ClusterScope.Cluster.State do
       Map.new(Node.list(), fn n -> {n, new_node(n)} end)
       |> Map.put(node(), %{new_node(node()) | metadata: own_metadata()})
 
+    # The event history, the subscribers and the mode survive a crash of
+    # this server (ClusterScope.StateKeeper); the rest is rebuilt from the
+    # cluster within a few heartbeat intervals.
+    {_, keep} = StateKeeper.claim(@keep, [:set, :protected, :named_table])
+
+    kept = fn key, default ->
+      with [{_, v}] <- :ets.lookup(keep, key), do: v, else: (_ -> default)
+    end
+
+    events =
+      Events.restore(for({{:event, _}, e} <- :ets.tab2list(keep), do: e), kept.(:next_id, 1))
+
+    subscribers =
+      :subscribers
+      |> kept.([])
+      |> Enum.filter(&Process.alive?/1)
+      |> Map.new(&{&1, Process.monitor(&1)})
+
     {:ok,
      %{
+       keep: keep,
        nodes: nodes,
-       events: Events.new(),
-       subscribers: %{},
+       events: events,
+       subscribers: subscribers,
        views: %{},
        classification: nil,
        observation: nil,
@@ -171,7 +193,7 @@ defmodule ClusterScope.Cluster.State do
        libcluster_cuts: %{},
        libcluster_failing: %{},
        departing: %{},
-       mode: :multi_node,
+       mode: kept.(:mode, :multi_node),
        quorum: Keyword.get(opts, :quorum),
        interval: Keyword.get(opts, :interval_ms, 100)
      }}
@@ -182,14 +204,14 @@ defmodule ClusterScope.Cluster.State do
     if Map.has_key?(state.subscribers, pid) do
       {:reply, :ok, state}
     else
-      {:reply, :ok, put_in(state.subscribers[pid], Process.monitor(pid))}
+      {:reply, :ok, keep_subscribers(put_in(state.subscribers[pid], Process.monitor(pid)))}
     end
   end
 
   def handle_call({:unsubscribe, pid}, _from, state) do
     {ref, subscribers} = Map.pop(state.subscribers, pid)
     if ref, do: Process.demonitor(ref, [:flush])
-    {:reply, :ok, %{state | subscribers: subscribers}}
+    {:reply, :ok, keep_subscribers(%{state | subscribers: subscribers})}
   end
 
   def handle_call(:topology, _from, state), do: {:reply, build_topology(state), state}
@@ -208,6 +230,8 @@ defmodule ClusterScope.Cluster.State do
       if to == :simulated,
         do: state.nodes,
         else: Map.reject(state.nodes, fn {_, n} -> n.simulated end)
+
+    :ets.insert(state.keep, {:mode, to})
 
     state = %{
       state
@@ -360,7 +384,7 @@ defmodule ClusterScope.Cluster.State do
   end
 
   def handle_info({:DOWN, _ref, :process, pid, _}, state) do
-    {:noreply, %{state | subscribers: Map.delete(state.subscribers, pid)}}
+    {:noreply, keep_subscribers(%{state | subscribers: Map.delete(state.subscribers, pid)})}
   end
 
   def handle_info({:departure, node, token}, state) do
@@ -385,7 +409,10 @@ defmodule ClusterScope.Cluster.State do
     end
   end
 
-  def handle_info(_other, state), do: {:noreply, state}
+  def handle_info(msg, state) do
+    StateKeeper.handle_heir(msg, state.keep)
+    {:noreply, state}
+  end
 
   @impl true
   def terminate(_reason, _state) do
@@ -709,7 +736,16 @@ defmodule ClusterScope.Cluster.State do
 
   defp emit(state, type, node, cause, details) do
     events = Events.emit(state.events, Map.keys(state.subscribers), type, node, cause, details)
+    # One row per event in the kept table, the oldest past the bound removed.
+    event = Events.last(events)
+    :ets.insert(state.keep, [{{:event, event.id}, event}, {:next_id, events.next_id}])
+    :ets.delete(state.keep, {:event, event.id - Events.max_events()})
     %{state | events: events}
+  end
+
+  defp keep_subscribers(state) do
+    :ets.insert(state.keep, {:subscribers, Map.keys(state.subscribers)})
+    state
   end
 
   # always under its current name.

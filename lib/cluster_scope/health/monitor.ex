@@ -125,6 +125,8 @@ defmodule ClusterScope.Health.Monitor do
     Throttle
   }
 
+  alias ClusterScope.StateKeeper
+
   @table __MODULE__
   @max_samples 120
   @scan_deadline_ms 30_000
@@ -152,7 +154,11 @@ defmodule ClusterScope.Health.Monitor do
 
   @doc "Whether the monitor runs on this node."
   @spec running?() :: boolean()
-  def running?, do: :ets.whereis(@table) != :undefined
+  # Its table outlives it (held by ClusterScope.StateKeeper until a restart).
+  def running?,
+    do:
+      :ets.whereis(@table) != :undefined and
+        :ets.info(@table, :owner) == Process.whereis(__MODULE__)
 
   defp read(key, default) do
     case :ets.lookup(@table, key) do
@@ -193,7 +199,15 @@ defmodule ClusterScope.Health.Monitor do
   def init(opts) do
     Process.flag(:trap_exit, true)
     :erlang.system_flag(:scheduler_wall_time, true)
-    :ets.new(@table, [:named_table, :protected, read_concurrency: true])
+    # Thresholds, active alerts (with their hysteresis) and subscribers
+    # survive a crash of this server: its table goes to the keeper and back.
+    StateKeeper.claim(@table, [:named_table, :protected, read_concurrency: true])
+
+    subscribers =
+      :subscribers
+      |> read([])
+      |> Enum.filter(&Process.alive?/1)
+      |> Map.new(&{&1, Process.monitor(&1)})
 
     base =
       Keyword.get_lazy(opts, :interval_ms, fn -> ClusterScope.Config.get(:health_interval_ms) end)
@@ -209,14 +223,14 @@ defmodule ClusterScope.Health.Monitor do
         budget: settings.budget,
         scan_interval: settings.scan_interval,
         timer: nil,
-        thresholds: Thresholds.defaults(),
-        tracks: %{},
-        seq: 0,
+        thresholds: read(:thresholds, nil) || Thresholds.defaults(),
+        tracks: read(:tracks, %{}),
+        seq: read(:seq, 0),
         samples: :queue.new(),
         sample_count: 0,
         samples_taken: 0,
         last_sample_at_ms: nil,
-        subscribers: %{},
+        subscribers: subscribers,
         prev: Reading.initial(),
         baselines: %{},
         membership_changes: 0,
@@ -287,13 +301,13 @@ defmodule ClusterScope.Health.Monitor do
   def handle_call({:subscribe, pid}, _from, state) do
     if Map.has_key?(state.subscribers, pid),
       do: {:reply, :ok, state},
-      else: {:reply, :ok, put_in(state.subscribers[pid], Process.monitor(pid))}
+      else: {:reply, :ok, keep_subscribers(put_in(state.subscribers[pid], Process.monitor(pid)))}
   end
 
   def handle_call({:unsubscribe, pid}, _from, state) do
     {ref, subscribers} = Map.pop(state.subscribers, pid)
     if ref, do: Process.demonitor(ref, [:flush])
-    {:reply, :ok, %{state | subscribers: subscribers}}
+    {:reply, :ok, keep_subscribers(%{state | subscribers: subscribers})}
   end
 
   @impl true
@@ -341,12 +355,21 @@ defmodule ClusterScope.Health.Monitor do
         {:noreply, %{state | cluster_state: nil}}
 
       true ->
-        {:noreply, %{state | subscribers: Map.delete(state.subscribers, pid)}}
+        {:noreply, keep_subscribers(%{state | subscribers: Map.delete(state.subscribers, pid)})}
     end
   end
 
   def handle_info(:resubscribe, state), do: {:noreply, subscribe_cluster(state)}
-  def handle_info(_other, state), do: {:noreply, state}
+
+  def handle_info(other, state) do
+    StateKeeper.handle_heir(other, @table)
+    {:noreply, state}
+  end
+
+  defp keep_subscribers(state) do
+    :ets.insert(@table, {:subscribers, Map.keys(state.subscribers)})
+    state
+  end
 
   @impl true
   def terminate(_reason, state) do
@@ -444,7 +467,13 @@ defmodule ClusterScope.Health.Monitor do
     state = if forced?, do: state, else: throttle(state, load)
     state = keep(state, sample)
 
-    :ets.insert(@table, [{:latest, sample}, {:alerts, Alerts.active(tracks)}])
+    :ets.insert(@table, [
+      {:latest, sample},
+      {:alerts, Alerts.active(tracks)},
+      {:tracks, tracks},
+      {:seq, seq}
+    ])
+
     publish_status(state)
     state
   end

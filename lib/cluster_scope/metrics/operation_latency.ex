@@ -49,8 +49,15 @@ defmodule ClusterScope.Metrics.OperationLatency do
 
   @impl true
   def init(_opts) do
-    :ets.new(@table, [:named_table, :public, :set, read_concurrency: true])
+    # The histograms survive a crash of this server (ClusterScope.StateKeeper).
+    ClusterScope.StateKeeper.claim(@table, [:named_table, :public, :set, read_concurrency: true])
     {:ok, nil}
+  end
+
+  @impl true
+  def handle_info(msg, state) do
+    ClusterScope.StateKeeper.handle_heir(msg, @table)
+    {:noreply, state}
   end
 
   @doc "The most operation names that get a histogram."

@@ -116,7 +116,18 @@ defmodule ClusterScope.Operation.Registry do
 
   @impl true
   def init(_opts) do
-    put(discover())
+    # The table is a persistent term: it outlives a crash of this server, and
+    # the operations a host registered stay served after the restart.
+    builtin = discover()
+    builtin_modules = MapSet.new(builtin, & &1.module)
+
+    hosted =
+      for meta <- all(),
+          not MapSet.member?(builtin_modules, meta.module),
+          Code.ensure_loaded?(meta.module),
+          do: meta
+
+    put(builtin ++ hosted)
     {:ok, nil}
   end
 

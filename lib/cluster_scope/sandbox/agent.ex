@@ -5,17 +5,11 @@ defmodule ClusterScope.Sandbox.Agent do
   `ClusterScope.Fanout` (never calling further nodes itself).
 
   The parts (`ClusterScope.Sandbox.Group`) run under
-  `ClusterScope.Sandbox.NodeSupervisor`; the tombstones of destroyed
+  no supervisor (see `start/3`); the tombstones of destroyed
   sandboxes are kept by `ClusterScope.Sandbox.Manager`.
   """
 
   alias ClusterScope.Sandbox.{Group, Manager}
-
-  @supervisor ClusterScope.Sandbox.NodeSupervisor
-
-  @doc "The node supervisor's name."
-  @spec supervisor() :: atom()
-  def supervisor, do: @supervisor
 
   @doc """
   Makes this node run its share of `placement` at `epoch`: starts the part
@@ -50,7 +44,10 @@ defmodule ClusterScope.Sandbox.Agent do
            "(config :cluster_scope, sandbox_max_per_node)"}
 
       true ->
-        case DynamicSupervisor.start_child(@supervisor, {Group, {definition, placement, epoch}}) do
+        # Linked to no supervisor: a crash of ClusterScope's processes around
+        # it ends no sandbox; it stops with ClusterScope here (it monitors
+        # ClusterScope.Supervisor) or when destroyed.
+        case GenServer.start(Group, {definition, placement, epoch}) do
           {:ok, pid} ->
             case Group.await_started(pid, ClusterScope.Config.get(:sandbox_start_timeout_ms)) do
               :ok ->
@@ -101,9 +98,17 @@ defmodule ClusterScope.Sandbox.Agent do
             :exit, _ -> 0
           end
 
-        _ = DynamicSupervisor.terminate_child(@supervisor, pid)
+        stop_group(pid)
         n
     end
+  end
+
+  # As a supervisor would: a shutdown with time for the children, then a kill.
+  defp stop_group(pid) do
+    GenServer.stop(pid, :shutdown, 10_000)
+  catch
+    :exit, {:timeout, _} -> Process.exit(pid, :kill)
+    :exit, _ -> :ok
   end
 
   @doc "This node's parts: `%{id => summary}` (no per-process detail)."

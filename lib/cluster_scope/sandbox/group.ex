@@ -105,6 +105,11 @@ defmodule ClusterScope.Sandbox.Group do
     # start after init returns: the node supervisor is never held by a
     # child whose start hangs; `await_started/2` waits with a deadline.
     :ok = :pg.join(@scope, {:sandbox, definition.id}, self())
+    # Membership dies with the :pg scope process: join again when it restarts.
+    Process.monitor(@scope)
+    # No supervisor holds this part: it stops with ClusterScope on this node
+    # (its top supervisor ends only when the application stops).
+    Process.monitor(ClusterScope.Supervisor)
     {:ok, tag(state), {:continue, :start}}
   end
 
@@ -214,6 +219,25 @@ defmodule ClusterScope.Sandbox.Group do
         state = %{state | pids: pids, slots: Map.delete(state.slots, slot)}
         {:noreply, tag(restart(state, slot, reason))}
     end
+  end
+
+  def handle_info({:DOWN, _ref, :process, {ClusterScope.Supervisor, _}, _}, state),
+    do: {:stop, :shutdown, state}
+
+  def handle_info({:DOWN, _ref, :process, {@scope, _}, _}, state) do
+    send(self(), :rejoin_pg)
+    {:noreply, state}
+  end
+
+  def handle_info(:rejoin_pg, state) do
+    if Process.whereis(@scope) do
+      :ok = :pg.join(@scope, {:sandbox, state.definition.id}, self())
+      Process.monitor(@scope)
+    else
+      Process.send_after(self(), :rejoin_pg, 50)
+    end
+
+    {:noreply, state}
   end
 
   def handle_info(_other, state), do: {:noreply, state}

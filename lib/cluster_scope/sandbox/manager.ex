@@ -4,7 +4,8 @@ defmodule ClusterScope.Sandbox.Manager do
   keeps the tombstones of destroyed sandboxes and the recent sandbox events.
   The sandboxes themselves live in their parts
   (`ClusterScope.Sandbox.Group`), so a restart of this server loses nothing
-  they hold; its tombstones are rebuilt from the other nodes' managers at
+  they hold; its tombstones are kept through a crash
+  (`ClusterScope.StateKeeper`) and merged with the other nodes' managers' at
   start.
 
   * nodedown: for each local part whose sandbox has `restart: :survivors`
@@ -46,6 +47,7 @@ defmodule ClusterScope.Sandbox.Manager do
   alias ClusterScope.Sandbox.{Agent, Group, Placement}
 
   @max_tombstones 1_000
+  @keep :cluster_scope_keep_sandbox_manager
   @tombstone_ttl_ms 24 * 3_600_000
   @max_events 200
   @sync_delays [200, 2_000]
@@ -88,9 +90,19 @@ defmodule ClusterScope.Sandbox.Manager do
   @impl true
   def init(_opts) do
     :ok = :net_kernel.monitor_nodes(true, node_type: :visible)
+    # Tombstones survive a crash of this server (also rebuilt from the other
+    # nodes below, which a cluster of one does not have).
+    {_, keep} = ClusterScope.StateKeeper.claim(@keep, [:set, :protected, :named_table])
+
+    kept =
+      case :ets.lookup(keep, :tombstones) do
+        [{_, tombs}] -> tombs
+        [] -> %{}
+      end
 
     state = %{
-      tombstones: %{},
+      keep: keep,
+      tombstones: kept,
       events: :queue.new(),
       count: 0,
       next_id: 1,
@@ -174,7 +186,10 @@ defmodule ClusterScope.Sandbox.Manager do
     {:noreply, failover_pass(state)}
   end
 
-  def handle_info(_other, state), do: {:noreply, state}
+  def handle_info(other, state) do
+    ClusterScope.StateKeeper.handle_heir(other, state.keep)
+    {:noreply, state}
+  end
 
   # -- failover ----------------------------------------------------------------------
 
@@ -327,6 +342,7 @@ defmodule ClusterScope.Sandbox.Manager do
         tombs
       end
 
+    :ets.insert(state.keep, {:tombstones, tombs})
     %{state | tombstones: tombs}
   end
 

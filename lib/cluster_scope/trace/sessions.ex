@@ -4,9 +4,11 @@ defmodule ClusterScope.Trace.Sessions do
   node, their owners and subscribers.
 
   A session is owned by a process (the caller of `ClusterScope.Trace.start/2`,
-  or this server for sessions created over HTTP or the CLI, which then live
-  until their duration ends). The tracers monitor their owner and this
-  server, so no tracer outlives either; this server monitors the tracers: one
+  or ClusterScope's top supervisor for sessions created over HTTP or the
+  CLI, which then live until their duration ends). The tracers monitor their
+  owner and this node's `ClusterScope.Supervisor`, so no tracer outlives
+  either or ClusterScope here; a crash of this server ends no session: they are kept
+  in a table the keeper holds until it restarts. This server monitors the tracers: one
   that goes away (its node died or was cut off) ends that node's part with
   the reason. Nothing here calls another node: starting and stopping tracers
   is done by the caller (`ClusterScope.Trace`), so a slow node never blocks
@@ -16,6 +18,7 @@ defmodule ClusterScope.Trace.Sessions do
 
   use GenServer
 
+  alias ClusterScope.StateKeeper
   alias ClusterScope.Trace.Tracer
 
   @max_sessions 100
@@ -43,8 +46,41 @@ defmodule ClusterScope.Trace.Sessions do
   @spec subscribe(String.t(), pid()) :: :ok | {:error, :not_found}
   def subscribe(id, pid), do: GenServer.call(__MODULE__, {:subscribe, id, pid})
 
+  @keep :cluster_scope_keep_trace_sessions
+
   @impl true
-  def init(_opts), do: {:ok, %{sessions: %{}, monitors: %{}}}
+  def init(_opts) do
+    # Sessions survive a crash of this server: they are kept in a table the
+    # keeper holds meanwhile; their tracers and subscribers are watched again
+    # and the tracers of sessions with subscribers forward here again.
+    {_, keep} = StateKeeper.claim(@keep, [:set, :protected, :named_table])
+
+    state =
+      Enum.reduce(:ets.tab2list(keep), %{sessions: %{}, monitors: %{}, keep: keep}, fn
+        {id, session}, acc ->
+          subscribers = Enum.filter(session.subscribers, &Process.alive?/1)
+          session = %{session | subscribers: subscribers}
+          running = Map.drop(session.tracers, Map.keys(session.ended))
+
+          monitors =
+            Enum.reduce(running, acc.monitors, fn {node, pid}, m ->
+              Map.put(m, Process.monitor(pid), {:tracer, id, node})
+            end)
+
+          monitors =
+            Enum.reduce(
+              subscribers,
+              monitors,
+              &Map.put(&2, Process.monitor(&1), {:subscriber, id})
+            )
+
+          if subscribers != [], do: Enum.each(running, fn {_, t} -> Tracer.forward(t, self()) end)
+
+          %{acc | sessions: Map.put(acc.sessions, id, session), monitors: monitors}
+      end)
+
+    {:ok, state}
+  end
 
   @impl true
   def handle_call({:register, session}, _from, state) do
@@ -54,7 +90,7 @@ defmodule ClusterScope.Trace.Sessions do
       end)
 
     session = Map.merge(%{ended: %{}, subscribers: []}, session)
-    state = %{state | sessions: Map.put(state.sessions, session.id, session), monitors: monitors}
+    state = put_session(%{state | monitors: monitors}, session)
     {:reply, :ok, prune(state)}
   end
 
@@ -77,9 +113,7 @@ defmodule ClusterScope.Trace.Sessions do
 
         monitors = Map.put(state.monitors, Process.monitor(pid), {:subscriber, id})
         session = %{session | subscribers: [pid | session.subscribers]}
-
-        {:reply, :ok,
-         %{state | sessions: Map.put(state.sessions, id, session), monitors: monitors}}
+        {:reply, :ok, put_session(%{state | monitors: monitors}, session)}
 
       _ ->
         {:reply, {:error, :not_found}, state}
@@ -120,13 +154,22 @@ defmodule ClusterScope.Trace.Sessions do
     end
   end
 
-  def handle_info(_msg, state), do: {:noreply, state}
+  def handle_info(msg, state) do
+    StateKeeper.handle_heir(msg, state.keep)
+    {:noreply, state}
+  end
 
   defp update(state, id, fun) do
     case state.sessions do
-      %{^id => session} -> %{state | sessions: Map.put(state.sessions, id, fun.(session))}
+      %{^id => session} -> put_session(state, fun.(session))
       _ -> state
     end
+  end
+
+  # Every change to a session goes to the kept table too.
+  defp put_session(state, session) do
+    :ets.insert(state.keep, {session.id, session})
+    %{state | sessions: Map.put(state.sessions, session.id, session)}
   end
 
   # Forget the oldest sessions that have ended everywhere past the bound.
@@ -144,6 +187,7 @@ defmodule ClusterScope.Trace.Sessions do
       |> Enum.take(map_size(state.sessions) - @max_sessions)
       |> Enum.map(& &1.id)
 
+    Enum.each(drop, &:ets.delete(state.keep, &1))
     %{state | sessions: Map.drop(state.sessions, drop)}
   end
 end

@@ -31,9 +31,11 @@ defmodule ClusterScope.Trace.Tracer do
       events are formatted under `inspect/2` limits; the session ends at
       `duration_ms` and at `max_events`, and the throttle lowers the rate
       when the measured overhead passes `overhead_ceiling`.
-    * **Never outlives its owner or its session registry**: it monitors
-      both and switches tracing off and exits when either goes away (a
-      partition or the creating node's death included). `terminate/2`
+    * **Never outlives its owner or ClusterScope on the creating node**: it
+      monitors its owner and the creating node's `ClusterScope.Supervisor`
+      (which outlives a crash of the session registry) and switches tracing
+      off and exits when either goes away (a partition or the creating
+      node's death included). `terminate/2`
       switches tracing off whatever the reason.
 
   After it stops tracing it stays alive (tracing off) for `retain_ms`
@@ -41,6 +43,8 @@ defmodule ClusterScope.Trace.Tracer do
   """
 
   use GenServer, restart: :temporary
+
+  @pg_scope :cluster_scope
 
   require Logger
 
@@ -55,26 +59,37 @@ defmodule ClusterScope.Trace.Tracer do
   @window_ms 1_000
   @retain_ms 600_000
 
+  @max_tracers 64
+
   @doc """
-  Starts a tracer on this node under `ClusterScope.Trace.TracerSupervisor`
-  (called through `ClusterScope.Fanout` from the node that creates the session). Returns
-  `{:ok, pid}` or `{:error, reason}` when the target is not here, a
-  conflicting tracer exists, or the module is not loaded here.
+  Starts a tracer on this node (called through `ClusterScope.Fanout` from
+  the node that creates the session). Returns `{:ok, pid}` or
+  `{:error, reason}` when the target is not here, a conflicting tracer
+  exists, the module is not loaded here, or #{64} tracers run here
+  (`:max_children`).
+
+  A tracer is linked to no supervisor: a crash of ClusterScope's processes
+  around it (a supervisor included) does not end a session. It ends with
+  its owner, with ClusterScope on the creating node or on this one (it
+  monitors both nodes' `ClusterScope.Supervisor`), at its limits, or when
+  stopped.
   """
   @spec start(String.t(), map(), pid(), pid()) :: {:ok, pid()} | {:error, term()}
   def start(id, spec, owner, registry) do
-    case DynamicSupervisor.start_child(
-           ClusterScope.Trace.TracerSupervisor,
-           {__MODULE__, {id, spec, owner, registry}}
-         ) do
-      {:ok, pid} -> {:ok, pid}
-      {:error, {:shutdown, reason}} -> {:error, reason}
-      {:error, reason} -> {:error, reason}
+    if length(:pg.get_local_members(@pg_scope, :tracers)) >= @max_tracers do
+      {:error, :max_children}
+    else
+      case GenServer.start(__MODULE__, {id, spec, owner, registry}) do
+        {:ok, pid} -> {:ok, pid}
+        {:error, {:shutdown, reason}} -> {:error, reason}
+        {:error, reason} -> {:error, reason}
+        :ignore -> {:error, :ignored}
+      end
     end
+  catch
+    # No :pg scope (ClusterScope stopping here).
+    :exit, _ -> {:error, :not_running}
   end
-
-  @doc false
-  def start_link(args), do: GenServer.start_link(__MODULE__, args)
 
   @doc "Events after `after_seq` (at most `limit`): `{:ok, events, next_seq, missed}`."
   @spec read(pid(), non_neg_integer(), pos_integer()) ::
@@ -93,9 +108,17 @@ defmodule ClusterScope.Trace.Tracer do
   @spec forward(pid(), pid() | nil) :: :ok
   def forward(tracer, to), do: GenServer.cast(tracer, {:forward, to})
 
+  defp monitor_local_clusterscope do
+    case Process.whereis(ClusterScope.Supervisor) do
+      nil -> nil
+      sup -> Process.monitor(sup)
+    end
+  end
+
   @impl true
   def init({id, spec, owner, registry}) do
     Process.flag(:trap_exit, true)
+    :ok = :pg.join(@pg_scope, :tracers, self())
     # Loaded now, not at the first event: loading code mid-burst would leave
     # the mailbox filling for milliseconds (interactive mode loads lazily).
     Enum.each([Event, Native, ControlWord, :erts_debug], &Code.ensure_loaded/1)
@@ -115,6 +138,8 @@ defmodule ClusterScope.Trace.Tracer do
         owner_ref: Process.monitor(owner),
         registry: registry,
         registry_ref: Process.monitor(registry),
+        # ClusterScope on this node: a tracer never outlives it.
+        local_ref: monitor_local_clusterscope(),
         status: :running,
         stop_reason: nil,
         forward: nil,
@@ -183,6 +208,10 @@ defmodule ClusterScope.Trace.Tracer do
 
   def handle_info({:DOWN, ref, :process, _, _}, %{registry_ref: ref} = state) do
     {:stop, :normal, stop(state, :session_node_down)}
+  end
+
+  def handle_info({:DOWN, ref, :process, _, _}, %{local_ref: ref} = state) do
+    {:stop, :normal, stop(state, :clusterscope_stopped)}
   end
 
   def handle_info({:EXIT, _, _}, state), do: {:noreply, state}
@@ -324,7 +353,13 @@ defmodule ClusterScope.Trace.Tracer do
     dropped = flush_traces(0)
 
     Logger.debug("ClusterScope trace #{state.id} stopped on #{node()}: #{reason}")
-    send(state.registry, {:cluster_scope_trace_stopped, state.id, node(), reason})
+    # The session registry by name on the creating node: it may have
+    # restarted since this tracer started.
+    send(
+      {ClusterScope.Trace.Sessions, node(state.registry)},
+      {:cluster_scope_trace_stopped, state.id, node(), reason}
+    )
+
     Process.send_after(self(), :retire, @retain_ms)
     %{state | status: :stopped, stop_reason: reason, late: state.late + dropped}
   end

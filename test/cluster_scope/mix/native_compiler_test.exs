@@ -22,10 +22,10 @@ defmodule Mix.Tasks.Compile.ClusterScopeNativeTest do
     tmp_dir: dir
   } do
     # The project as a fresh checkout has it: sources, no built library.
-    for file <- ["mix.exs", "Cargo.toml", "Cargo.lock"],
-        do: File.cp!(Path.join(@root, file), Path.join(dir, file))
-
     File.mkdir_p!(Path.join(dir, "native"))
+
+    for file <- ["mix.exs", "Cargo.toml", "Cargo.lock", "native/precompiled.exs"],
+        do: File.cp!(Path.join(@root, file), Path.join(dir, file))
 
     # Only what Elixir needs; cargo lives elsewhere (~/.cargo/bin).
     path =

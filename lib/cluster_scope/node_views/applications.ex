@@ -53,7 +53,11 @@ defmodule ClusterScope.NodeViews.Applications do
     limit = min(Map.get(opts, :limit) || 1_000, @max_limit)
     {nodes, skipped} = targets(Map.get(opts, :nodes))
 
-    which = Task.async(fn -> Fanout.multicall(nodes, :application, :which_applications, [timeout], timeout) end)
+    which =
+      Task.async(fn ->
+        Fanout.multicall(nodes, :application, :which_applications, [timeout], timeout)
+      end)
+
     {loaded, errors1} = Fanout.multicall(nodes, :application, :loaded_applications, [], timeout)
     {started, errors2} = Task.await(which, timeout + 1_000)
 
@@ -140,7 +144,10 @@ defmodule ClusterScope.NodeViews.Applications do
   # Two comparisons in the core: by version, then by status.
   defp differences(per_node) do
     names = per_node |> Enum.map(&Atom.to_string(elem(&1, 0))) |> List.to_tuple()
-    by = fn key -> Enum.map(per_node, fn {_, rows} -> Enum.map(rows, &{&1.application, key.(&1)}) end) end
+
+    by = fn key ->
+      Enum.map(per_node, fn {_, rows} -> Enum.map(rows, &{&1.application, key.(&1)}) end)
+    end
 
     with {:ok, versions} <- Native.drift_compare(by.(& &1.version)),
          {:ok, statuses} <- Native.drift_compare(by.(&Atom.to_string(&1.status))) do

@@ -207,7 +207,8 @@ defmodule ClusterScope.NodeViews.CodeDrift do
   end
 
   defp details(answered, [], per_node, errors, _timeout) do
-    {:ok, {[], answered, %{differing_buckets: 0, compared_modules: 0, per_node: per_node}, errors}}
+    {:ok,
+     {[], answered, %{differing_buckets: 0, compared_modules: 0, per_node: per_node}, errors}}
   end
 
   defp details(answered, wanted, per_node, errors, timeout) do
@@ -274,7 +275,9 @@ defmodule ClusterScope.NodeViews.CodeDrift do
     nodes = Enum.filter(connected, &(&1 == node() or &1 in agents))
 
     skipped =
-      for {n, status} <- Fanout.node_statuses(), n not in connected, do: Fanout.not_called(n, status)
+      for {n, status} <- Fanout.node_statuses(),
+          n not in connected,
+          do: Fanout.not_called(n, status)
 
     agentless = for n <- connected -- nodes, do: agentless(n)
     {Enum.sort(nodes), skipped ++ agentless}

@@ -67,7 +67,11 @@ defmodule ClusterScope.NodeViews.CodeDrift.Watch do
     end
   end
 
-  @doc "Runs a check now and returns its status (for tests and operators)."
+  @doc """
+  Runs a check now and returns its status, and schedules the next one
+  `code_drift_check_interval_ms` from now (for operators and tests, after
+  changing the interval).
+  """
   @spec check_now(timeout()) :: map()
   def check_now(timeout \\ 30_000), do: GenServer.call(__MODULE__, :check_now, timeout)
 
@@ -125,7 +129,8 @@ defmodule ClusterScope.NodeViews.CodeDrift.Watch do
 
   @impl true
   def handle_call(:check_now, _from, state) do
-    state = check(state)
+    # Rescheduled too, so a changed interval applies from now.
+    state = schedule(check(state))
     {:reply, status(), state}
   end
 

@@ -9,28 +9,55 @@
 use cluster_scope_core::drift::{self, Digest};
 use cluster_scope_core::ErrorCode;
 use rustler::types::atom;
-use rustler::{Binary, Encoder, Env, ListIterator, NewBinary, Term};
+use rustler::{Binary, Encoder, Env, NewBinary, Term};
 
 use crate::error::{arg, error, Error};
 
 fn items<'a>(term: Term<'a>, field: &str) -> Result<Vec<(Binary<'a>, Binary<'a>)>, Error> {
-    let list: ListIterator<'a> = arg(term, ErrorCode::InvalidArgument, field, "a list")?;
-    let mut out = Vec::new();
-    for (i, t) in list.enumerate() {
-        if i >= drift::MAX_ITEMS {
-            return Err(Error::new(
-                ErrorCode::TooLarge,
-                format!("{field}: more than {} items", drift::MAX_ITEMS),
-            ));
-        }
-        out.push(arg(
-            t,
-            ErrorCode::InvalidArgument,
-            &format!("{field}[{i}]"),
-            "{name :: binary, version :: binary}",
-        )?);
+    let list: Vec<Term<'a>> = arg(term, ErrorCode::InvalidArgument, field, "a list")?;
+    if list.len() > drift::MAX_ITEMS {
+        return Err(Error::new(
+            ErrorCode::TooLarge,
+            format!("{field}: more than {} items", drift::MAX_ITEMS),
+        ));
     }
-    Ok(out)
+    list.iter()
+        .enumerate()
+        .map(|(i, t)| item(*t, field, i))
+        .collect()
+}
+
+/// One `{name, version}` item; the field is formatted only on error (a
+/// `format!` per item cost more than the hashing).
+fn item<'a>(t: Term<'a>, field: &str, i: usize) -> Result<(Binary<'a>, Binary<'a>), Error> {
+    let pair =
+        tuple2(t).and_then(|[n, v]| Some((Binary::from_term(n).ok()?, Binary::from_term(v).ok()?)));
+    pair.ok_or_else(|| {
+        Error::new(
+            ErrorCode::InvalidArgument,
+            format!("{field}[{i}]: expected {{name :: binary, version :: binary}}"),
+        )
+    })
+}
+
+/// The two elements of a 2-tuple, without allocating.
+fn tuple2(term: Term<'_>) -> Option<[Term<'_>; 2]> {
+    let env = term.get_env();
+    let mut arity: rustler::sys::c_int = 0;
+    let mut array: *const rustler::sys::ErlNifTerm = std::ptr::null();
+    // SAFETY: enif_get_tuple fills `arity` and `array` (pointing into the
+    // tuple, alive as long as the term) when it returns true.
+    let elems = unsafe {
+        if rustler::sys::enif_get_tuple(env.as_c_arg(), term.as_c_arg(), &mut arity, &mut array)
+            == 0
+            || arity != 2
+        {
+            return None;
+        }
+        std::slice::from_raw_parts(array, 2)
+    };
+    // SAFETY: the elements belong to `term`'s environment.
+    Some(std::array::from_fn(|i| unsafe { Term::new(env, elems[i]) }))
 }
 
 fn bytes<'a>(env: Env<'a>, data: &[u8]) -> Term<'a> {
@@ -82,13 +109,7 @@ fn select_run<'a>(
     let list: Vec<Term<'a>> = arg(list, ErrorCode::InvalidArgument, "items", "a list")?;
     let mut names = Vec::with_capacity(list.len());
     for (i, t) in list.iter().enumerate() {
-        let (name, _version): (Binary<'a>, Binary<'a>) = arg(
-            *t,
-            ErrorCode::InvalidArgument,
-            &format!("items[{i}]"),
-            "{name :: binary, version :: binary}",
-        )?;
-        names.push(name);
+        names.push(item(*t, "items", i)?.0);
     }
     let picked = drift::select(names.iter().map(|n| n.as_slice()), buckets, &wanted)?;
     let out: Vec<Term<'a>> = picked.into_iter().map(|i| list[i]).collect();

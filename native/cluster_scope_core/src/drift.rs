@@ -18,9 +18,9 @@
 //!
 //! [`digest`] is one pass of a word-at-a-time hash (FxHash's step, eight
 //! bytes per multiply) over each name and version plus a 64-bit
-//! finaliser: measured under 1 ms for 10,000 modules of 35-byte names
-//! through the NIF, most of it reading the terms (see
-//! `bench/code_drift.exs`). [`differing_buckets`] is
+//! finaliser: 1 to 1.5 ms for 10,000 modules of 35-byte names through the
+//! NIF, most of it reading the terms, on a loaded 2-core machine (see
+//! `bench/code_drift.exs`, `per_node_hash_ms`). [`differing_buckets`] is
 //! O(nodes x buckets) integer compares (5,120 for 20 nodes x 256
 //! buckets: microseconds). [`compare`] is O(total items x log) over the
 //! items it is given (only those of differing buckets).

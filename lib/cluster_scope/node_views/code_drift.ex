@@ -46,6 +46,7 @@ defmodule ClusterScope.NodeViews.CodeDrift do
 
   alias ClusterScope.{Fanout, Native}
   alias ClusterScope.Cluster.Heartbeat
+  alias ClusterScope.NodeViews.CodeDrift.Watch
 
   @buckets 256
   @max_limit 1_000
@@ -119,7 +120,10 @@ defmodule ClusterScope.NodeViews.CodeDrift do
   its `versions` (MD5 in hex and the nodes that have it) and
   `not_loaded_on`; the totals of both kinds, `drift` (true when a module
   differs in version), `next_after` (the cursor of the next page, or nil),
-  each node's module count and costs, and `node_errors`.
+  each node's module count and costs, `watch` (what the checking node's
+  `ClusterScope.NodeViews.CodeDrift.Watch` saw at its last check: modules
+  drifting, those past `code_drift_alert_after_ms` and since when; `nil`
+  before its first check) and `node_errors`.
   """
   @spec cluster(map()) :: {:ok, map()} | {:error, term()}
   def cluster(opts \\ %{}) do
@@ -152,8 +156,22 @@ defmodule ClusterScope.NodeViews.CodeDrift do
          differing_buckets: stats.differing_buckets,
          compared_modules: stats.compared_modules,
          per_node: stats.per_node,
+         watch: watch(timeout),
          node_errors: errors ++ more_errors
        }}
+    end
+  end
+
+  # What the checking node's watch has seen lasting (one call to it).
+  defp watch(timeout) do
+    leader = Watch.leader(Heartbeat.agent_nodes())
+
+    case Fanout.call(leader, Watch, :status, [], timeout) do
+      {:ok, %{} = status} ->
+        status |> Map.drop([:leader?, :value]) |> Map.put(:node, Atom.to_string(leader))
+
+      _ ->
+        nil
     end
   end
 

@@ -12,7 +12,8 @@ defmodule ClusterScope.Operations.CodeDrift do
   2 KiB each. Nodes without ClusterScope cannot hash their code and are in
   `node_errors` (`not_running`). See `ClusterScope.NodeViews.CodeDrift`;
   drift that lasts raises the `code_drift_modules` health alert
-  (`ClusterScope.NodeViews.CodeDrift.Watch`).
+  (`ClusterScope.NodeViews.CodeDrift.Watch`), and the answer's `watch`
+  says what the checking node saw at its last check (one more call).
   """
 
   use ClusterScope.Operation, name: "code_drift", requires: [:native]

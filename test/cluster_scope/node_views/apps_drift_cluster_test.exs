@@ -284,6 +284,12 @@ defmodule ClusterScope.NodeViews.AppsDriftClusterTest do
     assert since >= first.checked_at_ms - 1
     assert status.checked_at_ms - since >= 1_500
 
+    # The operation shows what the watch saw lasting, from any node.
+    {:ok, seen} = run(hd(others), "code_drift", %{"kind" => "different_versions"})
+    assert seen.watch.node == Atom.to_string(checker.node)
+    assert "cs_drift_probe" in seen.watch.persistent
+    assert seen.watch.alert_after_ms == 1_500
+
     # The other nodes measure nothing and raise nothing.
     for p <- others do
       assert %{leader?: false, value: 0} = Cluster.call(p, Watch, :status, [])

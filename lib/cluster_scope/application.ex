@@ -40,6 +40,8 @@ defmodule ClusterScope.Application do
     * `ClusterScope.Web.EndpointSupervisor` - HTTP endpoints
     * `ClusterScope.Web.ConfiguredEndpoint` - starts the configured endpoint
       (`http: [enabled: true]`) and starts it again when it goes away
+    * `ClusterScope.NodeViews.CodeDrift.Watch` - code drift that lasts
+      (checked by one node of the cluster), for the health monitor
   """
 
   use Application
@@ -75,6 +77,7 @@ defmodule ClusterScope.Application do
       %{id: :pg_sandboxes, start: {:pg, :start_link, [ClusterScope.Sandbox.Group.scope()]}},
       ClusterScope.Sandbox.Manager,
       {DynamicSupervisor, name: ClusterScope.Web.EndpointSupervisor, strategy: :one_for_one},
+      ClusterScope.NodeViews.CodeDrift.Watch,
       ClusterScope.Web.ConfiguredEndpoint
     ]
 

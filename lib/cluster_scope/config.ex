@@ -69,6 +69,14 @@ defmodule ClusterScope.Config do
   * `:departed_retention_ms` - and leaves the cluster's picture (topology,
     matrix, everything kept about it) this long after its nodedown (default
     `600_000`). Both are read at each nodedown.
+  * `:code_drift_check_interval_ms` - how often the code-drift watch
+    compares the loaded code of the nodes (`100..3_600_000`, default
+    `30_000`); only one node of the cluster checks (see
+    `ClusterScope.NodeViews.CodeDrift.Watch`)
+  * `:code_drift_alert_after_ms` - a module loaded at different versions
+    for this long raises the `code_drift_modules` health alert
+    (`0..86_400_000`, default `300_000`: five minutes, longer than a rolling
+    deploy)
   * `:http` - the embedded HTTP API (`ClusterScope.Web.Endpoint`), a keyword
     list; missing keys take their defaults:
     * `enabled: false` - start the endpoint with the application
@@ -145,6 +153,8 @@ defmodule ClusterScope.Config do
     sandbox_start_timeout_ms: [type: {:integer, 100, 600_000}, default: 30_000],
     departed_grace_ms: [type: {:integer, 0, 86_400_000}, default: 30_000],
     departed_retention_ms: [type: {:integer, 0, 604_800_000}, default: 600_000],
+    code_drift_check_interval_ms: [type: {:integer, 100, 3_600_000}, default: 30_000],
+    code_drift_alert_after_ms: [type: {:integer, 0, 86_400_000}, default: 300_000],
     precompiled_url: [type: :path, default: nil],
     profile: [type: {:enum, [:development, :test, :production]}, default: nil],
     features: [type: :features, default: [tracing: true, sandboxes: true, process_control: true]],

@@ -438,5 +438,30 @@ defmodule ClusterScope.Native do
           :ok | {:error, error()} | {:error, :native_unavailable}
   def throttle_set_rate(_session, _rate), do: unavailable()
 
+  # drift.rs: digests and comparison of named, versioned items across
+  # nodes; the callers are ClusterScope.NodeViews.CodeDrift and
+  # ClusterScope.NodeViews.Applications.
+  @doc false
+  @spec drift_digest([{binary(), binary()}], pos_integer()) ::
+          {:ok, binary()} | {:error, error()} | {:error, :native_unavailable}
+  def drift_digest(_items, _buckets), do: unavailable()
+
+  @doc false
+  @spec drift_select([{binary(), binary()}], pos_integer(), [non_neg_integer()]) ::
+          {:ok, [{binary(), binary()}]} | {:error, error()} | {:error, :native_unavailable}
+  def drift_select(_items, _buckets, _wanted), do: unavailable()
+
+  @doc false
+  @spec drift_differing([binary()]) ::
+          {:ok, [non_neg_integer()]} | {:error, error()} | {:error, :native_unavailable}
+  def drift_differing(_digests), do: unavailable()
+
+  @doc false
+  @spec drift_compare([[{binary(), binary()}]]) ::
+          {:ok, [{binary(), [{binary(), [non_neg_integer()]}], [non_neg_integer()]}]}
+          | {:error, error()}
+          | {:error, :native_unavailable}
+  def drift_compare(_nodes), do: unavailable()
+
   defp unavailable, do: {:error, :native_unavailable}
 end

@@ -122,7 +122,12 @@ defmodule ClusterScope.NativeTest do
       {:throttle_read, &__MODULE__.args_throttle_read_zero/1, :invalid_argument, "limit:"},
       {:throttle_stats, &__MODULE__.args_not_session/1, :invalid_argument, "session:"},
       {:throttle_overhead, &__MODULE__.args_throttle_bad_now/1, :invalid_argument, "now_ms:"},
-      {:throttle_set_rate, &__MODULE__.args_throttle_zero_rate/1, :invalid_option, "rate"}
+      {:throttle_set_rate, &__MODULE__.args_throttle_zero_rate/1, :invalid_option, "rate"},
+      # drift
+      {:drift_digest, &__MODULE__.args_drift_bad_item/1, :invalid_argument, "items[1]:"},
+      {:drift_select, &__MODULE__.args_drift_bad_wanted/1, :invalid_argument, "wanted:"},
+      {:drift_differing, &__MODULE__.args_drift_bad_digest/1, :invalid_argument, "digests[0]:"},
+      {:drift_compare, &__MODULE__.args_drift_bad_nodes/1, :invalid_argument, "nodes[0]:"}
     ]
 
     # Functions of ClusterScope.Native that are not NIFs with an error path.
@@ -312,6 +317,14 @@ defmodule ClusterScope.NativeTest do
   def args_placement_strategy(_), do: ["random", 1, [{0.0, 0}], 0, 1.0]
   @doc false
   def args_placement_nodes(_), do: ["spread", 1, [{0.0, 0}, :x], 0, 1.0]
+  @doc false
+  def args_drift_bad_item(_), do: [[{"a", "1"}, {"b", 2}], 16]
+  @doc false
+  def args_drift_bad_wanted(_), do: [[{"a", "1"}], 16, [-1]]
+  @doc false
+  def args_drift_bad_digest(_), do: [["x"]]
+  @doc false
+  def args_drift_bad_nodes(_), do: [[:x]]
   @doc false
   def args_not_pids(_), do: [[self(), :x]]
   @doc false

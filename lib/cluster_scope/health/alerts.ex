@@ -394,6 +394,16 @@ defmodule ClusterScope.Health.Alerts do
      ]}
   end
 
+  defp text(:code_drift_modules, value, threshold, _sample) do
+    {"#{value} modules have been loaded at different versions on different nodes for longer " <>
+       "than code_drift_alert_after_ms (threshold #{threshold})",
+     [
+       "See GET /api/v1/cluster/code_drift?kind=different_versions: which nodes run which MD5.",
+       "A rolling deploy that did not finish, or a hot patch loaded on some nodes only: " <>
+         "load the intended version everywhere (or roll back) and the alert clears."
+     ]}
+  end
+
   defp text(metric, value, threshold, _sample) do
     {"#{metric} is #{value} (threshold #{threshold})", []}
   end

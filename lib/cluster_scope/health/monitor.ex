@@ -406,6 +406,7 @@ defmodule ClusterScope.Health.Monitor do
       reading
       |> Reading.values(Background.max_queue(state.collector, top), busy)
       |> put_horde(state)
+      |> ClusterScope.NodeViews.CodeDrift.Watch.put_value()
 
     {baselines, anomalies} = Baseline.update(state.baselines, values)
 

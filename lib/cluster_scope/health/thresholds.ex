@@ -25,6 +25,7 @@ defmodule ClusterScope.Health.Thresholds do
   | `horde_lost_children`       | Horde children recorded on nodes that are not up                    | 1        | nil      |
   | `horde_members_not_connected` | Horde members on nodes not connected or not up (distinct nodes)   | 1        | nil      |
   | `horde_membership_disagreements` | nodes whose Horde member lists differ from the most common one (cluster-wide) | 1 | nil |
+  | `code_drift_modules`        | modules loaded at different versions on different nodes for `code_drift_alert_after_ms` or longer (measured by one node, `ClusterScope.NodeViews.CodeDrift.Watch`; 0 elsewhere) | 1 | nil |
 
   The Horde metrics exist only where Horde is loaded (see
   `ClusterScope.Horde.Findings` for what each counts); they come from the
@@ -61,7 +62,8 @@ defmodule ClusterScope.Health.Thresholds do
     horde_duplicates: {1, nil},
     horde_lost_children: {1, nil},
     horde_members_not_connected: {1, nil},
-    horde_membership_disagreements: {1, nil}
+    horde_membership_disagreements: {1, nil},
+    code_drift_modules: {1, nil}
   ]
 
   @metric_names Keyword.keys(@metrics)

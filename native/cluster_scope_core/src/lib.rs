@@ -5,6 +5,7 @@
 //! without a VM, and the same code is exercised by unit and property tests.
 
 pub mod build_info;
+pub mod drift;
 pub mod error;
 pub mod json;
 pub mod metrics;

@@ -3,6 +3,7 @@
 //! Every error is answered as `{:error, {code, detail}}` by `error::error`.
 
 mod build_info;
+mod drift;
 mod error;
 mod json;
 mod metrics;

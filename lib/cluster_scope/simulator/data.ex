@@ -398,7 +398,7 @@ defmodule ClusterScope.Simulator.Data do
        %{
          pid: ProcessRef.to_string(ref),
          node: node_text,
-         registered_name: if(name == [], do: nil, else: inspect(name)),
+         registered_name: if(name == [], do: nil, else: Atom.to_string(name)),
          initial_call: mfa(init),
          current_function: mfa(current),
          application: app,
@@ -418,13 +418,22 @@ defmodule ClusterScope.Simulator.Data do
          ancestors: [],
          group_leader: gl,
          protected: nil,
-         protection: :none,
-         state_error:
-           "simulated process: #{node} is a virtual node of the simulated mode and runs no code, " <>
-             "so there is no state to read"
-       }}
+         protection: :none
+       }
+       |> Map.merge(simulated_state(type, name, init))}
     end
   end
+
+  # A behaviour's state, as `Control.info/2` gives it (JSON and text):
+  # what the simulation knows of the process, nothing more.
+  defp simulated_state(type, name, {m, _, _})
+       when type in [:gen_server, :gen_statem, :gen_event, :supervisor] do
+    state = %{simulated: true, module: m, name: if(name == [], do: nil, else: name)}
+    %{state: ClusterScope.Procs.Terms.to_json(state), state_text: inspect(state)}
+  end
+
+  defp simulated_state(_type, _name, _init),
+    do: %{state_error: "not an OTP behaviour: no state to read (simulated process)"}
 
   @doc """
   Kills a virtual process: it leaves its node's rows (until that node
@@ -441,7 +450,7 @@ defmodule ClusterScope.Simulator.Data do
        %{
          pid: ProcessRef.to_string(ref),
          node: Atom.to_string(node),
-         registered_name: if(name == [], do: nil, else: inspect(name)),
+         registered_name: if(name == [], do: nil, else: Atom.to_string(name)),
          reason: reason_text(reason),
          exited: true,
          exit_reason: reason_text(reason),
@@ -515,14 +524,8 @@ defmodule ClusterScope.Simulator.Data do
 
   defp not_found(node), do: {:not_found, "#{node} is not a virtual node of this simulation"}
 
-  defp mfa({m, f, a}), do: "#{inspect_module(m)}:#{f}/#{a}"
-
-  defp inspect_module(m) do
-    case Atom.to_string(m) do
-      "Elixir." <> _ = text -> text
-      text -> text
-    end
-  end
+  # As ClusterScope.Procs.Control prints it.
+  defp mfa({m, f, a}), do: "#{m}:#{f}/#{a}"
 
   # ---------------------------------------------------------------------
   # Health
@@ -721,10 +724,12 @@ defmodule ClusterScope.Simulator.Data do
       {id, serial} = Rows.numbers(elem(row, 0))
       name = elem(row, 9)
 
+      {m, f, a} = elem(row, 8)
+
       %{
         pid: ProcessRef.to_string(%ProcessRef{node: node, id: id, serial: serial}),
         name: if(name == [], do: nil, else: inspect(name)),
-        current_function: mfa(elem(row, 8)),
+        current_function: Exception.format_mfa(m, f, a),
         message_queue_len: elem(row, 3)
       }
     end)

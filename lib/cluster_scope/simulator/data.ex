@@ -551,17 +551,17 @@ defmodule ClusterScope.Simulator.Data do
   end
 
   @doc "A virtual node's active alerts (`ClusterScope.Health.local_alerts/0`'s shape)."
-  @spec local_alerts(node(), non_neg_integer() | nil) :: [map()]
-  def local_alerts(node, at_ms \\ nil) do
+  @spec local_alerts(node(), non_neg_integer() | nil, map() | nil) :: [map()]
+  def local_alerts(node, at_ms \\ nil, statuses \\ nil) do
     at_ms = at_ms || now()
-    alerts(node, sample(node, at_ms))
+    alerts(node, sample(node, at_ms, statuses))
   end
 
   @doc "A virtual node's part of `cluster_health` (`ClusterScope.Health.local_health/0`'s shape)."
-  @spec local_health(node(), non_neg_integer() | nil) :: map()
-  def local_health(node, at_ms \\ nil) do
+  @spec local_health(node(), non_neg_integer() | nil, map() | nil) :: map()
+  def local_health(node, at_ms \\ nil, statuses \\ nil) do
     at_ms = at_ms || now()
-    sample = sample(node, at_ms)
+    sample = sample(node, at_ms, statuses)
     alerts = alerts(node, sample)
     v = sample.values
 
@@ -599,7 +599,9 @@ defmodule ClusterScope.Simulator.Data do
     if active?() do
       {up, virtual_errors} = targets()
       at_ms = now()
-      virtual = for node <- up, do: {node, apply(__MODULE__, fun, [node, at_ms])}
+      # The cluster state asked once, not once per virtual node.
+      statuses = Fanout.node_statuses()
+      virtual = for node <- up, do: {node, apply(__MODULE__, fun, [node, at_ms, statuses])}
       {answers ++ virtual, drop_virtual(errors) ++ virtual_errors}
     else
       result
@@ -610,7 +612,7 @@ defmodule ClusterScope.Simulator.Data do
   @spec drop_virtual([map()]) :: [map()]
   def drop_virtual(errors), do: Enum.reject(errors, &Simulator.virtual?(&1.node))
 
-  defp sample(node, at_ms) do
+  defp sample(node, at_ms, statuses \\ nil) do
     {live, incarnation} = live(node)
     rows = Enum.map(live, &row(&1, incarnation, at_ms))
     {seed, index, count} = identity(node)
@@ -633,7 +635,7 @@ defmodule ClusterScope.Simulator.Data do
     max_queue = Enum.max([0 | Enum.map(top, & &1.message_queue_len)])
     reductions = live |> Enum.map(& &1.rate) |> Enum.sum()
     at = started_at() + at_ms
-    statuses = Fanout.node_statuses()
+    statuses = statuses || Fanout.node_statuses()
     non_up = Enum.count(statuses, fn {_, s} -> s not in [:up, :departed] end)
 
     values = %{

@@ -426,14 +426,18 @@ defmodule ClusterScope.Simulator.DataTest do
              ClusterScope.run("get_process_info", %{"pid" => "0.999999.0@#{s1}"})
 
     # Operations that cannot reach a virtual node say so instead of calling it.
-    assert {:error, %{code: code}} =
-             ClusterScope.run("set_alert_thresholds", %{
+    assert {:error, trace_error} =
+             ClusterScope.run("trace_process", %{"process" => other.pid, "messages" => "both"})
+
+    assert trace_error.message =~ "virtual node of the simulated mode"
+
+    assert %{node_errors: [%{node: ^s1, reason: reason}], nodes: []} =
+             run!("set_alert_thresholds", %{
                "node" => Atom.to_string(s1),
-               "metric" => "run_queue_per_scheduler",
-               "warning" => 5
+               "thresholds" => %{"run_queue_per_scheduler" => %{"warning" => 5}}
              })
 
-    assert code in [:node_unavailable, :invalid_params, :unavailable, :internal]
+    assert reason =~ "virtual node"
   end
 
   for count <- [50, 100] do

@@ -120,6 +120,8 @@ defmodule ClusterScope.Simulator.DataTest do
 
       expected = keys(real[op]) ++ if op == :info, do: [], else: [:simulated]
       assert keys(answer) == Enum.sort(expected), "#{op}: keys differ from a real answer"
+      # What the HTTP API and the dashboard get: it encodes as JSON.
+      assert {:ok, _} = ClusterScope.JSON.encode(answer), "#{op} does not encode as JSON"
     end
 
     # Process rows of virtual nodes: the real row's fields, every node there.
@@ -201,6 +203,7 @@ defmodule ClusterScope.Simulator.DataTest do
       assert info.pid == v.pid and info.memory > 0
       assert info.initial_call == v.initial_call
       assert (info[:state_text] || info[:state_error]) =~ "simulated"
+      assert {:ok, _} = ClusterScope.JSON.encode(info)
     end
   end
 
@@ -392,6 +395,23 @@ defmodule ClusterScope.Simulator.DataTest do
     :ok = Simulator.restart(s2)
     await_status(s2, :up)
     assert %{node: ^s2} = run!("node_resources", %{"node" => Atom.to_string(s2)})
+
+    # Cut off from this node by a partition: unreachable, like a real node.
+    :ok = Simulator.restart(s3)
+    await_status(s3, :up)
+    [_, _, _, s4] = Simulator.virtual_nodes()
+    :ok = Simulator.partition([[s4]])
+
+    deadline = System.monotonic_time(:millisecond) + 5_000
+
+    Cluster.poll(deadline, fn -> ClusterScope.Fanout.node_statuses()[s4] not in [nil, :up] end) ||
+      flunk("#{s4} never cut off: #{inspect(ClusterScope.Fanout.node_statuses())}")
+
+    list = run!("process_list", %{"limit" => 5})
+    assert [%{node: ^s4, status: status}] = list.node_errors
+    assert status != :up
+    refute s4 in list.nodes
+    assert s2 in list.nodes and s3 in list.nodes
   end
 
   test "process control on virtual processes: info, kill removes it, send is refused saying why" do

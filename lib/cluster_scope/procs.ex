@@ -500,10 +500,12 @@ defmodule ClusterScope.Procs do
   defp simulated({answers, errors, agentless} = result, opts, fun) do
     if SimData.active?() and opts[:sandbox] == nil do
       {up, virtual_errors} = SimData.targets(opts.node)
-      virtual = for node <- up, answer <- simulated_answer(node, fun, opts), do: {node, answer}
+      answered = Enum.map(up, &{&1, simulated_answer(&1, fun, opts)})
+      virtual = for {node, {:ok, answer}} <- answered, do: {node, answer}
+      failed = for {node, {:error, reason}} <- answered, do: refusal(node, reason)
 
       {Enum.sort_by(answers ++ virtual, &Atom.to_string(elem(&1, 0))),
-       SimData.drop_virtual(errors) ++ virtual_errors, agentless}
+       SimData.drop_virtual(errors) ++ virtual_errors ++ failed, agentless}
     else
       result
     end
@@ -524,18 +526,14 @@ defmodule ClusterScope.Procs do
              max(later_ms - before_ms, 1),
              Map.put(opts.filter, :k, opts.limit)
            ) do
-      [bin]
-    else
-      _ -> []
+      {:ok, bin}
     end
   end
 
   defp simulated_answer(node, :node_page, opts) do
     with {:ok, snapshot} <- SimData.snapshot(node),
          {:ok, page} <- agentless_page(node, snapshot, opts) do
-      [%{page | rows: Enum.map(page.rows, &Map.delete(&1, :agentless))}]
-    else
-      _ -> []
+      {:ok, %{page | rows: Enum.map(page.rows, &Map.delete(&1, :agentless))}}
     end
   end
 
@@ -543,11 +541,7 @@ defmodule ClusterScope.Procs do
     native_opts = Map.put(opts.filter, :k, opts.k)
 
     with {:ok, snapshot} <- SimData.snapshot(node),
-         {:ok, bin} <- Native.procs_summary(snapshot, Atom.to_string(node), native_opts) do
-      [bin]
-    else
-      _ -> []
-    end
+         do: Native.procs_summary(snapshot, Atom.to_string(node), native_opts)
   end
 
   # Agentless snapshots are kept and shared here like a node keeps its own.

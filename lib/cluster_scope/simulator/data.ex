@@ -51,6 +51,9 @@ defmodule ClusterScope.Simulator.Data do
   alias ClusterScope.Procs.Rows
 
   @two32 4_294_967_296
+  # The virtual nodes have run for a minute when the simulation starts, so
+  # a window (at most 30 s) always has its two snapshots.
+  @head_start_ms 60_000
   @system_memory 8 * 1024 * 1024 * 1024
   @schedulers 2
   @process_limit 262_144
@@ -198,12 +201,18 @@ defmodule ClusterScope.Simulator.Data do
     end
   end
 
-  @doc "Simulated time now: milliseconds since the simulation started."
+  @doc """
+  Simulated time now: milliseconds since the simulation started, plus a
+  minute the virtual nodes ran before.
+  """
   @spec now() :: non_neg_integer()
   def now do
     case Simulator.meta() do
-      %{started_ms: started} -> max(System.monotonic_time(:millisecond) - started, 0)
-      nil -> 0
+      %{started_ms: started} ->
+        @head_start_ms + max(System.monotonic_time(:millisecond) - started, 0)
+
+      nil ->
+        @head_start_ms
     end
   end
 
@@ -245,6 +254,9 @@ defmodule ClusterScope.Simulator.Data do
     with snapshot when is_reference(snapshot) <- Native.procs_snapshot_new(),
          :ok <- Native.procs_snapshot_push_dirty(snapshot, rows(node, at_ms)) do
       {:ok, snapshot}
+    else
+      {:error, _} = error -> error
+      other -> {:error, other}
     end
   end
 
@@ -369,7 +381,7 @@ defmodule ClusterScope.Simulator.Data do
       case p.hot do
         # The mailer falls behind: 20 more messages a second, ~300 bytes each.
         :queue ->
-          q = min(12_000 + div(at_ms * 20, 1000), 500_000)
+          q = min(12_000 + div(max(at_ms - @head_start_ms, 0) * 20, 1000), 500_000)
           {q, p.memory + q * 300}
 
         _ ->
@@ -638,7 +650,7 @@ defmodule ClusterScope.Simulator.Data do
     top = top_queues(node, rows)
     max_queue = Enum.max([0 | Enum.map(top, & &1.message_queue_len)])
     reductions = live |> Enum.map(& &1.rate) |> Enum.sum()
-    at = started_at() + at_ms
+    at = started_at() + at_ms - @head_start_ms
     statuses = statuses || Fanout.node_statuses()
     non_up = Enum.count(statuses, fn {_, s} -> s not in [:up, :departed] end)
 

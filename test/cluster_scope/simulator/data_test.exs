@@ -496,6 +496,50 @@ defmodule ClusterScope.Simulator.DataTest do
     end
   end
 
+  test "over HTTP, as the dashboard asks: virtual nodes' processes, resources, kill and send" do
+    alias ClusterScope.Test.HTTP
+    token = "sim-test-token-0123456789abcdef"
+    {:ok, endpoint} = ClusterScope.Web.Endpoint.start(port: 0, token: token)
+    on_exit(fn -> ClusterScope.Web.Endpoint.stop(endpoint) end)
+    auth = [headers: [{"authorization", "Bearer " <> token}]]
+    [s1 | _] = simulate(3)
+    url = endpoint.url <> "/api/v1"
+
+    assert {200, %{"data" => list}, _} =
+             HTTP.get(url <> "/cluster/processes?node=#{s1}&limit=5&sort_by=reductions")
+
+    assert list["simulated"] == true
+    assert [%{"pid" => pid, "node" => node} | _] = list["processes"]
+    assert node == Atom.to_string(s1)
+
+    assert {200, %{"data" => res}, _} = HTTP.get(url <> "/cluster/nodes/#{s1}/resources")
+    assert res["simulated"] == true and is_map(res["sample"]["values"])
+
+    assert {200, %{"data" => %{"simulated" => true, "cells" => [_ | _]}}, _} =
+             HTTP.get(url <> "/cluster/processes/distribution")
+
+    assert {200, %{"data" => %{"simulated" => true, "per_node" => per_node}}, _} =
+             HTTP.get(url <> "/metrics/operations")
+
+    assert Map.has_key?(per_node, Atom.to_string(s1))
+
+    # Mutations need the token, as for real processes.
+    assert {401, _, _} = HTTP.post(url <> "/processes/#{pid}/kill", "{}")
+
+    assert {200, %{"data" => %{"exited" => true}}, _} =
+             HTTP.post(url <> "/processes/#{pid}/kill", "{}", auth)
+
+    assert {404, _, _} = HTTP.get(url <> "/processes/#{pid}", auth)
+
+    [%{"pid" => other} | _] =
+      elem(HTTP.get(url <> "/cluster/processes?node=#{s1}&limit=1"), 1)["data"]["processes"]
+
+    assert {503, %{"error" => error}, _} =
+             HTTP.post(url <> "/processes/#{other}/message", ~s({"message": 1}), auth)
+
+    assert error["message"] =~ "virtual process"
+  end
+
   test "local_cluster stays bounded at 16 peers; simulated refuses past 100" do
     assert {:error, %{code: :invalid_params} = e} =
              ClusterScope.run("set_mode", %{"mode" => "local_cluster", "nodes" => 17})

@@ -153,6 +153,7 @@ defmodule ClusterScope.Simulator do
   @doc false
   # A value cached in the simulation's table, computed once by `fun`
   # (generated data that does not change with time).
+  @spec cached(term(), (() -> term())) :: term()
   def cached(key, fun) do
     case lookup({:cache, key}) do
       nil ->

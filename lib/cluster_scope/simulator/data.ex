@@ -877,6 +877,7 @@ defmodule ClusterScope.Simulator.Data do
 
   @doc false
   # Pure: the histograms of node `index` for `seed` (`slow` multiplies latency).
+  @spec histograms(integer(), pos_integer(), pos_integer()) :: %{String.t() => binary()}
   def histograms(seed, index, slow) do
     rand = :rand.seed_s(:exsss, {seed, index, 11})
 

@@ -37,11 +37,13 @@ defmodule ClusterScope.Simulator.Data do
   A node's rows: about 150 to 400 tuples, generated once and cached, then
   copied out of the table and updated per call; a page, summary or window
   over them runs in the Rust core as for an agentless node. With 100
-  virtual nodes (measured on a loaded 2-core machine): a process list
-  page about 35 ms, `cluster_alerts` about 50 ms, `cluster_health` about
-  200 ms. Latency: 24 operations per node, generated once per node (tens
-  of milliseconds); `operation_metrics` then merges 24 histograms of each
-  of the 101 nodes as it would for real ones (0.5 to 2.5 s at 100 nodes).
+  virtual nodes, measured on a shared 2-core machine (load 10) once the
+  tables are cached: a process list page 20 to 65 ms, a distribution 50
+  to 220 ms, `cluster_alerts` about 10 ms, `cluster_health` about 20 ms,
+  `node_resources` 5 ms. Latency: 24 operations per node, generated once
+  per node (tens of milliseconds); `operation_metrics` then merges the
+  histograms of the 101 nodes as it would real ones (about 0.4 s, up to
+  2.5 s under heavy load).
   Nothing is computed unless the mode is simulated.
   """
 

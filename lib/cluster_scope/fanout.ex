@@ -56,6 +56,33 @@ defmodule ClusterScope.Fanout do
   @spec multicall([node()], module(), atom(), list(), timeout()) ::
           {[{node(), term()}], [node_error()]}
   def multicall(nodes, module, fun, args, timeout \\ default_timeout()) do
+    # Virtual nodes of the simulated mode run no code: never called (an
+    # unresolvable host name), each answered as a node error saying so.
+    {virtual, nodes} = split_virtual(nodes)
+    {oks, errors} = call_all(nodes, module, fun, args, timeout)
+    {oks, errors ++ Enum.map(virtual, &simulated_error/1)}
+  end
+
+  defp split_virtual(nodes) do
+    if ClusterScope.Mode.current() == :simulated,
+      do: Enum.split_with(nodes, &ClusterScope.Simulator.virtual?/1),
+      else: {[], nodes}
+  end
+
+  defp simulated_error(node) do
+    %{
+      node: node,
+      status: :error,
+      reason: "#{node} is a virtual node of the simulated mode: it runs no code to call",
+      remediation:
+        "Process, health and metrics operations answer for virtual nodes; for the others, " <>
+          "use real nodes (multi_node or local_cluster mode)."
+    }
+  end
+
+  defp call_all([], _module, _fun, _args, _timeout), do: {[], []}
+
+  defp call_all(nodes, module, fun, args, timeout) do
     results = :erpc.multicall(nodes, module, fun, args, timeout)
 
     nodes
@@ -89,7 +116,10 @@ defmodule ClusterScope.Fanout do
   @spec rpc(node(), module(), atom(), list(), timeout()) ::
           {:ok, term()} | {:error, rpc_error()}
   def rpc(node, module, fun, args, timeout \\ default_timeout()) do
-    {:ok, :erpc.call(node, module, fun, args, timeout)}
+    # A virtual node of the simulated mode cannot be connected to.
+    if ClusterScope.Simulator.virtual?(node),
+      do: {:error, {:erpc, :noconnection}},
+      else: {:ok, :erpc.call(node, module, fun, args, timeout)}
   catch
     :error, {:erpc, _} = reason -> {:error, reason}
     :error, {:exception, reason, stack} -> {:error, {:exception, reason, stack}}

@@ -54,7 +54,7 @@ defmodule ClusterScope.Mode do
 
   @doc """
   Switches mode. Options: `:nodes` (how many peers or virtual nodes, default
-  3). Returns `{:ok, %{mode: mode, nodes: [node]}}`, or
+  3), `:seed` (simulated mode: the seed of the virtual nodes' data, default 1). Returns `{:ok, %{mode: mode, nodes: [node]}}`, or
   `{:error, {:forbidden, message}}` for a switch away from `:multi_node`
   while `allow_mode_switch` is off.
   """
@@ -87,7 +87,7 @@ defmodule ClusterScope.Mode do
     :ok = State.set_mode(state.mode, mode)
     count = Keyword.get(opts, :nodes, 3)
 
-    case enter(mode, count) do
+    case enter(mode, count, Keyword.get(opts, :seed, 1)) do
       {:ok, new} ->
         nodes = Enum.map(new.peers, & &1.node) ++ simulated_nodes(new.simulator)
         :persistent_term.put({__MODULE__, :current}, mode)
@@ -99,6 +99,9 @@ defmodule ClusterScope.Mode do
         {:reply, {:error, reason}, %{mode: :multi_node, peers: [], simulator: nil}}
     end
   end
+
+  defp enter(:simulated, count, seed), do: enter_simulated(count, seed)
+  defp enter(mode, count, _seed), do: enter(mode, count)
 
   defp enter(:multi_node, _count), do: {:ok, %{peers: [], simulator: nil}}
 
@@ -114,8 +117,8 @@ defmodule ClusterScope.Mode do
     end
   end
 
-  defp enter(:simulated, count) do
-    case ClusterScope.Simulator.start_link(nodes: count) do
+  defp enter_simulated(count, seed) do
+    case ClusterScope.Simulator.start_link(nodes: count, seed: seed) do
       {:ok, pid} ->
         Process.unlink(pid)
         {:ok, %{peers: [], simulator: pid}}

@@ -36,10 +36,10 @@ defmodule ClusterScope.ProcessRef do
 
   @doc """
   Parses a text form. `known_nodes` are the nodes an input may name (default:
-  this node and the connected ones).
+  this node, the connected ones and, in simulated mode, the virtual ones).
   """
   @spec parse(String.t(), [node()]) :: {:ok, t()} | {:error, String.t()}
-  def parse(text, known_nodes \\ [node() | Node.list(:connected)]) when is_binary(text) do
+  def parse(text, known_nodes \\ known()) when is_binary(text) do
     {local, node_text} =
       case String.split(text, "@", parts: 2) do
         [local, node_text] -> {local, node_text}
@@ -51,6 +51,9 @@ defmodule ClusterScope.ProcessRef do
       {:ok, %__MODULE__{node: node, id: id, serial: serial}}
     end
   end
+
+  # This node, the connected ones and, in simulated mode, the virtual ones.
+  defp known, do: [node() | Node.list(:connected)] ++ ClusterScope.Simulator.virtual_nodes()
 
   @doc """
   The pid itself. Must run on the process's home node (that is where the

@@ -55,6 +55,7 @@ defmodule ClusterScope.Procs do
   alias ClusterScope.{Fanout, Native, ProcessRef}
   alias ClusterScope.Cluster.Heartbeat
   alias ClusterScope.Procs.{Grouped, Ranked, Rows, Snapshots}
+  alias ClusterScope.Simulator.Data, as: SimData
 
   @sort_fields [:memory, :reductions, :message_queue_len, :heap_size]
   @types [:supervisor, :gen_server, :gen_statem, :gen_event, :task, :proc_lib, :plain]
@@ -490,6 +491,57 @@ defmodule ClusterScope.Procs do
     {Enum.sort_by(Enum.reverse(answers) ++ agentless_answers, &Atom.to_string(elem(&1, 0))),
      skipped ++ agent_errors ++ Enum.reverse(refused) ++ agentless_errors,
      agentless_answers |> Enum.map(&elem(&1, 0)) |> Enum.sort()}
+    |> simulated(opts, fun)
+  end
+
+  # Simulated mode: the virtual nodes answer too, from generated rows
+  # (ClusterScope.Simulator.Data) in a Rust snapshot, paged, summarised and
+  # windowed by the same core as an agentless node's; they run no sandbox.
+  defp simulated({answers, errors, agentless} = result, opts, fun) do
+    if SimData.active?() and opts[:sandbox] == nil do
+      {up, virtual_errors} = SimData.targets(opts.node)
+      answered = Enum.map(up, &{&1, simulated_answer(&1, fun, opts)})
+      virtual = for {node, {:ok, answer}} <- answered, do: {node, answer}
+      failed = for {node, {:error, reason}} <- answered, do: refusal(node, reason)
+
+      {Enum.sort_by(answers ++ virtual, &Atom.to_string(elem(&1, 0))),
+       SimData.drop_virtual(errors) ++ virtual_errors ++ failed, agentless}
+    else
+      result
+    end
+  end
+
+  defp simulated_answer(node, :node_window, opts) do
+    # Two simulated snapshots window_ms apart, ending now.
+    later_ms = SimData.now()
+    before_ms = max(later_ms - opts.window_ms, 0)
+
+    with {:ok, before} <- SimData.snapshot(node, before_ms),
+         {:ok, later} <- SimData.snapshot(node, later_ms),
+         {:ok, bin} <-
+           Native.procs_window(
+             before,
+             later,
+             Atom.to_string(node),
+             max(later_ms - before_ms, 1),
+             Map.put(opts.filter, :k, opts.limit)
+           ) do
+      {:ok, bin}
+    end
+  end
+
+  defp simulated_answer(node, :node_page, opts) do
+    with {:ok, snapshot} <- SimData.snapshot(node),
+         {:ok, page} <- agentless_page(node, snapshot, opts) do
+      {:ok, %{page | rows: Enum.map(page.rows, &Map.delete(&1, :agentless))}}
+    end
+  end
+
+  defp simulated_answer(node, :node_summary, opts) do
+    native_opts = Map.put(opts.filter, :k, opts.k)
+
+    with {:ok, snapshot} <- SimData.snapshot(node),
+         do: Native.procs_summary(snapshot, Atom.to_string(node), native_opts)
   end
 
   # Agentless snapshots are kept and shared here like a node keeps its own.
@@ -644,7 +696,11 @@ defmodule ClusterScope.Procs do
   Never creates an atom: the node must be a known one.
   """
   @spec decode_cursor(String.t(), atom(), [node()]) :: {:ok, map()} | {:error, String.t()}
-  def decode_cursor(text, sort_by, known \\ [node() | Node.list(:connected)]) do
+  def decode_cursor(
+        text,
+        sort_by,
+        known \\ [node() | Node.list(:connected)] ++ ClusterScope.Simulator.virtual_nodes()
+      ) do
     expected = Atom.to_string(sort_by)
 
     with {:ok, raw} <- Base.url_decode64(text, padding: false),

@@ -18,13 +18,32 @@ defmodule ClusterScope.Simulator do
   ## Cost
 
   Nothing runs unless the mode is `:simulated`. Virtual nodes are a
-  supervisor and #{3} processes each; at most #{32} nodes.
+  supervisor and #{3} processes each; at most #{128} nodes. Their processes,
+  resources, alerts and operation latency are not processes but rows and
+  figures generated from a seed (`ClusterScope.Simulator.Data`), read from
+  a protected ETS table this server owns, so nothing of the simulation
+  outlives it.
+
+  ## Data
+
+  Every virtual node has plausible processes (names, initial calls,
+  applications, memory, reductions advancing with time, message queues and
+  a few hot spots), a health sample, alerts consistent with that sample,
+  operation latency histograms and build info, deterministic for the
+  `:seed` option (default 1) and the time since the simulation started.
+  In simulated mode the process, health and metrics operations answer for
+  virtual nodes from it, marked `simulated: true`; a failed or frozen
+  virtual node is in their `node_errors` like a real node that is down or
+  suspected.
   """
 
   use GenServer
 
-  @max_nodes 32
+  @max_nodes 128
   @workers 3
+  @table :cluster_scope_simulator
+  # Killed virtual processes remembered at most (a kill past it is refused).
+  @max_killed 10_000
 
   @typedoc "A virtual node's status."
   @type status :: :up | :down | :frozen
@@ -64,6 +83,98 @@ defmodule ClusterScope.Simulator do
   @spec heal() :: :ok
   def heal, do: GenServer.call(__MODULE__, :heal)
 
+  @doc "The largest number of virtual nodes."
+  @spec max_nodes() :: pos_integer()
+  def max_nodes, do: @max_nodes
+
+  @doc """
+  Whether the simulation runs (its table exists). Cheap: one ETS lookup
+  of the table's name.
+  """
+  @spec running?() :: boolean()
+  def running?, do: :ets.whereis(@table) != :undefined
+
+  @doc """
+  Whether `node` is a virtual node of the running simulation. Cheap: a
+  persistent-term read (the mode) and, in simulated mode, one ETS lookup.
+  """
+  @spec virtual?(term()) :: boolean()
+  def virtual?(node) when is_atom(node) do
+    ClusterScope.Mode.current() == :simulated and lookup({:node, node}) != nil
+  end
+
+  def virtual?(_), do: false
+
+  @doc """
+  The virtual nodes, sorted (`[]` when the simulation does not run).
+  Cheap: one ETS lookup. Parameter validation accepts them as known nodes.
+  """
+  @spec virtual_nodes() :: [node()]
+  def virtual_nodes do
+    case lookup(:meta) do
+      %{nodes: nodes} -> nodes
+      nil -> []
+    end
+  end
+
+  @doc """
+  What the generated data needs: `%{seed:, nodes:, count:, started_ms:,
+  started_at_ms:}` (monotonic and system start times), or `nil`.
+  """
+  @spec meta() :: map() | nil
+  def meta, do: lookup(:meta)
+
+  @doc """
+  A virtual node's status and incarnation (bumped by each restart after a
+  failure): `{status, incarnation}`, or `nil` for a node not simulated.
+  """
+  @spec node_state(node()) :: {status(), non_neg_integer()} | nil
+  def node_state(node), do: lookup({:node, node})
+
+  @doc "The keys of the killed processes of a virtual node's incarnation."
+  @spec killed(node(), non_neg_integer()) :: MapSet.t()
+  def killed(node, incarnation) do
+    :ets.match(@table, {{:killed, node, incarnation, :"$1"}, true})
+    |> MapSet.new(fn [key] -> key end)
+  catch
+    :error, :badarg -> MapSet.new()
+  end
+
+  @doc """
+  Records a virtual process as killed: it is gone from the node's rows
+  until the node restarts after a failure. `{:error, :full}` past
+  #{@max_killed} killed processes.
+  """
+  @spec kill(node(), non_neg_integer(), non_neg_integer()) ::
+          :ok | {:error, :full | :unknown_node}
+  def kill(node, incarnation, key),
+    do: GenServer.call(__MODULE__, {:kill, node, incarnation, key})
+
+  @doc false
+  # A value cached in the simulation's table, computed once by `fun`
+  # (generated data that does not change with time).
+  @spec cached(term(), (() -> term())) :: term()
+  def cached(key, fun) do
+    case lookup({:cache, key}) do
+      nil ->
+        value = fun.()
+        GenServer.cast(__MODULE__, {:cache, key, value})
+        value
+
+      value ->
+        value
+    end
+  end
+
+  defp lookup(key) do
+    case :ets.lookup(@table, key) do
+      [{^key, value}] -> value
+      [] -> nil
+    end
+  catch
+    :error, :badarg -> nil
+  end
+
   @doc "The processes of a virtual node (its supervisor and workers)."
   @spec processes(node()) :: [pid()]
   def processes(node), do: GenServer.call(__MODULE__, {:processes, node})
@@ -73,6 +184,7 @@ defmodule ClusterScope.Simulator do
   @impl true
   def init(opts) do
     count = opts |> Keyword.get(:nodes, 3) |> max(1) |> min(@max_nodes)
+    seed = Keyword.get(opts, :seed, 1)
     Process.flag(:trap_exit, true)
 
     nodes =
@@ -82,7 +194,25 @@ defmodule ClusterScope.Simulator do
         {node, start_node()}
       end
 
-    state = %{nodes: nodes, silent: MapSet.new()}
+    # Readers (operations) look here without calling this server; the
+    # table dies with it, so a switch away leaves nothing behind.
+    :ets.new(@table, [:named_table, :protected, :set, read_concurrency: true])
+
+    :ets.insert(
+      @table,
+      {:meta,
+       %{
+         seed: seed,
+         nodes: nodes |> Map.keys() |> Enum.sort(),
+         count: count,
+         started_ms: System.monotonic_time(:millisecond),
+         started_at_ms: System.system_time(:millisecond)
+       }}
+    )
+
+    for {node, info} <- nodes, do: :ets.insert(@table, {{:node, node}, {info.status, 0}})
+
+    state = %{nodes: nodes, silent: MapSet.new(), killed: 0}
     for node <- Map.keys(nodes), do: notify({:sim_nodeup, node})
     publish(state)
     {:ok, state}
@@ -101,6 +231,20 @@ defmodule ClusterScope.Simulator do
 
       _ ->
         {:reply, [], state}
+    end
+  end
+
+  def handle_call({:kill, node, incarnation, key}, _from, state) do
+    cond do
+      not Map.has_key?(state.nodes, node) ->
+        {:reply, {:error, :unknown_node}, state}
+
+      state.killed >= @max_killed ->
+        {:reply, {:error, :full}, state}
+
+      true ->
+        new? = :ets.insert_new(@table, {{:killed, node, incarnation, key}, true})
+        {:reply, :ok, %{state | killed: state.killed + if(new?, do: 1, else: 0)}}
     end
   end
 
@@ -160,6 +304,12 @@ defmodule ClusterScope.Simulator do
   def handle_call(:heal, _from, state), do: reply(%{state | silent: MapSet.new()})
 
   @impl true
+  def handle_cast({:cache, key, value}, state) do
+    :ets.insert(@table, {{:cache, key}, value})
+    {:noreply, state}
+  end
+
+  @impl true
   def handle_info(:publish, state) do
     publish(state)
     {:noreply, state}
@@ -179,8 +329,18 @@ defmodule ClusterScope.Simulator do
 
   defp with_node(state, node, fun) do
     case Map.fetch(state.nodes, node) do
-      {:ok, info} -> reply(put_in(state.nodes[node], fun.(info)))
-      :error -> {:reply, {:error, :unknown_node}, state}
+      {:ok, info} ->
+        new = fun.(info)
+        {_, incarnation} = node_state(node)
+        # A restart after a failure is a new incarnation: new pids, none killed.
+        incarnation =
+          if info.status == :down and new.status == :up, do: incarnation + 1, else: incarnation
+
+        :ets.insert(@table, {{:node, node}, {new.status, incarnation}})
+        reply(put_in(state.nodes[node], new))
+
+      :error ->
+        {:reply, {:error, :unknown_node}, state}
     end
   end
 

@@ -63,7 +63,7 @@ defmodule ClusterScope.Operation.Params do
   @doc """
   Validates `params` against `specs`.
 
-  Options: `:known_nodes` (default this node and the connected ones),
+  Options: `:known_nodes` (default this node, the connected ones and, in simulated mode, the virtual ones),
   `:strict` (default `true`: unknown parameters are errors; keys starting
   with `_` are always ignored).
   """
@@ -71,7 +71,11 @@ defmodule ClusterScope.Operation.Params do
   def validate(specs, params, opts \\ [])
 
   def validate(specs, params, opts) when is_list(specs) and is_map(params) do
-    known_nodes = Keyword.get_lazy(opts, :known_nodes, fn -> [node() | Node.list(:connected)] end)
+    # In simulated mode the virtual nodes are known too (ClusterScope.Simulator).
+    known_nodes =
+      Keyword.get_lazy(opts, :known_nodes, fn ->
+        [node() | Node.list(:connected)] ++ ClusterScope.Simulator.virtual_nodes()
+      end)
 
     {valid, errors} =
       Enum.reduce(specs, {%{}, []}, fn spec, {valid, errors} ->

@@ -15,6 +15,7 @@ defmodule ClusterScope.Operations.ClusterAlerts do
 
   alias ClusterScope.Health
   alias ClusterScope.Health.Alerts
+  alias ClusterScope.Simulator.Data, as: SimData
 
   @impl true
   def rest_config do
@@ -38,7 +39,9 @@ defmodule ClusterScope.Operations.ClusterAlerts do
 
   @impl true
   def execute(params) do
-    {answers, node_errors} = Health.cluster_call(:local_alerts, [])
+    # Simulated mode: virtual nodes' alerts too (Simulator.Data).
+    {answers, node_errors} =
+      Health.cluster_call(:local_alerts, []) |> SimData.add_health(:local_alerts)
 
     alerts =
       answers
@@ -52,13 +55,13 @@ defmodule ClusterScope.Operations.ClusterAlerts do
       |> Alerts.sort()
 
     {:ok,
-     %{
+     SimData.mark(%{
        alerts: alerts,
        count: length(alerts),
        worst_severity: Alerts.worst(alerts),
        by_node:
          Map.new(answers, fn {node, _} -> {node, Enum.count(alerts, &(&1.node == node))} end),
        node_errors: node_errors
-     }}
+     })}
   end
 end

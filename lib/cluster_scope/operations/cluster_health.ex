@@ -52,6 +52,7 @@ defmodule ClusterScope.Operations.ClusterHealth do
 
   alias ClusterScope.Health
   alias ClusterScope.Health.{Alerts, Thresholds}
+  alias ClusterScope.Simulator.Data, as: SimData
 
   @rank %{healthy: 0, degraded: 1, critical: 2}
 
@@ -81,7 +82,10 @@ defmodule ClusterScope.Operations.ClusterHealth do
       end
 
     libcluster = ClusterScope.Cluster.Libcluster.health()
-    {answers, node_errors} = Health.cluster_call(:local_health, [])
+    # Simulated mode: virtual nodes' health too (Simulator.Data).
+    {answers, node_errors} =
+      Health.cluster_call(:local_health, []) |> SimData.add_health(:local_health)
+
     horde = horde_section(answers)
 
     alerts =
@@ -105,7 +109,7 @@ defmodule ClusterScope.Operations.ClusterHealth do
       )
 
     {:ok,
-     %{
+     SimData.mark(%{
        status: status,
        connectivity_status: connectivity_status,
        connectivity: c,
@@ -117,7 +121,7 @@ defmodule ClusterScope.Operations.ClusterHealth do
        horde: horde,
        node_errors: node_errors,
        libcluster: libcluster
-     }}
+     })}
   end
 
   # The Horde section: each node's Horde values (skew over live members,

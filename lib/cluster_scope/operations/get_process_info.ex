@@ -39,5 +39,10 @@ defmodule ClusterScope.Operations.GetProcessInfo do
   end
 
   @impl true
-  def execute(%{pid: ref, state_timeout_ms: timeout}), do: Control.info(ref, timeout)
+  def execute(%{pid: ref, state_timeout_ms: timeout}) do
+    # A virtual process of the simulated mode: its generated info.
+    if ClusterScope.Simulator.virtual?(ref.node),
+      do: ClusterScope.Simulator.Data.process_info(ref),
+      else: Control.info(ref, timeout)
+  end
 end

@@ -39,5 +39,10 @@ defmodule ClusterScope.Operations.KillProcess do
   end
 
   @impl true
-  def execute(%{pid: ref, reason: reason, force: force}), do: Control.kill(ref, reason, force)
+  def execute(%{pid: ref, reason: reason, force: force}) do
+    # A virtual process of the simulated mode leaves its node's rows.
+    if ClusterScope.Simulator.virtual?(ref.node),
+      do: ClusterScope.Simulator.Data.kill(ref, reason),
+      else: Control.kill(ref, reason, force)
+  end
 end

@@ -33,7 +33,20 @@ defmodule ClusterScope.Operations.NodeBuildInfo do
 
   @impl true
   def execute(%{node: node}) do
-    case Fanout.call(node, ClusterScope, :build_info, []) do
+    alias ClusterScope.Simulator.Data
+
+    # A virtual node of the simulated mode answers from the simulator.
+    call =
+      if ClusterScope.Simulator.virtual?(node) do
+        case Data.unavailable(node) do
+          nil -> {:ok, Data.mark(Data.build_info(node))}
+          error -> {:error, error}
+        end
+      else
+        Fanout.call(node, ClusterScope, :build_info, [])
+      end
+
+    case call do
       {:ok, info} -> {:ok, info}
       {:error, error} -> {:error, {:node_unavailable, error.reason, error}}
     end

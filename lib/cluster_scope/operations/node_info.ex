@@ -55,12 +55,26 @@ defmodule ClusterScope.Operations.NodeInfo do
     info = Enum.find(State.topology().nodes, &(&1.node == node))
 
     live =
-      case ClusterScope.Fanout.call(node, __MODULE__, :local_facts, []) do
+      case live(node) do
         {:ok, facts} -> facts
         {:error, error} -> %{error: error}
       end
 
     {:ok, Map.put(info, :live, live)}
+  end
+
+  # A virtual node of the simulated mode answers from the simulator.
+  defp live(node) do
+    alias ClusterScope.Simulator.Data
+
+    if ClusterScope.Simulator.virtual?(node) do
+      case Data.unavailable(node) do
+        nil -> {:ok, Data.mark(Data.local_facts(node))}
+        error -> {:error, error}
+      end
+    else
+      ClusterScope.Fanout.call(node, __MODULE__, :local_facts, [])
+    end
   end
 
   @doc false

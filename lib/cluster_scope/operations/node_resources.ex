@@ -36,6 +36,20 @@ defmodule ClusterScope.Operations.NodeResources do
 
   @impl true
   def execute(%{node: node}) do
+    if ClusterScope.Simulator.virtual?(node), do: simulated(node), else: real(node)
+  end
+
+  # A virtual node of the simulated mode: its generated sample.
+  defp simulated(node) do
+    alias ClusterScope.Simulator.Data
+
+    case Data.unavailable(node) do
+      nil -> {:ok, Data.mark(Data.resources(node))}
+      error -> {:error, {:node_unavailable, error.reason, error}}
+    end
+  end
+
+  defp real(node) do
     case Fanout.call(node, ClusterScope.Health, :resources, []) do
       {:ok, {:ok, resources}} ->
         {:ok, resources}

@@ -25,5 +25,9 @@ defmodule ClusterScope.Operations.ProcessDistribution do
   end
 
   @impl true
-  def execute(params), do: ClusterScope.Procs.distribution(params)
+  def execute(params) do
+    # Simulated mode: virtual nodes' counts are in (see Procs), and marked.
+    with {:ok, data} <- ClusterScope.Procs.distribution(params),
+         do: {:ok, ClusterScope.Simulator.Data.mark(data)}
+  end
 end

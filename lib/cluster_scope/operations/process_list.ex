@@ -118,6 +118,9 @@ defmodule ClusterScope.Operations.ProcessList do
   def execute(params) do
     with {:ok, params} <- sandbox_id(params),
          {:ok, list} <- Procs.list(params) do
+      # Simulated mode: virtual nodes' rows are in (see Procs), and marked.
+      list = ClusterScope.Simulator.Data.mark(list)
+
       if params.include_details do
         case Procs.summary(params) do
           {:ok, %{summary: summary}} -> {:ok, Map.put(list, :summary, summary)}

@@ -63,6 +63,10 @@ defmodule ClusterScope.Operations.SendMessage do
   end
 
   @impl true
-  def execute(%{pid: ref, message: message, mode: mode, timeout_ms: timeout, force: force}),
-    do: Control.send_message(ref, mode, message, timeout, force)
+  def execute(%{pid: ref, message: message, mode: mode, timeout_ms: timeout, force: force}) do
+    # A virtual process of the simulated mode runs no code: refused, saying why.
+    if ClusterScope.Simulator.virtual?(ref.node),
+      do: ClusterScope.Simulator.Data.refuse_message(ref),
+      else: Control.send_message(ref, mode, message, timeout, force)
+  end
 end

@@ -31,10 +31,20 @@ defmodule ClusterScope.Operations.SetMode do
           name: :nodes,
           type: :integer,
           min: 1,
-          max: 16,
+          max: 100,
           default: 3,
           location: :body,
-          description: "peers or virtual nodes to start"
+          description: "peers (at most 16) or virtual nodes (at most 100) to start"
+        },
+        %{
+          name: :seed,
+          type: :integer,
+          min: 0,
+          max: 4_294_967_295,
+          default: 1,
+          location: :body,
+          description:
+            "simulated mode: the seed of the virtual nodes' data (same seed, same data)"
         }
       ],
       responses: %{
@@ -44,9 +54,25 @@ defmodule ClusterScope.Operations.SetMode do
     }
   end
 
+  @max_peers 16
+
+  def check_params(%{mode: :local_cluster, nodes: count}) when count > @max_peers,
+    do:
+      {:error,
+       [
+         %{
+           field: "nodes",
+           message:
+             "must be at most #{@max_peers} for local_cluster (each peer is a full VM); " <>
+               "up to 100 virtual nodes in simulated mode"
+         }
+       ]}
+
+  def check_params(params), do: {:ok, params}
+
   @impl true
-  def execute(%{mode: mode, nodes: count}) do
-    case ClusterScope.Mode.set(mode, nodes: count) do
+  def execute(%{mode: mode, nodes: count} = params) do
+    case ClusterScope.Mode.set(mode, nodes: count, seed: Map.get(params, :seed, 1)) do
       {:ok, result} ->
         {:ok, result}
 

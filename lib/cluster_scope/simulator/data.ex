@@ -660,6 +660,8 @@ defmodule ClusterScope.Simulator.Data do
       atom_count: atoms,
       atom_usage_pct: pct(atoms, @atom_limit),
       busy_dist_port_events: 0,
+      # Measured by one real node only (CodeDrift.Watch): 0 elsewhere, as here.
+      code_drift_modules: 0,
       connectivity: if(non_up == 0, do: 0, else: 1),
       max_message_queue_len: max_queue,
       memory_atom_bytes: atom_bytes,

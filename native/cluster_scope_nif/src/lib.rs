@@ -10,5 +10,6 @@ mod partition;
 mod placement;
 mod procs;
 mod throttle;
+mod rank;
 
 rustler::init!("Elixir.ClusterScope.Native");

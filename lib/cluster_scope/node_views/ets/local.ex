@@ -74,7 +74,7 @@ defmodule ClusterScope.NodeViews.Ets.Local do
     {best, _} = split(sorted, limit)
 
     %{
-      rows: for({_neg, _id, row} <- best, do: finish(row)),
+      rows: :lists.map(fn {_neg, _id, row} -> finish(row) end, best),
       more: eligible > limit,
       total: length(all),
       scanned: scanned,

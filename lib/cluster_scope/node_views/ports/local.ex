@@ -169,7 +169,7 @@ defmodule ClusterScope.NodeViews.Ports.Local do
   # `{port or pid, node}` of every distribution channel (TCP distribution
   # has a port per connected node, visible or hidden).
   defp dist_ports do
-    for {node, ctrl} <- :erlang.system_info(:dist_ctrl), do: {ctrl, node}
+    :lists.map(fn {node, ctrl} -> {ctrl, node} end, :erlang.system_info(:dist_ctrl))
   catch
     :error, _ -> []
   end
@@ -269,13 +269,13 @@ defmodule ClusterScope.NodeViews.Ports.Local do
 
   defp socket_name(info) do
     parts = [:maps.get(:domain, info, :undefined), :maps.get(:type, info, :undefined)]
-    :erlang.iolist_to_binary(["socket/", :lists.join("/", for(p <- parts, do: to_bin(p)))])
+    :erlang.iolist_to_binary(["socket/", :lists.join("/", :lists.map(&to_bin/1, parts))])
   end
 
   defp states(info) do
     rs = :maps.get(:rstates, info, [])
     ws = :maps.get(:wstates, info, [])
-    :lists.usort(for s <- rs ++ ws, is_atom(s), do: :erlang.atom_to_binary(s, :utf8))
+    :lists.usort(atom_texts(rs ++ ws))
   end
 
   defp inet(port) do
@@ -284,7 +284,7 @@ defmodule ClusterScope.NodeViews.Ports.Local do
       peer_address: address(safe(fn -> :inet.peername(port) end)),
       states:
         case safe(fn -> :prim_inet.getstatus(port) end) do
-          {:ok, list} -> for s <- list, is_atom(s), do: :erlang.atom_to_binary(s, :utf8)
+          {:ok, list} -> atom_texts(list)
           _ -> []
         end,
       stats:
@@ -293,6 +293,16 @@ defmodule ClusterScope.NodeViews.Ports.Local do
           _ -> nil
         end
     }
+  end
+
+  defp atom_texts(list) do
+    :lists.filtermap(
+      fn
+        s when is_atom(s) -> {true, :erlang.atom_to_binary(s, :utf8)}
+        _ -> false
+      end,
+      list
+    )
   end
 
   defp safe(fun) do

@@ -122,7 +122,10 @@ defmodule ClusterScope.NativeTest do
       {:throttle_read, &__MODULE__.args_throttle_read_zero/1, :invalid_argument, "limit:"},
       {:throttle_stats, &__MODULE__.args_not_session/1, :invalid_argument, "session:"},
       {:throttle_overhead, &__MODULE__.args_throttle_bad_now/1, :invalid_argument, "now_ms:"},
-      {:throttle_set_rate, &__MODULE__.args_throttle_zero_rate/1, :invalid_option, "rate"}
+      {:throttle_set_rate, &__MODULE__.args_throttle_zero_rate/1, :invalid_option, "rate"},
+      # rank (node views)
+      {:rank_merge_top, &__MODULE__.args_rank_bad_list/1, :invalid_argument, "lists[1]:"},
+      {:rank_merge_top, &__MODULE__.args_rank_bad_limit/1, :invalid_option, "limit:"}
     ]
 
     # Functions of ClusterScope.Native that are not NIFs with an error path.
@@ -310,6 +313,10 @@ defmodule ClusterScope.NativeTest do
   def args_observations(_), do: [:nope, %{}]
   @doc false
   def args_placement_strategy(_), do: ["random", 1, [{0.0, 0}], 0, 1.0]
+  @doc false
+  def args_rank_bad_list(_), do: [[[1, 2], [3, -1]], 5]
+  @doc false
+  def args_rank_bad_limit(_), do: [[[1]], 0]
   @doc false
   def args_placement_nodes(_), do: ["spread", 1, [{0.0, 0}, :x], 0, 1.0]
   @doc false

@@ -271,6 +271,31 @@ defmodule ClusterScope.NodeViews.EtsPortsLocalTest do
     assert sock.node == node()
   end
 
+  test "the three operations are in the OpenAPI document and on the command line" do
+    paths = ClusterScope.Web.OpenAPI.document()["paths"]
+    assert paths["/api/v1/cluster/ets"]["get"]
+    assert paths["/api/v1/cluster/ports"]["get"]
+    page = paths["/api/v1/cluster/nodes/{node}/ets/{table}/page"]["get"]
+
+    assert Enum.map(page["parameters"], & &1["name"]) -- ["node", "table", "limit", "cursor"] ==
+             []
+
+    {0, out} = ClusterScope.CLI.main(~w(ets_tables --limit 1 --sort-by size --json))
+    assert %{"data" => %{"tables" => [_]}} = json(out)
+
+    {0, out} = ClusterScope.CLI.main(~w(cluster_ports --limit 2 --sort-by output --json))
+
+    assert %{"data" => %{"ports" => [_ | _]}} = json(out)
+
+    me = Atom.to_string(node())
+
+    {0, out} =
+      ClusterScope.CLI.main(~w(ets_table_page --param node=#{me} --table ac_tab --limit 1 --json))
+
+    assert %{"data" => %{"count" => 1}} = json(out)
+    {1, _} = ClusterScope.CLI.main(~w(ets_table_page --param node=#{me} --table no_such_tab))
+  end
+
   test "the merge in the core takes value, then node order, then each node's own order" do
     answers = [
       {:a@h, %{rows: [%{value: 9, id: "a1"}, %{value: 5, id: "a2"}], more: false}},
@@ -299,6 +324,11 @@ defmodule ClusterScope.NodeViews.EtsPortsLocalTest do
     assert {:error, _} = Ranking.decode_cursor(c, :size)
     assert {:error, _} = Ranking.decode_cursor("memory.-1.YQ.YQ", :memory)
     assert {:ok, nil} = Ets.decode_page_cursor(nil)
+  end
+
+  defp json(out) do
+    {:ok, data} = ClusterScope.JSON.decode(IO.iodata_to_binary(out))
+    data
   end
 
   defp safe_delete(t) do

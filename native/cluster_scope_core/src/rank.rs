@@ -58,10 +58,7 @@ pub fn merge_top(lists: &[Vec<u64>], limit: usize) -> Result<Merged, CoreError> 
         if list.len() > MAX_PER_LIST {
             return Err(CoreError::new(
                 ErrorCode::TooLarge,
-                format!(
-                    "lists[{i}]: {} values, at most {MAX_PER_LIST}",
-                    list.len()
-                ),
+                format!("lists[{i}]: {} values, at most {MAX_PER_LIST}", list.len()),
             ));
         }
         for (pos, &value) in list.iter().enumerate() {
@@ -107,7 +104,10 @@ mod tests {
         assert!(e.detail().starts_with("limit:"));
         assert!(merge_top(&[vec![1]], MAX_LIMIT + 1).is_err());
         let many = vec![Vec::new(); MAX_LISTS + 1];
-        assert!(merge_top(&many, 1).unwrap_err().detail().starts_with("lists:"));
+        assert!(merge_top(&many, 1)
+            .unwrap_err()
+            .detail()
+            .starts_with("lists:"));
         let long = vec![vec![0; MAX_PER_LIST + 1]];
         assert!(merge_top(&long, 1)
             .unwrap_err()

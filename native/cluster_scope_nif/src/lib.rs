@@ -9,7 +9,7 @@ mod metrics;
 mod partition;
 mod placement;
 mod procs;
-mod throttle;
 mod rank;
+mod throttle;
 
 rustler::init!("Elixir.ClusterScope.Native");

@@ -24,8 +24,10 @@ defmodule ClusterScope.NodeViews.Ets do
 
   One `:ets.info/1` per table, at most `max_tables` (default and ceiling
   100,000) and stopped at the deadline (the node timeout less a margin),
-  a sort of the eligible tables and the owner's name of the winners: about
-  10-30 ms for 10,000 tables. A node without ClusterScope is answered too:
+  a sort of the eligible tables and the owner's name of the winners:
+  measured 34 ms end to end (`ets_tables`, one node) for 10,000 tables on
+  a loaded 2-core machine, where `:ets.info/1` of every table alone took
+  49 ms in a long-lived process. A node without ClusterScope is answered too:
   the OTP-only module is loaded there first (`agentless`). A page costs
   `limit` key steps and lookups on one table, under a safe fixation for
   the duration of the call.

@@ -18,7 +18,8 @@ defmodule ClusterScope.NodeViews.Ports do
   One `:erlang.port_info/2` of the ranked item per port (and one
   `:socket.info/1` per `socket` socket), at most `max_ports` and stopped at
   the deadline, a sort of the eligible rows, then the winners read whole:
-  about 1-2 ms for 1,000 ports. Nothing reads the data in flight. A node
+  measured 0.5 ms on the node and 3.5 ms end to end (`cluster_ports`, one
+  node) for 850 ports on a loaded 2-core machine. Nothing reads the data in flight. A node
   without ClusterScope answers too (agentless).
   """
 

@@ -48,23 +48,26 @@ defmodule ClusterScope.NodeViews.Ranking do
 
   @doc """
   Runs `local.fun(args)` on each node at once (loading `local` onto nodes
-  without ClusterScope, with `extra` modules it needs), each bounded by
-  `timeout`. Returns `{answers, node_errors, agentless}` with answers
+  without ClusterScope, with `extra` modules it needs), all of a node's
+  calls bounded together by `timeout`. Returns `{answers, node_errors, agentless}` with answers
   sorted by node name.
   """
   @spec fan_out([node()], module(), atom(), list(), timeout(), [{module(), {atom(), arity()}}]) ::
           {[{node(), term()}], [Fanout.node_error()], [node()]}
   def fan_out(nodes, local, fun, args, timeout, extra \\ []) do
     agents = Heartbeat.agent_nodes()
+    deadline = System.monotonic_time(:millisecond) + timeout
 
     tasks =
       for node <- nodes do
-        {node, Task.async(fn -> one(node, node in agents, local, fun, args, timeout, extra) end)}
+        {node, Task.async(fn -> one(node, node in agents, local, fun, args, deadline, extra) end)}
       end
 
     {oks, errs, agentless} =
       Enum.reduce(tasks, {[], [], []}, fn {node, task}, {oks, errs, bare} ->
-        case Task.yield(task, timeout * 2 + 1_000) || Task.shutdown(task, :brutal_kill) do
+        wait = max(deadline - System.monotonic_time(:millisecond), 0) + 200
+
+        case Task.yield(task, wait) || Task.shutdown(task, :brutal_kill) do
           {:ok, {:ok, value, was_bare}} ->
             {[{node, value} | oks], errs, if(was_bare, do: [node | bare], else: bare)}
 
@@ -82,16 +85,18 @@ defmodule ClusterScope.NodeViews.Ranking do
     {Enum.sort_by(oks, &Atom.to_string(elem(&1, 0))), Enum.reverse(errs), Enum.sort(agentless)}
   end
 
-  defp one(node, agent?, local, fun, args, timeout, extra) do
-    case Fanout.rpc(node, local, fun, args, timeout) do
+  # Every call of one node shares the deadline: loading the module onto an
+  # agentless node and asking again never takes it past the timeout.
+  defp one(node, agent?, local, fun, args, deadline, extra) do
+    case Fanout.rpc(node, local, fun, args, left(deadline)) do
       {:ok, value} ->
         {:ok, value, not agent?}
 
       # The module is missing there (no ClusterScope, or an older one):
       # load the OTP-only module and ask again.
       {:error, {:exception, :undef, [{^local, ^fun, _, _} | _]}} ->
-        with :ok <- ensure(node, [{local, {fun, length(args)}} | extra], timeout),
-             {:ok, value} <- Fanout.rpc(node, local, fun, args, timeout) do
+        with :ok <- ensure(node, [{local, {fun, length(args)}} | extra], deadline),
+             {:ok, value} <- Fanout.rpc(node, local, fun, args, left(deadline)) do
           {:ok, value, true}
         else
           {:error, {:erpc, _} = reason} -> {:error, Fanout.describe(node, reason)}
@@ -106,9 +111,11 @@ defmodule ClusterScope.NodeViews.Ranking do
     end
   end
 
-  defp ensure(node, modules, timeout) do
+  defp left(deadline), do: max(deadline - System.monotonic_time(:millisecond), 1)
+
+  defp ensure(node, modules, deadline) do
     Enum.reduce_while(modules, :ok, fn {mod, fa}, :ok ->
-      case Agentless.ensure_module(node, mod, fa, timeout) do
+      case Agentless.ensure_module(node, mod, fa, left(deadline)) do
         :ok -> {:cont, :ok}
         error -> {:halt, error}
       end

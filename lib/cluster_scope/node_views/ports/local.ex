@@ -147,7 +147,12 @@ defmodule ClusterScope.NodeViews.Ports.Local do
     end
   end
 
-  defp name_of(_socket), do: "socket"
+  defp name_of(socket) do
+    case socket_info(socket) do
+      :gone -> ""
+      info -> socket_name(info)
+    end
+  end
 
   @doc "The text of a port (`#Port<0.5>`) or a `socket` (`#Socket<0.1.2.3>`)."
   @spec id_text(port() | term()) :: binary()

@@ -80,6 +80,17 @@ defmodule ClusterScope.NodeViews.EtsPortsClusterTest do
     {:ok, bare_only} = run(ctx.a, "ets_tables", %{"nodes" => [Atom.to_string(ctx.bare.node)]})
     assert bare_only.tables != [] and Enum.all?(bare_only.tables, &(&1.node == ctx.bare.node))
     assert Enum.any?(bare_only.tables, &(&1.owner_name == "code_server"))
+
+    # A page of a table on the node without ClusterScope, read there.
+    {:ok, page} =
+      run(ctx.a, "ets_table_page", %{
+        "node" => Atom.to_string(ctx.bare.node),
+        "table" => "ac_tab",
+        "limit" => 3
+      })
+
+    assert page.agentless and page.count == 3 and page.protection == :public
+    assert is_binary(page.next_cursor)
   end
 
   defp page_all(peer, params, acc) do

@@ -23,6 +23,29 @@ defmodule ClusterScope.Test.NodeViewsHolder do
     end
   end
 
+  @doc "A process owning `n` tables of `objects` objects each (benchmarks); returns its pid."
+  def tables(n, objects) do
+    parent = self()
+    ref = make_ref()
+
+    pid =
+      spawn(fn ->
+        for i <- 1..n do
+          t = :ets.new(:nv_bench, [:public])
+          :ets.insert(t, for(j <- 1..(objects + rem(i, 7))//1, do: {j, i}))
+        end
+
+        send(parent, {ref, :ok})
+        hold(nil)
+      end)
+
+    receive do
+      {^ref, :ok} -> pid
+    after
+      60_000 -> {:error, :timeout}
+    end
+  end
+
   @doc "Makes the owner `pid` insert objects into its table."
   def insert(pid, objects) do
     send(pid, {:insert, self(), objects})

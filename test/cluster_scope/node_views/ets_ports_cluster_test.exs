@@ -154,6 +154,14 @@ defmodule ClusterScope.NodeViews.EtsPortsClusterTest do
              )
 
     auth = [{"authorization", "Bearer " <> @token}]
+
+    # An endpoint with no token configured serves no sensitive read: 403.
+    {:ok, open} = Cluster.call(ctx.a, ClusterScope.Web.Endpoint, :start, [[port: 0]])
+    on_exit(fn -> Cluster.call(ctx.a, ClusterScope.Web.Endpoint, :stop, [open]) end)
+
+    assert {403, %{"error" => %{"code" => "forbidden"}}, _} =
+             HTTP.get(open.url <> path, headers: auth)
+
     objects = http_pages(endpoint.url <> path, auth, nil, [])
     assert length(objects) == 15
     assert length(Enum.uniq(objects)) == 15

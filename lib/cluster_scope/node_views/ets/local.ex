@@ -322,12 +322,4 @@ defmodule ClusterScope.NodeViews.Ets.Local do
       _ -> "(unprintable)"
     end
   end
-
-  @doc false
-  @spec max_object_bytes() :: pos_integer()
-  def max_object_bytes, do: @max_object_bytes
-
-  @doc false
-  @spec print_depth() :: pos_integer()
-  def print_depth, do: @print_depth
 end

@@ -463,5 +463,14 @@ defmodule ClusterScope.Native do
           | {:error, :native_unavailable}
   def drift_compare(_nodes), do: unavailable()
 
+  # Node views (rules in cluster_scope_core's `rank` module): the merge of
+  # per-node ranked lists of ETS tables, ports and sockets. Dirty.
+  @doc false
+  @spec rank_merge_top([[non_neg_integer()]], pos_integer()) ::
+          {:ok, [{non_neg_integer(), non_neg_integer()}], boolean()}
+          | {:error, {atom(), binary()}}
+          | {:error, :native_unavailable}
+  def rank_merge_top(_lists, _limit), do: unavailable()
+
   defp unavailable, do: {:error, :native_unavailable}
 end

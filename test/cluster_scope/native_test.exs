@@ -127,7 +127,10 @@ defmodule ClusterScope.NativeTest do
       {:drift_digest, &__MODULE__.args_drift_bad_item/1, :invalid_argument, "items[1]:"},
       {:drift_select, &__MODULE__.args_drift_bad_wanted/1, :invalid_argument, "wanted:"},
       {:drift_differing, &__MODULE__.args_drift_bad_digest/1, :invalid_argument, "digests[0]:"},
-      {:drift_compare, &__MODULE__.args_drift_bad_nodes/1, :invalid_argument, "nodes[0]:"}
+      {:drift_compare, &__MODULE__.args_drift_bad_nodes/1, :invalid_argument, "nodes[0]:"},
+      # rank (node views)
+      {:rank_merge_top, &__MODULE__.args_rank_bad_list/1, :invalid_argument, "lists[1]:"},
+      {:rank_merge_top, &__MODULE__.args_rank_bad_limit/1, :invalid_option, "limit:"}
     ]
 
     # Functions of ClusterScope.Native that are not NIFs with an error path.
@@ -315,6 +318,10 @@ defmodule ClusterScope.NativeTest do
   def args_observations(_), do: [:nope, %{}]
   @doc false
   def args_placement_strategy(_), do: ["random", 1, [{0.0, 0}], 0, 1.0]
+  @doc false
+  def args_rank_bad_list(_), do: [[[1, 2], [3, -1]], 5]
+  @doc false
+  def args_rank_bad_limit(_), do: [[[1]], 0]
   @doc false
   def args_placement_nodes(_), do: ["spread", 1, [{0.0, 0}, :x], 0, 1.0]
   @doc false

@@ -37,10 +37,15 @@ defmodule ClusterScope.Procs.Agentless do
     end
   end
 
-  # Loads `mod`'s object code onto `node` unless a module of that name is
-  # there; one already there must export `fun` (a later version of ours
-  # does; another one is reported, never overwritten).
-  defp ensure_module(node, mod, {fun, arity}, timeout) do
+  @doc """
+  Loads `mod`'s object code (an OTP-only module) onto `node` unless a
+  module of that name is there; one already there must export `fun/arity`
+  (a later version of ours does; another one is reported, never
+  overwritten). Used for `Rows` and by the node views
+  (`ClusterScope.NodeViews.Ranking`).
+  """
+  @spec ensure_module(node(), module(), {atom(), arity()}, timeout()) :: :ok | {:error, term()}
+  def ensure_module(node, mod, {fun, arity}, timeout) do
     with {:ok, loaded} <- rpc(node, :code, :ensure_loaded, [mod], timeout) do
       case loaded do
         {:module, ^mod} ->

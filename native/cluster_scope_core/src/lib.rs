@@ -13,6 +13,7 @@ pub mod partition;
 pub mod placement;
 pub mod procs;
 pub mod protocol;
+pub mod rank;
 pub mod throttle;
 
 pub use build_info::BuildInfo;

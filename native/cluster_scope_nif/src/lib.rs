@@ -10,6 +10,7 @@ mod metrics;
 mod partition;
 mod placement;
 mod procs;
+mod rank;
 mod throttle;
 
 rustler::init!("Elixir.ClusterScope.Native");

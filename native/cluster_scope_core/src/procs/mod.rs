@@ -49,7 +49,7 @@ pub mod snapshot;
 pub mod summary;
 pub mod window;
 
-mod top;
+pub(crate) mod top;
 
 use std::fmt;
 

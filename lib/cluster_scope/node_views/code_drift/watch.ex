@@ -63,7 +63,8 @@ defmodule ClusterScope.NodeViews.CodeDrift.Watch do
   def put_value(values) do
     case status() do
       %{value: value} -> Map.put(values, :code_drift_modules, value)
-      nil -> values
+      # Not checked yet (or the watch restarting): nothing lasting known.
+      nil -> Map.put(values, :code_drift_modules, 0)
     end
   end
 

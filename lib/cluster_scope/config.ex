@@ -157,7 +157,10 @@ defmodule ClusterScope.Config do
     code_drift_alert_after_ms: [type: {:integer, 0, 86_400_000}, default: 300_000],
     precompiled_url: [type: :path, default: nil],
     profile: [type: {:enum, [:development, :test, :production]}, default: nil],
-    features: [type: :features, default: [tracing: true, sandboxes: true, process_control: true]],
+    features: [
+      type: :features,
+      default: [heartbeats: true, tracing: true, sandboxes: true, process_control: true]
+    ],
     trace_max_rate: [type: {:integer_or_nil, 1, 100_000}, default: nil]
   ]
 

@@ -10,6 +10,9 @@ defmodule ClusterScope.Doctor do
       beyond loopback with no admin token; `endpoint_reads_open` (warning) -
       beyond loopback with no `read_token`: anyone who reaches the port reads
       the cluster's topology, processes and health
+    * `heartbeats_off_default_ticktime` (warning) - heartbeats switched off
+      with the default `net_ticktime`: silent nodes and partitions show only
+      after 45-75 s
     * `tracing_unlimited` (warning) - in production, tracing on with a
       `trace_max_rate` above 10,000 events/s per node
     * `dangerous_actions_allowed`, `mode_switch_allowed` (warning) - in
@@ -56,6 +59,7 @@ defmodule ClusterScope.Doctor do
   def local_findings do
     findings =
       endpoint_findings() ++
+        heartbeats_off() ++
         production_findings(Config.profile()) ++
         overlapping_partitions() ++ config_errors() ++ native()
 
@@ -192,6 +196,27 @@ defmodule ClusterScope.Doctor do
 
       _ ->
         nil
+    end
+  end
+
+  defp heartbeats_off do
+    ticktime =
+      case :net_kernel.get_net_ticktime() do
+        {:ongoing_change_to, t} -> t
+        t -> t
+      end
+
+    if not ClusterScope.Features.enabled?(:heartbeats) and is_integer(ticktime) and ticktime >= 60 do
+      [
+        finding(
+          :heartbeats_off_default_ticktime,
+          :warning,
+          "heartbeats are off and net_ticktime is #{ticktime} s: a frozen node or a partition shows only after 45-75 s",
+          "Turn heartbeats on (features: [heartbeats: true]); lowering net_ticktime instead makes Erlang disconnect nodes that pause."
+        )
+      ]
+    else
+      []
     end
   end
 

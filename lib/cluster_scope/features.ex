@@ -2,6 +2,11 @@ defmodule ClusterScope.Features do
   @moduledoc """
   Feature flags per area, from `config :cluster_scope, features: [...]`:
 
+    * `heartbeats` - the heartbeats between agents and their phi-accrual
+      detectors (read at start). Off, no heartbeat traffic at all: the
+      cluster's picture comes from Erlang's own connections (a nodedown
+      still shows at once; a frozen node or a partition only when Erlang's
+      tick notices, 45-75 s with the default `net_ticktime`)
     * `tracing` - trace sessions (`trace_process`, `stop_trace_session`,
       `list_trace_sessions`, `get_trace_events`)
     * `sandboxes` - sandboxes (`create_sandbox`, `destroy_sandbox`,
@@ -20,6 +25,7 @@ defmodule ClusterScope.Features do
   """
 
   @areas %{
+    heartbeats: [],
     tracing: ~w(trace_process stop_trace_session list_trace_sessions get_trace_events),
     sandboxes: ~w(create_sandbox destroy_sandbox migrate_sandbox list_sandboxes get_sandbox_info),
     process_control: ~w(kill_process send_message horde_process_start)

@@ -138,11 +138,35 @@ defmodule ClusterScope.Cluster.Heartbeat do
        # The phis of the last tick, handed to the state with the views
        # (read once per tick: the views between ticks do not move them).
        phis: %{},
-       listener: Keyword.get(opts, :listener)
+       listener: Keyword.get(opts, :listener),
+       # features: [heartbeats: false] - no beats at all (read at start).
+       beats?: Keyword.get(opts, :beats, ClusterScope.Features.enabled?(:heartbeats)),
+       quiet_version: 0
      }}
   end
 
   @impl true
+  # Heartbeats switched off: no traffic, no detectors. The state is given
+  # what Erlang's connections say, as if every connected agent heard every
+  # other: nodedowns still show, silent nodes and partitions only once
+  # Erlang's tick notices them (45-75 s with the default net_ticktime).
+  def handle_info(:tick, %{beats?: false} = state) do
+    schedule(state.interval)
+    now = now_ms()
+    connected = MapSet.new([node() | Node.list()])
+    agents = Enum.filter(agent_nodes(), &MapSet.member?(connected, &1))
+    version = state.quiet_version + 1
+
+    views =
+      Map.new(agents, fn n ->
+        view = Map.new(agents -- [n], &{&1, :reachable})
+        {n, %{version: version, cv: :erlang.phash2(view), at_ms: now, view: view}}
+      end)
+
+    if state.listener, do: send(state.listener, {:heartbeat_views, views, %{}, now})
+    {:noreply, %{state | quiet_version: version}}
+  end
+
   def handle_info(:tick, state) do
     schedule(state.interval)
     now = now_ms()

@@ -33,6 +33,8 @@ defmodule ClusterScope.Application do
     * `:pg` scope `:cluster_scope_sandboxes`, `ClusterScope.Sandbox.NodeSupervisor`
       (this node's parts of sandboxes) and `ClusterScope.Sandbox.Manager`
     * `ClusterScope.Web.EndpointSupervisor` - HTTP endpoints
+    * `ClusterScope.Web.StreamHub` - alert history and wake-ups of the live
+      streams (`GET /api/v1/stream`)
   """
 
   use Application
@@ -69,7 +71,8 @@ defmodule ClusterScope.Application do
       %{id: :pg_sandboxes, start: {:pg, :start_link, [ClusterScope.Sandbox.Group.scope()]}},
       {DynamicSupervisor, name: ClusterScope.Sandbox.NodeSupervisor, strategy: :one_for_one},
       ClusterScope.Sandbox.Manager,
-      {DynamicSupervisor, name: ClusterScope.Web.EndpointSupervisor, strategy: :one_for_one}
+      {DynamicSupervisor, name: ClusterScope.Web.EndpointSupervisor, strategy: :one_for_one},
+      ClusterScope.Web.StreamHub
     ]
 
     with {:ok, sup} <-

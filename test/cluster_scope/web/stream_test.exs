@@ -239,6 +239,53 @@ defmodule ClusterScope.Web.StreamTest do
     assert Enum.all?(frames, &(&1[:event] == "heartbeat"))
   end
 
+  test "a client that stops reading is dropped and its place freed" do
+    endpoint = start_endpoint(stream_per_client: 1)
+
+    {:ok, session} =
+      ClusterScope.Trace.start(%{
+        module: "TestApp.Work",
+        function: "step",
+        arity: "1",
+        rate: 20_000,
+        max_events: 10_000_000,
+        max_queue: 1_000_000,
+        duration_ms: 120_000,
+        nodes: [node()]
+      })
+
+    on_exit(fn -> ClusterScope.Trace.stop(session.id) end)
+
+    # A tiny receive window, and the client never reads past the head.
+    {:ok, stuck} =
+      SSE.open(endpoint.port, "/api/v1/stream?topics=trace:#{session.id}", auth(),
+        recbuf: 1_024,
+        buffer: 1_024
+      )
+
+    on_exit(fn -> SSE.close(stuck) end)
+    assert stuck.status == 200
+    driver = Task.async(fn -> drive_until_free(endpoint, 60_000) end)
+    assert {:freed, ms} = Task.await(driver, 70_000)
+    # The server's writes blocked, timed out (5 s) and the stream ended.
+    assert ms < 60_000
+    assert Process.alive?(Process.whereis(StreamHub))
+  end
+
+  defp drive_until_free(endpoint, left) when left > 0 do
+    t0 = System.monotonic_time(:millisecond)
+    TestApp.Work.drive_for(300)
+    {:ok, conn} = SSE.open(endpoint.port, "/api/v1/stream?topics=cluster")
+    status = conn.status
+    SSE.close(conn)
+
+    if status == 200,
+      do: {:freed, 60_000 - left},
+      else: drive_until_free(endpoint, left - (System.monotonic_time(:millisecond) - t0))
+  end
+
+  defp drive_until_free(_endpoint, _left), do: :still_held
+
   test "cursors round-trip and nonsense is refused" do
     positions = %{cluster: 42, alerts: {"abc", 7}, traces: %{"s1" => "xyz"}}
     assert {:ok, ^positions} = Stream.decode_cursor(Stream.encode_cursor(positions))

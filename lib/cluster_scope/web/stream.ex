@@ -67,6 +67,19 @@ defmodule ClusterScope.Web.Stream do
   @spec path() :: String.t()
   def path, do: "/api/v1/stream"
 
+  @typedoc """
+  How a stream reaches its client: `open` sends the head (status 200 and
+  the SSE headers), `write` one piece of the body (`:ok` or `:closed`),
+  `finish` ends the body; `socket`, when known, is watched for the
+  client's close while the stream is idle.
+  """
+  @type transport :: %{
+          open: ([{String.t(), String.t()}] -> :ok | :closed),
+          write: (binary() -> :ok | :closed),
+          finish: (() -> term()),
+          socket: :inet.socket() | nil
+        }
+
   @doc """
   Serves a stream request on httpd's connection (`mod_data`) for the parsed
   request `req` (see `ClusterScope.Web.Handler`). Returns `{:sent, bytes}`
@@ -74,7 +87,14 @@ defmodule ClusterScope.Web.Stream do
   written (the handler answers it as JSON).
   """
   @spec serve(tuple(), map()) :: {:sent, non_neg_integer()} | {:error, Error.t()}
-  def serve(mod_data, req) do
+  def serve(mod_data, req) when is_tuple(mod_data), do: serve_with(httpd(mod_data), req)
+
+  @doc """
+  Serves a stream request through any `t:transport/0` (httpd's connection,
+  a Plug conn): checks, authority, admission, then the stream.
+  """
+  @spec serve_with(transport(), map()) :: {:sent, non_neg_integer()} | {:error, Error.t()}
+  def serve_with(transport, req) do
     with {:ok, params} <- query(req.query),
          {:ok, topics} <- topics(params),
          :ok <- authorize(topics, req),
@@ -82,12 +102,40 @@ defmodule ClusterScope.Web.Stream do
          {:ok, cursor} <- check_traces(topics, cursor),
          :ok <- admit(req) do
       try do
-        run(mod_data, req, topics, cursor)
+        run(transport, req, topics, cursor)
       after
         Admission.leave()
         StreamHub.unsubscribe()
       end
     end
+  end
+
+  # httpd's connection: the head and chunks written as mod_esi's deliver/2
+  # does.
+  defp httpd(mod_data) do
+    socket = mod(mod_data, :socket)
+
+    %{
+      socket: socket,
+      open: fn headers ->
+        # A reader that stops reading: the write fails after the timeout
+        # and the stream ends; the connection is closed.
+        _ = :inet.setopts(socket, send_timeout: @send_timeout_ms, send_timeout_close: true)
+
+        head =
+          for {k, v} <- [{"transfer-encoding", "chunked"} | headers],
+              do: {String.to_charlist(k), String.to_charlist(v)}
+
+        result = :httpd_response.send_header(mod_data, 200, head)
+        # Told when the client goes away while the stream is idle.
+        _ = :inet.setopts(socket, active: :once)
+        if result == :ok, do: :ok, else: :closed
+      end,
+      write: fn binary ->
+        if :httpd_response.send_chunk(mod_data, binary, false) == :ok, do: :ok, else: :closed
+      end,
+      finish: fn -> :httpd_response.send_final_chunk(mod_data, false) end
+    }
   end
 
   # -- request ----------------------------------------------------------------------------
@@ -300,12 +348,7 @@ defmodule ClusterScope.Web.Stream do
 
   # -- the stream -------------------------------------------------------------------------
 
-  defp run(mod_data, req, topics, cursor) do
-    socket = mod(mod_data, :socket)
-    # A reader that stops reading: the write fails after the timeout and
-    # the stream ends; the connection is closed.
-    _ = :inet.setopts(socket, send_timeout: @send_timeout_ms, send_timeout_close: true)
-
+  defp run(transport, req, topics, cursor) do
     hub_topics = Enum.filter(topics, &(&1 in [:cluster, :alerts]))
     :ok = StreamHub.subscribe(hub_topics)
 
@@ -314,22 +357,17 @@ defmodule ClusterScope.Web.Stream do
     positions = start_positions(topics, cursor)
 
     head = [
-      {~c"content-type", ~c"text/event-stream"},
-      {~c"cache-control", ~c"no-cache"},
-      {~c"x-content-type-options", ~c"nosniff"},
-      {~c"x-accel-buffering", ~c"no"},
-      {~c"transfer-encoding", ~c"chunked"}
+      {"content-type", "text/event-stream"},
+      {"cache-control", "no-cache"},
+      {"x-content-type-options", "nosniff"},
+      {"x-accel-buffering", "no"}
     ]
-
-    :ok = :httpd_response.send_header(mod_data, 200, head)
-    # Told when the client goes away while the stream is idle.
-    _ = :inet.setopts(socket, active: :once)
 
     now = now_ms()
 
     state = %{
-      mod: mod_data,
-      socket: socket,
+      transport: transport,
+      socket: transport.socket,
       topics: topics,
       positions: positions,
       bytes: 0,
@@ -339,15 +377,15 @@ defmodule ClusterScope.Web.Stream do
       next_trace: now + @trace_poll_ms
     }
 
-    case write(state, "retry: 1000\n: connected\n\n") do
-      {:ok, state} ->
-        # Replay what the cursor has not seen, then go live.
-        state = loop(pull(state, topics))
-        _ = :httpd_response.send_final_chunk(mod_data, false)
-        {:sent, state.bytes}
-
-      {:closed, state} ->
-        {:sent, state.bytes}
+    with :ok <- transport.open.(head),
+         {:ok, state} <- write(state, "retry: 1000\n: connected\n\n") do
+      # Replay what the cursor has not seen, then go live.
+      state = loop(pull(state, topics))
+      _ = transport.finish.()
+      {:sent, state.bytes}
+    else
+      :closed -> {:sent, 0}
+      {:closed, state} -> {:sent, state.bytes}
     end
   catch
     {:stream_closed, bytes} -> {:sent, bytes}
@@ -514,7 +552,7 @@ defmodule ClusterScope.Web.Stream do
   defp write(state, iodata) do
     binary = IO.iodata_to_binary(iodata)
 
-    case :httpd_response.send_chunk(state.mod, binary, false) do
+    case state.transport.write.(binary) do
       :ok -> {:ok, %{state | bytes: state.bytes + byte_size(binary)}}
       _ -> {:closed, state}
     end

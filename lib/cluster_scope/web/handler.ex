@@ -68,6 +68,15 @@ defmodule ClusterScope.Web.Handler do
 
   defp stream(_mod_data, _req), do: :not_stream
 
+  @doc false
+  # The whole request -> response path for another server (ClusterScope.Web.Plug):
+  # `req` as built by request/1, the answer as `%{status, content_type, body, extra}`.
+  def handle_request(req), do: safe_handle(req)
+
+  @doc false
+  # The JSON answer of an error raised before any operation ran.
+  def error_reply(%Error{} = error), do: error_response(error, nil)
+
   defp safe_handle(request) do
     handle(request)
   rescue

@@ -30,6 +30,9 @@ defmodule ClusterScope.Web.DemoTest do
         assert Enum.any?(body["error"]["remediation"], &(&1 =~ "make demo"))
       end
 
+      {200, body, _} = HTTP.get(endpoint.url <> "/api/v1/demo")
+      assert body["data"]["active"] == false
+
       # Control scope: without the token, 401 before anything else.
       {status, _, _} = HTTP.post(endpoint.url <> "/api/v1/demo/nodes/x/cut", "{}")
       assert status == 401
@@ -114,9 +117,15 @@ defmodule ClusterScope.Web.DemoTest do
       assert status == 404
       assert body["error"]["message"] =~ "not a peer of the demo"
 
+      {200, status, _} = HTTP.get(demo.url <> "/api/v1/demo")
+      assert status["data"]["active"] == true
+      assert name in Enum.map(status["data"]["peers"], & &1["node"])
+
       # Cut: the link drops and a new connection is refused.
       {200, body, _} = post.("cut")
       assert body["data"]["fault"] == "cut"
+      {200, status, _} = HTTP.get(demo.url <> "/api/v1/demo")
+      assert Enum.find(status["data"]["peers"], &(&1["node"] == name))["fault"] == "cut"
       assert poll(fn -> target.node not in Node.list() end)
       refute :net_kernel.connect_node(target.node)
       assert target.node not in Node.list()

@@ -394,7 +394,18 @@ defmodule ClusterScope.Web.Stream do
   defp start_positions(topics, cursor) do
     Enum.reduce(topics, %{traces: Map.get(cursor, :traces, %{})}, fn
       :cluster, acc ->
-        Map.put(acc, :cluster, Map.get_lazy(cursor, :cluster, &last_cluster_id/0))
+        last = last_cluster_id()
+
+        # A cursor past the end of the history comes from before this
+        # node restarted (ids start again at 1): replay what there is.
+        position =
+          case Map.fetch(cursor, :cluster) do
+            {:ok, id} when id > last -> 0
+            {:ok, id} -> id
+            :error -> last
+          end
+
+        Map.put(acc, :cluster, position)
 
       :alerts, acc ->
         Map.put(acc, :alerts, Map.get_lazy(cursor, :alerts, &StreamHub.alerts_position/0))

@@ -83,10 +83,8 @@ defmodule ClusterScope.Web.StreamHub do
 
   @impl true
   def init(_opts) do
-    _ = safe(fn -> ClusterScope.Cluster.State.subscribe(self()) end)
-    _ = safe(fn -> Health.subscribe_to_alerts() end)
-
     state = %{
+      sources: %{},
       epoch: Base.url_encode64(:crypto.strong_rand_bytes(6), padding: false),
       seq: 0,
       ring: :queue.new(),
@@ -98,7 +96,30 @@ defmodule ClusterScope.Web.StreamHub do
       timer: nil
     }
 
-    {:ok, schedule(state)}
+    {:ok, state |> subscribe_sources() |> schedule()}
+  end
+
+  # The cluster state and the health monitor, watched: when one restarts
+  # (with ClusterScope's supervisor) the hub subscribes again at its next
+  # tick or subscription.
+  defp subscribe_sources(state) do
+    sources =
+      for {name, subscribe} <- [
+            {ClusterScope.Cluster.State, fn -> ClusterScope.Cluster.State.subscribe(self()) end},
+            {ClusterScope.Health.Monitor, fn -> Health.subscribe_to_alerts() end}
+          ],
+          reduce: state.sources do
+        sources ->
+          with nil <- Map.get(sources, name),
+               pid when is_pid(pid) <- Process.whereis(name),
+               :ok <- safe(subscribe) do
+            Map.put(sources, name, Process.monitor(pid))
+          else
+            _ -> sources
+          end
+      end
+
+    %{state | sources: sources}
   end
 
   @impl true
@@ -112,6 +133,8 @@ defmodule ClusterScope.Web.StreamHub do
           ref = Process.monitor(pid)
           put_in(state.subscribers[pid], %{ref: ref, topics: topics, pending: false})
       end
+
+    state = subscribe_sources(state)
 
     state = if :alerts in topics and state.poll == nil, do: start_poll(state), else: state
     {:reply, :ok, schedule(state)}
@@ -156,7 +179,7 @@ defmodule ClusterScope.Web.StreamHub do
   end
 
   def handle_info(:tick, state) do
-    state = %{state | timer: nil}
+    state = subscribe_sources(%{state | timer: nil})
     state = if state.poll == nil and polling?(state), do: start_poll(state), else: state
     {:noreply, schedule(state)}
   end
@@ -169,7 +192,13 @@ defmodule ClusterScope.Web.StreamHub do
   def handle_info({:DOWN, ref, :process, _pid, _}, %{poll: {_, ref}} = state),
     do: {:noreply, %{state | poll: nil}}
 
-  def handle_info({:DOWN, _ref, :process, pid, _}, state), do: {:noreply, drop(state, pid)}
+  def handle_info({:DOWN, ref, :process, pid, _}, state) do
+    case Enum.find(state.sources, fn {_, r} -> r == ref end) do
+      {name, _} -> {:noreply, %{state | sources: Map.delete(state.sources, name)}}
+      nil -> {:noreply, drop(state, pid)}
+    end
+  end
+
   def handle_info(_other, state), do: {:noreply, state}
 
   # -- alerts ---------------------------------------------------------------------------

@@ -79,6 +79,8 @@ defmodule ClusterScope.Web.DemoTest do
 
       local = Workload.describe()
       assert length(local.busy) == 4
+      # A Horde registry when Horde loads (ERL_LIBS), none otherwise.
+      assert is_pid(local.horde) == Code.ensure_loaded?(Horde.Registry)
       first = local.mailbox_len
 
       for peer <- peers do
@@ -122,6 +124,7 @@ defmodule ClusterScope.Web.DemoTest do
       assert name in Enum.map(status["data"]["peers"], & &1["node"])
 
       # Cut: the link drops and a new connection is refused.
+      mark = last_event_id()
       {200, body, _} = post.("cut")
       assert body["data"]["fault"] == "cut"
       {200, status, _} = HTTP.get(demo.url <> "/api/v1/demo")
@@ -129,11 +132,15 @@ defmodule ClusterScope.Web.DemoTest do
       assert poll(fn -> target.node not in Node.list() end)
       refute :net_kernel.connect_node(target.node)
       assert target.node not in Node.list()
+      # Detection sees it.
+      assert poll(fn -> event?(mark, target.node, [:down, :partition, :suspect]) end)
+      mark = last_event_id()
 
       # Heal: it comes back.
       {200, body, _} = post.("heal")
       assert body["data"]["fault"] == "none"
       assert poll(fn -> target.node in Node.list() end, 15_000)
+      assert poll(fn -> event?(mark, target.node, [:up, :heal]) end, 15_000)
 
       # Freeze: the OS process stops; the peer does not answer.
       {200, body, _} = post.("freeze")
@@ -143,6 +150,19 @@ defmodule ClusterScope.Web.DemoTest do
       {200, _, _} = post.("heal")
       assert {:ok, :pong} = ping(target.node, 5_000)
     end
+  end
+
+  defp last_event_id do
+    case ClusterScope.Cluster.State.events(0, 1_000) do
+      [] -> 0
+      events -> List.last(events).id
+    end
+  end
+
+  defp event?(since, node, types) do
+    Enum.any?(ClusterScope.Cluster.State.events(since, 1_000), fn e ->
+      e.type in types and (e.node == node or node in List.wrap(e.details[:nodes]))
+    end)
   end
 
   defp ping(node, timeout) do

@@ -286,6 +286,21 @@ defmodule ClusterScope.Web.StreamTest do
 
   defp drive_until_free(_endpoint, _left), do: :still_held
 
+  test "a cursor past the end of the history (a node restart) replays the history" do
+    ModeSwitch.allow()
+    switch_mode(:simulated)
+    switch_mode(:multi_node)
+    endpoint = start_endpoint()
+    [first | _] = ClusterScope.Cluster.State.events(0, 1)
+    stale = Stream.encode_cursor(%{cluster: 10_000_000})
+
+    conn =
+      connected!(open!(endpoint, "/api/v1/stream?topics=cluster", [{"last-event-id", stale}]))
+
+    {:ok, frame, _, _} = SSE.await(conn, &(&1[:event] == "cluster"), 3_000)
+    assert SSE.data(frame)["id"] == first.id
+  end
+
   test "cursors round-trip and nonsense is refused" do
     positions = %{cluster: 42, alerts: {"abc", 7}, traces: %{"s1" => "xyz"}}
     assert {:ok, ^positions} = Stream.decode_cursor(Stream.encode_cursor(positions))

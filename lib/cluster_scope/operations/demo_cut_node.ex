@@ -1,6 +1,6 @@
 defmodule ClusterScope.Operations.DemoCutNode do
   @moduledoc """
-  `POST /api/v1/demo/nodes/:node/cut`: cuts a peer of the demo cluster off the network: it drops every distribution link and refuses new ones (a wrong cookie for every other node), while its OS process keeps running. Detection sees a node become unreachable, as after a network cut.
+  `POST /api/v1/demo/nodes/:node/cut`: cuts a peer of the demo cluster off the network: it drops every distribution link and refuses new ones (a wrong cookie for every other node), while its OS process keeps running. Detection sees its links close and every reconnection refused until the heal.
 
   Only in demo mode (a node started by `make demo`,
   `ClusterScope.Web.Demo`): anywhere else it answers `forbidden` and

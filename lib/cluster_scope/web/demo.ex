@@ -14,10 +14,12 @@ defmodule ClusterScope.Web.Demo do
 
     * **cut** - the peer drops every distribution link and refuses new ones
       (it holds a wrong cookie for every other node, so handshakes fail
-      both ways); its OS process keeps running. What detection sees is a
-      node that became unreachable, as after a network cut. No root, no
-      iptables: the peers share 127.0.0.1. The peer is still controlled over
-      its standard I/O, which no cut reaches.
+      both ways); its OS process keeps running. Detection sees its links
+      close (`down`, "connection closed") and every reconnection refused
+      until the heal, then `up`. No root, no iptables: the peers share
+      127.0.0.1 (a silent packet drop, as `iptables` makes in the tests,
+      needs root and addresses of their own). The peer is still controlled
+      over its standard I/O, which no cut reaches.
     * **freeze** - `SIGSTOP` of the peer's OS process: its links stay open
       but nothing answers (the phi detectors and tick timeouts see it).
     * **heal** - `SIGCONT`, the right cookies back, and connections to every

@@ -42,6 +42,16 @@ defmodule Mix.Tasks.ClusterScope.Demo do
       Mix.raise("Usage: mix cluster_scope.demo [--nodes N] [--port P] (N >= 1)")
     end
 
+    # Distributed before ClusterScope starts: its heartbeat takes the node's
+    # name when it starts (started first, it would beat as nonode@nohost and
+    # the demo node would look cut off from its own cluster).
+    Mix.Task.run("compile")
+
+    case LocalCluster.ensure_distributed(name: "cluster_scope_demo") do
+      {:ok, _} -> :ok
+      {:error, reason} -> Mix.raise("Could not start distribution: #{inspect(reason)}")
+    end
+
     Mix.Task.run("app.start")
 
     case start_demo(opts) do

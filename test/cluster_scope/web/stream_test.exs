@@ -87,7 +87,10 @@ defmodule ClusterScope.Web.StreamTest do
     count = length(Process.list())
     {:ok, _} = Health.set_alert_thresholds(%{process_count: %{warning: div(count, 2)}})
     Health.sample_now()
-    StreamHub.poll_now()
+    Process.sleep(1500)
+    :sys.trace(StreamHub, true)
+    Process.sleep(600)
+    :sys.trace(StreamHub, false)
 
     missed_ids = for e <- ClusterScope.Cluster.State.events(SSE.data(first)["id"], 100), do: e.id
 
@@ -116,7 +119,10 @@ defmodule ClusterScope.Web.StreamTest do
     # And then it is live: the alert clears when the threshold goes away.
     {:ok, _} = Health.set_alert_thresholds(%{process_count: %{warning: nil}})
     Health.sample_now()
-    StreamHub.poll_now()
+    Process.sleep(1500)
+    :sys.trace(StreamHub, true)
+    Process.sleep(600)
+    :sys.trace(StreamHub, false)
 
     {:ok, cleared, _, _} =
       SSE.await(conn2, &(&1[:event] == "alert" and SSE.data(&1)["cleared_at_ms"] != nil), 5_000)
@@ -299,6 +305,56 @@ defmodule ClusterScope.Web.StreamTest do
 
     {:ok, frame, _, _} = SSE.await(conn, &(&1[:event] == "cluster"), 3_000)
     assert SSE.data(frame)["id"] == first.id
+  end
+
+  @tag :cluster
+  @tag timeout: 120_000
+  test "an alert raised on another node reaches the stream within a second" do
+    # This node's heartbeat started before test_helper.exs made the node
+    # distributed, and still names itself nonode@nohost in its beats: the
+    # peer would never hear this node, and this node, on the minority side
+    # of that "split", would skip the peer. A restart gives it its name.
+    heartbeat = ClusterScope.Cluster.Heartbeat
+    :ok = Supervisor.terminate_child(ClusterScope.Supervisor, heartbeat)
+    {:ok, _} = Supervisor.restart_child(ClusterScope.Supervisor, heartbeat)
+    ClusterScope.Test.Cluster.forget_gone()
+    ClusterScope.Cluster.State.forget(:nonode@nohost)
+    [peer] = ClusterScope.Test.Cluster.start(1, observer: :visible)
+    alias ClusterScope.LocalCluster
+
+    assert poll(fn -> peer.node in ClusterScope.Cluster.Heartbeat.agent_nodes() end)
+    # Health reads the nodes this node sees as up: wait for that view.
+    assert poll(fn -> ClusterScope.Fanout.node_statuses()[peer.node] == :up end, 30_000),
+           inspect(ClusterScope.Fanout.node_statuses())
+
+    endpoint = start_endpoint()
+    conn = connected!(open!(endpoint, "/api/v1/stream?topics=alerts"))
+    # The hub reads the other nodes while a stream follows alerts.
+    Process.sleep(600)
+
+    {:ok, _} =
+      LocalCluster.call(peer, Health, :set_alert_thresholds, [%{process_count: %{warning: 10}}])
+
+    _ = LocalCluster.call(peer, Health, :sample_now, [])
+    t0 = System.monotonic_time(:millisecond)
+    name = Atom.to_string(peer.node)
+
+    {:ok, frame, _, _} =
+      SSE.await(conn, &(&1[:event] == "alert" and SSE.data(&1)["node"] == name), 5_000)
+
+    elapsed = System.monotonic_time(:millisecond) - t0
+    assert elapsed < 1_000, "the remote alert took #{elapsed} ms"
+    assert SSE.data(frame)["metric"] == "process_count"
+  end
+
+  defp poll(fun, timeout \\ 10_000) do
+    deadline = System.monotonic_time(:millisecond) + timeout
+
+    cond do
+      fun.() -> true
+      System.monotonic_time(:millisecond) > deadline -> false
+      true -> Process.sleep(100) && poll(fun, deadline - System.monotonic_time(:millisecond))
+    end
   end
 
   test "cursors round-trip and nonsense is refused" do

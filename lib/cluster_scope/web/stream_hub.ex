@@ -75,10 +75,6 @@ defmodule ClusterScope.Web.StreamHub do
   @spec alerts_position() :: {String.t(), non_neg_integer()}
   def alerts_position, do: GenServer.call(__MODULE__, :alerts_position)
 
-  @doc false
-  # For tests: reads every node's alerts now instead of at the next tick.
-  def poll_now, do: GenServer.call(__MODULE__, :poll_now)
-
   # -- server ---------------------------------------------------------------------------
 
   @impl true
@@ -147,11 +143,6 @@ defmodule ClusterScope.Web.StreamHub do
   end
 
   def handle_call(:alerts_position, _from, state), do: {:reply, {state.epoch, state.seq}, state}
-
-  def handle_call(:poll_now, _from, state) do
-    {answers, _errors} = Health.cluster_call(:local_alerts, [])
-    {:reply, :ok, apply_poll(state, answers)}
-  end
 
   @impl true
   def handle_cast({:ready, pid}, state) do

@@ -87,10 +87,6 @@ defmodule ClusterScope.Web.StreamTest do
     count = length(Process.list())
     {:ok, _} = Health.set_alert_thresholds(%{process_count: %{warning: div(count, 2)}})
     Health.sample_now()
-    Process.sleep(1500)
-    :sys.trace(StreamHub, true)
-    Process.sleep(600)
-    :sys.trace(StreamHub, false)
 
     missed_ids = for e <- ClusterScope.Cluster.State.events(SSE.data(first)["id"], 100), do: e.id
 
@@ -119,10 +115,6 @@ defmodule ClusterScope.Web.StreamTest do
     # And then it is live: the alert clears when the threshold goes away.
     {:ok, _} = Health.set_alert_thresholds(%{process_count: %{warning: nil}})
     Health.sample_now()
-    Process.sleep(1500)
-    :sys.trace(StreamHub, true)
-    Process.sleep(600)
-    :sys.trace(StreamHub, false)
 
     {:ok, cleared, _, _} =
       SSE.await(conn2, &(&1[:event] == "alert" and SSE.data(&1)["cleared_at_ms"] != nil), 5_000)

@@ -349,6 +349,13 @@ defmodule ClusterScope.Web.StreamTest do
     end
   end
 
+  test "the OpenAPI document lists the stream" do
+    doc = ClusterScope.Web.OpenAPI.document()
+    get = doc["paths"]["/api/v1/stream"]["get"]
+    assert Enum.map(get["parameters"], & &1["name"]) == ["topics", "last_event_id"]
+    assert Map.has_key?(get["responses"]["200"]["content"], "text/event-stream")
+  end
+
   test "cursors round-trip and nonsense is refused" do
     positions = %{cluster: 42, alerts: {"abc", 7}, traces: %{"s1" => "xyz"}}
     assert {:ok, ^positions} = Stream.decode_cursor(Stream.encode_cursor(positions))

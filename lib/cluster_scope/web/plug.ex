@@ -100,7 +100,7 @@ if Code.ensure_loaded?(Plug) do
     end
 
     defp read_body(conn, max) do
-      case Plug.Conn.read_body(conn, length: max + 1, read_length: min(max + 1, 1_000_000)) do
+      case conn_api().read_body(conn, length: max + 1, read_length: min(max + 1, 1_000_000)) do
         {:ok, body, conn} -> {body, conn}
         # Past the limit: what was read is enough for the handler's 413.
         {:more, partial, conn} -> {partial, conn}
@@ -127,8 +127,8 @@ if Code.ensure_loaded?(Plug) do
           Enum.map(extra, fn {k, v} -> {to_string(k), to_string(v)} end)
 
       conn
-      |> Plug.Conn.merge_resp_headers(headers)
-      |> Plug.Conn.send_resp(status, body)
+      |> conn_api().merge_resp_headers(headers)
+      |> conn_api().send_resp(status, body)
     end
 
     # Relative links of the dashboard resolve under the mount point.
@@ -147,6 +147,11 @@ if Code.ensure_loaded?(Plug) do
 
     @conn_key {__MODULE__, :conn}
 
+    # Plug.Conn is called through a variable: Plug is an optional
+    # dependency (declared only when Hex is present), so a literal call
+    # would be an xref warning in a build without the declaration.
+    defp conn_api, do: :"Elixir.Plug.Conn"
+
     defp stream(conn, req) do
       Process.put(@conn_key, conn)
 
@@ -155,14 +160,14 @@ if Code.ensure_loaded?(Plug) do
         open: fn headers ->
           conn =
             Process.get(@conn_key)
-            |> Plug.Conn.merge_resp_headers(headers)
-            |> Plug.Conn.send_chunked(200)
+            |> conn_api().merge_resp_headers(headers)
+            |> conn_api().send_chunked(200)
 
           Process.put(@conn_key, conn)
           :ok
         end,
         write: fn binary ->
-          case Plug.Conn.chunk(Process.get(@conn_key), binary) do
+          case conn_api().chunk(Process.get(@conn_key), binary) do
             {:ok, conn} ->
               Process.put(@conn_key, conn)
               :ok

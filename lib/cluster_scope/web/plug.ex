@@ -64,7 +64,6 @@ if Code.ensure_loaded?(Plug) do
 
       case ClusterScope.Config.validate_http(opts) do
         {:ok, settings} ->
-          :ok = ClusterScope.Secrets.add_tokens([settings.token, settings.read_token])
           Map.put(settings, :id, "plug")
 
         {:error, message} ->
@@ -74,6 +73,11 @@ if Code.ensure_loaded?(Plug) do
 
     @impl true
     def call(conn, settings) do
+      # Here rather than in init/1, which a Phoenix router runs at compile
+      # time: the tokens are secrets of the running node (redacted from
+      # every answer). A no-op once they are known.
+      :ok = ClusterScope.Secrets.add_tokens([settings.token, settings.read_token])
+
       settings = %{
         settings
         | port: conn.port,

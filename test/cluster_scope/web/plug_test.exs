@@ -155,6 +155,25 @@ defmodule ClusterScope.Web.PlugTest do
         )
     end
 
+    test "the plug's token is a secret of the node: redacted from answers" do
+      ClusterScope.TestOps.register()
+      plug_only = "plug-only-token-" <> Integer.to_string(System.unique_integer([:positive]))
+
+      {:ok, _} = Application.ensure_all_started(:plug)
+      settings = ClusterScope.Web.Plug.init(token: plug_only)
+      conn = plug_test().conn(:get, "/api/v1/test/echo?text=" <> plug_only)
+      conn = ClusterScope.Web.Plug.call(conn, settings)
+      assert conn.status == 200
+      refute conn.resp_body =~ plug_only
+      assert {:ok, %{"data" => %{"echo" => echoed}}} = ClusterScope.JSON.decode(conn.resp_body)
+      assert echoed != plug_only
+    end
+
+    test "bad options are refused at init, naming them" do
+      assert_raise ArgumentError, ~r/token/, fn -> ClusterScope.Web.Plug.init(token: "short") end
+      assert_raise ArgumentError, ~r/port/, fn -> ClusterScope.Web.Plug.init(port: 1) end
+    end
+
     test "the live stream under the prefix" do
       {200, body, headers} = call(:get, "/cluster_scope/api/v1/stream?topics=cluster,alerts")
       assert headers["content-type"] == "text/event-stream"

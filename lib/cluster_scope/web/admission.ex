@@ -151,8 +151,10 @@ defmodule ClusterScope.Web.Admission do
       else: {:reject, "this client already has #{max} #{lane} requests running", 1}
   end
 
-  defp take_token(state, _endpoint, lane, _client, _limits) when lane in [:health, :control],
-    do: {:ok, state}
+  # A stream's opening took its token in the general lane.
+  defp take_token(state, _endpoint, lane, _client, _limits)
+       when lane in [:health, :control, :stream],
+       do: {:ok, state}
 
   defp take_token(state, endpoint, _lane, client, limits) do
     now = now_ms()

@@ -30,11 +30,11 @@ defmodule ClusterScope.Application do
     * `ClusterScope.Health.Monitor` - samples, alerts, baselines, self-protection
     * `ClusterScope.Web.Admission` - places per lane and per client of the
       HTTP endpoints (429 past them)
+    * `ClusterScope.Web.StreamHub` - alert history and wake-ups of the live
+      streams (`GET /api/v1/stream`)
     * `:pg` scope `:cluster_scope_sandboxes`, `ClusterScope.Sandbox.NodeSupervisor`
       (this node's parts of sandboxes) and `ClusterScope.Sandbox.Manager`
     * `ClusterScope.Web.EndpointSupervisor` - HTTP endpoints
-    * `ClusterScope.Web.StreamHub` - alert history and wake-ups of the live
-      streams (`GET /api/v1/stream`)
   """
 
   use Application
@@ -68,11 +68,11 @@ defmodule ClusterScope.Application do
       ClusterScope.Trace.Sessions,
       {ClusterScope.Health.Monitor, interval_ms: config.get(:health_interval_ms)},
       ClusterScope.Web.Admission,
+      ClusterScope.Web.StreamHub,
       %{id: :pg_sandboxes, start: {:pg, :start_link, [ClusterScope.Sandbox.Group.scope()]}},
       {DynamicSupervisor, name: ClusterScope.Sandbox.NodeSupervisor, strategy: :one_for_one},
       ClusterScope.Sandbox.Manager,
-      {DynamicSupervisor, name: ClusterScope.Web.EndpointSupervisor, strategy: :one_for_one},
-      ClusterScope.Web.StreamHub
+      {DynamicSupervisor, name: ClusterScope.Web.EndpointSupervisor, strategy: :one_for_one}
     ]
 
     with {:ok, sup} <-

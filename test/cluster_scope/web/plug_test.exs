@@ -15,6 +15,7 @@ defmodule ClusterScope.Web.PlugTest do
   defp plug_test, do: Module.concat(["Plug", "Test"])
   defp plug_conn, do: Module.concat(["Plug", "Conn"])
   defp host, do: Module.concat(["ClusterScope", "Test", "PlugHost"])
+  defp web_plug, do: Module.concat(["ClusterScope", "Web", "Plug"])
 
   describe "without Plug" do
     @describetag :no_plug
@@ -169,9 +170,9 @@ defmodule ClusterScope.Web.PlugTest do
       plug_only = "plug-only-token-" <> Integer.to_string(System.unique_integer([:positive]))
 
       {:ok, _} = Application.ensure_all_started(:plug)
-      settings = ClusterScope.Web.Plug.init(token: plug_only)
+      settings = web_plug().init(token: plug_only)
       conn = plug_test().conn(:get, "/api/v1/test/echo?text=" <> plug_only)
-      conn = ClusterScope.Web.Plug.call(conn, settings)
+      conn = web_plug().call(conn, settings)
       assert conn.status == 200
       refute conn.resp_body =~ plug_only
       assert {:ok, %{"data" => %{"echo" => echoed}}} = ClusterScope.JSON.decode(conn.resp_body)
@@ -179,8 +180,8 @@ defmodule ClusterScope.Web.PlugTest do
     end
 
     test "bad options are refused at init, naming them" do
-      assert_raise ArgumentError, ~r/token/, fn -> ClusterScope.Web.Plug.init(token: "short") end
-      assert_raise ArgumentError, ~r/port/, fn -> ClusterScope.Web.Plug.init(port: 1) end
+      assert_raise ArgumentError, ~r/token/, fn -> web_plug().init(token: "short") end
+      assert_raise ArgumentError, ~r/port/, fn -> web_plug().init(port: 1) end
     end
 
     test "the live stream under the prefix" do

@@ -539,8 +539,9 @@ defmodule ClusterScope.Web.Stream do
         if length(events) == @read_limit, do: pull_topic(state, {:trace, id}), else: state
 
       {:error, _} ->
-        # The session ended or went away: nothing more will come.
-        state
+        # The session went away (its events are kept 10 minutes after it
+        # stops): nothing more will come; stop reading it.
+        %{state | topics: List.delete(state.topics, {:trace, id})}
     end
   end
 

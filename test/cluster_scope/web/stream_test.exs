@@ -179,9 +179,12 @@ defmodule ClusterScope.Web.StreamTest do
     assert open.status == 200
 
     conn = connected!(open!(endpoint, "/api/v1/stream?topics=trace:#{session.id}", auth()))
+    t0 = System.monotonic_time(:millisecond)
     TestApp.Work.drive(5)
 
     {:ok, frame, _, _} = SSE.await(conn, &(&1[:event] == "trace"), 3_000)
+    elapsed = System.monotonic_time(:millisecond) - t0
+    assert elapsed < 1_000, "the trace event took #{elapsed} ms"
     event = SSE.data(frame)
     assert event["session"] == session.id
     assert event["node"] == Atom.to_string(node())

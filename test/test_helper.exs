@@ -34,13 +34,16 @@ exclude =
   Setup.optional(exclude,
     arsenal: Arsenal.Registry,
     libcluster: Elixir.Cluster.Strategy,
-    horde: Horde.Registry
+    horde: Horde.Registry,
+    plug: Plug.Router
   )
 
 Enum.each(notices, &IO.puts/1)
 
 # Horde's unavailable path (:no_horde) runs when Horde does not load.
 exclude = if :horde in exclude, do: exclude, else: [:no_horde | exclude]
+# Plug's absent path (:no_plug) runs when Plug does not load.
+exclude = if :plug in exclude, do: exclude, else: [:no_plug | exclude]
 
 if :chaos not in exclude do
   Cluster.remove_stale_chains()

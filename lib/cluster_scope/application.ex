@@ -34,6 +34,8 @@ defmodule ClusterScope.Application do
     * `ClusterScope.Health.Monitor` - samples, alerts, baselines, self-protection
     * `ClusterScope.Web.Admission` - places per lane and per client of the
       HTTP endpoints (429 past them)
+    * `ClusterScope.Web.StreamHub` - alert history and wake-ups of the live
+      streams (`GET /api/v1/stream`)
     * `:pg` scope `:cluster_scope_sandboxes` (sandbox parts join it; they are
       linked to no supervisor and stop with `ClusterScope.Supervisor`)
       (this node's parts of sandboxes) and `ClusterScope.Sandbox.Manager`
@@ -74,6 +76,7 @@ defmodule ClusterScope.Application do
       ClusterScope.Logs,
       {ClusterScope.Health.Monitor, interval_ms: config.get(:health_interval_ms)},
       ClusterScope.Web.Admission,
+      ClusterScope.Web.StreamHub,
       %{id: :pg_sandboxes, start: {:pg, :start_link, [ClusterScope.Sandbox.Group.scope()]}},
       ClusterScope.Sandbox.Manager,
       {DynamicSupervisor, name: ClusterScope.Web.EndpointSupervisor, strategy: :one_for_one},

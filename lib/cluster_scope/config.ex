@@ -102,6 +102,12 @@ defmodule ClusterScope.Config do
     * `client_rate: 50` and `client_burst: 100` - requests per second one
       client may make (a token bucket); more answer a JSON 429 with
       `Retry-After`
+    * `stream_per_client: 4` - live streams (`GET /api/v1/stream`) one
+      client may hold open at once; more answer a JSON 429
+    * `max_stream_s: 300` - a stream is closed after this many seconds (the
+      client reconnects with its last event id and loses nothing)
+    * `stream_heartbeat_ms: 15_000` - a heartbeat event on an idle stream
+      this often
 
   ## Why a bad option does not stop the host
 
@@ -130,7 +136,10 @@ defmodule ClusterScope.Config do
     max_connections: 1_024,
     client_concurrency: 8,
     client_rate: 50,
-    client_burst: 100
+    client_burst: 100,
+    stream_per_client: 4,
+    max_stream_s: 300,
+    stream_heartbeat_ms: 15_000
   ]
 
   @redact_keys ~w(password passwd secret token cookie api_key apikey authorization
@@ -333,6 +342,9 @@ defmodule ClusterScope.Config do
        do: :ok
 
   defp check_http(:max_body_bytes, v) when is_integer(v) and v in 1..1_073_741_824, do: :ok
+  defp check_http(:stream_per_client, v) when is_integer(v) and v in 1..1_000, do: :ok
+  defp check_http(:max_stream_s, v) when is_integer(v) and v in 1..86_400, do: :ok
+  defp check_http(:stream_heartbeat_ms, v) when is_integer(v) and v in 100..600_000, do: :ok
 
   defp check_http(:ip, v) when is_tuple(v) do
     if :inet.is_ip_address(v), do: :ok, else: {:error, "must be an IP address tuple"}
@@ -353,6 +365,9 @@ defmodule ClusterScope.Config do
        do: {:error, "must be an integer in 1..100000"}
 
   defp check_http(:max_body_bytes, _), do: {:error, "must be an integer in 1..1073741824"}
+  defp check_http(:stream_per_client, _), do: {:error, "must be an integer in 1..1000"}
+  defp check_http(:max_stream_s, _), do: {:error, "must be an integer in 1..86400"}
+  defp check_http(:stream_heartbeat_ms, _), do: {:error, "must be an integer in 100..600000"}
   defp check_http(:ip, _), do: {:error, "must be an IP address tuple"}
 
   defp check_http(key, _) when key in [:allowed_origins, :allowed_hosts],

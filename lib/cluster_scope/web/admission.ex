@@ -16,6 +16,9 @@ defmodule ClusterScope.Web.Admission do
       readers are flooding;
     * `:slow` - requests that hold their place for a long time (a process
       window, `window_ms` > 0): few places, at most 2 per client;
+    * `:stream` - live event streams (`GET /api/v1/stream`): held for the
+      whole stream, at most `stream_per_client` per client, #{64} in all,
+      one token of the client's rate to open;
     * `:general` - everything else.
 
   In the `:general` and `:slow` lanes each client (its peer address) also
@@ -38,20 +41,21 @@ defmodule ClusterScope.Web.Admission do
 
   use GenServer
 
-  @lanes %{health: 16, control: 8, slow: 4, general: 32}
+  @lanes %{health: 16, control: 8, slow: 4, general: 32, stream: 64}
   @slow_per_client 2
   @health_per_client 4
   @max_clients 10_000
   @sweep_ms 60_000
 
   @typedoc "A lane of requests."
-  @type lane :: :health | :control | :slow | :general
+  @type lane :: :health | :control | :slow | :general | :stream
 
   @typedoc "The limits of one endpoint (from its settings)."
   @type limits :: %{
-          client_concurrency: pos_integer(),
-          client_rate: pos_integer(),
-          client_burst: pos_integer()
+          required(:client_concurrency) => pos_integer(),
+          required(:client_rate) => pos_integer(),
+          required(:client_burst) => pos_integer(),
+          optional(:stream_per_client) => pos_integer()
         }
 
   @doc false
@@ -139,6 +143,7 @@ defmodule ClusterScope.Web.Admission do
         # Health is open to anyone: one client may not fill its lane.
         :health -> @health_per_client
         :slow -> min(@slow_per_client, limits.client_concurrency)
+        :stream -> Map.get(limits, :stream_per_client, 4)
       end
 
     if Map.get(state.clients, {endpoint, lane, client}, 0) < max,
@@ -146,8 +151,10 @@ defmodule ClusterScope.Web.Admission do
       else: {:reject, "this client already has #{max} #{lane} requests running", 1}
   end
 
-  defp take_token(state, _endpoint, lane, _client, _limits) when lane in [:health, :control],
-    do: {:ok, state}
+  # A stream's opening took its token in the general lane.
+  defp take_token(state, _endpoint, lane, _client, _limits)
+       when lane in [:health, :control, :stream],
+       do: {:ok, state}
 
   defp take_token(state, endpoint, _lane, client, limits) do
     now = now_ms()

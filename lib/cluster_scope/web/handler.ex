@@ -30,9 +30,52 @@ defmodule ClusterScope.Web.Handler do
     # second write waits for a delayed ACK, 40 ms a request.
     _ = :inet.setopts(mod(mod_data, :socket), nodelay: true)
     request = request(mod_data)
-    response = safe_handle(request)
-    {:proceed, [{:response, {:response, headers(response), response.body}}]}
+
+    case stream(mod_data, request) do
+      {:sent, bytes} ->
+        {:proceed, [{:response, {:already_sent, 200, bytes}}]}
+
+      :not_stream ->
+        response = safe_handle(request)
+        {:proceed, [{:response, {:response, headers(response), response.body}}]}
+
+      response ->
+        {:proceed, [{:response, {:response, headers(response), response.body}}]}
+    end
   end
+
+  # GET /api/v1/stream: Server-Sent Events written on the connection by
+  # ClusterScope.Web.Stream, after the same Host and Origin checks.
+  defp stream(mod_data, %{method: "GET"} = req) do
+    if req.path == ClusterScope.Web.Stream.path() do
+      with :ok <- Authority.check_host(req),
+           :ok <- Authority.check_origin(req),
+           :ok <- utf8_uri(req),
+           {:sent, _} = sent <- ClusterScope.Web.Stream.serve(mod_data, req) do
+        sent
+      else
+        {:error, %Error{} = error} -> error_response(error, nil)
+      end
+    else
+      :not_stream
+    end
+  rescue
+    e ->
+      require Logger
+      Logger.error("ClusterScope stream failed: " <> Exception.format(:error, e, __STACKTRACE__))
+      error_response(Error.new(:internal, "the stream failed"), nil)
+  end
+
+  defp stream(_mod_data, _req), do: :not_stream
+
+  @doc false
+  # The whole request -> response path for another server (ClusterScope.Web.Plug):
+  # `req` as built by request/1, the answer as `%{status, content_type, body, extra}`.
+  def handle_request(req), do: safe_handle(req)
+
+  @doc false
+  # The JSON answer of an error raised before any operation ran.
+  def error_reply(%Error{} = error), do: error_response(error, nil)
 
   defp safe_handle(request) do
     handle(request)

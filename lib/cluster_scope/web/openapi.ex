@@ -44,10 +44,51 @@ defmodule ClusterScope.Web.OpenAPI do
         "version" => ClusterScope.version(),
         "description" => "Debugging and monitoring of a whole BEAM cluster."
       },
-      "paths" => paths,
+      "paths" => Map.put(paths, ClusterScope.Web.Stream.path(), stream_path()),
       "components" => %{
         "securitySchemes" => %{"bearerAuth" => %{"type" => "http", "scheme" => "bearer"}},
         "schemas" => %{"Error" => error_schema(), "Metadata" => metadata_schema()}
+      }
+    }
+  end
+
+  # The live stream is served by the endpoint, not by an operation.
+  defp stream_path do
+    %{
+      "get" => %{
+        "operationId" => "stream",
+        "summary" => "Live events as Server-Sent Events (cluster, alerts, trace:<id>)",
+        "description" =>
+          "Frames `id: <cursor>`, `event: cluster|alert|trace|heartbeat`, `data: <JSON>` " <>
+            "(the item of cluster_events, cluster_alerts, get_trace_events). Resume with " <>
+            "`Last-Event-ID` or `last_event_id`. Read scope; trace topics need the admin token.",
+        "parameters" => [
+          %{
+            "name" => "topics",
+            "in" => "query",
+            "required" => false,
+            "description" =>
+              "comma-separated: cluster, alerts, trace:<session id> (default cluster,alerts)",
+            "schema" => %{"type" => "string"}
+          },
+          %{
+            "name" => "last_event_id",
+            "in" => "query",
+            "required" => false,
+            "description" => "the id of the last frame received (or the Last-Event-ID header)",
+            "schema" => %{"type" => "string"}
+          }
+        ],
+        "security" => [%{}, %{"bearerAuth" => []}],
+        "responses" => %{
+          "200" => %{
+            "description" => "the event stream",
+            "content" => %{"text/event-stream" => %{"schema" => %{"type" => "string"}}}
+          },
+          "400" => %{"description" => "a bad topic or cursor"},
+          "401" => %{"description" => "a trace topic without the admin token"},
+          "429" => %{"description" => "too many streams for this client"}
+        }
       }
     }
   end

@@ -150,6 +150,15 @@ defmodule ClusterScope.Cluster.Heartbeat do
   # what Erlang's connections say, as if every connected agent heard every
   # other: nodedowns still show, silent nodes and partitions only once
   # Erlang's tick notices them (45-75 s with the default net_ticktime).
+  def handle_info(:tick, %{gossip: %{self: self}} = state) when self != node() do
+    # This node became distributed (or was renamed) after we started: its
+    # beats and view must carry the name the others know it by.
+    handle_info(:tick, %{
+      state
+      | gossip: Gossip.new(node(), state.interval, System.system_time(:millisecond) * 1_000)
+    })
+  end
+
   def handle_info(:tick, %{beats?: false} = state) do
     schedule(state.interval)
     now = now_ms()

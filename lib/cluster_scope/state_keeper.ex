@@ -29,7 +29,8 @@ defmodule ClusterScope.StateKeeper do
     :cluster_scope_keep_trace_sessions,
     :cluster_scope_keep_sandbox_manager,
     ClusterScope.Logs,
-    ClusterScope.Metrics.OperationLatency
+    ClusterScope.Metrics.OperationLatency,
+    :cluster_scope_keep_stream_hub
   ]
 
   @doc false

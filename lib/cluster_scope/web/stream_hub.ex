@@ -40,6 +40,7 @@ defmodule ClusterScope.Web.StreamHub do
   alias ClusterScope.Health
 
   @max_entries 1_000
+  @keep :cluster_scope_keep_stream_hub
   @poll_ms 500
   @linger_ms 300_000
 
@@ -79,13 +80,34 @@ defmodule ClusterScope.Web.StreamHub do
 
   @impl true
   def init(_opts) do
+    # The alert history (epoch, numbers, ring, active alerts) survives a crash
+    # of this server (ClusterScope.StateKeeper): a stream that resumes after
+    # it misses nothing. Subscribers (the open streams) subscribe again.
+    {_, keep} = ClusterScope.StateKeeper.claim(@keep, [:set, :protected, :named_table])
+
+    kept =
+      case :ets.lookup(keep, :alerts) do
+        [{_, kept}] ->
+          kept
+
+        [] ->
+          %{
+            epoch: Base.url_encode64(:crypto.strong_rand_bytes(6), padding: false),
+            seq: 0,
+            ring: :queue.new(),
+            count: 0,
+            active: %{}
+          }
+      end
+
     state = %{
+      keep: keep,
       sources: %{},
-      epoch: Base.url_encode64(:crypto.strong_rand_bytes(6), padding: false),
-      seq: 0,
-      ring: :queue.new(),
-      count: 0,
-      active: %{},
+      epoch: kept.epoch,
+      seq: kept.seq,
+      ring: kept.ring,
+      count: kept.count,
+      active: kept.active,
       subscribers: %{},
       last_left_ms: nil,
       poll: nil,
@@ -190,7 +212,10 @@ defmodule ClusterScope.Web.StreamHub do
     end
   end
 
-  def handle_info(_other, state), do: {:noreply, state}
+  def handle_info(other, state) do
+    ClusterScope.StateKeeper.handle_heir(other, state.keep)
+    {:noreply, state}
+  end
 
   # -- alerts ---------------------------------------------------------------------------
 
@@ -251,12 +276,21 @@ defmodule ClusterScope.Web.StreamHub do
     seq = state.seq + 1
     ring = :queue.in({seq, alert}, state.ring)
 
-    if state.count >= @max_entries do
-      {_, ring} = :queue.out(ring)
-      %{state | seq: seq, ring: ring}
-    else
-      %{state | seq: seq, ring: ring, count: state.count + 1}
-    end
+    state =
+      if state.count >= @max_entries do
+        {_, ring} = :queue.out(ring)
+        %{state | seq: seq, ring: ring}
+      else
+        %{state | seq: seq, ring: ring, count: state.count + 1}
+      end
+
+    # Alert changes are rare (hysteresis): the whole history is written each time.
+    :ets.insert(
+      state.keep,
+      {:alerts, Map.take(state, [:epoch, :seq, :ring, :count, :active])}
+    )
+
+    state
   end
 
   defp read_alerts(state, nil, _limit), do: {[], {state.epoch, state.seq}}

@@ -149,6 +149,7 @@ defmodule ClusterScope.Resilience.SelfFailureTest do
 
     assert Cluster.poll(System.monotonic_time(:millisecond) + 5_000, endpoint_up?)
     last_event = Cluster.last_cluster_event(a)
+    {alert_epoch, alert_seq} = call(a, ClusterScope.Web.StreamHub, :alerts_position, [])
 
     for id <- Enum.map(children(a), &elem(&1, 0)) -- [ClusterScope.StateKeeper] do
       assert kill_and_wait(a, id), "#{inspect(id)} did not come back"
@@ -180,6 +181,12 @@ defmodule ClusterScope.Resilience.SelfFailureTest do
 
       assert {:ok, %{running: 3}} = sandbox_running(a, sandbox.id),
              "sandbox lost after killing #{inspect(id)}"
+
+      # The live streams' alert history: same epoch, nothing renumbered.
+      assert {^alert_epoch, seq} = call(a, ClusterScope.Web.StreamHub, :alerts_position, []),
+             "alert history lost after killing #{inspect(id)}"
+
+      assert seq >= alert_seq
 
       assert Cluster.poll(System.monotonic_time(:millisecond) + 5_000, endpoint_up?),
              "the configured endpoint did not come back after killing #{inspect(id)}"

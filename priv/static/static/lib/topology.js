@@ -201,7 +201,7 @@ export function layout(model, maxWidth = 1200) {
       const r = n === 1 ? 0 : Math.max(70, (n * 56) / (2 * Math.PI) + 40);
       const labelRoom = 150;
       const w = 2 * r + 2 * labelRoom;
-      const h = 2 * r + 120;
+      const h = 2 * r + 134;
       return { g, n, kind: 'ring', r, w: Math.max(w, 220), h: Math.max(h, 150) };
     }
     const cols = Math.min(10, Math.max(4, Math.ceil(Math.sqrt(n * 2))));

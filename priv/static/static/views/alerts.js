@@ -4,7 +4,7 @@
 // poll every 5 s reconciles with the nodes' own tables (and is all there
 // is when the stream is not available).
 
-import { h, num, clock, ago, unwrap, nodeErrors, errorText, poll, subscribe, goTo, notice, loadStyles } from './common.js';
+import { h, put, nodeLabel, num, clock, ago, unwrap, nodeErrors, errorText, poll, subscribe, goTo, notice, loadStyles } from './common.js';
 
 const K = { severity: 'alerts.severity' };
 const RANK = { critical: 0, warning: 1 };
@@ -25,7 +25,7 @@ export default {
     v.notice = h('div', { class: 'vb-notice', hidden: true });
     v.tbody = h('tbody');
     const severity = ctx.state.get(K.severity) || '';
-    el.replaceChildren(h('section', { class: 'vb-view vb-alerts' },
+    put(el, h('section', { class: 'vb-view vb-alerts' },
       h('div', { class: 'vb-head' }, h('h2', {}, 'Alerts'), v.status),
       h('div', { class: 'vb-toolbar' },
         v.summary,
@@ -115,7 +115,8 @@ function render(v) {
   const critical = all.filter((a) => a.severity === 'critical').length;
   const warning = all.filter((a) => a.severity === 'warning').length;
   const nodes = new Set(all.map((a) => a.node)).size;
-  v.summary.replaceChildren(
+  const allNodes = [...new Set(all.map((a) => a.node))];
+  put(v.summary, 
     h('span', { class: `vb-chip ${critical ? 'vb-critical' : ''}`, 'data-count': 'critical' }, `${critical} critical`),
     h('span', { class: `vb-chip ${warning ? 'vb-warning' : ''}`, 'data-count': 'warning' }, `${warning} warning`),
     h('span', { class: 'vb-chip' }, `${nodes} node${nodes === 1 ? '' : 's'} alerting`));
@@ -123,11 +124,11 @@ function render(v) {
     .filter(Boolean).join(' · ');
 
   if (!list.length) {
-    v.tbody.replaceChildren(h('tr', {}, h('td', { colspan: 7, class: 'vb-empty' },
+    put(v.tbody, h('tr', {}, h('td', { colspan: 7, class: 'vb-empty' },
       v.loaded ? (all.length ? 'No alert of this severity.' : 'No active alert: every node is within its thresholds.') : 'Loading…')));
     return;
   }
-  v.tbody.replaceChildren(...list.map((a) => {
+  put(v.tbody, ...list.map((a) => {
     const k = key(a);
     const fresh = v.fresh.has(k);
     v.fresh.delete(k);
@@ -135,7 +136,7 @@ function render(v) {
     return h('tr', { class: `vb-sev-${a.severity} ${fresh ? 'vb-fresh' : ''}`, dataset: { alert: a.id, node: a.node, metric: a.metric } },
       h('td', {}, h('span', { class: `vb-pill vb-${a.severity}` }, a.severity)),
       h('td', { class: 'vb-node', title: a.node },
-        h('button', { type: 'button', class: 'vb-link', title: 'Open this node', onclick: () => openNode(v, a.node) }, a.node)),
+        h('button', { type: 'button', class: 'vb-link', title: `Open ${a.node}`, onclick: () => openNode(v, a.node) }, nodeLabel(a.node, allNodes))),
       h('td', { class: 'vb-mono' }, a.metric),
       h('td', { class: 'vb-num' }, value(a.value)),
       h('td', { class: 'vb-num' }, value(a.threshold)),

@@ -24,6 +24,13 @@ export function h(tag, attrs, ...children) {
   return el;
 }
 
+/** Replaces an element's children (nulls and arrays allowed, as in h). */
+export function put(el, ...children) {
+  el.replaceChildren();
+  append(el, children);
+  return el;
+}
+
 function append(el, children) {
   for (const child of children) {
     if (child === undefined || child === null || child === false) continue;
@@ -88,9 +95,20 @@ export function ago(ms) {
   return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m ago`;
 }
 
-/** A node name without the host part when that keeps it unambiguous. */
-export function shortNode(node) {
-  return String(node || '');
+/**
+ * A node's name for a narrow column: the part before `@` (the host too
+ * when another node of `all` has the same name), middle-elided past `max`
+ * characters so the distinguishing end stays visible. Show the full name
+ * in a title.
+ */
+export function nodeLabel(node, all = [], max = 24) {
+  const text = String(node || '');
+  const at = text.indexOf('@');
+  let name = at > 0 ? text.slice(0, at) : text;
+  if (at > 0 && all.some((n) => n !== text && String(n).startsWith(name + '@'))) name = text;
+  if (name.length <= max) return name;
+  const tail = Math.ceil((max - 1) * 0.6);
+  return name.slice(0, max - 1 - tail) + '…' + name.slice(-tail);
 }
 
 /** The text shown for a process: its name, else its initial call. */

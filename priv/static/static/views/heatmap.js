@@ -3,7 +3,7 @@
 // (process_distribution). A click on a cell opens the processes view
 // filtered to that node and application.
 
-import { h, bytes, num, clock, unwrap, nodeErrors, errorText, poll, goTo, notice, loadStyles } from './common.js';
+import { h, put, nodeLabel, bytes, num, clock, unwrap, nodeErrors, errorText, poll, goTo, notice, loadStyles } from './common.js';
 
 const K = { measure: 'heat.measure', shown: 'heat.all' };
 const TOP_APPS = 14;
@@ -32,13 +32,13 @@ export default {
           render(v);
         },
       }), h('span', {}, label));
-    el.replaceChildren(h('section', { class: 'vb-view vb-heatmap' },
+    put(el, h('section', { class: 'vb-view vb-heatmap' },
       h('div', { class: 'vb-head' }, h('h2', {}, 'Process distribution'), v.status),
       h('div', { class: 'vb-toolbar' },
         h('div', { class: 'vb-segmented', role: 'radiogroup', 'aria-label': 'Measure' },
           radio('count', 'Process count'), radio('memory', 'Memory')),
         h('button', { type: 'button', class: 'vb-button', 'data-action': 'refresh', onclick: () => v.poller.now() }, 'Refresh'),
-        h('span', { class: 'vb-dim' }, 'Click a cell to list its processes.')),
+        h('span', { class: 'vb-hint' }, 'Click a cell to list its processes.')),
       v.notice, v.grid, v.legend));
     v.poller = poll(() => load(v), 10_000, (err) => notice(v.notice, 'error', errorText(err)));
   },
@@ -93,8 +93,8 @@ function render(v) {
   v.status.textContent = `${nodes.length} node${nodes.length === 1 ? '' : 's'} · ${allApps.length} applications · at ${clock(v.at)}`;
 
   if (!nodes.length) {
-    v.grid.replaceChildren(h('p', { class: 'vb-empty' }, 'No node answered.'));
-    v.legend.replaceChildren();
+    put(v.grid, h('p', { class: 'vb-empty' }, 'No node answered.'));
+    put(v.legend, );
     return;
   }
 
@@ -107,7 +107,7 @@ function render(v) {
   const rows = nodes.map((node) => {
     const total = perNode.get(node);
     return h('tr', {},
-      h('th', { class: 'vb-node', scope: 'row', title: node }, node),
+      h('th', { class: 'vb-node', scope: 'row', title: node }, nodeLabel(node, nodes, 30)),
       apps.map((app) => {
         const c = cells.get(`${node}\u0000${app}`);
         const n = value(c);
@@ -127,10 +127,10 @@ function render(v) {
       h('td', { class: 'vb-num vb-total' }, total ? fmt(measure === 'memory' ? total.memory : total.process_count) : '–'));
   });
 
-  v.grid.replaceChildren(h('table', { class: 'vb-heat', id: 'heatmap-table' }, h('thead', {}, head), h('tbody', {}, rows)));
+  put(v.grid, h('table', { class: 'vb-heat', id: 'heatmap-table' }, h('thead', {}, head), h('tbody', {}, rows)));
 
   const hidden = allApps.length - apps.length;
-  v.legend.replaceChildren(
+  put(v.legend, 
     h('span', {}, fmt(0)),
     h('span', { class: 'vb-ramp', 'aria-hidden': 'true' }),
     h('span', {}, fmt(max)),

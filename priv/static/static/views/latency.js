@@ -3,7 +3,7 @@
 // core). The matrix has one row per operation and one column per node;
 // choosing a node shows that node's full figures.
 
-import { h, micros, num, clock, unwrap, nodeErrors, errorText, poll, notice, loadStyles } from './common.js';
+import { h, put, nodeLabel, micros, num, clock, unwrap, nodeErrors, errorText, poll, notice, loadStyles } from './common.js';
 
 const K = { node: 'latency.node', sort: 'latency.sort' };
 const SORTS = { name: 'Operation', count: 'Calls', p50_us: 'p50', p99_us: 'p99' };
@@ -29,12 +29,12 @@ export default {
       },
     });
     v.body = h('div', { class: 'vb-table-wrap vb-latency-wrap' });
-    el.replaceChildren(h('section', { class: 'vb-view vb-latency' },
+    put(el, h('section', { class: 'vb-view vb-latency' },
       h('div', { class: 'vb-head' }, h('h2', {}, 'Operation latency'), v.status),
       h('div', { class: 'vb-toolbar' },
         h('label', { class: 'vb-field' }, h('span', {}, 'Show'), v.nodeSelect),
         h('button', { type: 'button', class: 'vb-button', 'data-action': 'refresh', onclick: () => v.poller.now() }, 'Refresh'),
-        h('span', { class: 'vb-dim' }, 'Server-side time of each operation on the node that ran it; p50 · p99.')),
+        h('span', { class: 'vb-hint' }, 'Server-side time of each operation on the node that ran it; p50 · p99.')),
       v.notice, v.body));
     v.poller = poll(() => load(v), 5_000, (err) => notice(v.notice, 'error', errorText(err)));
   },
@@ -87,7 +87,7 @@ function render(v) {
   if (!data) return;
   const nodes = Object.keys(data.per_node || {}).sort();
   const chosen = v.ctx.state.get(K.node) || '';
-  v.nodeSelect.replaceChildren(
+  put(v.nodeSelect, 
     h('option', { value: '' }, 'All nodes: p50 · p99 per node'),
     nodes.map((n) => h('option', { value: n, selected: n === chosen }, n)));
   const skipped = (data.skipped_nodes || []).length;
@@ -100,12 +100,12 @@ function render(v) {
   }
   const ops = sortRows(v, data.operations || []);
   if (!ops.length) {
-    v.body.replaceChildren(h('p', { class: 'vb-empty' }, 'No operation has run yet.'));
+    put(v.body, h('p', { class: 'vb-empty' }, 'No operation has run yet.'));
     return;
   }
   const byNode = new Map(nodes.map((n) => [n, new Map((data.per_node[n] || []).map((o) => [o.name, o]))]));
   const maxP99 = Math.max(1, ...ops.map((o) => o.p99_us || 0));
-  v.body.replaceChildren(h('table', { class: 'vb-table vb-matrix', id: 'latency-table' },
+  put(v.body, h('table', { class: 'vb-table vb-matrix', id: 'latency-table' },
     h('thead', {},
       h('tr', {},
         h('th', { scope: 'col', rowspan: 2, class: 'vb-sticky' }, ''),
@@ -115,7 +115,7 @@ function render(v) {
         sortHeader(v, 'count'), sortHeader(v, 'p50_us'), sortHeader(v, 'p99_us'),
         h('th', { scope: 'col', class: 'vb-bar-col' }, 'p50 → p99'),
         nodes.map((n) => h('th', { scope: 'col', class: 'vb-node-col', title: n },
-          h('button', { type: 'button', class: 'vb-link', onclick: () => { v.ctx.state.set(K.node, n); render(v); } }, n))))),
+          h('button', { type: 'button', class: 'vb-link', onclick: () => { v.ctx.state.set(K.node, n); render(v); } }, nodeLabel(n, nodes, 22)))))),
     h('tbody', {}, ops.map((op) => h('tr', { dataset: { op: op.name } },
       h('th', { scope: 'row', class: 'vb-sticky vb-mono' }, op.name),
       h('td', { class: 'vb-num' }, num(op.count)),
@@ -132,7 +132,7 @@ function render(v) {
 
 function renderNode(v, node, list) {
   const ops = sortRows(v, list);
-  v.body.replaceChildren(
+  put(v.body, 
     h('p', {}, h('button', { type: 'button', class: 'vb-link', onclick: () => { v.ctx.state.set(K.node, null); render(v); } }, '‹ All nodes'),
       ' ', h('strong', {}, node)),
     ops.length

@@ -6,7 +6,7 @@
 // session by the shell (ctx.token) and never put in a URL.
 
 import {
-  h, bytes, num, clock, processLabel, moduleText, unwrap, nodeErrors, operations, can,
+  h, put, nodeLabel, bytes, num, clock, processLabel, moduleText, unwrap, nodeErrors, operations, can,
   errorText, withToken, authed, poll, goTo, dialog, notice, loadStyles,
 } from './common.js';
 
@@ -61,7 +61,7 @@ export default {
     loadStyles();
     const v = { el, ctx, cursors: [null], page: 0, seq: 0, rows: [], ops: null, poller: null, dead: false };
     view = v;
-    el.replaceChildren(build(v));
+    put(el, build(v));
     operations(ctx).then((ops) => {
       v.ops = ops;
       if (!v.dead) renderRows(v);
@@ -128,14 +128,14 @@ function build(v) {
     field('Node', v.nodeSelect),
     field('Application', text(K.app, { placeholder: 'any', size: 12, 'data-filter': 'application' })),
     field('Type', select(K.type, [['', 'any'], ...TYPES.map((t) => [t, t])], f.type, { 'data-filter': 'type' })),
-    field('Name', text(K.name, { placeholder: 'glob, e.g. Elixir.MyApp.*', size: 20, 'data-filter': 'name' })),
+    field('Name', text(K.name, { placeholder: 'glob, e.g. Elixir.MyApp.*', size: 20, class: 'filter', 'data-filter': 'name' })),
     field('Min memory (B)', text(K.minMem, { placeholder: '0', size: 8, inputmode: 'numeric', 'data-filter': 'min_memory' })),
     field('Min queue', text(K.minQueue, { placeholder: '0', size: 5, inputmode: 'numeric', 'data-filter': 'min_queue' })),
     h('button', {
       type: 'button', class: 'vb-link', title: 'Clear every filter',
       onclick: () => {
         for (const k of [K.node, K.app, K.type, K.name, K.minMem, K.minQueue]) ctx.state.set(k, null);
-        v.el.replaceChildren(build(v));
+        put(v.el, build(v));
         v.cursors = [null];
         v.page = 0;
         load(v);
@@ -223,23 +223,23 @@ async function load(v) {
 function columns(v) {
   if (v.windowed) {
     return [
-      ['process', 'Process'], ['node', 'Node'], ['application', 'Application'], ['type', 'Type'],
+      ['process', 'Process · current function'], ['node', 'Node'], ['application', 'Application'], ['type', 'Type'],
       ['memory', 'Memory Δ', 'num'], ['reductions', 'Reductions/s', 'num'],
-      ['message_queue_len', 'Queue Δ', 'num'], ['status', 'Status'], ['current', 'Current function'],
-      ['actions', ''],
+      ['message_queue_len', 'Queue Δ', 'num'], ['status', 'Status'], ['actions', ''],
     ];
   }
   return [
-    ['process', 'Process'], ['node', 'Node'], ['application', 'Application'], ['type', 'Type'],
+    ['process', 'Process · current function'], ['node', 'Node'], ['application', 'Application'], ['type', 'Type'],
     ['memory', 'Memory', 'num'], ['reductions', 'Reductions', 'num'], ['message_queue_len', 'Queue', 'num'],
-    ['heap_size', 'Heap (words)', 'num'], ['status', 'Status'], ['current', 'Current function'],
-    ['actions', ''],
-  ];
+    // The heap column only when ranking by it (the info dialog has it always).
+    v.sort === 'heap_size' ? ['heap_size', 'Heap (words)', 'num'] : null,
+    ['status', 'Status'], ['actions', ''],
+  ].filter(Boolean);
 }
 
 function renderHead(v) {
   const sortable = v.windowed ? WINDOW_SORTS : SORTS.map(([s]) => s);
-  v.thead.replaceChildren(h('tr', {}, columns(v).map(([key, label, kind]) => {
+  put(v.thead, h('tr', {}, columns(v).map(([key, label, kind]) => {
     if (!sortable.includes(key)) return h('th', { class: kind === 'num' ? 'vb-num' : null, scope: 'col' }, label);
     const active = v.sort === key;
     return h('th', { class: `vb-num vb-sortable ${active ? 'vb-active' : ''}`, scope: 'col', 'aria-sort': active ? 'descending' : 'none' },
@@ -267,11 +267,12 @@ function renderRows(v) {
     trace: ops && can(v.ctx, ops, 'trace_process'),
   };
   if (!v.rows.length) {
-    v.tbody.replaceChildren(h('tr', {}, h('td', { colspan: columns(v).length, class: 'vb-empty' },
+    put(v.tbody, h('tr', {}, h('td', { colspan: columns(v).length, class: 'vb-empty' },
       'No process matches these filters.')));
     return;
   }
-  v.tbody.replaceChildren(...v.rows.map((row) => {
+  const nodes = (v.data && v.data.nodes) || [];
+  put(v.tbody, ...v.rows.map((row) => {
     const label = processLabel(row);
     const cells = v.windowed
       ? [
@@ -283,18 +284,18 @@ function renderRows(v) {
         h('td', { class: 'vb-num' }, bytes(row.memory)),
         h('td', { class: 'vb-num' }, num(row.reductions)),
         h('td', { class: `vb-num ${row.message_queue_len > 1000 ? 'vb-hot' : ''}` }, num(row.message_queue_len)),
-        h('td', { class: 'vb-num' }, num(row.heap_size)),
+        v.sort === 'heap_size' ? h('td', { class: 'vb-num' }, num(row.heap_size)) : null,
       ];
     return h('tr', { 'data-pid': row.pid },
       h('td', { class: 'vb-proc' },
         h('div', { class: 'vb-proc-name', title: label }, label),
-        h('div', { class: 'vb-pid' }, row.pid.split('@')[0])),
-      h('td', { class: 'vb-node', title: row.node }, row.node),
+        h('div', { class: 'vb-pid', title: `${row.pid}\ncurrent function: ${moduleText(row.current_function)}` },
+          row.pid.split('@')[0], h('span', { class: 'vb-current' }, ' · ', moduleText(row.current_function)))),
+      h('td', { class: 'vb-node', title: row.node }, nodeLabel(row.node, nodes, 28)),
       h('td', {}, row.application === 'undefined' ? h('span', { class: 'vb-dim' }, 'none') : row.application),
       h('td', {}, row.type),
       cells,
       h('td', {}, h('span', { class: `vb-pill vb-st-${row.status}` }, row.status)),
-      h('td', { class: 'vb-mono vb-current', title: moduleText(row.current_function) }, moduleText(row.current_function)),
       h('td', { class: 'vb-actions' },
         acts.info ? h('button', { type: 'button', 'data-action': 'info', title: 'Full info and state (needs the token)', onclick: () => infoDialog(v, row) }, 'Info') : null,
         acts.kill ? h('button', { type: 'button', class: 'vb-danger', 'data-action': 'kill', onclick: () => killDialog(v, row) }, 'Kill') : null,
@@ -318,7 +319,7 @@ function signedBytes(n) {
 
 function renderPager(v) {
   if (v.windowed) {
-    v.pager.replaceChildren(h('span', { class: 'vb-dim' }, 'Window mode ranks the top processes; no further pages.'));
+    put(v.pager, h('span', { class: 'vb-dim' }, 'Window mode ranks the top processes; no further pages.'));
     return;
   }
   const prev = h('button', {
@@ -337,7 +338,7 @@ function renderPager(v) {
       load(v);
     },
   }, 'Next ›');
-  v.pager.replaceChildren(prev, h('span', { class: 'vb-page' }, `Page ${v.page + 1}`), next);
+  put(v.pager, prev, h('span', { class: 'vb-page' }, `Page ${v.page + 1}`), next);
 }
 
 // --------------------------------------------------------------- actions
@@ -353,7 +354,7 @@ async function infoDialog(v, row) {
   const result = await withToken(v.ctx, (token) =>
     authed(v.ctx, token, 'GET', pidPath(row.pid), { query: { state_timeout_ms: 2000 } }));
   if (!result.ok) {
-    out.replaceChildren(h('div', { class: 'vb-notice vb-error', 'data-result': 'refused' }, errorText(result.error)));
+    put(out, h('div', { class: 'vb-notice vb-error', 'data-result': 'refused' }, errorText(result.error)));
     return;
   }
   const info = unwrap(result.value);
@@ -371,7 +372,7 @@ async function infoDialog(v, row) {
     ['Traps exits', info.trap_exit === undefined ? undefined : String(info.trap_exit)],
     ['Protection', info.protected || info.protection],
   ].filter(([, value]) => value !== undefined && value !== null && value !== '');
-  out.replaceChildren(
+  put(out, 
     h('dl', { class: 'vb-facts' }, facts.map(([k, value]) => [h('dt', {}, k), h('dd', {}, String(value))])),
     h('div', { class: 'vb-cols' },
       h('div', {}, h('h4', {}, 'Links'), refs(info.links)),

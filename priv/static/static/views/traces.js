@@ -7,7 +7,7 @@
 // for it once per browser session.
 
 import {
-  h, num, clock, moduleText, unwrap, operations, can, errorText, withToken, authed, poll,
+  h, put, nodeLabel, num, clock, moduleText, unwrap, operations, can, errorText, withToken, authed, poll,
   notice, loadStyles,
 } from './common.js';
 
@@ -32,7 +32,7 @@ export default {
     v.form = h('div', { class: 'vb-card vb-trace-form' });
     v.list = h('div', { class: 'vb-card vb-sessions' });
     v.detail = h('div', { class: 'vb-card vb-session' });
-    el.replaceChildren(h('section', { class: 'vb-view vb-traces' },
+    put(el, h('section', { class: 'vb-view vb-traces' },
       h('div', { class: 'vb-head' }, h('h2', {}, 'Trace sessions'),
         h('div', { class: 'vb-status' }, 'Throttled: a session can never take a node down.')),
       v.notice,
@@ -40,7 +40,7 @@ export default {
         h('div', { class: 'vb-side' }, v.form, v.list),
         v.detail)));
     renderDetail(v);
-    v.list.replaceChildren(h('h3', {}, 'Sessions'), h('p', { class: 'vb-dim' }, 'Loading…'));
+    put(v.list, h('h3', {}, 'Sessions'), h('p', { class: 'vb-dim' }, 'Loading…'));
     operations(ctx).then((ops) => {
       v.ops = ops;
       if (!v.dead) {
@@ -73,7 +73,7 @@ function renderForm(v) {
   const { ctx } = v;
   const allowed = !v.ops || can(ctx, v.ops, 'trace_process');
   if (!allowed) {
-    v.form.replaceChildren(h('h3', {}, 'New session'),
+    put(v.form, h('h3', {}, 'New session'),
       h('p', { class: 'vb-dim', 'data-readonly': 'true' },
         ctx.readOnly ? 'This node is read-only: trace sessions cannot be started from here.'
           : 'This node does not serve trace_process.'));
@@ -104,13 +104,13 @@ function renderForm(v) {
   const out = h('div', { class: 'vb-notice', hidden: true });
   const row = (label, ...inputs) => h('label', { class: 'vb-field vb-block' }, h('span', {}, label), ...inputs);
   const sections = {
-    process: h('div', {},
+    process: h('div', { class: 'vb-form-section' },
       row('Process', f.process),
       row('Messages', f.messages)),
-    name: h('div', {},
+    name: h('div', { class: 'vb-form-section' },
       row('Registered name', f.name),
       row('Messages', f.messages.cloneNode(true))),
-    function: h('div', {}),
+    function: null,
   };
   const pattern = h('fieldset', { class: 'vb-pattern' },
     h('legend', {}, 'Function pattern'),
@@ -128,9 +128,9 @@ function renderForm(v) {
           show();
         },
       }), h('span', {}, label))));
-  const body = h('div', {});
+  const body = h('div', { class: 'vb-form-section' });
   const show = () => {
-    body.replaceChildren(sections[kind], pattern, kind !== 'process' ? nodeRow : null);
+    put(body, sections[kind], pattern, kind !== 'process' ? nodeRow : null);
     pattern.querySelector('legend').textContent = kind === 'function' ? 'Function pattern' : 'Function pattern (optional)';
   };
   show();
@@ -182,9 +182,9 @@ function renderForm(v) {
       select(v, session.id);
     },
   }, tabs, body,
-  h('div', { class: 'vb-row3' }, row('Duration (s)', f.duration), row('Max events / node', f.maxEvents), row('Rate / s / node', f.rate)),
+  h('div', { class: 'vb-row3 vb-limits' }, row('Duration (s)', f.duration), row('Max events / node', f.maxEvents), row('Rate / s / node', f.rate)),
   h('div', { class: 'vb-actions-row' }, start), out);
-  v.form.replaceChildren(h('h3', {}, 'New session'), form);
+  put(v.form, h('h3', {}, 'New session'), form);
 }
 
 function fieldErrors(err) {
@@ -201,7 +201,7 @@ async function loadSessions(v) {
   if (v.dead) return;
   if (!result.ok) {
     v.needToken = true;
-    v.list.replaceChildren(h('h3', {}, 'Sessions'),
+    put(v.list, h('h3', {}, 'Sessions'),
       h('div', { class: 'vb-notice vb-error', 'data-result': result.refused ? 'refused' : 'error' }, errorText(result.error)),
       h('button', {
         type: 'button', class: 'vb-button',
@@ -276,7 +276,7 @@ function renderList(v) {
       h('span', { class: 'vb-session-what', title: describe(s) }, describe(s)),
       h('span', { class: 'vb-dim' }, `${clock(s.created_at_ms)} · ${num(t.kept)} kept`)));
   });
-  v.list.replaceChildren(h('h3', {}, 'Sessions'),
+  put(v.list, h('h3', {}, 'Sessions'),
     items.length ? h('ul', { class: 'vb-session-list' }, items) : h('p', { class: 'vb-dim' }, 'No session yet.'));
 }
 
@@ -285,7 +285,7 @@ function renderList(v) {
 function renderDetail(v) {
   const s = v.sessions.find((x) => x.id === v.selected);
   if (!s) {
-    v.detail.replaceChildren(h('div', { class: 'vb-empty' },
+    put(v.detail, h('div', { class: 'vb-empty' },
       v.selected ? `Session ${v.selected} is not (or no longer) on this node.` : 'Start a session or choose one to see its events.'));
     v.detailFor = null;
     return;
@@ -302,7 +302,7 @@ function renderDetail(v) {
       onclick: () => stop(v, s.id),
     }, 'Stop');
     v.head = h('div', { class: 'vb-session-head' });
-    v.detail.replaceChildren(
+    put(v.detail, 
       v.head, v.stopOut, v.counters,
       h('details', { class: 'vb-per-node' },
         h('summary', {}, 'Per node'),
@@ -318,7 +318,7 @@ function renderDetail(v) {
   }
   const canStop = !v.ops || can(v.ctx, v.ops, 'stop_trace_session');
   v.stopBtn.hidden = !canStop || s.status !== 'running';
-  v.head.replaceChildren(
+  put(v.head, 
     h('div', {},
       h('h3', {}, describe(s)),
       h('div', { class: 'vb-dim' }, `${s.id} · started ${clock(s.created_at_ms)} · ${s.nodes.length} node${s.nodes.length === 1 ? '' : 's'} · limits: ${num((s.limits || {}).duration_ms / 1000)} s, ${num((s.limits || {}).max_events)} events, ${num((s.limits || {}).rate)}/s per node`)),
@@ -327,14 +327,14 @@ function renderDetail(v) {
   const t = totals(s);
   const counter = (label, value, key, hint) => h('div', { class: 'vb-counter', dataset: { counter: key }, title: hint || '' },
     h('div', { class: 'vb-counter-value' }, value), h('div', { class: 'vb-counter-label' }, label));
-  v.counters.replaceChildren(
+  put(v.counters, 
     counter('Kept', num(t.kept), 'kept', 'events kept in the nodes\u2019 rings'),
     counter('Dropped', num(t.dropped), 'dropped', 'dropped by rate, per-process limit, event limit, size or unread'),
     counter('Seen', num(t.seen), 'seen'),
     counter('Pauses', num(t.pauses), 'pauses', 'times tracing was paused for being over budget'),
     counter('Overhead', `${(t.overhead * 100).toFixed(2)} %`, 'overhead', `share of one scheduler (ceiling ${((s.limits || {}).overhead_ceiling || 0) * 100} %)`));
-  v.perNode.replaceChildren(...Object.entries(s.per_node || {}).sort().map(([node, st]) => h('tr', {},
-    h('td', { class: 'vb-node', title: node }, node),
+  put(v.perNode, ...Object.entries(s.per_node || {}).sort().map(([node, st]) => h('tr', {},
+    h('td', { class: 'vb-node', title: node }, nodeLabel(node, Object.keys(s.per_node || {}))),
     h('td', {}, st.status),
     h('td', { class: 'vb-num' }, num(st.seen)),
     h('td', { class: 'vb-num' }, num(st.kept)),
@@ -402,20 +402,21 @@ function renderEvents(v, added = 0) {
   if (!v.eventsBody) return;
   renderNote(v);
   if (!v.events.length) {
-    v.eventsBody.replaceChildren(h('tr', {}, h('td', { colspan: 5, class: 'vb-empty' }, 'No event yet.')));
+    put(v.eventsBody, h('tr', {}, h('td', { colspan: 5, class: 'vb-empty' }, 'No event yet.')));
     return;
   }
   const rows = [];
+  const nodes = [...new Set(v.events.map((e) => e.node))];
   for (let i = v.events.length - 1; i >= 0; i -= 1) {
     const e = v.events[i];
     rows.push(h('tr', { class: i >= v.events.length - added ? 'vb-fresh' : '', dataset: { kind: e.kind } },
       h('td', { class: 'vb-mono vb-nowrap' }, clock(e.ts_us / 1000)),
-      h('td', { class: 'vb-node', title: e.node }, e.node),
+      h('td', { class: 'vb-node', title: e.node }, nodeLabel(e.node, nodes, 20)),
       h('td', { class: 'vb-mono vb-nowrap' }, String(e.pid || '').split('@')[0]),
       h('td', {}, h('span', { class: `vb-pill vb-kind-${e.kind}` }, e.kind)),
       h('td', { class: 'vb-mono vb-what' }, what(e))));
   }
-  v.eventsBody.replaceChildren(...rows);
+  put(v.eventsBody, ...rows);
 }
 
 function what(e) {

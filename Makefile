@@ -7,7 +7,11 @@ SHELL := /bin/bash
 
 # elixir alone lacks runtime_tools, os_mon, inets...: erlang-nox brings them.
 # python3-venv: Debian's python3 has no `venv`/ensurepip without it.
-APT_PACKAGES := elixir erlang-nox erlang-dev iptables python3 python3-venv
+# chromium, nodejs, npm: the :browser tests drive Debian's chromium through
+# playwright-core (package.json; it never downloads a browser). Debian 12's
+# nodejs is 18, which playwright-core 1.61 accepts (engines: node >= 18); a
+# node/npm already on the PATH (nodesource, nvm) is used as it is.
+APT_PACKAGES := elixir erlang-nox erlang-dev iptables python3 python3-venv chromium nodejs npm
 
 export LANG := C.UTF-8
 export LC_ALL := C.UTF-8
@@ -17,12 +21,16 @@ export ELIXIR_ERL_OPTIONS := +fnu
 # virtualenv of its own under _build.
 OPENAPI_VALIDATOR := _build/tools/venv/bin/openapi-spec-validator
 
-.PHONY: test demo system-deps epmd rust-check elixir-check
+.PHONY: test demo system-deps epmd rust-check elixir-check browser-deps
 
 system-deps:
 	@missing=""; \
 	if command -v dpkg-query >/dev/null 2>&1; then \
 	  for p in $(APT_PACKAGES); do \
+	    case $$p in \
+	      nodejs) command -v node >/dev/null 2>&1 && continue;; \
+	      npm) command -v npm >/dev/null 2>&1 && continue;; \
+	    esac; \
 	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	  done; \
 	else \
@@ -55,7 +63,13 @@ $(OPENAPI_VALIDATOR): | system-deps
 	python3 -m venv _build/tools/venv
 	_build/tools/venv/bin/pip install --quiet --disable-pip-version-check openapi-spec-validator==0.7.1
 
-elixir-check: epmd $(OPENAPI_VALIDATOR)
+# playwright-core for the :browser tests, exactly as package-lock.json pins it.
+node_modules/.package-lock.json: package.json package-lock.json | system-deps
+	npm ci --no-audit --no-fund
+
+browser-deps: node_modules/.package-lock.json
+
+elixir-check: epmd $(OPENAPI_VALIDATOR) browser-deps
 	mix format --check-formatted
 	MIX_ENV=test mix compile --warnings-as-errors
 	mix test

@@ -39,6 +39,19 @@ exclude =
 
 Enum.each(notices, &IO.puts/1)
 
+# :browser runs when chromium, node and node_modules/playwright-core are here
+# (make test installs them); under CI=true a missing one halts the run.
+exclude =
+  case Setup.browser(exclude, Setup.ci?(), ClusterScope.Test.Browser.available()) do
+    {:run, exclude, notices} ->
+      Enum.each(notices, &IO.puts/1)
+      exclude
+
+    {:halt, message} ->
+      IO.puts(:stderr, message)
+      System.halt(1)
+  end
+
 # Horde's unavailable path (:no_horde) runs when Horde does not load.
 exclude = if :horde in exclude, do: exclude, else: [:no_horde | exclude]
 

@@ -54,4 +54,17 @@ defmodule ClusterScope.Test.SetupTest do
     assert {@base, []} = Setup.optional(@base, arsenal: ClusterScope.Arsenal)
     assert {[:arsenal | @base], _} = Setup.optional(@base, arsenal: Nowhere.To.Be.Found)
   end
+
+  test ":browser: included when chromium, node and playwright-core are here; CI halts when not" do
+    assert Setup.browser(@base, true, :ok) == {:run, [:bench], []}
+    assert Setup.browser(@base, false, :ok) == {:run, [:bench], []}
+
+    assert {:run, exclude, [notice]} = Setup.browser([:bench], false, {:error, "no chromium"})
+    assert :browser in exclude
+    assert notice =~ "Skipping :browser tests: no chromium"
+
+    assert {:halt, message} = Setup.browser(@base, true, {:error, "/usr/bin/chromium is missing"})
+    assert message =~ ":browser"
+    assert message =~ "/usr/bin/chromium is missing"
+  end
 end

@@ -76,4 +76,29 @@ defmodule ClusterScope.Test.Setup do
   @doc "Whether this run is a CI run (`CI=true`)."
   @spec ci?() :: boolean()
   def ci?, do: System.get_env("CI") == "true"
+
+  @doc """
+  Decides whether the `:browser` tests run: `check` is
+  `ClusterScope.Test.Browser.available/0` (chromium, node and
+  `node_modules/playwright-core`). Available: `:browser` is taken out of the
+  exclusions (`make test` runs them). Missing outside CI: excluded with a
+  notice. Missing under `CI=true`: `{:halt, message}`, like `:cluster`.
+  """
+  @spec browser([atom()], boolean(), check()) ::
+          {:run, [atom()], [String.t()]} | {:halt, String.t()}
+  def browser(exclude, ci?, check) do
+    case check do
+      :ok ->
+        {:run, List.delete(exclude, :browser), []}
+
+      {:error, why} ->
+        if ci?,
+          do:
+            {:halt,
+             "CI=true: the :browser tests must run, but #{reason(why)}. " <>
+               "Fix the machine (make system-deps as root, npm ci) instead of skipping."},
+          else:
+            {:run, Enum.uniq([:browser | exclude]), ["Skipping :browser tests: #{reason(why)}"]}
+    end
+  end
 end

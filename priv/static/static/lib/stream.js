@@ -1,0 +1,229 @@
+// Live updates. Server-Sent Events read with fetch() and a ReadableStream
+// (EventSource cannot send the Authorization header), parsed here; the
+// stream resumes from the last event id (Last-Event-ID) after any break,
+// so no event is lost across a reconnect or an endpoint restart. When the
+// endpoint has no /api/v1/stream (404), the same events come from polling
+// GET /api/v1/cluster/events?since= (and the alerts operation), with the
+// same delivery: cluster events in id order, each once.
+//
+// Subscribers: on(type, fn) with type `cluster`, `alert`, `trace`,
+// `heartbeat`, or the status types `status` (connection state changes).
+
+import { storedToken, buildUrl } from './api.js';
+
+const POLL_MS = 500;
+const ALERT_POLL_MS = 2000;
+const MAX_BACKOFF_MS = 5000;
+
+export class LiveStream {
+  constructor({ topics = ['cluster', 'alerts'] } = {}) {
+    this.topics = topics;
+    this.handlers = new Map();
+    this.lastEventId = null; // opaque SSE cursor
+    this.lastClusterId = 0; // cluster event ids seen (dedupe across replays)
+    this.transport = 'connecting';
+    this.connected = false;
+    this.stopped = true;
+    this.backoff = 250;
+    this.alertKeys = new Map();
+    this.abort = null;
+    this.timer = null;
+    this.stats = { reconnects: 0, events: 0 };
+  }
+
+  on(type, fn) {
+    if (!this.handlers.has(type)) this.handlers.set(type, new Set());
+    this.handlers.get(type).add(fn);
+    return () => this.handlers.get(type).delete(fn);
+  }
+
+  emit(type, data) {
+    for (const fn of this.handlers.get(type) || []) {
+      try {
+        fn(data);
+      } catch (err) {
+        console.warn('event handler failed', err);
+      }
+    }
+  }
+
+  setStatus(transport, connected, detail) {
+    this.transport = transport;
+    this.connected = connected;
+    this.emit('status', { transport, connected, detail, stats: this.stats });
+  }
+
+  // Start after `since` (the last cluster event id already shown).
+  start(since = 0) {
+    this.lastClusterId = since;
+    this.stopped = false;
+    this.connect();
+  }
+
+  stop() {
+    this.stopped = true;
+    if (this.abort) this.abort.abort();
+    clearTimeout(this.timer);
+  }
+
+  deliverCluster(event) {
+    if (typeof event.id === 'number') {
+      if (event.id <= this.lastClusterId) return; // a replay we already have
+      this.lastClusterId = event.id;
+    }
+    this.stats.events += 1;
+    this.emit('cluster', event);
+  }
+
+  async connect() {
+    if (this.stopped) return;
+    const headers = { Accept: 'text/event-stream' };
+    const token = storedToken();
+    if (token) headers.Authorization = `Bearer ${token}`;
+    if (this.lastEventId) headers['Last-Event-ID'] = this.lastEventId;
+    this.abort = new AbortController();
+    let response;
+    try {
+      response = await fetch(buildUrl('/api/v1/stream', { topics: this.topics.join(',') }), {
+        headers,
+        signal: this.abort.signal,
+        cache: 'no-store',
+      });
+    } catch (err) {
+      return this.retry(`stream unreachable: ${err.message}`);
+    }
+    if (response.status === 404) {
+      // No SSE on this endpoint: poll the events cursor instead.
+      return this.poll();
+    }
+    if (!response.ok || !response.body) {
+      return this.retry(`stream answered HTTP ${response.status}`);
+    }
+    this.backoff = 250;
+    this.setStatus('sse', true);
+    // The stream carries the events after our cursor; if we never had an
+    // SSE cursor, catch up from the events operation first.
+    if (!this.lastEventId) await this.catchUp();
+    try {
+      await this.read(response.body.getReader());
+    } catch (err) {
+      if (this.stopped) return undefined;
+    }
+    return this.retry('stream closed');
+  }
+
+  async read(reader) {
+    const decoder = new TextDecoder();
+    let buffer = '';
+    let frame = { data: [] };
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buffer += decoder.decode(value, { stream: true });
+      let nl;
+      while ((nl = buffer.search(/\r?\n/)) >= 0) {
+        const line = buffer.slice(0, nl);
+        buffer = buffer.slice(nl + (buffer[nl] === '\r' ? 2 : 1));
+        if (line === '') {
+          this.dispatch(frame);
+          frame = { data: [] };
+        } else if (!line.startsWith(':')) {
+          const colon = line.indexOf(':');
+          const field = colon < 0 ? line : line.slice(0, colon);
+          let val = colon < 0 ? '' : line.slice(colon + 1);
+          if (val.startsWith(' ')) val = val.slice(1);
+          if (field === 'data') frame.data.push(val);
+          else if (field === 'event') frame.event = val;
+          else if (field === 'id') frame.id = val;
+        }
+      }
+    }
+  }
+
+  dispatch(frame) {
+    if (frame.id !== undefined) this.lastEventId = frame.id;
+    if (!frame.data.length && !frame.event) return;
+    const type = frame.event || 'message';
+    let data = null;
+    try {
+      data = frame.data.length ? JSON.parse(frame.data.join('\n')) : null;
+    } catch (_) {
+      return;
+    }
+    if (type === 'cluster') this.deliverCluster(data);
+    else {
+      this.stats.events += 1;
+      this.emit(type, data);
+    }
+  }
+
+  retry(why) {
+    if (this.stopped) return;
+    this.stats.reconnects += 1;
+    this.setStatus(this.transport === 'polling' ? 'polling' : 'sse', false, why);
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.connect(), this.backoff);
+    this.backoff = Math.min(this.backoff * 2, MAX_BACKOFF_MS);
+  }
+
+  async fetchJson(path, query) {
+    const headers = { Accept: 'application/json' };
+    const token = storedToken();
+    if (token) headers.Authorization = `Bearer ${token}`;
+    const response = await fetch(buildUrl(path, query), { headers, cache: 'no-store' });
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    return (await response.json()).data;
+  }
+
+  // Every cluster event after the last one delivered, in pages of 1,000.
+  async catchUp() {
+    for (let page = 0; page < 20; page++) {
+      const data = await this.fetchJson('/api/v1/cluster/events', {
+        since: this.lastClusterId,
+        limit: 1000,
+      });
+      for (const e of data.events) this.deliverCluster(e);
+      if (data.events.length < 1000) return;
+    }
+  }
+
+  async poll() {
+    this.setStatus('polling', true);
+    let lastAlerts = 0;
+    const tick = async () => {
+      if (this.stopped) return;
+      try {
+        await this.catchUp();
+        if (this.topics.includes('alerts') && Date.now() - lastAlerts >= ALERT_POLL_MS) {
+          lastAlerts = Date.now();
+          await this.pollAlerts();
+        }
+        if (!this.connected) this.setStatus('polling', true);
+        this.backoff = 250;
+        this.timer = setTimeout(tick, POLL_MS);
+      } catch (err) {
+        this.stats.reconnects += 1;
+        this.setStatus('polling', false, err.message);
+        this.timer = setTimeout(tick, this.backoff);
+        this.backoff = Math.min(this.backoff * 2, MAX_BACKOFF_MS);
+      }
+    };
+    tick();
+  }
+
+  // Alerts by polling: each newly active alert is delivered once, as the
+  // stream would ({node, ...alert}); cleared ones as {cleared: true}.
+  async pollAlerts() {
+    const data = await this.fetchJson('/api/v1/cluster/alerts');
+    const seen = new Map();
+    for (const alert of data.alerts || []) {
+      const key = `${alert.node}|${alert.metric || alert.name || ''}|${alert.severity}`;
+      seen.set(key, alert);
+      if (!this.alertKeys.has(key)) this.emit('alert', alert);
+    }
+    for (const [key, alert] of this.alertKeys) {
+      if (!seen.has(key)) this.emit('alert', { ...alert, cleared: true, cleared_at_ms: Date.now() });
+    }
+    this.alertKeys = seen;
+  }
+}

@@ -1,0 +1,161 @@
+// Node detail, in a drawer beside any view: status and cause, resources,
+// top processes, active alerts, build info, Horde membership. Opened by a
+// click on a node (state `node`), closed with Escape or the × button.
+
+import { h, fmtBytes, fmtTime } from '../lib/dom.js';
+import { ApiError } from '../lib/api.js';
+
+let timer = null;
+let token = 0;
+
+function section(title, body, id) {
+  return h('section', { class: 'detail-section', id }, h('h3', {}, title), body);
+}
+
+function kv(pairs) {
+  return h('dl', { class: 'kv' }, pairs.filter(([, v]) => v !== undefined).map(([k, v]) =>
+    [h('dt', {}, k), h('dd', {}, v === null || v === '' ? '–' : String(v))]));
+}
+
+function unavailable(err) {
+  if (err instanceof ApiError) {
+    const reason = (err.error.details && err.error.details.reason) || err.error.message;
+    return h('p', { class: 'muted' }, reason);
+  }
+  return h('p', { class: 'muted' }, String(err && err.message || err));
+}
+
+async function settle(p) {
+  try {
+    return { ok: true, value: await p };
+  } catch (err) {
+    return { ok: false, err };
+  }
+}
+
+function resources(res) {
+  if (!res) return h('p', { class: 'muted' }, 'no sample yet');
+  const sample = res.sample;
+  if (!sample) return h('p', { class: 'muted' }, `No resource sample yet (${(res.status && res.status.reason) || 'the first sample is taken within a second'}).`);
+  const m = sample.memory || {};
+  const pairs = [
+    ['memory total', m.total !== undefined ? fmtBytes(m.total) : fmtBytes(sample.memory_total_bytes)],
+    ['memory used', sample.memory_total_pct !== undefined ? `${Math.round(sample.memory_total_pct)} %` : undefined],
+    ['processes', sample.process_count],
+    ['process usage', sample.process_usage_pct !== undefined ? `${Number(sample.process_usage_pct).toFixed(1)} %` : undefined],
+    ['run queue / scheduler', sample.run_queue_per_scheduler],
+    ['scheduler utilization', sample.scheduler_utilization_pct !== undefined && sample.scheduler_utilization_pct !== null ? `${Number(sample.scheduler_utilization_pct).toFixed(1)} %` : undefined],
+    ['longest message queue', sample.max_message_queue_len],
+    ['atoms', sample.atom_usage_pct !== undefined ? `${Number(sample.atom_usage_pct).toFixed(1)} %` : undefined],
+    ['ports', sample.port_usage_pct !== undefined ? `${Number(sample.port_usage_pct).toFixed(1)} %` : undefined],
+    ['sampled at', fmtTime(sample.at_ms || (res.status && res.status.last_sample_at_ms))],
+  ];
+  return kv(pairs);
+}
+
+function processes(list) {
+  const rows = (list && list.processes) || [];
+  if (!rows.length) return h('p', { class: 'muted' }, 'no processes listed');
+  return h('table', { class: 'compact' },
+    h('thead', {}, h('tr', {}, ['process', 'memory', 'queue', 'reductions'].map((t) => h('th', {}, t)))),
+    h('tbody', {}, rows.map((p) => h('tr', {},
+      h('td', { title: `${p.pid}\n${p.current_function || ''}` }, p.registered_name || p.initial_call || p.pid),
+      h('td', { class: 'num' }, fmtBytes(p.memory)),
+      h('td', { class: 'num' }, p.message_queue_len),
+      h('td', { class: 'num' }, p.reductions)))));
+}
+
+function alertList(alerts) {
+  if (!alerts.length) return h('p', { class: 'muted ok' }, 'no active alert');
+  return h('ul', { class: 'alerts' }, alerts.map((a) =>
+    h('li', { class: `sev-${a.severity}` },
+      h('span', { class: 'sev' }, a.severity), ' ',
+      h('strong', {}, a.metric || a.name || 'alert'), ' ',
+      a.message || (a.value !== undefined ? `value ${a.value}` : ''))));
+}
+
+function horde(result, node) {
+  if (!result.ok) {
+    const e = result.err;
+    if (e instanceof ApiError && (e.status === 503 || e.status === 404)) {
+      return h('p', { class: 'muted', id: 'horde-status' }, 'Horde not loaded on this node.');
+    }
+    return unavailable(e);
+  }
+  const data = result.value || {};
+  const groups = [...(data.registries || []), ...(data.supervisors || [])];
+  const mine = groups.filter((g) => (g.members || []).some((m) => m.node === node));
+  if (!groups.length) return h('p', { class: 'muted', id: 'horde-status' }, 'Horde is loaded; no registry or supervisor runs here.');
+  return h('ul', { id: 'horde-status' }, groups.map((g) => {
+    const m = (g.members || []).find((x) => x.node === node);
+    return h('li', {}, h('strong', {}, g.name || g.registry || g.supervisor || '?'), ': ',
+      m ? `member (${m.status || 'member'})` : 'not a member');
+  }), mine.length ? null : h('li', { class: 'muted' }, 'this node is in none of them'));
+}
+
+async function load(el, ctx, node) {
+  const mine = ++token;
+  const enc = encodeURIComponent(node);
+  const [info, res, build, procs, alerts, hordeRes] = await Promise.all([
+    settle(ctx.api('GET', `/api/v1/cluster/nodes/${enc}`)),
+    settle(ctx.api('GET', `/api/v1/cluster/nodes/${enc}/resources`)),
+    settle(ctx.api('GET', `/api/v1/cluster/nodes/${enc}/build`)),
+    settle(ctx.api('GET', '/api/v1/cluster/processes', { query: { node, limit: 8, sort_by: 'memory' } })),
+    settle(ctx.api('GET', '/api/v1/cluster/alerts')),
+    settle(ctx.api('GET', '/api/v1/horde/members')),
+  ]);
+  if (mine !== token) return;
+  const i = info.ok ? info.value : null;
+  const live = (i && i.live) || {};
+  const status = i ? i.status : 'unknown';
+  const body = el.querySelector('.drawer-body');
+  body.replaceChildren(
+    h('div', { class: 'node-status' },
+      h('span', { class: `status-pill status-${status}` }, status),
+      i && i.simulated ? h('span', { class: 'status-pill simulated' }, 'simulated') : null,
+      i && i.since_ms ? h('span', { class: 'muted' }, `since ${fmtTime(i.since_ms)}`) : null),
+    i && (i.down_cause || i.down_reason)
+      ? h('p', { class: 'cause' }, `cause: ${i.down_cause || i.down_reason}`)
+      : null,
+    info.ok ? null : unavailable(info.err),
+    section('Live', info.ok ? kv([
+      ['OTP', live.otp_release],
+      ['processes', live.process_count !== undefined ? `${live.process_count} / ${live.process_limit}` : undefined],
+      ['memory', live.memory_bytes ? fmtBytes(live.memory_bytes.total) : undefined],
+      ['schedulers', live.schedulers],
+      ['uptime', live.uptime_ms !== undefined ? `${Math.round(live.uptime_ms / 1000)} s` : undefined],
+      ['connected to', live.connected_nodes ? live.connected_nodes.length : undefined],
+    ]) : h('p', { class: 'muted' }, '–'), 'node-live'),
+    section('Resources', res.ok ? resources(res.value) : unavailable(res.err), 'node-resources'),
+    section('Top processes (memory)', procs.ok ? processes(procs.value) : unavailable(procs.err), 'node-processes'),
+    section('Alerts', alerts.ok ? alertList((alerts.value.alerts || []).filter((a) => a.node === node)) : unavailable(alerts.err), 'node-alerts'),
+    section('Build', build.ok ? kv([
+      ['ClusterScope', build.value.cluster_scope_version],
+      ['Elixir', build.value.elixir_version],
+      ['OTP', build.value.otp_release],
+      ['native core', build.value.native && `${build.value.native.core_version} (${build.value.native.profile}, ${build.value.native.target})`],
+    ]) : unavailable(build.err), 'node-build'),
+    section('Horde', horde(hordeRes, node), 'node-horde'));
+  el.dataset.loaded = 'true';
+}
+
+export default {
+  id: 'node',
+  title: 'Node',
+  async mount(el, ctx) {
+    const node = ctx.state.get('node');
+    el.dataset.loaded = 'false';
+    el.replaceChildren(
+      h('div', { class: 'drawer-head' },
+        h('h2', { id: 'node-title', title: node }, node),
+        h('button', { class: 'close', 'aria-label': 'Close (Esc)', title: 'Close (Esc)', onclick: () => ctx.select(null) }, '×')),
+      h('div', { class: 'drawer-body' }, h('p', { class: 'muted' }, 'loading…')));
+    await load(el, ctx, node);
+    clearInterval(timer);
+    timer = setInterval(() => load(el, ctx, node).catch(() => {}), 5000);
+  },
+  unmount() {
+    clearInterval(timer);
+    token += 1;
+  },
+};

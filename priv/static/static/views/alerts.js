@@ -4,7 +4,7 @@
 // poll every 5 s reconciles with the nodes' own tables (and is all there
 // is when the stream is not available).
 
-import { h, put, nodeLabel, num, clock, ago, unwrap, nodeErrors, errorText, poll, subscribe, goTo, notice, loadStyles } from './common.js';
+import { h, put, nodeLabel, num, clock, ago, unwrap, nodeErrors, errorText, poll, subscribe, goTo, notice, loadStyles, setState, watch } from './common.js';
 
 const K = { severity: 'alerts.severity' };
 const RANK = { critical: 0, warning: 1 };
@@ -33,7 +33,7 @@ export default {
           h('select', {
             'data-control': 'severity',
             onchange: (e) => {
-              ctx.state.set(K.severity, e.target.value || null);
+              setState(ctx, K.severity, e.target.value || null);
               render(v);
             },
           }, [['', 'all'], ['critical', 'critical'], ['warning', 'warning']].map(([value, label]) =>
@@ -47,6 +47,10 @@ export default {
           h('th', { scope: 'col' }, 'Since'), h('th', { scope: 'col' }, 'What and what to do'))),
         v.tbody))));
 
+    v.unwatch = watch(ctx, [K.severity], () => {
+      el.querySelector('[data-control=severity]').value = ctx.state.get(K.severity) || '';
+      render(v);
+    });
     v.off = subscribe(ctx, 'alert', (payload) => onAlert(v, payload));
     v.poller = poll(() => load(v), 5_000, (err) => notice(v.notice, 'error', errorText(err)));
     v.ticker = setInterval(() => { if (!document.hidden) renderSince(v); }, 1_000);
@@ -56,6 +60,7 @@ export default {
     if (!view) return;
     view.dead = true;
     view.off();
+    view.unwatch();
     view.poller.stop();
     clearInterval(view.ticker);
     view = null;

@@ -263,6 +263,37 @@ export function subscribe(ctx, type, fn) {
   }
 }
 
+// ------------------------------------------------------------- URL state
+
+let muted = 0;
+
+/** Sets a URL state key from the view itself (its own watchers ignore it). */
+export function setState(ctx, key, value) {
+  muted += 1;
+  try {
+    ctx.state.set(key, value);
+  } finally {
+    muted -= 1;
+  }
+}
+
+/**
+ * Calls `fn` when one of `keys` changes from outside the view (the back
+ * button, an edited or followed URL); returns the unsubscribe function.
+ */
+export function watch(ctx, keys, fn) {
+  if (!ctx.state || typeof ctx.state.onChange !== 'function') return () => {};
+  const snapshot = () => keys.map((k) => ctx.state.get(k) ?? '').join('\u0000');
+  let last = snapshot();
+  const off = ctx.state.onChange(() => {
+    const now = snapshot();
+    if (now === last) return;
+    last = now;
+    if (muted === 0) fn();
+  });
+  return typeof off === 'function' ? off : () => {};
+}
+
 // ------------------------------------------------------------ navigation
 
 /** Opens another view, with its state set first. */

@@ -3,7 +3,7 @@
 // (process_distribution). A click on a cell opens the processes view
 // filtered to that node and application.
 
-import { h, put, nodeLabel, bytes, num, clock, unwrap, nodeErrors, errorText, poll, goTo, notice, loadStyles } from './common.js';
+import { h, put, nodeLabel, bytes, num, clock, unwrap, nodeErrors, errorText, poll, goTo, notice, loadStyles, setState, watch } from './common.js';
 
 const K = { measure: 'heat.measure', shown: 'heat.all' };
 const TOP_APPS = 14;
@@ -28,7 +28,7 @@ export default {
       h('input', {
         type: 'radio', name: 'heat-measure', value, checked: measure === value,
         onchange: () => {
-          ctx.state.set(K.measure, value === 'count' ? null : value);
+          setState(ctx, K.measure, value === 'count' ? null : value);
           render(v);
         },
       }), h('span', {}, label));
@@ -40,12 +40,18 @@ export default {
         h('button', { type: 'button', class: 'vb-button', 'data-action': 'refresh', onclick: () => v.poller.now() }, 'Refresh'),
         h('span', { class: 'vb-hint' }, 'Click a cell to list its processes.')),
       v.notice, v.grid, v.legend));
+    v.unwatch = watch(ctx, [K.measure, K.shown], () => {
+      const now = ctx.state.get(K.measure) === 'memory' ? 'memory' : 'count';
+      for (const input of el.querySelectorAll('input[name=heat-measure]')) input.checked = input.value === now;
+      render(v);
+    });
     v.poller = poll(() => load(v), 10_000, (err) => notice(v.notice, 'error', errorText(err)));
   },
 
   unmount() {
     if (!view) return;
     view.dead = true;
+    view.unwatch();
     view.poller.stop();
     view = null;
   },
@@ -139,7 +145,7 @@ function render(v) {
       ? h('button', {
         type: 'button', class: 'vb-link',
         onclick: () => {
-          v.ctx.state.set(K.shown, showAll ? null : '1');
+          setState(v.ctx, K.shown, showAll ? null : '1');
           render(v);
         },
       }, showAll ? `Show the top ${TOP_APPS} applications` : `Show ${hidden} more application${hidden === 1 ? '' : 's'}`)

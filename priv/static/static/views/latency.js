@@ -3,7 +3,7 @@
 // core). The matrix has one row per operation and one column per node;
 // choosing a node shows that node's full figures.
 
-import { h, put, nodeLabel, micros, num, clock, unwrap, nodeErrors, errorText, poll, notice, loadStyles } from './common.js';
+import { h, put, nodeLabel, micros, num, clock, unwrap, nodeErrors, errorText, poll, notice, loadStyles, setState, watch } from './common.js';
 
 const K = { node: 'latency.node', sort: 'latency.sort' };
 const SORTS = { name: 'Operation', count: 'Calls', p50_us: 'p50', p99_us: 'p99' };
@@ -24,7 +24,7 @@ export default {
     v.nodeSelect = h('select', {
       'data-control': 'node',
       onchange: (e) => {
-        ctx.state.set(K.node, e.target.value || null);
+        setState(ctx, K.node, e.target.value || null);
         render(v);
       },
     });
@@ -36,12 +36,14 @@ export default {
         h('button', { type: 'button', class: 'vb-button', 'data-action': 'refresh', onclick: () => v.poller.now() }, 'Refresh'),
         h('span', { class: 'vb-hint' }, 'Server-side time of each operation on the node that ran it; p50 · p99.')),
       v.notice, v.body));
+    v.unwatch = watch(ctx, [K.node, K.sort], () => render(v));
     v.poller = poll(() => load(v), 5_000, (err) => notice(v.notice, 'error', errorText(err)));
   },
 
   unmount() {
     if (!view) return;
     view.dead = true;
+    view.unwatch();
     view.poller.stop();
     view = null;
   },
@@ -76,7 +78,7 @@ function sortHeader(v, key, extra = {}) {
     h('button', {
       type: 'button', 'data-sort': key,
       onclick: () => {
-        v.ctx.state.set(K.sort, key === 'name' ? null : key);
+        setState(v.ctx, K.sort, key === 'name' ? null : key);
         render(v);
       },
     }, SORTS[key], active ? (key === 'name' ? ' ▴' : ' ▾') : ''));
@@ -115,7 +117,7 @@ function render(v) {
         sortHeader(v, 'count'), sortHeader(v, 'p50_us'), sortHeader(v, 'p99_us'),
         h('th', { scope: 'col', class: 'vb-bar-col' }, 'p50 → p99'),
         nodes.map((n) => h('th', { scope: 'col', class: 'vb-node-col', title: n },
-          h('button', { type: 'button', class: 'vb-link', onclick: () => { v.ctx.state.set(K.node, n); render(v); } }, nodeLabel(n, nodes, 22)))))),
+          h('button', { type: 'button', class: 'vb-link', onclick: () => { setState(v.ctx, K.node, n); render(v); } }, nodeLabel(n, nodes, 22)))))),
     h('tbody', {}, ops.map((op) => h('tr', { dataset: { op: op.name } },
       h('th', { scope: 'row', class: 'vb-sticky vb-mono' }, op.name),
       h('td', { class: 'vb-num' }, num(op.count)),
@@ -133,7 +135,7 @@ function render(v) {
 function renderNode(v, node, list) {
   const ops = sortRows(v, list);
   put(v.body, 
-    h('p', {}, h('button', { type: 'button', class: 'vb-link', onclick: () => { v.ctx.state.set(K.node, null); render(v); } }, '‹ All nodes'),
+    h('p', {}, h('button', { type: 'button', class: 'vb-link', onclick: () => { setState(v.ctx, K.node, null); render(v); } }, '‹ All nodes'),
       ' ', h('strong', {}, node)),
     ops.length
       ? h('table', { class: 'vb-table', id: 'latency-table' },

@@ -7,7 +7,7 @@
 
 import {
   h, put, nodeLabel, bytes, num, clock, processLabel, moduleText, unwrap, nodeErrors, operations, can,
-  errorText, withToken, authed, poll, goTo, dialog, notice, loadStyles,
+  errorText, withToken, authed, poll, goTo, dialog, notice, loadStyles, setState, watch,
 } from './common.js';
 
 const SORTS = [
@@ -62,6 +62,13 @@ export default {
     const v = { el, ctx, cursors: [null], page: 0, seq: 0, rows: [], ops: null, poller: null, dead: false };
     view = v;
     put(el, build(v));
+    // A filter changed from outside (back button, a followed link): redraw and reload from page 1.
+    v.unwatch = watch(ctx, Object.values(K), () => {
+      put(el, build(v));
+      v.cursors = [null];
+      v.page = 0;
+      load(v);
+    });
     operations(ctx).then((ops) => {
       v.ops = ops;
       if (!v.dead) renderRows(v);
@@ -72,6 +79,7 @@ export default {
   unmount() {
     if (!view) return;
     view.dead = true;
+    view.unwatch();
     if (view.poller) view.poller.stop();
     view = null;
   },
@@ -87,7 +95,7 @@ function build(v) {
   if (f.node && !nodeNames.includes(f.node)) nodeNames.unshift(f.node);
 
   const set = (key, value) => {
-    ctx.state.set(key, value === '' || value === 0 ? null : value);
+    setState(ctx, key, value === '' || value === 0 ? null : value);
     v.cursors = [null];
     v.page = 0;
     load(v);
@@ -121,6 +129,7 @@ function build(v) {
   v.pager = h('div', { class: 'vb-pager' });
   v.auto = h('input', {
     type: 'checkbox',
+    checked: !!v.poller,
     onchange: (e) => setAuto(v, e.target.checked),
   });
 
@@ -134,7 +143,7 @@ function build(v) {
     h('button', {
       type: 'button', class: 'vb-link', title: 'Clear every filter',
       onclick: () => {
-        for (const k of [K.node, K.app, K.type, K.name, K.minMem, K.minQueue]) ctx.state.set(k, null);
+        for (const k of [K.node, K.app, K.type, K.name, K.minMem, K.minQueue]) setState(ctx, k, null);
         put(v.el, build(v));
         v.cursors = [null];
         v.page = 0;
@@ -246,7 +255,7 @@ function renderHead(v) {
       h('button', {
         type: 'button', title: `Sort by ${label.toLowerCase()}, largest first`, 'data-sort': key,
         onclick: () => {
-          v.ctx.state.set(K.sort, key);
+          setState(v.ctx, K.sort, key);
           const select = v.el.querySelector('[data-control="sort"]');
           if (select) select.value = key;
           v.cursors = [null];
@@ -286,7 +295,7 @@ function renderRows(v) {
         h('td', { class: `vb-num ${row.message_queue_len > 1000 ? 'vb-hot' : ''}` }, num(row.message_queue_len)),
         v.sort === 'heap_size' ? h('td', { class: 'vb-num' }, num(row.heap_size)) : null,
       ];
-    return h('tr', { 'data-pid': row.pid },
+    return h('tr', { dataset: { pid: row.pid, node: row.node, app: row.application } },
       h('td', { class: 'vb-proc' },
         h('div', { class: 'vb-proc-name', title: label }, label),
         h('div', { class: 'vb-pid', title: `${row.pid}\ncurrent function: ${moduleText(row.current_function)}` },

@@ -8,7 +8,7 @@
 
 import {
   h, put, nodeLabel, num, clock, moduleText, unwrap, operations, can, errorText, withToken, authed, poll,
-  notice, loadStyles,
+  notice, loadStyles, setState, watch,
 } from './common.js';
 
 const K = { session: 'trace.session', process: 'trace.process', kind: 'trace.kind' };
@@ -49,6 +49,10 @@ export default {
       }
     }).catch((err) => notice(v.notice, 'error', errorText(err)));
     renderForm(v);
+    v.unwatch = watch(ctx, [K.session], () => {
+      const id = ctx.state.get(K.session);
+      if (id && id !== v.selected) select(v, id);
+    });
     v.sessionPoll = poll(() => loadSessions(v), () => (running(v) ? 1_000 : 4_000));
     v.eventPoll = poll(() => loadEvents(v), 500);
   },
@@ -56,6 +60,7 @@ export default {
   unmount() {
     if (!view) return;
     view.dead = true;
+    view.unwatch();
     view.sessionPoll.stop();
     view.eventPoll.stop();
     view = null;
@@ -124,7 +129,7 @@ function renderForm(v) {
         type: 'radio', name: 'trace-kind', value, checked: kind === value,
         onchange: () => {
           kind = value;
-          ctx.state.set(K.kind, value === 'process' ? null : value);
+          setState(ctx, K.kind, value === 'process' ? null : value);
           show();
         },
       }), h('span', {}, label))));
@@ -177,7 +182,7 @@ function renderForm(v) {
       const session = unwrap(result.value);
       out.dataset.result = 'started';
       notice(out, 'ok', `Started ${session.id}.`);
-      ctx.state.set(K.process, null);
+      setState(ctx, K.process, null);
       upsert(v, session);
       select(v, session.id);
     },
@@ -228,7 +233,7 @@ function upsert(v, session) {
 
 function select(v, id) {
   v.selected = id;
-  v.ctx.state.set(K.session, id);
+  setState(v.ctx, K.session, id);
   if (v.eventsFor !== id) {
     v.events = [];
     v.cursor = null;

@@ -21,7 +21,8 @@
 //   text {selector}                 an element's textContent
 //   count {selector}                how many elements match
 //   attr {selector, name}           an attribute of the first match
-//   screenshot {name}               a PNG under the screenshot directory
+//   screenshot {name}               a PNG under the screenshot directory (once graphs are still)
+//   settled {}                      wait until every animated graph is still
 //   download {selector}             click, wait for the download, return {filename, text}
 //   console {}                      the console errors so far (and clears them)
 //   sleep {ms}
@@ -119,6 +120,14 @@ async function step(entry, s) {
     case 'attr':
       return await page.getAttribute(s.selector, s.name, { timeout });
     case 'screenshot': {
+      // Graphs animate their changes: shoot once they are still.
+      await page
+        .waitForFunction(
+          () => [...document.querySelectorAll('svg[data-settled]')].every((el) => el.dataset.settled === 'true'),
+          null,
+          { timeout: 3000 },
+        )
+        .catch(() => {});
       fs.mkdirSync(screenshotDir, { recursive: true });
       const file = path.join(screenshotDir, `${s.name.replace(/[^A-Za-z0-9_.-]/g, '_')}.png`);
       await page.screenshot({ path: file, fullPage: !!s.full_page });
@@ -132,6 +141,13 @@ async function step(entry, s) {
       const file = await download.path();
       return { filename: download.suggestedFilename(), text: fs.readFileSync(file, 'utf8') };
     }
+    case 'settled':
+      await page.waitForFunction(
+        () => [...document.querySelectorAll('svg[data-settled]')].every((el) => el.dataset.settled === 'true'),
+        null,
+        { timeout },
+      );
+      return null;
     case 'console': {
       const errors = entry.errors;
       entry.errors = [];

@@ -217,7 +217,7 @@ export class LiveStream {
     const data = await this.fetchJson('/api/v1/cluster/alerts');
     const seen = new Map();
     for (const alert of data.alerts || []) {
-      const key = `${alert.node}|${alert.metric || alert.name || ''}|${alert.severity}`;
+      const key = alert.id || `${alert.node}|${alert.metric}|${alert.severity}`;
       seen.set(key, alert);
       if (!this.alertKeys.has(key)) this.emit('alert', alert);
     }

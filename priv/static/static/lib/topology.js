@@ -192,7 +192,7 @@ export function layout(model, maxWidth = 1200) {
     const n = g.members.length;
     if (n <= RING_MAX) {
       const r = n === 1 ? 0 : Math.max(70, (n * 46) / (2 * Math.PI) + 40);
-      const labelRoom = 100;
+      const labelRoom = 150;
       const w = 2 * r + 2 * labelRoom;
       const h = 2 * r + 90;
       return { g, n, kind: 'ring', r, w: Math.max(w, 220), h: Math.max(h, 150) };
@@ -242,7 +242,10 @@ export function layout(model, maxWidth = 1200) {
           lx = cos > 0 ? 20 : -20;
           ly = 5 + sin * 8;
         }
-        pos.set(name, { x: px, y: py, anchor, lx, ly, group: b.g.id });
+        // Beside the ring a label has labelRoom px (about 20 characters);
+        // above or below, the gap to the neighbours.
+        const maxChars = anchor === 'middle' && b.n > 1 ? Math.max(10, Math.floor(((2 * Math.PI * b.r) / b.n) / 6.5) + 6) : 20;
+        pos.set(name, { x: px, y: py, anchor, lx, ly, group: b.g.id, maxChars: Math.min(20, maxChars) });
       });
     } else {
       b.g.members.forEach((name, i) => {
@@ -255,6 +258,7 @@ export function layout(model, maxWidth = 1200) {
           lx: 0,
           ly: 30,
           group: b.g.id,
+          maxChars: 15,
         });
       });
     }
@@ -364,14 +368,18 @@ export function render(svg, model, { selected = null, onSelect = null, maxWidth 
     let el = linkEls.get(l.id);
     linkEls.delete(l.id);
     if (!el) {
-      el = s('line', {});
+      el = s('path', {});
       el.dataset.id = l.id;
       linksLayer.appendChild(el);
     }
     el.setAttribute('class', `link ${l.kind}`);
     el.dataset.a = l.a;
     el.dataset.b = l.b;
-    setGeom(el, { x1: pa.x, y1: pa.y, x2: pb.x, y2: pb.y });
+    // The path follows its nodes as they glide: `d` as a CSS property
+    // transitions like their transforms (the attribute is for the export).
+    const d = `M${r1(pa.x)} ${r1(pa.y)} L${r1(pb.x)} ${r1(pb.y)}`;
+    el.setAttribute('d', d);
+    el.style.d = `path("${d}")`;
     if (l.kind === 'one-way') el.setAttribute('marker-end', 'url(#arrow)');
     else el.removeAttribute('marker-end');
   }
@@ -424,13 +432,29 @@ export function render(svg, model, { selected = null, onSelect = null, maxWidth 
     label.setAttribute('text-anchor', p.anchor);
     label.setAttribute('x', String(p.lx));
     label.setAttribute('y', String(p.ly));
-    label.textContent = shortNode(name) + (name === model.self ? ' ★' : '');
+    label.textContent = clip(shortNode(name), p.maxChars) + (name === model.self ? ' ★' : '');
     el.querySelector('title').textContent =
       `${name}\nstatus: ${n.status}${n.cause ? `\ncause: ${n.cause}` : ''}${severity ? `\nalert: ${severity}` : ''}`;
     el.setAttribute('aria-label', `${name}, ${n.status}`);
   }
   for (const el of nodeEls.values()) fadeOut(el);
+  // Tests and screenshots wait for the transitions to end.
+  svg.dataset.settled = 'false';
+  clearTimeout(svg.settleTimer);
+  svg.settleTimer = setTimeout(() => { svg.dataset.settled = 'true'; }, animate ? 750 : 0);
   return lay;
+}
+
+// Long names are cut in the middle (the full name is in the tooltip and
+// the node detail), so a label never runs into its neighbour.
+function clip(text, max) {
+  if (!max || text.length <= max) return text;
+  const head = Math.ceil((max - 1) / 2);
+  return `${text.slice(0, head)}…${text.slice(text.length - (max - 1 - head))}`;
+}
+
+function r1(v) {
+  return Math.round(v * 10) / 10;
 }
 
 function setGeom(el, attrs) {
@@ -460,6 +484,7 @@ export function standaloneSvg(svg, title) {
     const m = /translate\(([-\d.]+)px,\s*([-\d.]+)px\)/.exec(el.style.transform || '');
     if (m) el.setAttribute('transform', `translate(${m[1]} ${m[2]})`);
     el.removeAttribute('style');
+    el.removeAttribute('data-settled');
   }
   for (const el of clone.querySelectorAll('[tabindex]')) {
     el.removeAttribute('tabindex');
@@ -483,6 +508,7 @@ const EXPORT_CSS = `
   .group.kind-partition rect { fill: #fbf6ec; stroke: #d9a21b; stroke-dasharray: 6 4; }
   .group.kind-gone rect { fill: #f3f3f3; stroke: #b8bfcc; stroke-dasharray: 2 4; }
   .group-label { font-weight: bold; fill: #4a5568; }
+  .link { fill: none; }
   .link.ok { stroke: #9fb3c8; stroke-width: 1; }
   .link.degraded { stroke: #d9a21b; stroke-width: 1; stroke-dasharray: 3 3; }
   .link.cut { stroke: #d64545; stroke-width: 2; stroke-dasharray: 6 4; }

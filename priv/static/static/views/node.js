@@ -33,24 +33,29 @@ async function settle(p) {
   }
 }
 
+function pct(v) {
+  return v === undefined || v === null ? undefined : `${Number(v).toFixed(1)} %`;
+}
+
 function resources(res) {
-  if (!res) return h('p', { class: 'muted' }, 'no sample yet');
-  const sample = res.sample;
-  if (!sample) return h('p', { class: 'muted' }, `No resource sample yet (${(res.status && res.status.reason) || 'the first sample is taken within a second'}).`);
-  const m = sample.memory || {};
-  const pairs = [
-    ['memory total', m.total !== undefined ? fmtBytes(m.total) : fmtBytes(sample.memory_total_bytes)],
-    ['memory used', sample.memory_total_pct !== undefined ? `${Math.round(sample.memory_total_pct)} %` : undefined],
-    ['processes', sample.process_count],
-    ['process usage', sample.process_usage_pct !== undefined ? `${Number(sample.process_usage_pct).toFixed(1)} %` : undefined],
-    ['run queue / scheduler', sample.run_queue_per_scheduler],
-    ['scheduler utilization', sample.scheduler_utilization_pct !== undefined && sample.scheduler_utilization_pct !== null ? `${Number(sample.scheduler_utilization_pct).toFixed(1)} %` : undefined],
-    ['longest message queue', sample.max_message_queue_len],
-    ['atoms', sample.atom_usage_pct !== undefined ? `${Number(sample.atom_usage_pct).toFixed(1)} %` : undefined],
-    ['ports', sample.port_usage_pct !== undefined ? `${Number(sample.port_usage_pct).toFixed(1)} %` : undefined],
-    ['sampled at', fmtTime(sample.at_ms || (res.status && res.status.last_sample_at_ms))],
-  ];
-  return kv(pairs);
+  const sample = res && res.sample;
+  if (!sample) {
+    return h('p', { class: 'muted' }, `No resource sample yet (${(res && res.status && res.status.reason) || 'the first one comes within a second'}).`);
+  }
+  const v = sample.values || {};
+  const sch = sample.schedulers || {};
+  return kv([
+    ['memory', v.memory_total_bytes !== undefined ? `${fmtBytes(v.memory_total_bytes)} (${pct(v.memory_total_pct)} of the system)` : undefined],
+    ['processes', v.process_count !== undefined ? `${v.process_count} (${pct(v.process_usage_pct)} of the limit)` : undefined],
+    ['scheduler utilization', pct(v.scheduler_utilization_pct)],
+    ['run queue / scheduler', v.run_queue_per_scheduler],
+    ['schedulers online', sch.online],
+    ['reductions / s', v.reductions_per_s !== undefined ? Number(v.reductions_per_s).toLocaleString() : undefined],
+    ['longest message queue', v.max_message_queue_len],
+    ['atoms', pct(v.atom_usage_pct)],
+    ['ports', v.port_count !== undefined ? `${v.port_count} (${pct(v.port_usage_pct)})` : undefined],
+    ['sampled at', fmtTime(sample.at_ms)],
+  ]);
 }
 
 function processes(list) {
@@ -75,6 +80,11 @@ function alertList(alerts) {
 }
 
 function horde(result, node) {
+  if (!result.ok && result.unavailable !== undefined) {
+    return h('div', { id: 'horde-status' },
+      h('p', { class: 'muted' }, 'Horde not loaded on this node.'),
+      h('p', { class: 'muted small' }, result.unavailable));
+  }
   if (!result.ok) {
     const e = result.err;
     if (e instanceof ApiError && (e.status === 503 || e.status === 404)) {
@@ -96,20 +106,24 @@ function horde(result, node) {
 async function load(el, ctx, node) {
   const mine = ++token;
   const enc = encodeURIComponent(node);
+  const hordeOp = ctx.operations.find((o) => o.name === 'horde_cluster_members');
   const [info, res, build, procs, alerts, hordeRes] = await Promise.all([
     settle(ctx.api('GET', `/api/v1/cluster/nodes/${enc}`)),
     settle(ctx.api('GET', `/api/v1/cluster/nodes/${enc}/resources`)),
     settle(ctx.api('GET', `/api/v1/cluster/nodes/${enc}/build`)),
     settle(ctx.api('GET', '/api/v1/cluster/processes', { query: { node, limit: 8, sort_by: 'memory' } })),
     settle(ctx.api('GET', '/api/v1/cluster/alerts')),
-    settle(ctx.api('GET', '/api/v1/horde/members')),
+    // Without Horde the operation is listed unavailable: say so, no call.
+    hordeOp && hordeOp.available
+      ? settle(ctx.api('GET', '/api/v1/horde/members'))
+      : Promise.resolve({ ok: false, unavailable: hordeOp ? hordeOp.unavailable_reason : 'not served here' }),
   ]);
   if (mine !== token) return;
   const i = info.ok ? info.value : null;
   const live = (i && i.live) || {};
   const status = i ? i.status : 'unknown';
   const body = el.querySelector('.drawer-body');
-  body.replaceChildren(
+  body.replaceChildren(...[
     h('div', { class: 'node-status' },
       h('span', { class: `status-pill status-${status}` }, status),
       i && i.simulated ? h('span', { class: 'status-pill simulated' }, 'simulated') : null,
@@ -135,7 +149,8 @@ async function load(el, ctx, node) {
       ['OTP', build.value.otp_release],
       ['native core', build.value.native && `${build.value.native.core_version} (${build.value.native.profile}, ${build.value.native.target})`],
     ]) : unavailable(build.err), 'node-build'),
-    section('Horde', horde(hordeRes, node), 'node-horde'));
+    section('Horde', horde(hordeRes, node), 'node-horde'),
+  ].filter(Boolean));
   el.dataset.loaded = 'true';
 }
 

@@ -1,0 +1,196 @@
+defmodule ClusterScope.Browser.OverviewTest do
+  # The cluster overview in Debian's chromium: real peers appear and their
+  # removal shows; a partition is drawn as separate groups with the cut
+  # links; a click opens the node's detail; labels never overlap at 12 and
+  # at 50 nodes.
+  use ExUnit.Case, async: false
+
+  @moduletag :browser
+
+  alias ClusterScope.{Mode, Simulator}
+  alias ClusterScope.Test.{Browser, Cluster, ModeSwitch}
+
+  setup_all do
+    browser = start_supervised!(Browser)
+    endpoint = Browser.start_endpoint(token: "browser-overview-token-0123456789")
+    on_exit(fn -> ClusterScope.Web.Endpoint.stop(endpoint) end)
+    %{browser: browser, endpoint: endpoint}
+  end
+
+  setup %{browser: browser} do
+    page = Browser.open(browser)
+    on_exit(fn -> Process.alive?(browser) && Browser.close(page) end)
+    %{page: page}
+  end
+
+  defp open_overview(page, ep) do
+    Browser.run!(page, [
+      %{op: "goto", url: ep.url <> "/#tab=overview"},
+      %{op: "wait", selector: "body[data-ready=true]", state: "attached"}
+    ])
+  end
+
+  defp node_sel(node), do: "#topology g.node[data-node=\"#{node}\"]:not(.leaving)"
+
+  # The status the page draws for a node, waiting until it is `status`.
+  defp await_status(page, node, status, timeout \\ 20_000) do
+    Browser.run!(page, [
+      %{
+        op: "wait_fn",
+        js:
+          "([sel, st]) => { const el = document.querySelector(sel); return el && el.dataset.status === st; }",
+        arg: [node_sel(node), status],
+        timeout: timeout,
+        polling: 100
+      }
+    ])
+  end
+
+  # Every pair of node labels of the graph: none may overlap.
+  @overlaps_js """
+  () => {
+    const boxes = [...document.querySelectorAll('#topology g.node:not(.leaving) text.label')]
+      .map((t) => ({ n: t.textContent, r: t.getBoundingClientRect() }));
+    const hits = [];
+    for (let i = 0; i < boxes.length; i++)
+      for (let j = i + 1; j < boxes.length; j++) {
+        const a = boxes[i].r, b = boxes[j].r;
+        if (a.left < b.right - 0.5 && b.left < a.right - 0.5 && a.top < b.bottom - 0.5 && b.top < a.bottom - 0.5)
+          hits.push([boxes[i].n, boxes[j].n]);
+      }
+    return { labels: boxes.length, overlaps: hits };
+  }
+  """
+
+  @tag :cluster
+  test "a peer started by the test appears, and its removal shows", %{page: page, endpoint: ep} do
+    open_overview(page, ep)
+    [peer] = Cluster.start(1, observer: :visible)
+    name = Atom.to_string(peer.node)
+
+    await_status(page, name, "up")
+    Browser.run!(page, [%{op: "screenshot", name: "overview-peer-joined"}])
+
+    Cluster.kill(peer)
+    await_status(page, name, "down", 30_000)
+    [group] = Browser.run!(page, [%{op: "attr", selector: node_sel(name), name: "data-group"}])
+    assert group == "gone"
+    Browser.run!(page, [%{op: "screenshot", name: "overview-peer-down"}])
+    assert Browser.unexpected_errors(Browser.console_errors(page)) == []
+  end
+
+  test "a partition is drawn as two groups with the cut links visible, and heals back",
+       %{page: page, endpoint: ep} do
+    ModeSwitch.allow()
+    {:ok, %{nodes: [a, b, c, d]}} = Mode.set(:simulated, nodes: 4)
+    open_overview(page, ep)
+    for n <- [a, b, c, d], do: await_status(page, Atom.to_string(n), "up")
+
+    :ok = Simulator.partition([[c, d]])
+
+    [result, _shot] =
+      Browser.run!(page, [
+        %{
+          op: "wait_fn",
+          js: """
+          ([c, d, self]) => {
+            const svg = document.querySelector('#topology');
+            const g = (n) => { const el = document.querySelector(`#topology g.node[data-node="${n}"]`); return el && el.dataset.group; };
+            const cuts = document.querySelectorAll('#topology .link.cut').length;
+            return svg.dataset.groups === '2' && g(c) === g(d) && g(c) !== g(self) && cuts > 0 &&
+              { groups: svg.dataset.groups, cuts, sides: [g(self), g(c)] };
+          }
+          """,
+          arg: [Atom.to_string(c), Atom.to_string(d), Atom.to_string(node())],
+          timeout: 20_000,
+          polling: 100
+        },
+        %{op: "screenshot", name: "overview-partition"}
+      ])
+
+    # Every cut link joins the two sides.
+    assert result["cuts"] >= 4
+    assert ["part-" <> _, "part-" <> _] = result["sides"]
+    [labels] = Browser.run!(page, [%{op: "text", selector: "#topology .group-label"}])
+    assert labels =~ "Partition A"
+
+    :ok = Simulator.heal()
+
+    Browser.run!(page, [
+      %{
+        op: "wait_fn",
+        js:
+          "() => document.querySelector('#topology').dataset.groups === '1' && !document.querySelector('#topology .link.cut')",
+        timeout: 20_000,
+        polling: 100
+      }
+    ])
+
+    assert Browser.unexpected_errors(Browser.console_errors(page)) == []
+  end
+
+  test "clicking a node shows its details (resources, processes, alerts, build, Horde)",
+       %{page: page, endpoint: ep} do
+    open_overview(page, ep)
+    self_name = Atom.to_string(node())
+
+    [_, _, title, build, horde, procs, url] =
+      Browser.run!(page, [
+        %{op: "click", selector: node_sel(self_name)},
+        %{op: "wait", selector: "#drawer[data-loaded=true]", state: "attached"},
+        %{op: "text", selector: "#node-title"},
+        %{op: "text", selector: "#node-build"},
+        %{op: "text", selector: "#node-horde"},
+        %{op: "count", selector: "#node-processes tbody tr"},
+        %{op: "eval", js: "() => window.location.hash"}
+      ])
+
+    assert title == self_name
+    assert build =~ System.version()
+    assert build =~ "OTP"
+    assert procs > 0
+    assert url =~ "node=" <> URI.encode_www_form(self_name)
+
+    if Code.ensure_loaded?(Horde.Registry),
+      do: refute(horde =~ "Horde not loaded"),
+      else: assert(horde =~ "Horde not loaded")
+
+    Browser.run!(page, [
+      %{op: "wait", selector: "#node-resources dl, #node-resources p", state: "attached"},
+      %{op: "screenshot", name: "node-detail"},
+      # Escape closes it and the selection leaves the URL.
+      %{op: "press", key: "Escape"},
+      %{op: "wait", selector: "#drawer", state: "hidden"}
+    ])
+
+    assert Browser.unexpected_errors(Browser.console_errors(page)) == []
+  end
+
+  test "12 and 50 nodes: every node drawn, no label overlaps another", %{page: page, endpoint: ep} do
+    ModeSwitch.allow()
+
+    for {virtual, shot} <- [{11, "overview-12-nodes"}, {49, "overview-50-nodes"}] do
+      {:ok, %{nodes: nodes}} = Mode.set(:simulated, nodes: virtual)
+      open_overview(page, ep)
+      expected = length(nodes) + 1
+
+      [_, _, check, _] =
+        Browser.run!(page, [
+          %{
+            op: "wait_fn",
+            js: "(n) => document.querySelectorAll('#topology g.node:not(.leaving)').length === n",
+            arg: expected,
+            timeout: 20_000
+          },
+          %{op: "settled"},
+          %{op: "eval", js: @overlaps_js},
+          %{op: "screenshot", name: shot}
+        ])
+
+      assert check["labels"] == expected
+      assert check["overlaps"] == []
+    end
+
+    assert Browser.unexpected_errors(Browser.console_errors(page)) == []
+  end
+end

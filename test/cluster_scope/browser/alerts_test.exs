@@ -1,7 +1,8 @@
 defmodule ClusterScope.Browser.AlertsTest do
   # The Alerts view in Debian's chromium: an alert raised on this node
   # (its process-count threshold lowered under the count) appears in its
-  # row without a reload, and leaves when it clears.
+  # row without a reload, and leaves when it clears. And its neighbour, the
+  # operation latency view: p50 and p99 of each operation, per node.
   use ExUnit.Case, async: false
 
   @moduletag :browser
@@ -72,6 +73,44 @@ defmodule ClusterScope.Browser.AlertsTest do
     )
 
     Browser.run!(page, [%{op: "wait", selector: row, state: "detached", timeout: 15_000}])
+    assert Browser.unexpected_errors(Browser.console_errors(page)) == []
+  end
+
+  test "operation latency shows p50 and p99 of each operation for each node, as the API has them",
+       %{page: page, endpoint: ep} do
+    me = Atom.to_string(node())
+    # Something to measure: a few calls through the runner.
+    for _ <- 1..3, do: {:ok, _} = ClusterScope.run("list_operations", %{})
+    cell = ~s(#latency-table tr[data-op="list_operations"] td[data-node="#{me}"])
+    # What the API has before the page loads: every one of them is a row.
+    {:ok, %{operations: api_ops}} = ClusterScope.run("operation_metrics", %{})
+
+    [_, _, _, pair, ops, _] =
+      Browser.run!(page, [
+        %{op: "goto", url: ep.url <> "/#tab=latency"},
+        %{op: "wait", selector: "body[data-ready=true]", state: "attached"},
+        %{op: "wait", selector: cell},
+        %{op: "text", selector: cell},
+        %{
+          op: "eval",
+          js:
+            "() => [...document.querySelectorAll('#latency-table tbody tr')].map((tr) => tr.dataset.op)"
+        },
+        %{op: "screenshot", name: "latency"}
+      ])
+
+    assert pair =~ ~r/^\d+(\.\d+)? (µs|ms|s) · \d+(\.\d+)? (µs|ms|s)$/u
+    assert MapSet.subset?(MapSet.new(api_ops, & &1.name), MapSet.new(ops))
+
+    # One node's full figures: p50, p90, p99, p99.9, max.
+    [_, _, head] =
+      Browser.run!(page, [
+        %{op: "click", selector: "#latency-table th.vb-node-col button"},
+        %{op: "wait", selector: "#latency-table th:nth-child(6)"},
+        %{op: "text", selector: "#latency-table thead"}
+      ])
+
+    assert head =~ "p99.9"
     assert Browser.unexpected_errors(Browser.console_errors(page)) == []
   end
 end

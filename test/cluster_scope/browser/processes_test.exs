@@ -10,7 +10,7 @@ defmodule ClusterScope.Browser.ProcessesTest do
   @moduletag :browser
 
   alias ClusterScope.ProcessRef
-  alias ClusterScope.Test.Browser
+  alias ClusterScope.Test.{Browser, Cluster}
 
   @token "browser-processes-token-0123456789"
 
@@ -179,6 +179,38 @@ defmodule ClusterScope.Browser.ProcessesTest do
 
     Browser.run!(page, [%{op: "screenshot", name: "processes-info"}])
     assert unexpected(Browser.console_errors(page)) == []
+  end
+
+  @tag :cluster
+  test "a process on a peer node is listed with its node and killed from the table",
+       %{page: page, endpoint: ep} do
+    [peer] = Cluster.start(1, observer: :visible)
+    name = unique(:uib_peer_target)
+    target = Node.spawn(peer.node, :timer, :sleep, [:infinity])
+    true = :erpc.call(peer.node, :erlang, :register, [name, target])
+    pid_text = ProcessRef.to_string(target)
+    row = ~s(#process-table tr[data-pid="#{pid_text}"])
+
+    [_, _, _, node_of_row | _] =
+      Browser.run!(
+        page,
+        ready(ep.url <> "/#tab=processes&procs.name=uib_peer_target_*") ++
+          [
+            await_row(pid_text),
+            %{op: "attr", selector: row, name: "data-node"},
+            %{op: "click", selector: row <> " [data-action=kill]"},
+            %{op: "click", selector: "[data-confirm=kill]"},
+            %{op: "wait", selector: "#token-dialog[open]"},
+            %{op: "fill", selector: "#token-input", value: @token},
+            %{op: "click", selector: "#token-ok"},
+            %{op: "wait", selector: "dialog[data-dialog=kill] [data-result=exited]"},
+            %{op: "screenshot", name: "processes-peer-killed"}
+          ]
+      )
+
+    assert node_of_row == Atom.to_string(peer.node)
+    refute :erpc.call(peer.node, :erlang, :is_process_alive, [target])
+    assert Browser.unexpected_errors(Browser.console_errors(page)) == []
   end
 
   test "mutating actions are absent on a read-only endpoint; info stays", %{browser: browser} do

@@ -117,7 +117,7 @@ function render(v) {
         sortHeader(v, 'count'), sortHeader(v, 'p50_us'), sortHeader(v, 'p99_us'),
         h('th', { scope: 'col', class: 'vb-bar-col' }, 'p50 → p99'),
         nodes.map((n) => h('th', { scope: 'col', class: 'vb-node-col', title: n },
-          h('button', { type: 'button', class: 'vb-link', onclick: () => { setState(v.ctx, K.node, n); render(v); } }, nodeLabel(n, nodes, 22)))))),
+          h('button', { type: 'button', class: 'vb-link', onclick: () => { setState(v.ctx, K.node, n); render(v); } }, nodeLabel(n, nodes, 21)))))),
     h('tbody', {}, ops.map((op) => h('tr', { dataset: { op: op.name } },
       h('th', { scope: 'row', class: 'vb-sticky vb-mono' }, op.name),
       h('td', { class: 'vb-num' }, num(op.count)),

@@ -368,13 +368,20 @@ async function infoDialog(v, row) {
   }
   const info = unwrap(result.value);
   const refs = (list) => (list && list.length
-    ? h('ul', { class: 'vb-refs' }, list.slice(0, 50).map((r) => h('li', { class: 'vb-mono' }, typeof r === 'string' ? r : r.pid || r.name || JSON.stringify(r))),
+    ? h('ul', { class: 'vb-refs' }, list.slice(0, 50).map((r) => {
+      const text = typeof r === 'string' ? r : r.pid || r.name || JSON.stringify(r);
+      return h('li', { class: 'vb-mono', title: text }, text.split('@')[0]);
+    }),
       list.length > 50 ? h('li', { class: 'vb-dim' }, `… ${list.length - 50} more`) : null)
     : h('span', { class: 'vb-dim' }, 'none'));
-  const facts = [
-    ['Pid', info.pid], ['Node', info.node], ['Registered name', info.registered_name],
-    ['Application', info.application], ['Type', info.type], ['Status', info.status],
+  const none = (x) => (x === 'undefined' || x === '[]' ? 'none' : x);
+  const wide = [
+    ['Pid', info.pid], ['Node', info.node],
     ['Initial call', moduleText(info.initial_call)], ['Current function', moduleText(info.current_function)],
+  ].filter(([, value]) => value);
+  const facts = [
+    ['Registered name', none(info.registered_name)],
+    ['Application', none(info.application)], ['Type', info.type], ['Status', info.status],
     ['Memory', bytes(info.memory)], ['Reductions', num(info.reductions)],
     ['Message queue', num(info.message_queue_len)], ['Heap (words)', num(info.heap_size)],
     ['Total heap (words)', num(info.total_heap_size)], ['Priority', info.priority],
@@ -382,7 +389,9 @@ async function infoDialog(v, row) {
     ['Protection', info.protected || info.protection],
   ].filter(([, value]) => value !== undefined && value !== null && value !== '');
   put(out, 
-    h('dl', { class: 'vb-facts' }, facts.map(([k, value]) => [h('dt', {}, k), h('dd', {}, String(value))])),
+    h('dl', { class: 'vb-facts' },
+      wide.map(([k, value]) => [h('dt', {}, k), h('dd', { class: 'vb-mono vb-span' }, String(value))]),
+      facts.map(([k, value]) => [h('dt', {}, k), h('dd', {}, String(value))])),
     h('div', { class: 'vb-cols' },
       h('div', {}, h('h4', {}, 'Links'), refs(info.links)),
       h('div', {}, h('h4', {}, 'Monitors'), refs(info.monitors)),
@@ -402,13 +411,13 @@ function killDialog(v, row) {
   reason.addEventListener('change', () => { custom.hidden = reason.value !== '__text'; });
   const out = h('div', { class: 'vb-notice', hidden: true });
   const go = h('button', { type: 'button', class: 'vb-button vb-danger', 'data-confirm': 'kill' }, 'Kill process');
-  const body = h('div', {},
+  const body = h('div', { class: 'vb-form-section' },
     h('p', {}, 'Send an exit signal to ', h('strong', {}, processLabel(row)), ' (', h('code', {}, row.pid), ').'),
     h('label', { class: 'vb-field vb-inline' }, h('span', {}, 'Reason'), reason, custom),
     h('p', { class: 'vb-dim' }, 'The runtime\u2019s vital processes are always refused; the node decides.'),
     out);
-  const d = dialog('Kill process', body, [
-    h('button', { type: 'button', class: 'vb-button', onclick: () => d.close() }, 'Cancel'), go]);
+  const cancel = h('button', { type: 'button', class: 'vb-button', onclick: () => d.close() }, 'Cancel');
+  const d = dialog('Kill process', body, [cancel, go]);
   d.el.dataset.dialog = 'kill';
   go.addEventListener('click', async () => {
     go.disabled = true;
@@ -428,6 +437,7 @@ function killDialog(v, row) {
       : 'The signal was sent but the process is still alive (it may trap exits).');
     if (data.exited) {
       go.hidden = true;
+      cancel.textContent = 'Close';
       const tr = v.tbody.querySelector(`tr[data-pid="${CSS.escape(row.pid)}"]`);
       if (tr) tr.classList.add('vb-gone');
       setTimeout(() => load(v), 600);
@@ -443,7 +453,7 @@ function sendDialog(v, row) {
   const out = h('div', { class: 'vb-notice', hidden: true });
   const reply = h('pre', { class: 'vb-pre', hidden: true });
   const go = h('button', { type: 'button', class: 'vb-button vb-primary', 'data-confirm': 'send' }, 'Deliver');
-  const body = h('div', {},
+  const body = h('div', { class: 'vb-form-section' },
     h('p', {}, 'To ', h('strong', {}, processLabel(row)), ' (', h('code', {}, row.pid), ').'),
     h('label', { class: 'vb-field vb-block' }, h('span', {}, 'Message (JSON: $atom, $tuple, $pid, $charlist)'), message),
     h('div', { class: 'vb-toolbar' },

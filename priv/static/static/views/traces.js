@@ -235,6 +235,7 @@ function select(v, id) {
   v.selected = id;
   setState(v.ctx, K.session, id);
   if (v.eventsFor !== id) {
+    v.drained = null;
     v.events = [];
     v.cursor = null;
     v.eventsFor = id;
@@ -317,6 +318,8 @@ function renderDetail(v) {
           v.perNode))),
       h('div', { class: 'vb-events-head' }, h('h3', {}, 'Events'), v.eventsNote),
       h('div', { class: 'vb-table-wrap vb-events-wrap' }, h('table', { class: 'vb-table vb-compact', id: 'trace-events' },
+        h('colgroup', {}, h('col', { style: { width: '110px' } }), h('col', { style: { width: '190px' } }),
+          h('col', { style: { width: '90px' } }), h('col', { style: { width: '90px' } }), h('col', {})),
         h('thead', {}, h('tr', {}, ['Time', 'Node', 'Process', 'Kind', 'What'].map((x) => h('th', { scope: 'col' }, x)))),
         v.eventsBody)));
     renderEvents(v);
@@ -329,6 +332,7 @@ function renderDetail(v) {
       h('div', { class: 'vb-dim' }, `${s.id} · started ${clock(s.created_at_ms)} · ${s.nodes.length} node${s.nodes.length === 1 ? '' : 's'} · limits: ${num((s.limits || {}).duration_ms / 1000)} s, ${num((s.limits || {}).max_events)} events, ${num((s.limits || {}).rate)}/s per node`)),
     h('div', { class: 'vb-session-actions' },
       h('span', { class: `vb-pill vb-st-${s.status}`, 'data-field': 'session-status' }, s.status), v.stopBtn));
+  renderNote(v);
   const t = totals(s);
   const counter = (label, value, key, hint) => h('div', { class: 'vb-counter', dataset: { counter: key }, title: hint || '' },
     h('div', { class: 'vb-counter-value' }, value), h('div', { class: 'vb-counter-label' }, label));
@@ -371,7 +375,10 @@ async function stop(v, id) {
 
 async function loadEvents(v) {
   const id = v.selected;
-  if (!id || v.needToken || !v.sessions.some((s) => s.id === id)) return;
+  const session = v.sessions.find((s) => s.id === id);
+  if (!id || v.needToken || !session) return;
+  // A stopped session's events are all read once a read comes back empty.
+  if (session.status !== 'running' && v.drained === id) return;
   const query = { limit: 200 };
   if (v.cursor) query.cursor = v.cursor;
   const result = await withToken(v.ctx, (token) =>
@@ -387,8 +394,9 @@ async function loadEvents(v) {
   if ((data.events || []).length) {
     v.events.push(...data.events);
     if (v.events.length > MAX_EVENTS_SHOWN) v.events.splice(0, v.events.length - MAX_EVENTS_SHOWN);
-    renderEvents(v, data.events.length);
+    renderEvents(v);
   } else {
+    if (session.status !== 'running') v.drained = id;
     renderNote(v);
   }
   // A full page: more are waiting, read them now.
@@ -400,10 +408,10 @@ function renderNote(v) {
   const s = v.sessions.find((x) => x.id === v.selected);
   v.eventsNote.textContent = `${num(v.events.length)} shown (newest first, last ${MAX_EVENTS_SHOWN})` +
     (v.missed ? ` · ${num(v.missed)} overwritten before they were read` : '') +
-    (s && s.status === 'running' ? ' · live' : '');
+    (s && s.status === 'running' ? ' · live' : ' · session stopped');
 }
 
-function renderEvents(v, added = 0) {
+function renderEvents(v) {
   if (!v.eventsBody) return;
   renderNote(v);
   if (!v.events.length) {
@@ -414,7 +422,7 @@ function renderEvents(v, added = 0) {
   const nodes = [...new Set(v.events.map((e) => e.node))];
   for (let i = v.events.length - 1; i >= 0; i -= 1) {
     const e = v.events[i];
-    rows.push(h('tr', { class: i >= v.events.length - added ? 'vb-fresh' : '', dataset: { kind: e.kind } },
+    rows.push(h('tr', { dataset: { kind: e.kind } },
       h('td', { class: 'vb-mono vb-nowrap' }, clock(e.ts_us / 1000)),
       h('td', { class: 'vb-node', title: e.node }, nodeLabel(e.node, nodes, 20)),
       h('td', { class: 'vb-mono vb-nowrap' }, String(e.pid || '').split('@')[0]),

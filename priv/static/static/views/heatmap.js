@@ -6,7 +6,7 @@
 import { h, put, nodeLabel, bytes, num, clock, unwrap, nodeErrors, errorText, poll, goTo, notice, loadStyles, setState, watch } from './common.js';
 
 const K = { measure: 'heat.measure', shown: 'heat.all' };
-const TOP_APPS = 14;
+const TOP_APPS = 12;
 
 let view = null;
 

@@ -112,7 +112,7 @@ function render(v) {
       h('tr', {},
         h('th', { scope: 'col', rowspan: 2, class: 'vb-sticky' }, ''),
         h('th', { scope: 'colgroup', colspan: 4, class: 'vb-group' }, 'Cluster (merged)'),
-        nodes.length ? h('th', { scope: 'colgroup', colspan: nodes.length, class: 'vb-group' }, 'Per node: p50 · p99') : null),
+        nodes.length ? h('th', { scope: 'colgroup', colspan: nodes.length, class: 'vb-group vb-per-node-group' }, 'Per node: p50 · p99') : null),
       h('tr', {},
         sortHeader(v, 'count'), sortHeader(v, 'p50_us'), sortHeader(v, 'p99_us'),
         h('th', { scope: 'col', class: 'vb-bar-col' }, 'p50 → p99'),

@@ -308,8 +308,9 @@ function renderRows(v) {
       h('td', { class: 'vb-actions' },
         acts.info ? h('button', { type: 'button', 'data-action': 'info', title: 'Full info and state (needs the token)', onclick: () => infoDialog(v, row) }, 'Info') : null,
         acts.kill ? h('button', { type: 'button', class: 'vb-danger', 'data-action': 'kill', onclick: () => killDialog(v, row) }, 'Kill') : null,
-        acts.send ? h('button', { type: 'button', 'data-action': 'send', onclick: () => sendDialog(v, row) }, 'Send') : null,
-        acts.trace ? h('button', {
+        // A virtual process (simulated mode) runs no code: nothing to send to or trace.
+        acts.send && !row.simulated ? h('button', { type: 'button', 'data-action': 'send', onclick: () => sendDialog(v, row) }, 'Send') : null,
+        acts.trace && !row.simulated ? h('button', {
           type: 'button', 'data-action': 'trace', title: 'Open a trace session on this process',
           onclick: () => goTo(v.ctx, 'traces', { 'trace.process': row.pid }),
         }, 'Trace') : null));

@@ -375,7 +375,7 @@ async function start() {
     document.getElementById('node').textContent = shell.topology.node;
   }
 
-  const live = new LiveStream({ topics: ['cluster', 'alerts'] });
+  const live = new LiveStream({ topics: ['cluster', 'alerts'], transport: state.get('transport') || 'auto' });
   window.__clusterScopeLive = live; // for tests and the latency bench
   live.on('status', renderLive);
   live.on('cluster', (event) => {

@@ -68,6 +68,8 @@ export function replay(events, self) {
 
 export function applyEvent(model, e) {
   const d = e.details || {};
+  // nonode@nohost is a node before distribution started: never a member.
+  if (e.node === 'nonode@nohost') return model;
   switch (e.type) {
     case 'up':
       if (e.node) model.nodes.set(e.node, { node: e.node, status: 'up', simulated: !!d.simulated, cause: null });
@@ -153,8 +155,10 @@ export function groupsOf(model) {
     });
   }
   const rest = [...model.nodes.keys()].filter((n) => !placed.has(n));
-  const connected = rest.filter((n) => !['down', 'departed'].includes(model.nodes.get(n).status));
-  const gone = rest.filter((n) => ['down', 'departed'].includes(model.nodes.get(n).status));
+  // During a split, a node in no component is not connected to anyone.
+  const away = split ? ['down', 'departed', 'suspected', 'unreachable', 'frozen'] : ['down', 'departed'];
+  const connected = rest.filter((n) => !away.includes(model.nodes.get(n).status));
+  const gone = rest.filter((n) => away.includes(model.nodes.get(n).status));
   if (connected.length) {
     groups.push({
       id: split ? `part-${groups.length}` : 'cluster',

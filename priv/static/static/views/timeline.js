@@ -53,6 +53,8 @@ export default {
       liveBtn.disabled = position === null;
       for (const li of list.children) li.classList.toggle('current', Number(li.dataset.index) === i);
       for (const li of list.children) li.classList.toggle('future', Number(li.dataset.index) > i);
+      const current = list.querySelector('li.current');
+      if (current) current.scrollIntoView({ block: 'nearest' });
     };
 
     const row = (e, i) => h('li', {

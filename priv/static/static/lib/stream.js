@@ -12,7 +12,7 @@
 import { storedToken, buildUrl } from './api.js';
 
 const POLL_MS = 500;
-const ALERT_POLL_MS = 2000;
+const ALERT_POLL_MS = 1000;
 const MAX_BACKOFF_MS = 5000;
 
 export class LiveStream {
@@ -67,6 +67,7 @@ export class LiveStream {
     this.stopped = true;
     if (this.abort) this.abort.abort();
     clearTimeout(this.timer);
+    clearTimeout(this.alertTimer);
   }
 
   deliverCluster(event) {
@@ -193,26 +194,34 @@ export class LiveStream {
 
   async poll() {
     this.setStatus('polling', true);
-    let lastAlerts = 0;
-    const tick = async () => {
+    // Two loops: the events cursor is local and cheap; the alerts operation
+    // asks every node and can wait for a node timeout during a partition,
+    // which must not hold the cluster events back.
+    const events = async () => {
       if (this.stopped) return;
       try {
         await this.catchUp();
-        if (this.topics.includes('alerts') && Date.now() - lastAlerts >= ALERT_POLL_MS) {
-          lastAlerts = Date.now();
-          await this.pollAlerts();
-        }
         if (!this.connected) this.setStatus('polling', true);
         this.backoff = 250;
-        this.timer = setTimeout(tick, POLL_MS);
+        this.timer = setTimeout(events, POLL_MS);
       } catch (err) {
         this.stats.reconnects += 1;
         this.setStatus('polling', false, err.message);
-        this.timer = setTimeout(tick, this.backoff);
+        this.timer = setTimeout(events, this.backoff);
         this.backoff = Math.min(this.backoff * 2, MAX_BACKOFF_MS);
       }
     };
-    tick();
+    const alerts = async () => {
+      if (this.stopped) return;
+      try {
+        await this.pollAlerts();
+      } catch (_) {
+        /* the events loop reports the connection state */
+      }
+      this.alertTimer = setTimeout(alerts, ALERT_POLL_MS);
+    };
+    events();
+    if (this.topics.includes('alerts')) alerts();
   }
 
   // Alerts by polling: each newly active alert is delivered once, as the

@@ -76,7 +76,7 @@ function onAlert(v, payload) {
   const alert = payload.data && payload.type ? payload.data : payload;
   if (!alert || !alert.id) return;
   v.live = true;
-  if (alert.cleared_at_ms) {
+  if (alert.cleared_at_ms || alert.cleared) {
     v.alerts.delete(key(alert));
   } else {
     if (!v.alerts.has(key(alert))) v.fresh.add(key(alert));

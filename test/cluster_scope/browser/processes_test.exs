@@ -181,6 +181,52 @@ defmodule ClusterScope.Browser.ProcessesTest do
     assert unexpected(Browser.console_errors(page)) == []
   end
 
+  test "a message sent from the table arrives as the term the JSON names", %{
+    page: page,
+    endpoint: ep
+  } do
+    test_pid = self()
+    name = unique(:uib_send_target)
+
+    target =
+      spawn(fn ->
+        Process.register(self(), name)
+
+        receive do
+          message -> send(test_pid, {:got, message})
+        end
+      end)
+
+    on_exit(fn -> Process.exit(target, :kill) end)
+    wait_registered(name)
+    pid_text = ProcessRef.to_string(target)
+    row = ~s(#process-table tr[data-pid="#{pid_text}"])
+
+    Browser.run!(
+      page,
+      ready(ep.url <> "/#tab=processes&procs.name=uib_send_target_*") ++
+        [
+          await_row(pid_text),
+          %{op: "click", selector: row <> " [data-action=send]"},
+          %{op: "wait", selector: "dialog[data-dialog=send]"},
+          %{
+            op: "fill",
+            selector: "dialog[data-dialog=send] textarea[name=message]",
+            value: ~s({"$tuple": [{"$atom": "hello"}, 42, "text"]})
+          },
+          %{op: "click", selector: "[data-confirm=send]"},
+          %{op: "wait", selector: "#token-dialog[open]"},
+          %{op: "fill", selector: "#token-input", value: @token},
+          %{op: "click", selector: "#token-ok"},
+          %{op: "wait", selector: "dialog[data-dialog=send] [data-result=delivered]"},
+          %{op: "screenshot", name: "processes-sent"}
+        ]
+    )
+
+    assert_receive {:got, {:hello, 42, "text"}}, 5_000
+    assert Browser.unexpected_errors(Browser.console_errors(page)) == []
+  end
+
   @tag :cluster
   test "a process on a peer node is listed with its node and killed from the table",
        %{page: page, endpoint: ep} do

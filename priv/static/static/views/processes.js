@@ -449,8 +449,13 @@ function killDialog(v, row) {
 function sendDialog(v, row) {
   const message = h('textarea', { name: 'message', rows: 5, spellcheck: false, class: 'vb-mono' },
     '{"$tuple": [{"$atom": "ping"}, 1]}');
-  const mode = h('select', { name: 'mode' }, ['send', 'cast', 'call'].map((m) => h('option', { value: m }, m)));
+  const mode = h('select', { name: 'mode' },
+    [['send', 'send (plain message)'], ['cast', 'GenServer cast'], ['call', 'GenServer call (waits for the reply)']]
+      .map(([m, label]) => h('option', { value: m }, label)));
   const timeout = h('input', { type: 'number', name: 'timeout_ms', value: 5000, min: 1, max: 60000, step: 500 });
+  // The timeout only matters to a call.
+  const timeoutField = h('label', { class: 'vb-field', hidden: true }, h('span', {}, 'Call timeout (ms)'), timeout);
+  mode.addEventListener('change', () => { timeoutField.hidden = mode.value !== 'call'; });
   const out = h('div', { class: 'vb-notice', hidden: true });
   const reply = h('pre', { class: 'vb-pre', hidden: true });
   const go = h('button', { type: 'button', class: 'vb-button vb-primary', 'data-confirm': 'send' }, 'Deliver');
@@ -459,7 +464,7 @@ function sendDialog(v, row) {
     h('label', { class: 'vb-field vb-block' }, h('span', {}, 'Message (JSON: $atom, $tuple, $pid, $charlist)'), message),
     h('div', { class: 'vb-toolbar' },
       h('label', { class: 'vb-field' }, h('span', {}, 'Mode'), mode),
-      h('label', { class: 'vb-field' }, h('span', {}, 'Call timeout (ms)'), timeout)),
+      timeoutField),
     out, reply);
   const d = dialog('Send a message', body, [
     h('button', { type: 'button', class: 'vb-button', onclick: () => d.close() }, 'Close'), go], { wide: true });

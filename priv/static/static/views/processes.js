@@ -168,6 +168,19 @@ function build(v) {
     v.pager);
 }
 
+// The node filter offers the nodes that answered and the topology's (a mode
+// switch or a joining node changes them while the view is open).
+function syncNodes(v, answered) {
+  const topo = (typeof v.ctx.nodes === 'function' ? v.ctx.nodes() : []) || [];
+  const chosen = v.nodeSelect.value;
+  const names = [...new Set([...topo, ...answered, chosen].filter(Boolean).map(String))].sort();
+  const have = [...v.nodeSelect.options].slice(1).map((o) => o.value);
+  if (have.join('\u0000') === names.join('\u0000')) return;
+  put(v.nodeSelect, h('option', { value: '' }, 'All nodes'),
+    names.map((n) => h('option', { value: n, selected: n === chosen }, n)));
+  v.nodeSelect.value = chosen;
+}
+
 function setAuto(v, on) {
   if (v.poller) v.poller.stop();
   v.poller = null;
@@ -199,6 +212,7 @@ async function load(v) {
     const data = unwrap(answer);
     v.rows = data.processes || [];
     v.data = data;
+    syncNodes(v, data.nodes || []);
     v.windowed = windowed;
     v.sort = data.sort_by || f.sort_by;
     v.next = data.next_cursor || null;

@@ -39,18 +39,6 @@ function append(el, children) {
   }
 }
 
-/** An SVG element with attributes. */
-export function svg(tag, attrs, ...children) {
-  const el = document.createElementNS('http://www.w3.org/2000/svg', tag);
-  for (const [key, value] of Object.entries(attrs || {})) {
-    if (value === undefined || value === null) continue;
-    if (key.startsWith('on') && typeof value === 'function') el.addEventListener(key.slice(2), value);
-    else el.setAttribute(key, String(value));
-  }
-  append(el, children);
-  return el;
-}
-
 // ---------------------------------------------------------------- formats
 
 const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
@@ -203,16 +191,19 @@ export async function withToken(ctx, call) {
   try {
     return { ok: true, value: await call(token) };
   } catch (err) {
-    const refused = err && (err.status === 401 || err.status === 403);
-    if (refused && typeof ctx.forgetToken === 'function') ctx.forgetToken();
-    return { ok: false, refused, error: err };
+    // The shell's client forgets a token the server refuses (401) and asks
+    // once more; what reaches here is the final refusal.
+    return { ok: false, refused: !!err && (err.status === 401 || err.status === 403), error: err };
   }
 }
 
-/** An API call that carries the token (also passed as an option for clients that take it). */
+/**
+ * An API call that needs the token: the shell's client sends the stored
+ * one as `Authorization: Bearer` (never in the URL); `token` tells it this
+ * call needs one even as a GET.
+ */
 export function authed(ctx, token, method, path, opts = {}) {
-  const headers = Object.assign({}, opts.headers || {}, { Authorization: `Bearer ${token}` });
-  return ctx.api(method, path, Object.assign({}, opts, { token, headers }));
+  return ctx.api(method, path, Object.assign({}, opts, { token }));
 }
 
 // ---------------------------------------------------------------- polling

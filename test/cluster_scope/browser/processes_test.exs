@@ -265,7 +265,7 @@ defmodule ClusterScope.Browser.ProcessesTest do
     page = Browser.open(browser)
     target = spawn_target(unique(:uib_ro_target))
 
-    [_, _, _, kills, sends, traces, infos] =
+    [_, _, _, kills, sends, traces, infos | _] =
       Browser.run!(
         page,
         ready(endpoint.url <> "/#tab=processes&procs.name=uib_ro_target_*") ++
@@ -274,7 +274,10 @@ defmodule ClusterScope.Browser.ProcessesTest do
             %{op: "count", selector: "#process-table [data-action=kill]"},
             %{op: "count", selector: "#process-table [data-action=send]"},
             %{op: "count", selector: "#process-table [data-action=trace]"},
-            %{op: "count", selector: "#process-table [data-action=info]"}
+            %{op: "count", selector: "#process-table [data-action=info]"},
+            # And says why the actions are missing.
+            %{op: "wait", selector: ".vb-processes [data-readonly=true]"},
+            %{op: "screenshot", name: "processes-read-only"}
           ]
       )
 

@@ -127,6 +127,10 @@ function build(v) {
   v.tbody = h('tbody');
   v.thead = h('thead');
   v.pager = h('div', { class: 'vb-pager' });
+  v.roHint = h('span', {
+    class: 'vb-chip', hidden: true, 'data-readonly': 'true',
+    title: 'This endpoint serves no control operation: kill, send and trace are not offered.',
+  }, 'read-only: kill, send and trace hidden');
   v.auto = h('input', {
     type: 'checkbox',
     checked: !!v.poller,
@@ -162,7 +166,7 @@ function build(v) {
     h('label', { class: 'vb-check', title: 'Reload the page every 5 s' }, v.auto, 'Auto-refresh'));
 
   return h('section', { class: 'vb-view vb-processes' },
-    h('div', { class: 'vb-head' }, h('h2', {}, 'Processes'), v.status),
+    h('div', { class: 'vb-head' }, h('h2', {}, 'Processes'), v.status, v.roHint),
     filters, modes, v.notice,
     h('div', { class: 'vb-table-wrap' }, h('table', { class: 'vb-table', id: 'process-table' }, v.thead, v.tbody)),
     v.pager);
@@ -221,6 +225,8 @@ async function load(v) {
     renderRows(v);
     renderPager(v);
     const errs = nodeErrors(answer);
+    const ignored = [['min_memory', 'Min memory'], ['min_queue', 'Min queue']]
+      .filter(([key]) => f[key] && !/^\d+$/.test(f[key])).map(([, label]) => label);
     const nodes = (data.nodes || []).length;
     const parts = [
       `${v.rows.length} process${v.rows.length === 1 ? '' : 'es'} on this page`,
@@ -233,6 +239,8 @@ async function load(v) {
     v.status.textContent = parts.join(' · ');
     if (errs.length) {
       notice(v.notice, 'warn', 'Partial: ' + errs.map((e) => `${e.node}: ${e.reason || e.status}`).join('; '));
+    } else if (ignored.length) {
+      notice(v.notice, 'warn', `${ignored.join(' and ')}: a whole number is expected; not applied.`);
     }
   } catch (err) {
     if (seq !== v.seq || v.dead) return;
@@ -289,6 +297,9 @@ function renderRows(v) {
     send: ops && can(v.ctx, ops, 'send_message'),
     trace: ops && can(v.ctx, ops, 'trace_process'),
   };
+  if (ops && v.roHint) {
+    v.roHint.hidden = acts.kill || acts.send || acts.trace;
+  }
   if (!v.rows.length) {
     put(v.tbody, h('tr', {}, h('td', { colspan: columns(v).length, class: 'vb-empty' },
       'No process matches these filters.')));

@@ -332,11 +332,11 @@ function renderRows(v) {
       h('td', {}, h('span', { class: `vb-pill vb-st-${row.status}` }, row.status)),
       h('td', { class: 'vb-actions' },
         acts.info ? h('button', { type: 'button', 'data-action': 'info', title: 'Full info and state (needs the token)', onclick: () => infoDialog(v, row) }, 'Info') : null,
-        acts.kill ? h('button', { type: 'button', class: 'vb-danger', 'data-action': 'kill', onclick: () => killDialog(v, row) }, 'Kill') : null,
+        acts.kill ? h('button', { type: 'button', class: 'vb-danger mutating', 'data-action': 'kill', onclick: () => killDialog(v, row) }, 'Kill') : null,
         // A virtual process (simulated mode) runs no code: nothing to send to or trace.
-        acts.send && !row.simulated ? h('button', { type: 'button', 'data-action': 'send', onclick: () => sendDialog(v, row) }, 'Send') : null,
+        acts.send && !row.simulated ? h('button', { type: 'button', class: 'mutating', 'data-action': 'send', onclick: () => sendDialog(v, row) }, 'Send') : null,
         acts.trace && !row.simulated ? h('button', {
-          type: 'button', 'data-action': 'trace', title: 'Open a trace session on this process',
+          type: 'button', class: 'mutating', 'data-action': 'trace', title: 'Open a trace session on this process',
           onclick: () => goTo(v.ctx, 'traces', { 'trace.process': row.pid }),
         }, 'Trace') : null));
   }));

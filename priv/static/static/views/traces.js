@@ -140,7 +140,7 @@ function renderForm(v) {
   };
   show();
 
-  const start = h('button', { type: 'submit', class: 'vb-button vb-primary', 'data-action': 'start-trace' }, 'Start tracing');
+  const start = h('button', { type: 'submit', class: 'vb-button vb-primary mutating', 'data-action': 'start-trace' }, 'Start tracing');
   const form = h('form', {
     onsubmit: async (e) => {
       e.preventDefault();
@@ -304,7 +304,7 @@ function renderDetail(v) {
     v.eventsNote = h('span', { class: 'vb-dim' });
     v.stopOut = h('div', { class: 'vb-notice', hidden: true });
     v.stopBtn = h('button', {
-      type: 'button', class: 'vb-button vb-danger', 'data-action': 'stop-trace',
+      type: 'button', class: 'vb-button vb-danger mutating', 'data-action': 'stop-trace',
       onclick: () => stop(v, s.id),
     }, 'Stop');
     v.head = h('div', { class: 'vb-session-head' });

@@ -306,7 +306,11 @@ function renderRows(v) {
     return;
   }
   const nodes = (v.data && v.data.nodes) || [];
+  // Virtual nodes (simulated mode) run no code: nothing to send to or trace there.
+  const topology = typeof v.ctx.topology === 'function' ? v.ctx.topology() : null;
+  const virtual = new Set(((topology && topology.nodes) || []).filter((n) => n && n.simulated).map((n) => n.node));
   put(v.tbody, ...v.rows.map((row) => {
+    const real = !row.simulated && !virtual.has(row.node);
     const label = processLabel(row);
     const cells = v.windowed
       ? [
@@ -333,9 +337,8 @@ function renderRows(v) {
       h('td', { class: 'vb-actions' },
         acts.info ? h('button', { type: 'button', 'data-action': 'info', title: 'Full info and state (needs the token)', onclick: () => infoDialog(v, row) }, 'Info') : null,
         acts.kill ? h('button', { type: 'button', class: 'vb-danger mutating', 'data-action': 'kill', onclick: () => killDialog(v, row) }, 'Kill') : null,
-        // A virtual process (simulated mode) runs no code: nothing to send to or trace.
-        acts.send && !row.simulated ? h('button', { type: 'button', class: 'mutating', 'data-action': 'send', onclick: () => sendDialog(v, row) }, 'Send') : null,
-        acts.trace && !row.simulated ? h('button', {
+        acts.send && real ? h('button', { type: 'button', class: 'mutating', 'data-action': 'send', onclick: () => sendDialog(v, row) }, 'Send') : null,
+        acts.trace && real ? h('button', {
           type: 'button', class: 'mutating', 'data-action': 'trace', title: 'Open a trace session on this process',
           onclick: () => goTo(v.ctx, 'traces', { 'trace.process': row.pid }),
         }, 'Trace') : null));

@@ -271,7 +271,7 @@ function columns(v) {
 function renderHead(v) {
   const sortable = v.windowed ? WINDOW_SORTS : SORTS.map(([s]) => s);
   put(v.thead, h('tr', {}, columns(v).map(([key, label, kind]) => {
-    if (!sortable.includes(key)) return h('th', { class: kind === 'num' ? 'vb-num' : null, scope: 'col' }, label);
+    if (!sortable.includes(key)) return h('th', { class: `vb-col-${key} ${kind === 'num' ? 'vb-num' : ''}`, scope: 'col' }, label);
     const active = v.sort === key;
     return h('th', { class: `vb-num vb-sortable ${active ? 'vb-active' : ''}`, scope: 'col', 'aria-sort': active ? 'descending' : 'none' },
       h('button', {
@@ -329,11 +329,11 @@ function renderRows(v) {
         h('div', { class: 'vb-proc-name', title: label }, label),
         h('div', { class: 'vb-pid', title: `${row.pid}\ncurrent function: ${moduleText(row.current_function)}` },
           row.pid.split('@')[0], h('span', { class: 'vb-current' }, ' · ', moduleText(row.current_function)))),
-      h('td', { class: 'vb-node', title: row.node }, nodeLabel(row.node, nodes, 28)),
-      h('td', {}, row.application === 'undefined' ? h('span', { class: 'vb-dim' }, 'none') : row.application),
-      h('td', {}, row.type),
+      h('td', { class: 'vb-node', title: row.node }, nodeLabel(row.node, nodes, 26)),
+      h('td', { class: 'vb-col-application' }, row.application === 'undefined' ? h('span', { class: 'vb-dim' }, 'none') : row.application),
+      h('td', { class: 'vb-col-type' }, row.type),
       cells,
-      h('td', {}, h('span', { class: `vb-pill vb-st-${row.status}` }, row.status)),
+      h('td', { class: 'vb-col-status' }, h('span', { class: `vb-pill vb-st-${row.status}` }, row.status)),
       h('td', { class: 'vb-actions' },
         acts.info ? h('button', { type: 'button', 'data-action': 'info', title: 'Full info and state (needs the token)', onclick: () => infoDialog(v, row) }, 'Info') : null,
         acts.kill ? h('button', { type: 'button', class: 'vb-danger mutating', 'data-action': 'kill', onclick: () => killDialog(v, row) }, 'Kill') : null,

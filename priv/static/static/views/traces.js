@@ -318,9 +318,9 @@ function renderDetail(v) {
           v.perNode))),
       h('div', { class: 'vb-events-head' }, h('h3', {}, 'Events'), v.eventsNote),
       h('div', { class: 'vb-table-wrap vb-events-wrap' }, h('table', { class: 'vb-table vb-compact', id: 'trace-events' },
-        h('colgroup', {}, h('col', { style: { width: '110px' } }), h('col', { style: { width: '190px' } }),
-          h('col', { style: { width: '90px' } }), h('col', { style: { width: '90px' } }), h('col', {})),
-        h('thead', {}, h('tr', {}, ['Time', 'Node', 'Process', 'Kind', 'What'].map((x) => h('th', { scope: 'col' }, x)))),
+        h('colgroup', {}, h('col', { class: 'vb-c-time' }), h('col', { class: 'vb-c-node vb-col-node' }),
+          h('col', { class: 'vb-c-pid' }), h('col', { class: 'vb-c-kind' }), h('col', {})),
+        h('thead', {}, h('tr', {}, ['Time', 'Node', 'Process', 'Kind', 'What'].map((x) => h('th', { scope: 'col', class: x === 'Node' ? 'vb-col-node' : null }, x)))),
         v.eventsBody)));
     renderEvents(v);
   }
@@ -424,10 +424,10 @@ function renderEvents(v) {
     const e = v.events[i];
     rows.push(h('tr', { dataset: { kind: e.kind } },
       h('td', { class: 'vb-mono vb-nowrap' }, clock(e.ts_us / 1000)),
-      h('td', { class: 'vb-node', title: e.node }, nodeLabel(e.node, nodes, 20)),
+      h('td', { class: 'vb-node vb-col-node', title: e.node }, nodeLabel(e.node, nodes, 20)),
       h('td', { class: 'vb-mono vb-nowrap' }, String(e.pid || '').split('@')[0]),
       h('td', {}, h('span', { class: `vb-pill vb-kind-${e.kind}` }, e.kind)),
-      h('td', { class: 'vb-mono vb-what' }, what(e))));
+      h('td', { class: 'vb-mono vb-what', title: what(e) }, what(e))));
   }
   put(v.eventsBody, ...rows);
 }

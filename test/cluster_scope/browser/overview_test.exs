@@ -193,4 +193,51 @@ defmodule ClusterScope.Browser.OverviewTest do
 
     assert Browser.unexpected_errors(Browser.console_errors(page)) == []
   end
+
+  # `make demo`'s cluster (wt-dash-server's Mix.Tasks.ClusterScope.Demo.start_demo/1):
+  # runs once the demo is in the build.
+  @demo Mix.Tasks.ClusterScope.Demo
+  @demo_ready Code.ensure_loaded?(@demo) and function_exported?(@demo, :start_demo, 1)
+
+  unless @demo_ready do
+    @tag skip: "this build has no demo cluster (start_demo/1): runs once it lands"
+  end
+
+  @tag :cluster
+  @tag timeout: 180_000
+  test "demo mode: a peer is cut from its node detail, detection shows, heal brings it back",
+       %{page: page} do
+    {:ok, demo} = apply(@demo, :start_demo, [[nodes: 2, port: 0]])
+    on_exit(fn -> apply(@demo, :stop_demo, [demo]) end)
+    [target | _] = demo.demo.peers
+    name = Atom.to_string(target.node)
+
+    Browser.run!(page, [
+      %{op: "goto", url: demo.url <> "/#tab=overview"},
+      %{op: "wait", selector: "body[data-ready=true]", state: "attached"}
+    ])
+
+    await_status(page, name, "up", 30_000)
+
+    Browser.run!(page, [
+      %{op: "click", selector: node_sel(name)},
+      %{op: "wait", selector: "#demo-cut"},
+      %{op: "click", selector: "#demo-cut"},
+      %{op: "wait", selector: "#token-dialog[open]"},
+      %{op: "fill", selector: "#token-input", value: demo.token},
+      %{op: "click", selector: "#token-ok"},
+      %{
+        op: "wait_fn",
+        js:
+          "(sel) => { const g = document.querySelector(sel); return g && g.dataset.status !== 'up'; }",
+        arg: node_sel(name),
+        timeout: 30_000
+      },
+      %{op: "screenshot", name: "demo-cut"},
+      %{op: "wait", selector: "#demo-heal:not([disabled])", timeout: 15_000},
+      %{op: "click", selector: "#demo-heal"}
+    ])
+
+    await_status(page, name, "up", 60_000)
+  end
 end

@@ -138,11 +138,13 @@ function pairKey(a, b) {
 export function groupsOf(model) {
   const placed = new Set();
   const groups = [];
-  // A split is two or more components with nodes we know of.
-  const split = model.groups.filter((g) => g.some((n) => model.nodes.has(n))).length > 1;
+  // A split is two or more components with live nodes we know of (a down
+  // node is drawn apart, whatever component it was last seen in).
+  const live = (n) => model.nodes.has(n) && !['down', 'departed'].includes(model.nodes.get(n).status);
+  const split = model.groups.filter((g) => g.some(live)).length > 1;
   if (split) {
     model.groups.forEach((g, i) => {
-      const members = g.filter((n) => model.nodes.has(n) && !placed.has(n));
+      const members = g.filter((n) => live(n) && !placed.has(n));
       members.forEach((n) => placed.add(n));
       if (members.length) {
         groups.push({

@@ -18,11 +18,17 @@ function kv(pairs) {
 }
 
 function unavailable(err) {
+  if (err === undefined) return h('p', { class: 'muted' }, 'unavailable');
   if (err instanceof ApiError) {
     const reason = (err.error.details && err.error.details.reason) || err.error.message;
     return h('p', { class: 'muted' }, reason);
   }
   return h('p', { class: 'muted' }, String(err && err.message || err));
+}
+
+function failed(result) {
+  if (result.skipped) return h('p', { class: 'muted' }, `Not asked: the node is ${result.skipped} as seen from here.`);
+  return unavailable(result.err);
 }
 
 async function settle(p) {
@@ -103,20 +109,56 @@ function horde(result, node) {
   }), mine.length ? null : h('li', { class: 'muted' }, 'this node is in none of them'));
 }
 
+// Demo mode (make demo): cut, freeze or heal a demo peer from here, to
+// watch detection happen. Shown only when this build has the demo
+// operations, the node runs the demo, and this node is one of its peers;
+// hidden in read-only mode.
+async function demoControls(el, ctx, node) {
+  if (ctx.readOnly || !ctx.hasOperation('demo_status') || !ctx.hasOperation('demo_cut_node')) return null;
+  let demo;
+  try {
+    demo = await ctx.api('GET', '/api/v1/demo');
+  } catch (_) {
+    return null;
+  }
+  const peer = demo && demo.active && (demo.peers || []).find((p) => p.node === node);
+  if (!peer) return null;
+  const fault = peer.fault || 'none';
+  const act = (what) => async () => {
+    try {
+      await ctx.api('POST', `/api/v1/demo/nodes/${encodeURIComponent(node)}/${what}`, { body: {} });
+      await load(el, ctx, node);
+    } catch (err) {
+      ctx.showError(err);
+    }
+  };
+  return section('Demo faults', h('div', { class: 'demo-controls mutating' },
+    h('p', { class: 'muted' }, `Current fault: ${fault}. Watch the overview and the timeline as ClusterScope detects it.`),
+    h('button', { id: 'demo-cut', onclick: act('cut'), disabled: fault === 'cut' }, 'Cut its links'),
+    h('button', { id: 'demo-freeze', onclick: act('freeze'), disabled: fault === 'frozen' }, 'Freeze (SIGSTOP)'),
+    h('button', { id: 'demo-heal', class: 'primary', onclick: act('heal'), disabled: fault === 'none' }, 'Heal')), 'node-demo');
+}
+
 async function load(el, ctx, node) {
   const mine = ++token;
   const enc = encodeURIComponent(node);
   const hordeOp = ctx.operations.find((o) => o.name === 'horde_cluster_members');
-  const [info, res, build, procs, alerts, hordeRes] = await Promise.all([
-    settle(ctx.api('GET', `/api/v1/cluster/nodes/${enc}`)),
-    settle(ctx.api('GET', `/api/v1/cluster/nodes/${enc}/resources`)),
-    settle(ctx.api('GET', `/api/v1/cluster/nodes/${enc}/build`)),
-    settle(ctx.api('GET', '/api/v1/cluster/processes', { query: { node, limit: 8, sort_by: 'memory' } })),
+  const info = await settle(ctx.api('GET', `/api/v1/cluster/nodes/${enc}`));
+  // A node that is not up cannot be asked: say so instead of three errors.
+  const status0 = info.ok ? info.value.status : 'unknown';
+  const reachable = info.ok && status0 === 'up';
+  const skipped = { ok: false, skipped: status0 };
+  const ask = (path, opts) => (reachable ? settle(ctx.api('GET', path, opts)) : Promise.resolve(skipped));
+  const [res, build, procs, alerts, hordeRes, demo] = await Promise.all([
+    ask(`/api/v1/cluster/nodes/${enc}/resources`),
+    ask(`/api/v1/cluster/nodes/${enc}/build`),
+    ask('/api/v1/cluster/processes', { query: { node, limit: 8, sort_by: 'memory' } }),
     settle(ctx.api('GET', '/api/v1/cluster/alerts')),
     // Without Horde the operation is listed unavailable: say so, no call.
     hordeOp && hordeOp.available
       ? settle(ctx.api('GET', '/api/v1/horde/members'))
       : Promise.resolve({ ok: false, unavailable: hordeOp ? hordeOp.unavailable_reason : 'not served here' }),
+    demoControls(el, ctx, node),
   ]);
   if (mine !== token) return;
   const i = info.ok ? info.value : null;
@@ -132,23 +174,24 @@ async function load(el, ctx, node) {
       ? h('p', { class: 'cause' }, `cause: ${i.down_cause || i.down_reason}`)
       : null,
     info.ok ? null : unavailable(info.err),
-    section('Live', info.ok ? kv([
+    demo,
+    !Object.keys(live).length ? null : section('Live', kv([
       ['OTP', live.otp_release],
       ['processes', live.process_count !== undefined ? `${live.process_count} / ${live.process_limit}` : undefined],
       ['memory', live.memory_bytes ? fmtBytes(live.memory_bytes.total) : undefined],
       ['schedulers', live.schedulers],
       ['uptime', live.uptime_ms !== undefined ? `${Math.round(live.uptime_ms / 1000)} s` : undefined],
       ['connected to', live.connected_nodes ? live.connected_nodes.length : undefined],
-    ]) : h('p', { class: 'muted' }, '–'), 'node-live'),
-    section('Resources', res.ok ? resources(res.value) : unavailable(res.err), 'node-resources'),
-    section('Top processes (memory)', procs.ok ? processes(procs.value) : unavailable(procs.err), 'node-processes'),
+    ]), 'node-live'),
+    section('Resources', res.ok ? resources(res.value) : failed(res), 'node-resources'),
+    section('Top processes (memory)', procs.ok ? processes(procs.value) : failed(procs), 'node-processes'),
     section('Alerts', alerts.ok ? alertList((alerts.value.alerts || []).filter((a) => a.node === node)) : unavailable(alerts.err), 'node-alerts'),
     section('Build', build.ok ? kv([
       ['ClusterScope', build.value.cluster_scope_version],
       ['Elixir', build.value.elixir_version],
       ['OTP', build.value.otp_release],
       ['native core', build.value.native && `${build.value.native.core_version} (${build.value.native.profile}, ${build.value.native.target})`],
-    ]) : unavailable(build.err), 'node-build'),
+    ]) : failed(build), 'node-build'),
     section('Horde', horde(hordeRes, node), 'node-horde'),
   ].filter(Boolean));
   el.dataset.loaded = 'true';

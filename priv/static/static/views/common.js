@@ -99,6 +99,11 @@ export function nodeLabel(node, all = [], max = 24) {
   return name.slice(0, max - 1 - tail) + '…' + name.slice(-tail);
 }
 
+/** Compares node names with their numbers in numeric order (sim_2 before sim_10). */
+export function byNode(a, b) {
+  return String(a).localeCompare(String(b), 'en', { numeric: true });
+}
+
 /** The text shown for a process: its name, else its initial call. */
 export function processLabel(row) {
   const name = row.registered_name;
@@ -300,8 +305,16 @@ export function goTo(ctx, view, state = {}) {
  * A modal dialog (native <dialog>): `body` is an element, `actions` a list
  * of buttons. Returns {el, close}. Escape closes it.
  */
+const openDialogs = new Set();
+
+/** Closes the dialogs a view opened (called when the view unmounts). */
+export function closeDialogs() {
+  for (const d of [...openDialogs]) d.close();
+}
+
 export function dialog(title, body, actions = [], opts = {}) {
   const close = () => {
+    openDialogs.delete(handle);
     if (el.open) el.close();
     el.remove();
   };
@@ -311,10 +324,15 @@ export function dialog(title, body, actions = [], opts = {}) {
       h('button', { class: 'vb-close', type: 'button', title: 'Close (Esc)', 'aria-label': 'Close', onclick: close }, '×')),
     h('div', { class: 'vb-dialog-body' }, body),
     actions.length ? h('footer', {}, actions) : null);
-  el.addEventListener('close', () => el.remove());
+  el.addEventListener('close', () => {
+    openDialogs.delete(handle);
+    el.remove();
+  });
   document.body.append(el);
   el.showModal();
-  return { el, close };
+  const handle = { el, close };
+  openDialogs.add(handle);
+  return handle;
 }
 
 /** A status line inside a view or dialog: kind is info | ok | error. */

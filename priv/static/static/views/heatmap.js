@@ -3,7 +3,7 @@
 // (process_distribution). A click on a cell opens the processes view
 // filtered to that node and application.
 
-import { h, put, nodeLabel, bytes, num, clock, unwrap, nodeErrors, errorText, poll, goTo, notice, loadStyles, setState, watch } from './common.js';
+import { h, put, nodeLabel, byNode, bytes, num, clock, unwrap, nodeErrors, errorText, poll, goTo, notice, loadStyles, setState, watch } from './common.js';
 
 const K = { measure: 'heat.measure', shown: 'heat.all' };
 const TOP_APPS = 12;
@@ -83,7 +83,7 @@ function render(v) {
   const value = (c) => (c ? c[measure] || 0 : 0);
   const fmt = measure === 'memory' ? bytes : (n) => num(n);
 
-  const nodes = data.nodes || [];
+  const nodes = (data.nodes || []).slice().sort(byNode);
   const cells = new Map();
   const appTotal = new Map();
   for (const c of data.cells || []) {

@@ -3,7 +3,7 @@
 // core). The matrix has one row per operation and one column per node;
 // choosing a node shows that node's full figures.
 
-import { h, put, nodeLabel, micros, num, clock, unwrap, nodeErrors, errorText, poll, notice, loadStyles, setState, watch } from './common.js';
+import { h, put, nodeLabel, byNode, micros, num, clock, unwrap, nodeErrors, errorText, poll, notice, loadStyles, setState, watch } from './common.js';
 
 const K = { node: 'latency.node', sort: 'latency.sort' };
 const SORTS = { name: 'Operation', count: 'Calls', p50_us: 'p50', p99_us: 'p99' };
@@ -87,7 +87,7 @@ function sortHeader(v, key, extra = {}) {
 function render(v) {
   const data = v.data;
   if (!data) return;
-  const nodes = Object.keys(data.per_node || {}).sort();
+  const nodes = Object.keys(data.per_node || {}).sort(byNode);
   const chosen = v.ctx.state.get(K.node) || '';
   put(v.nodeSelect, 
     h('option', { value: '' }, 'All nodes: p50 · p99 per node'),
@@ -105,7 +105,7 @@ function render(v) {
     put(v.body, h('p', { class: 'vb-empty' }, 'No operation has run yet.'));
     return;
   }
-  const byNode = new Map(nodes.map((n) => [n, new Map((data.per_node[n] || []).map((o) => [o.name, o]))]));
+  const opsOf = new Map(nodes.map((n) => [n, new Map((data.per_node[n] || []).map((o) => [o.name, o]))]));
   const maxP99 = Math.max(1, ...ops.map((o) => o.p99_us || 0));
   put(v.body, h('table', { class: 'vb-table vb-matrix', id: 'latency-table' },
     h('thead', {},
@@ -125,7 +125,7 @@ function render(v) {
       h('td', { class: `vb-num ${tone(op.p99_us)}` }, micros(op.p99_us)),
       h('td', { class: 'vb-bar-col' }, bar(op, maxP99)),
       nodes.map((n) => {
-        const o = byNode.get(n).get(op.name);
+        const o = opsOf.get(n).get(op.name);
         return h('td', { class: 'vb-num vb-pair', dataset: { node: n }, title: o ? `${n}: ${num(o.count)} calls, p50 ${micros(o.p50_us)}, p99 ${micros(o.p99_us)}, max ${micros(o.max_us)}` : `${n}: not run there` },
           o ? [h('span', {}, micros(o.p50_us)), h('span', { class: 'vb-sep' }, ' · '), h('span', { class: tone(o.p99_us) }, micros(o.p99_us))]
             : h('span', { class: 'vb-dim' }, '–'));

@@ -7,7 +7,7 @@
 
 import {
   h, put, nodeLabel, bytes, num, clock, processLabel, moduleText, unwrap, nodeErrors, operations, can,
-  errorText, withToken, authed, poll, goTo, dialog, notice, loadStyles, setState, watch,
+  errorText, withToken, authed, poll, goTo, dialog, closeDialogs, byNode, notice, loadStyles, setState, watch,
 } from './common.js';
 
 const SORTS = [
@@ -80,6 +80,7 @@ export default {
     if (!view) return;
     view.dead = true;
     view.unwatch();
+    closeDialogs();
     if (view.poller) view.poller.stop();
     view = null;
   },
@@ -177,7 +178,7 @@ function build(v) {
 function syncNodes(v, answered) {
   const topo = (typeof v.ctx.nodes === 'function' ? v.ctx.nodes() : []) || [];
   const chosen = v.nodeSelect.value;
-  const names = [...new Set([...topo, ...answered, chosen].filter(Boolean).map(String))].sort();
+  const names = [...new Set([...topo, ...answered, chosen].filter(Boolean).map(String))].sort(byNode);
   const have = [...v.nodeSelect.options].slice(1).map((o) => o.value);
   if (have.join('\u0000') === names.join('\u0000')) return;
   put(v.nodeSelect, h('option', { value: '' }, 'All nodes'),
@@ -409,7 +410,7 @@ async function infoDialog(v, row) {
     ['Initial call', moduleText(info.initial_call)], ['Current function', moduleText(info.current_function)],
   ].filter(([, value]) => value);
   const facts = [
-    ['Registered name', none(info.registered_name)],
+    ['Registered name', moduleText(none(info.registered_name))],
     ['Application', none(info.application)], ['Type', info.type], ['Status', info.status],
     ['Memory', bytes(info.memory)], ['Reductions', num(info.reductions)],
     ['Message queue', num(info.message_queue_len)], ['Heap (words)', num(info.heap_size)],

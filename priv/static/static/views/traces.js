@@ -8,7 +8,7 @@
 
 import {
   h, put, nodeLabel, num, clock, moduleText, unwrap, operations, can, errorText, withToken, authed, poll,
-  notice, loadStyles, setState, watch,
+  notice, loadStyles, setState, watch, byNode,
 } from './common.js';
 
 const K = { session: 'trace.session', process: 'trace.process', kind: 'trace.kind' };
@@ -342,7 +342,7 @@ function renderDetail(v) {
     counter('Seen', num(t.seen), 'seen'),
     counter('Pauses', num(t.pauses), 'pauses', 'times tracing was paused for being over budget'),
     counter('Overhead', `${(t.overhead * 100).toFixed(2)} %`, 'overhead', `share of one scheduler (ceiling ${((s.limits || {}).overhead_ceiling || 0) * 100} %)`));
-  put(v.perNode, ...Object.entries(s.per_node || {}).sort().map(([node, st]) => h('tr', {},
+  put(v.perNode, ...Object.entries(s.per_node || {}).sort(([a], [b]) => byNode(a, b)).map(([node, st]) => h('tr', {},
     h('td', { class: 'vb-node', title: node }, nodeLabel(node, Object.keys(s.per_node || {}))),
     h('td', {}, st.status),
     h('td', { class: 'vb-num' }, num(st.seen)),

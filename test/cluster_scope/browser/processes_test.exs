@@ -224,6 +224,19 @@ defmodule ClusterScope.Browser.ProcessesTest do
     )
 
     assert_receive {:got, {:hello, 42, "text"}}, 5_000
+
+    # A dialog belongs to its view: leaving the view (here the back
+    # button's way, a changed URL) closes it.
+    Browser.run!(page, [
+      %{op: "click", selector: "dialog[data-dialog=send] .vb-close"},
+      %{op: "wait", selector: "dialog[data-dialog=send]", state: "detached"},
+      %{op: "click", selector: row <> " [data-action=kill]"},
+      %{op: "wait", selector: "dialog[data-dialog=kill]"},
+      %{op: "eval", js: "() => { location.hash = '#tab=alerts'; return true; }"},
+      %{op: "wait", selector: "#tab-alerts.active"},
+      %{op: "wait", selector: "dialog[data-dialog]", state: "detached"}
+    ])
+
     assert Browser.unexpected_errors(Browser.console_errors(page)) == []
   end
 

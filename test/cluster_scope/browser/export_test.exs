@@ -7,7 +7,7 @@ defmodule ClusterScope.Browser.ExportTest do
   @moduletag :browser
 
   alias ClusterScope.Mode
-  alias ClusterScope.Test.{Browser, ModeSwitch}
+  alias ClusterScope.Test.{Browser, Cluster, ModeSwitch}
 
   setup_all do
     browser = start_supervised!(Browser)
@@ -17,6 +17,7 @@ defmodule ClusterScope.Browser.ExportTest do
   end
 
   setup %{browser: browser} do
+    Cluster.forget_gone()
     page = Browser.open(browser)
     on_exit(fn -> Process.alive?(browser) && Browser.close(page) end)
     %{page: page}
@@ -26,7 +27,10 @@ defmodule ClusterScope.Browser.ExportTest do
        %{page: page, endpoint: ep} do
     ModeSwitch.allow()
     {:ok, %{nodes: virtual}} = Mode.set(:simulated, nodes: 4)
-    names = Enum.map([node() | virtual], &Atom.to_string/1)
+    # Every node the topology lists (the virtual ones, this node, and any
+    # an earlier test left known).
+    names = Enum.map(ClusterScope.Cluster.State.topology().nodes, &Atom.to_string(&1.node))
+    for v <- [node() | virtual], do: assert(Atom.to_string(v) in names)
 
     [_, _, _, svg, json, md, _] =
       Browser.run!(page, [

@@ -7,7 +7,7 @@ defmodule ClusterScope.Browser.TimelineTest do
   @moduletag :browser
 
   alias ClusterScope.{Mode, Simulator}
-  alias ClusterScope.Test.{Browser, ModeSwitch}
+  alias ClusterScope.Test.{Browser, Cluster, ModeSwitch}
 
   setup_all do
     browser = start_supervised!(Browser)
@@ -17,6 +17,7 @@ defmodule ClusterScope.Browser.TimelineTest do
   end
 
   setup %{browser: browser} do
+    Cluster.forget_gone()
     page = Browser.open(browser)
     on_exit(fn -> Process.alive?(browser) && Browser.close(page) end)
     %{page: page}
@@ -28,7 +29,7 @@ defmodule ClusterScope.Browser.TimelineTest do
     const view = document.querySelector('#view-timeline');
     const nodes = {};
     for (const g of svg.querySelectorAll('g.node:not(.leaving)')) nodes[g.dataset.node] = [g.dataset.status, g.dataset.group];
-    return { groups: svg.dataset.groups, cuts: svg.querySelectorAll('.link.cut').length, live: view.dataset.live, position: view.dataset.position, nodes };
+    return { groups: svg.querySelectorAll('.group.kind-partition:not(.leaving)').length, cuts: svg.querySelectorAll('.link.cut').length, live: view.dataset.live, position: view.dataset.position, nodes };
   }
   """
 
@@ -53,7 +54,8 @@ defmodule ClusterScope.Browser.TimelineTest do
       # Live: the split, c alone on its side.
       %{
         op: "wait_fn",
-        js: "() => document.querySelector('#timeline-topology').dataset.groups === '2'",
+        js:
+          "() => document.querySelectorAll('#timeline-topology .group.kind-partition:not(.leaving)').length === 2",
         timeout: 20_000
       },
       %{op: "settled"},
@@ -70,7 +72,7 @@ defmodule ClusterScope.Browser.TimelineTest do
 
     assert earlier["live"] == "false"
     assert earlier["position"] == Integer.to_string(before.id)
-    assert earlier["groups"] == "1"
+    assert earlier["groups"] == 0
     assert earlier["cuts"] == 0
     assert [status, _] = earlier["nodes"][c_name]
     assert status == "up"
@@ -89,7 +91,7 @@ defmodule ClusterScope.Browser.TimelineTest do
         %{op: "eval", js: @graph}
       ])
 
-    assert later["groups"] == "2"
+    assert later["groups"] == 2
     assert later["cuts"] > 0
     assert Browser.unexpected_errors(Browser.console_errors(page)) == []
   end

@@ -186,7 +186,7 @@ function nodeOrder(self) {
 
 const RING_MAX = 12;
 const CELL_W = 120;
-const CELL_H = 70;
+const CELL_H = 74;
 const GROUP_PAD = 36;
 const GAP = 56;
 
@@ -239,13 +239,14 @@ export function layout(model, maxWidth = 1200) {
         let anchor = 'middle';
         let lx = 0;
         let ly = 0;
+        // Clear of the alert halo (r 19 + stroke).
         if (b.n === 1) {
-          ly = 30;
+          ly = 36;
         } else if (Math.abs(cos) < 0.35) {
-          ly = sin < 0 ? -20 : 30;
+          ly = sin < 0 ? -26 : 36;
         } else {
           anchor = cos > 0 ? 'start' : 'end';
-          lx = cos > 0 ? 20 : -20;
+          lx = cos > 0 ? 25 : -25;
           ly = 5 + sin * 8;
         }
         // Beside the ring a label has labelRoom px (about 20 characters);
@@ -259,10 +260,10 @@ export function layout(model, maxWidth = 1200) {
         const row = Math.floor(i / b.cols);
         pos.set(name, {
           x: b.x + GROUP_PAD / 2 + col * CELL_W + CELL_W / 2,
-          y: b.y + 30 + GROUP_PAD / 2 + row * CELL_H + 16,
+          y: b.y + 30 + GROUP_PAD / 2 + row * CELL_H + 20,
           anchor: 'middle',
           lx: 0,
-          ly: 30,
+          ly: 36,
           group: b.g.id,
           maxChars: 15,
         });

@@ -185,6 +185,7 @@ function nodeOrder(self) {
 // ------------------------------------------------------------------ layout
 
 const RING_MAX = 12;
+const MESH_MAX = 8;
 const CELL_W = 120;
 const CELL_H = 74;
 const GROUP_PAD = 36;
@@ -197,10 +198,10 @@ export function layout(model, maxWidth = 1200) {
   const boxes = groups.map((g) => {
     const n = g.members.length;
     if (n <= RING_MAX) {
-      const r = n === 1 ? 0 : Math.max(70, (n * 46) / (2 * Math.PI) + 40);
+      const r = n === 1 ? 0 : Math.max(70, (n * 56) / (2 * Math.PI) + 40);
       const labelRoom = 150;
       const w = 2 * r + 2 * labelRoom;
-      const h = 2 * r + 90;
+      const h = 2 * r + 134;
       return { g, n, kind: 'ring', r, w: Math.max(w, 220), h: Math.max(h, 150) };
     }
     const cols = Math.min(10, Math.max(4, Math.ceil(Math.sqrt(n * 2))));
@@ -228,7 +229,7 @@ export function layout(model, maxWidth = 1200) {
   for (const b of boxes) {
     const cx = b.x + b.w / 2;
     if (b.kind === 'ring') {
-      const cy = b.y + 30 + (b.h - 30) / 2;
+      const cy = b.y + 40 + (b.h - 40) / 2;
       b.g.members.forEach((name, i) => {
         const a = -Math.PI / 2 + (2 * Math.PI * i) / b.n;
         const px = cx + b.r * Math.cos(a);
@@ -294,6 +295,9 @@ export function linksOf(model, lay) {
     seen.add(k);
     links.push({ id: `oneway:${k}`, a, b, kind: 'one-way' });
   }
+  // Inside a group, the healthy mesh is drawn up to MESH_MAX nodes (beyond,
+  // 66+ lines say less than the group's frame: every node reaches every
+  // other); links touching a node that is not up are always drawn.
   for (const box of lay.groups) {
     if (box.g.kind === 'gone' || box.n > RING_MAX) continue;
     const m = box.g.members;
@@ -305,6 +309,7 @@ export function linksOf(model, lay) {
           const st = model.nodes.get(n).status;
           return st !== 'up';
         });
+        if (!bad && box.n > MESH_MAX) continue;
         links.push({ id: `ok:${k}`, a: m[i], b: m[j], kind: bad ? 'degraded' : 'ok' });
       }
     }

@@ -527,5 +527,6 @@ const EXPORT_CSS = `
   .link.one-way { stroke: #d64545; stroke-width: 2; }
   .node .halo { fill: none; stroke-width: 4; }
   .node .badge { fill: #fff; font-weight: bold; }
+  .node .label { paint-order: stroke; stroke: #fff; stroke-width: 4px; stroke-linejoin: round; }
   .node.self .body { stroke: #1d2430; stroke-width: 2.5; }
 `;

@@ -14,6 +14,7 @@ import { storedToken, buildUrl } from './api.js';
 const POLL_MS = 500;
 const ALERT_POLL_MS = 1000;
 const MAX_BACKOFF_MS = 5000;
+const STALL_MS = 45000;
 
 export class LiveStream {
   constructor({ topics = ['cluster', 'alerts'], transport = 'auto' } = {}) {
@@ -121,28 +122,48 @@ export class LiveStream {
     const decoder = new TextDecoder();
     let buffer = '';
     let frame = { data: [] };
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) return;
-      buffer += decoder.decode(value, { stream: true });
-      let nl;
-      while ((nl = buffer.search(/\r?\n/)) >= 0) {
-        const line = buffer.slice(0, nl);
-        buffer = buffer.slice(nl + (buffer[nl] === '\r' ? 2 : 1));
-        if (line === '') {
-          this.dispatch(frame);
-          frame = { data: [] };
-        } else if (!line.startsWith(':')) {
-          const colon = line.indexOf(':');
-          const field = colon < 0 ? line : line.slice(0, colon);
-          let val = colon < 0 ? '' : line.slice(colon + 1);
-          if (val.startsWith(' ')) val = val.slice(1);
-          if (field === 'data') frame.data.push(val);
-          else if (field === 'event') frame.event = val;
-          else if (field === 'id') frame.id = val;
-        }
+    // The server sends a heartbeat every 15 s: a stream silent for three
+    // of them is a dead connection (a proxy, a sleeping laptop): drop it
+    // and reconnect from the cursor.
+    let lastChunk = Date.now();
+    const watchdog = setInterval(() => {
+      if (Date.now() - lastChunk > STALL_MS && this.abort) this.abort.abort();
+    }, 5000);
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        lastChunk = Date.now();
+        buffer = this.parse(buffer + decoder.decode(value, { stream: true }), frame, (next) => { frame = next; });
+      }
+    } finally {
+      clearInterval(watchdog);
+    }
+  }
+
+  // Dispatches the complete frames in `text`; returns what is left.
+  parse(text, frame0, setFrame) {
+    let buffer = text;
+    let frame = frame0;
+    let nl;
+    while ((nl = buffer.search(/\r?\n/)) >= 0) {
+      const line = buffer.slice(0, nl);
+      buffer = buffer.slice(nl + (buffer[nl] === '\r' ? 2 : 1));
+      if (line === '') {
+        this.dispatch(frame);
+        frame = { data: [] };
+      } else if (!line.startsWith(':')) {
+        const colon = line.indexOf(':');
+        const field = colon < 0 ? line : line.slice(0, colon);
+        let val = colon < 0 ? '' : line.slice(colon + 1);
+        if (val.startsWith(' ')) val = val.slice(1);
+        if (field === 'data') frame.data.push(val);
+        else if (field === 'event') frame.event = val;
+        else if (field === 'id') frame.id = val;
       }
     }
+    setFrame(frame);
+    return buffer;
   }
 
   dispatch(frame) {

@@ -206,4 +206,39 @@ defmodule ClusterScope.Browser.ShellTest do
     assert ClusterScope.Mode.current() == :multi_node
     assert Browser.unexpected_errors(Browser.console_errors(page)) == []
   end
+
+  test "read-only endpoint: no mode switch and no mutating control on the page", %{page: page} do
+    read_only = Browser.start_endpoint(token: @token, read_only: true)
+    on_exit(fn -> ClusterScope.Web.Endpoint.stop(read_only) end)
+
+    [_, _, switch_hidden, read_only_class, mode] =
+      Browser.run!(
+        page,
+        ready(read_only.url <> "/#node=" <> URI.encode_www_form(Atom.to_string(node()))) ++
+          [
+            %{op: "eval", js: "() => document.querySelector('#mode-switch-wrap').hidden"},
+            %{op: "eval", js: "() => document.body.classList.contains('read-only')"},
+            %{op: "text", selector: "#mode"}
+          ]
+      )
+
+    assert switch_hidden
+    assert read_only_class
+    # The mode is still shown.
+    assert mode == "multi-node"
+
+    [visible_mutating] =
+      Browser.run!(page, [
+        %{op: "wait", selector: "#drawer[data-loaded=true]", state: "attached"},
+        %{
+          op: "eval",
+          js:
+            "() => [...document.querySelectorAll('.mutating')].filter((e) => e.offsetParent !== null).length"
+        }
+      ])
+      |> Enum.drop(1)
+
+    assert visible_mutating == 0
+    assert Browser.unexpected_errors(Browser.console_errors(page)) == []
+  end
 end

@@ -68,12 +68,21 @@ function processes(list) {
   const rows = (list && list.processes) || [];
   if (!rows.length) return h('p', { class: 'muted' }, 'no processes listed');
   return h('table', { class: 'compact' },
-    h('thead', {}, h('tr', {}, ['process', 'memory', 'queue', 'reductions'].map((t) => h('th', {}, t)))),
+    h('thead', {}, h('tr', {},
+      h('th', {}, 'process'), h('th', { class: 'num' }, 'memory'),
+      h('th', { class: 'num', title: 'message queue length' }, 'queue'),
+      h('th', { class: 'num', title: 'reductions' }, 'reds'))),
     h('tbody', {}, rows.map((p) => h('tr', {},
       h('td', { title: `${p.pid}\n${p.current_function || ''}` }, p.registered_name || p.initial_call || p.pid),
       h('td', { class: 'num' }, fmtBytes(p.memory)),
       h('td', { class: 'num' }, p.message_queue_len),
-      h('td', { class: 'num' }, p.reductions)))));
+      h('td', { class: 'num', title: String(p.reductions) }, compact(p.reductions))))));
+}
+
+const COMPACT = new Intl.NumberFormat('en', { notation: 'compact', maximumFractionDigits: 1 });
+
+function compact(n) {
+  return n === undefined || n === null ? '–' : COMPACT.format(n);
 }
 
 function alertList(alerts) {

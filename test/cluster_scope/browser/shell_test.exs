@@ -89,6 +89,21 @@ defmodule ClusterScope.Browser.ShellTest do
       ])
 
     assert hash =~ "tab=overview"
+
+    # Escape closes the node; ] selects one again (the next in the list).
+    [_, _, _, stepped] =
+      Browser.run!(page, [
+        %{op: "press", key: "Escape"},
+        %{op: "wait", selector: "#drawer", state: "hidden"},
+        %{op: "press", key: "]"},
+        %{op: "wait_fn", js: "() => new URLSearchParams(location.hash.slice(1)).get('node')"}
+      ])
+
+    assert stepped in Enum.map(
+             ClusterScope.Cluster.State.topology().nodes,
+             &Atom.to_string(&1.node)
+           )
+
     assert Browser.unexpected_errors(Browser.console_errors(page)) == []
   end
 

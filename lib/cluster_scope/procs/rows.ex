@@ -788,8 +788,10 @@ defmodule ClusterScope.Procs.Rows do
   end
 
   # The parent of an application's top supervisor is the process the
-  # application master starts to run the application's start/2.
-  defp top_supervisor?(parent) when is_pid(parent) do
+  # application master starts to run the application's start/2. A parent
+  # on another node (a process spawned from there) is never one, and
+  # process_info/2 of a remote pid raises badarg.
+  defp top_supervisor?(parent) when is_pid(parent) and node(parent) == node() do
     :erlang.process_info(parent, :initial_call) ==
       {:initial_call, {:application_master, :start_it, 4}}
   end

@@ -176,6 +176,21 @@ defmodule ClusterScope.Procs.ControlClusterTest do
     end
   end
 
+  describe "a process spawned from another node" do
+    # Its parent lives on the spawning node: the protection check once read
+    # that parent with process_info/2, which raises badarg for a remote pid,
+    # and info and kill answered an internal error.
+    test "can be read and killed", ctx do
+      pid = Cluster.call(ctx.c, Node, :spawn, [ctx.b.node, :timer, :sleep, [:infinity]])
+      assert node(pid) == ctx.b.node
+      {:ok, info} = run(ctx.c, "get_process_info", %{"pid" => text(pid)})
+      assert info.protection == :none
+      {:ok, killed} = run(ctx.a, "kill_process", %{"pid" => text(pid)})
+      assert killed.exited
+      refute alive?(ctx.b, pid)
+    end
+  end
+
   describe "with dangerous actions on" do
     setup ctx do
       set_dangerous(ctx.c, true)

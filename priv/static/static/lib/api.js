@@ -37,8 +37,11 @@ export function storeToken(token) {
   }
 }
 
+// Paths are resolved against the document's base, so the dashboard works
+// mounted under a prefix (ClusterScope.Web.Plug injects <base href>):
+// "/api/v1/x" becomes "<prefix>/api/v1/x", and "/api/v1/x" at the root.
 export function buildUrl(path, query) {
-  const url = new URL(path, window.location.origin);
+  const url = new URL(String(path).replace(/^\//, ''), document.baseURI);
   for (const [k, v] of Object.entries(query || {})) {
     if (v !== undefined && v !== null && v !== '') url.searchParams.set(k, String(v));
   }

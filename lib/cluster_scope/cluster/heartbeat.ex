@@ -51,6 +51,7 @@ defmodule ClusterScope.Cluster.Heartbeat do
 
   use GenServer
 
+  alias ClusterScope.PgMembership
   alias ClusterScope.Cluster.Gossip
   alias ClusterScope.Native
 
@@ -105,9 +106,8 @@ defmodule ClusterScope.Cluster.Heartbeat do
   def init(opts) do
     interval = Keyword.fetch!(opts, :interval_ms)
     threshold = Keyword.fetch!(opts, :phi_threshold)
-    :ok = :pg.join(@scope, @group, self())
-    # Membership dies with the :pg scope process: join again when it restarts.
-    Process.monitor(@scope)
+    # Membership dies with the :pg scope process: joined again when it restarts.
+    :ok = PgMembership.join(@scope, @group)
 
     detectors =
       case Native.phi_new(
@@ -281,23 +281,11 @@ defmodule ClusterScope.Cluster.Heartbeat do
 
   def handle_info({:nodeup, _node, _info}, state), do: {:noreply, state}
 
-  def handle_info({:DOWN, _ref, :process, {@scope, _}, _}, state) do
-    send(self(), :rejoin_pg)
+  def handle_info(other, state) do
+    # The :pg scope restarted: join the agents again.
+    PgMembership.handle(other, {@scope, @group})
     {:noreply, state}
   end
-
-  def handle_info(:rejoin_pg, state) do
-    if Process.whereis(@scope) do
-      :ok = :pg.join(@scope, @group, self())
-      Process.monitor(@scope)
-    else
-      Process.send_after(self(), :rejoin_pg, 50)
-    end
-
-    {:noreply, state}
-  end
-
-  def handle_info(_other, state), do: {:noreply, state}
 
   @impl true
   def handle_call(:snapshot, _from, state) do

@@ -14,36 +14,12 @@ defmodule ClusterScope.Operations.DemoHealNode do
 
   use ClusterScope.Operation, name: "demo_heal_node", timeout: 40_000
 
-  @impl true
-  def rest_config do
-    %{
-      method: :post,
-      path: "/api/v1/demo/nodes/:node/heal",
-      summary: "Demo mode: heal a peer of the demo cluster",
-      parameters: [
-        %{
-          name: :node,
-          type: :string,
-          required: true,
-          max_length: 255,
-          location: :path,
-          description: "the peer's node name"
-        }
-      ],
-      responses: %{
-        200 => %{description: "the peer and the demo's faults"},
-        403 => %{description: "forbidden: this node is not in demo mode"},
-        404 => %{description: "not a peer of the demo"}
-      }
-    }
-  end
+  alias ClusterScope.Web.Demo
 
   @impl true
-  def execute(%{node: node}) do
-    case ClusterScope.Web.Demo.fault(:heal, node) do
-      {:ok, result} -> {:ok, result}
-      {:error, :not_demo} -> {:error, ClusterScope.Web.Demo.not_demo()}
-      {:error, _} = error -> error
-    end
-  end
+  def rest_config,
+    do: Demo.fault_rest_config("heal", "Demo mode: heal a peer of the demo cluster")
+
+  @impl true
+  def execute(%{node: node}), do: Demo.run_fault(:heal, node)
 end

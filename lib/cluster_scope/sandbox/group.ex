@@ -104,9 +104,8 @@ defmodule ClusterScope.Sandbox.Group do
     # tagged first (a child may read its sandbox in its init). The children
     # start after init returns: the node supervisor is never held by a
     # child whose start hangs; `await_started/2` waits with a deadline.
-    :ok = :pg.join(@scope, {:sandbox, definition.id}, self())
-    # Membership dies with the :pg scope process: join again when it restarts.
-    Process.monitor(@scope)
+    # Membership dies with the :pg scope process: joined again when it restarts.
+    :ok = ClusterScope.PgMembership.join(@scope, {:sandbox, definition.id})
     # No supervisor holds this part: it stops with ClusterScope on this node
     # (its top supervisor ends only when the application stops).
     Process.monitor(ClusterScope.Supervisor)
@@ -224,23 +223,11 @@ defmodule ClusterScope.Sandbox.Group do
   def handle_info({:DOWN, _ref, :process, {ClusterScope.Supervisor, _}, _}, state),
     do: {:stop, :shutdown, state}
 
-  def handle_info({:DOWN, _ref, :process, {@scope, _}, _}, state) do
-    send(self(), :rejoin_pg)
+  def handle_info(other, state) do
+    # The :pg scope restarted: join the sandbox's group again.
+    ClusterScope.PgMembership.handle(other, {@scope, {:sandbox, state.definition.id}})
     {:noreply, state}
   end
-
-  def handle_info(:rejoin_pg, state) do
-    if Process.whereis(@scope) do
-      :ok = :pg.join(@scope, {:sandbox, state.definition.id}, self())
-      Process.monitor(@scope)
-    else
-      Process.send_after(self(), :rejoin_pg, 50)
-    end
-
-    {:noreply, state}
-  end
-
-  def handle_info(_other, state), do: {:noreply, state}
 
   @impl true
   def terminate(_reason, state), do: stop_all(state)

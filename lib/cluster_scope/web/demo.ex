@@ -101,6 +101,45 @@ defmodule ClusterScope.Web.Demo do
     :exit, {:timeout, _} -> {:error, {:unavailable, "the demo did not answer within 30 s"}}
   end
 
+  @doc false
+  # The REST part shared by the three fault operations (one per file:
+  # demo_cut_node, demo_freeze_node, demo_heal_node).
+  @spec fault_rest_config(String.t(), String.t()) :: map()
+  def fault_rest_config(action, summary) do
+    %{
+      method: :post,
+      path: "/api/v1/demo/nodes/:node/#{action}",
+      summary: summary,
+      parameters: [
+        %{
+          name: :node,
+          type: :string,
+          required: true,
+          max_length: 255,
+          location: :path,
+          description: "the peer's node name"
+        }
+      ],
+      responses: %{
+        200 => %{description: "the peer and the demo's faults"},
+        403 => %{description: "forbidden: this node is not in demo mode"},
+        404 => %{description: "not a peer of the demo"}
+      }
+    }
+  end
+
+  @doc false
+  # The execution shared by the fault operations: outside demo mode, the
+  # operation's `forbidden` error.
+  @spec run_fault(:cut | :freeze | :heal, String.t()) :: {:ok, map()} | {:error, term()}
+  def run_fault(action, node) do
+    case fault(action, node) do
+      {:ok, result} -> {:ok, result}
+      {:error, :not_demo} -> {:error, not_demo()}
+      {:error, _} = error -> error
+    end
+  end
+
   @doc """
   The error of a demo operation on a node that does not run the demo.
   """

@@ -78,7 +78,10 @@ defmodule ClusterScope.NodeViews.Supervision do
   @text_limit 200
 
   @typedoc "What to expand."
-  @type root :: {:pid, pid()} | {:name, String.t()}
+  @type root ::
+          {:pid, pid()}
+          | {:local_pid, non_neg_integer(), non_neg_integer()}
+          | {:name, String.t()}
 
   @typedoc "Options: `depth`, `limit`, `offset`, `call_timeout_ms`."
   @type opts :: %{
@@ -155,6 +158,11 @@ defmodule ClusterScope.NodeViews.Supervision do
 
   # -- the root ---------------------------------------------------------------------
 
+  # A pid given by its numbers on this node (`<0.ID.SERIAL>` here).
+  defp resolve({:local_pid, id, serial}, timeout)
+       when is_integer(id) and id >= 0 and is_integer(serial) and serial >= 0,
+       do: resolve({:pid, :erlang.list_to_pid(~c"<0.#{id}.#{serial}>")}, timeout)
+
   defp resolve({:pid, pid}, _timeout) when is_pid(pid) and node(pid) == node() do
     if Process.alive?(pid),
       do: {:ok, pid, :pid},
@@ -208,7 +216,9 @@ defmodule ClusterScope.NodeViews.Supervision do
         end
 
       _ ->
-        {:error, {:no_supervisor, "application #{app} is loaded but has no master"}}
+        {:error,
+         {:no_supervisor,
+          "application #{app} has no application master (a library application: no top supervisor)"}}
     end
   end
 

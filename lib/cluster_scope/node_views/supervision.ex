@@ -62,9 +62,12 @@ defmodule ClusterScope.NodeViews.Supervision do
   (an ETS read per supervisor listed).
 
   Only OTP calls and this node's own processes are used. The root is an
-  application's top supervisor (its name compared as text with the
-  started applications: no atom is created), a registered name (compared
-  as text) or a pid of this node.
+  application's top supervisor (its name compared as text with the loaded
+  applications, read from the application controller's table without a
+  call to it; the top supervisor asked of the application master under the
+  deadline: no atom is created), a registered name (compared as text) or a
+  pid of this node. Checking that a pid is a supervisor reads its process
+  dictionary (`$initial_call`), so it costs what that dictionary weighs.
   """
 
   alias ClusterScope.NodeViews.SupervisorReports
@@ -182,9 +185,12 @@ defmodule ClusterScope.NodeViews.Supervision do
   defp resolve(other, _timeout),
     do: {:error, {:not_found, "not a root: #{inspect(other, limit: 5)}"}}
 
+  # The loaded applications are read from the application controller's
+  # table (no call to the controller, which can be busy starting an
+  # application); the name is compared as text.
   defp application(text) do
     found =
-      Enum.find(:application.which_applications(), fn {app, _, _} ->
+      Enum.find(:application.loaded_applications(), fn {app, _, _} ->
         Atom.to_string(app) == text
       end)
 
@@ -192,8 +198,6 @@ defmodule ClusterScope.NodeViews.Supervision do
       {app, _, _} -> {:ok, app}
       nil -> :error
     end
-  catch
-    :exit, _ -> :error
   end
 
   defp top_supervisor(app, timeout) do
@@ -218,7 +222,8 @@ defmodule ClusterScope.NodeViews.Supervision do
       _ ->
         {:error,
          {:no_supervisor,
-          "application #{app} has no application master (a library application: no top supervisor)"}}
+          "application #{app} is loaded but has no application master: it is not started, " <>
+            "or it is a library application (no top supervisor)"}}
     end
   end
 
@@ -227,7 +232,7 @@ defmodule ClusterScope.NodeViews.Supervision do
       nil ->
         {:error,
          {:not_found,
-          "no started application and no registered process named #{short_text(text)} on #{node()}"}}
+          "no loaded application and no registered process named #{short_text(text)} on #{node()}"}}
 
       name ->
         case Process.whereis(name) do

@@ -17,7 +17,9 @@ defmodule ClusterScope.NodeViews.ClusterTest do
     Cluster.forget_gone()
     [a, b, c] = Cluster.start(3)
     root = Cluster.call(b, SupTree, :start, [@tree, 3])
-    %{a: a, b: b, c: c, root: root}
+    # A node without ClusterScope, reached through a.
+    bare = Cluster.start_agentless(a, 60)
+    %{a: a, b: b, c: c, root: root, bare: bare}
   end
 
   defp run(peer, op, params), do: Cluster.call(peer, ClusterScope, :run, [op, params], 60_000)
@@ -92,6 +94,14 @@ defmodule ClusterScope.NodeViews.ClusterTest do
 
     assert tree.found_by == :pid
 
+    # `<0.X.Y>` without a node names a process of the node asked.
+    [local, _node] = String.split(ProcessRef.to_string(root), "@", parts: 2)
+
+    assert {:ok, %{root: %{pid: same}}} =
+             run(a, "supervision_tree", %{"node" => node, "root" => "<#{local}>"})
+
+    assert same == ProcessRef.to_string(root)
+
     assert [%{kind: :child_terminated, child_id: ":worker", child_pid: pid_text}] =
              tree.recent_restarts.recent
 
@@ -105,7 +115,7 @@ defmodule ClusterScope.NodeViews.ClusterTest do
     assert kernel.name == ":kernel_sup" and length(kernel.children) == 2
   end
 
-  test "bad roots and nodes are clear errors", %{a: a, b: b, c: c} do
+  test "bad roots and nodes are clear errors", %{a: a, b: b, c: c, bare: bare} do
     node = Atom.to_string(b.node)
 
     assert {:error, %{code: :invalid_params, details: details}} =
@@ -140,9 +150,20 @@ defmodule ClusterScope.NodeViews.ClusterTest do
 
     assert {:error, %{code: :invalid_params}} =
              run(a, "supervision_tree", %{"node" => node, "root" => "kernel", "depth" => "9"})
+
+    # A node without ClusterScope: unavailable, naming why.
+    assert {:error, %{code: :node_unavailable, message: message}} =
+             run(a, "supervision_tree", %{"node" => Atom.to_string(bare.node), "root" => "kernel"})
+
+    assert message =~ "not loaded"
   end
 
-  test "OS data of every node, one at a time and all at once", %{a: a, b: b, c: c} do
+  test "OS data of every node, one at a time and all at once", %{
+    a: a,
+    b: b,
+    c: c,
+    bare: bare
+  } do
     peers = [a, b, c]
 
     for peer <- peers do
@@ -151,8 +172,6 @@ defmodule ClusterScope.NodeViews.ClusterTest do
       assert os.memory.total_bytes > 0 and os.load.cpus > 0
       assert is_list(os.disks) and os.disks != []
     end
-
-    bare = Cluster.start_agentless(a, 60)
 
     assert {:ok, all} = run(a, "cluster_os", %{})
     for peer <- peers, do: assert(peer.node in all.nodes)

@@ -166,7 +166,7 @@ defmodule ClusterScope.NodeViews.SupervisionTest do
 
     name = "no_such_application_#{System.unique_integer([:positive])}"
     assert {:error, {:not_found, message}} = Supervision.tree({:name, name}, %{})
-    assert message =~ "no started application"
+    assert message =~ "no loaded application"
     assert_raise ArgumentError, fn -> String.to_existing_atom(name) end
 
     assert {:error, {:no_supervisor, _}} = Supervision.tree({:name, "stdlib"}, %{})

@@ -115,11 +115,9 @@ defmodule ClusterScope.NodeViews.Os do
     end
   end
 
-  defp os_mon_running do
-    Enum.any?(Application.started_applications(1_000), &(elem(&1, 0) == :os_mon))
-  catch
-    :exit, _ -> false
-  end
+  # os_mon's top supervisor, by its registered name: no call to the
+  # application controller (which can be busy starting an application).
+  defp os_mon_running, do: is_pid(Process.whereis(:os_mon_sup))
 
   # -- load ---------------------------------------------------------------------------
 
@@ -284,7 +282,7 @@ defmodule ClusterScope.NodeViews.Os do
   defp disks(true = _os_mon) do
     if Process.whereis(:disksup) do
       case bounded(fn -> apply(:disksup, :get_disk_data, []) end) do
-        {:ok, data} when is_list(data) -> {from_disksup(data), :disksup}
+        {:ok, data} when is_list(data) -> {data |> from_disksup() |> only_real(), :disksup}
         _ -> disks(false)
       end
     else
@@ -304,6 +302,19 @@ defmodule ClusterScope.NodeViews.Os do
     else
       {:error, reason} -> {nil, {:unavailable, reason}}
       _ -> {nil, :unavailable}
+    end
+  end
+
+  # disksup lists every mount (tmpfs, cgroup, ...): keep the real file
+  # systems of /proc/mounts, as with df, where it can be read.
+  defp only_real(disks) do
+    case File.read("/proc/mounts") do
+      {:ok, mounts} ->
+        real = real_mounts(mounts)
+        disks |> Enum.filter(&Map.has_key?(real, &1.mount)) |> fs_types(real)
+
+      _ ->
+        disks
     end
   end
 

@@ -189,6 +189,20 @@ defmodule ClusterScope.NodeViews.ClusterTest do
 
     assert Enum.sort(two.nodes) == Enum.sort([b.node, c.node])
     assert Enum.all?(two.rows, &(&1.disks == nil))
+
+    # ClusterScope never starts os_mon; where the host runs it, disksup's
+    # last check is read instead of running df.
+    for peer <- peers, do: assert(Cluster.call(peer, Process, :whereis, [:os_mon_sup]) == nil)
+    assert {:ok, [_ | _]} = Cluster.call(c, Application, :ensure_all_started, [:os_mon], 20_000)
+
+    try do
+      assert {:ok, os} = run(a, "node_os", %{"node" => Atom.to_string(c.node)})
+      assert os.os_mon and os.sources.disks == :disksup
+      assert [_ | _] = os.disks
+      assert Enum.all?(os.disks, &(&1.fs_type not in ["tmpfs", "proc", "sysfs", "cgroup2"]))
+    after
+      Cluster.call(c, Application, :stop, [:os_mon], 20_000)
+    end
   end
 
   test "machine disk and memory alerts: raised with low thresholds, cleared with hysteresis",

@@ -61,6 +61,12 @@ defmodule ClusterScope.NodeViews.Supervision do
   Recent restarts come from `ClusterScope.NodeViews.SupervisorReports`
   (an ETS read per supervisor listed).
 
+  Without a root (`tree(:applications, opts)`), the children are the top
+  supervisors of the started applications (sorted by name, paged like any
+  children; each application master asked in a helper under the
+  deadline, all at once; library applications, which have none, are left
+  out).
+
   Only OTP calls and this node's own processes are used. The root is an
   application's top supervisor (its name compared as text with the loaded
   applications, read from the application controller's table without a
@@ -77,7 +83,7 @@ defmodule ClusterScope.NodeViews.Supervision do
   @max_expansions 32
   @max_listed 100_000
   @default_call_timeout 1_000
-  @max_call_timeout 10_000
+  @max_call_timeout 2_000
   @text_limit 200
 
   @typedoc "What to expand."
@@ -119,8 +125,50 @@ defmodule ClusterScope.NodeViews.Supervision do
   Cost: see the module documentation; at most `call_timeout_ms` per level
   (plus the resolution of an application's top supervisor, one more).
   """
-  @spec tree(root(), opts()) :: {:ok, map()} | {:error, {atom(), String.t()}}
-  def tree(root, opts \\ %{}) do
+  @spec tree(root() | :applications, opts()) :: {:ok, map()} | {:error, {atom(), String.t()}}
+  def tree(root, opts \\ %{})
+
+  def tree(:applications, opts) do
+    opts = normalize(opts)
+
+    apps =
+      for {app, _, _} <- :application.loaded_applications(),
+          master = :application_controller.get_master(app),
+          is_pid(master),
+          do: {Atom.to_string(app), master}
+
+    apps = Enum.sort(apps)
+    page = apps |> Enum.drop(opts.offset) |> Enum.take(opts.limit)
+
+    # Each application master answers in its own helper, all at once.
+    children =
+      page
+      |> Enum.map(fn {_name, master} ->
+        fn -> :application_master.get_child(master) end
+      end)
+      |> bounded_all(opts.call_timeout_ms)
+      |> Enum.zip(page)
+      |> Enum.map(fn {answer, {name, _master}} -> app_child(name, answer) end)
+
+    node = %{
+      pid: nil,
+      name: nil,
+      found_by: :applications,
+      status: :running,
+      expansion: :ok,
+      expanded: true,
+      flags: nil,
+      counts: %{specs: length(apps)},
+      offset: opts.offset,
+      children: children,
+      next_offset: if(opts.offset + opts.limit < length(apps), do: opts.offset + opts.limit),
+      recent_restarts: nil
+    }
+
+    {:ok, descend(node, opts.depth - 1, opts)}
+  end
+
+  def tree(root, opts) do
     opts = normalize(opts)
 
     with {:ok, pid, how} <- resolve(root, opts.call_timeout_ms),
@@ -150,7 +198,7 @@ defmodule ClusterScope.NodeViews.Supervision do
     %{
       depth: opts |> Map.get(:depth, 1) |> clamp(1, @max_depth),
       limit: opts |> Map.get(:limit, 50) |> clamp(1, @max_limit),
-      offset: max(Map.get(opts, :offset, 0), 0),
+      offset: opts |> Map.get(:offset, 0) |> clamp(0, 100_000_000),
       call_timeout_ms:
         opts |> Map.get(:call_timeout_ms, @default_call_timeout) |> clamp(1, @max_call_timeout)
     }
@@ -163,8 +211,13 @@ defmodule ClusterScope.NodeViews.Supervision do
 
   # A pid given by its numbers on this node (`<0.ID.SERIAL>` here).
   defp resolve({:local_pid, id, serial}, timeout)
-       when is_integer(id) and id >= 0 and is_integer(serial) and serial >= 0,
-       do: resolve({:pid, :erlang.list_to_pid(~c"<0.#{id}.#{serial}>")}, timeout)
+       when is_integer(id) and id >= 0 and is_integer(serial) and serial >= 0 do
+    resolve({:pid, :erlang.list_to_pid(~c"<0.#{id}.#{serial}>")}, timeout)
+  rescue
+    # Numbers past what a pid of this node can be.
+    ArgumentError ->
+      {:error, {:not_found, "no process <0.#{id}.#{serial}> can exist on #{node()}"}}
+  end
 
   defp resolve({:pid, pid}, _timeout) when is_pid(pid) and node(pid) == node() do
     if Process.alive?(pid),
@@ -448,15 +501,36 @@ defmodule ClusterScope.NodeViews.Supervision do
     end
   end
 
-  # Runs `fun` in a helper killed after `timeout`.
-  defp bounded(fun, timeout) do
-    {pid, ref} = spawn_monitor(fn -> exit({:cs_bounded, fun.()}) end)
+  defp app_child(name, {:ok, {pid, mod}}) when is_pid(pid),
+    do: %{id: name, pid: pid, type: :supervisor, modules: [inspect(mod)], status: :running}
 
+  defp app_child(name, {:ok, _}),
+    do: %{id: name, pid: nil, type: :supervisor, modules: [], status: :not_running}
+
+  defp app_child(name, :timeout),
+    do: %{id: name, pid: nil, type: :supervisor, modules: [], status: :stuck}
+
+  defp app_child(name, {:error, _}),
+    do: %{id: name, pid: nil, type: :supervisor, modules: [], status: :not_running}
+
+  # Runs each function in a helper, all at once, every helper killed at one
+  # common deadline: `{:ok, value}`, `{:error, reason}` or `:timeout` each.
+  defp bounded_all(funs, timeout) do
+    deadline = System.monotonic_time(:millisecond) + timeout
+    helpers = Enum.map(funs, fn fun -> spawn_monitor(fn -> exit({:cs_bounded, fun.()}) end) end)
+
+    Enum.map(helpers, fn {pid, ref} ->
+      wait = max(deadline - System.monotonic_time(:millisecond), 0)
+      await_helper(pid, ref, wait)
+    end)
+  end
+
+  defp await_helper(pid, ref, wait) do
     receive do
       {:DOWN, ^ref, :process, ^pid, {:cs_bounded, value}} -> {:ok, value}
       {:DOWN, ^ref, :process, ^pid, reason} -> {:error, reason}
     after
-      timeout ->
+      wait ->
         Process.exit(pid, :kill)
 
         receive do
@@ -464,6 +538,12 @@ defmodule ClusterScope.NodeViews.Supervision do
           {:DOWN, ^ref, :process, ^pid, _} -> :timeout
         end
     end
+  end
+
+  # Runs `fun` in a helper killed after `timeout`.
+  defp bounded(fun, timeout) do
+    {pid, ref} = spawn_monitor(fn -> exit({:cs_bounded, fun.()}) end)
+    await_helper(pid, ref, timeout)
   end
 
   defp short(term), do: inspect(term, limit: 8, printable_limit: @text_limit)

@@ -7,15 +7,17 @@ defmodule ClusterScope.Operations.SupervisionTree do
   `root` is an application's name (its top supervisor), a registered name,
   or a pid of that node (`0.123.0@node`, or `<0.123.0>` meaning a process
   of `:node`); names are compared as text on the node, never turned into
-  atoms. Each supervisor listed carries its restart strategy, intensity and
+  atoms. Without `root`, the children listed are the top supervisors of
+  the node's started applications (by name, paged). Each supervisor listed carries its restart strategy, intensity and
   period (`flags`), its counts, its page of children (id, pid, type,
   modules, status `running`/`restarting`/`not_running`), `next_offset` when
   there are more, and `recent_restarts` (count, last time and the last
   reports, from the node's bounded logger handler
   `ClusterScope.NodeViews.SupervisorReports`). A child supervisor not
   expanded has `expanded: false`; one that did not answer within
-  `call_timeout_ms` has `expansion: "stuck"` (suspended, blocked starting a
-  child): reported, never waited on.
+  `call_timeout_ms` (10..2,000 ms) has `expansion: "stuck"` (suspended,
+  blocked starting a child): reported, never waited on. The whole call is
+  bounded by 11 s (at most four deadlines on the node).
 
   Cost: one remote call to the node; there, per supervisor expanded, one
   helper process and three calls (`count_children`, `which_children`,
@@ -30,7 +32,9 @@ defmodule ClusterScope.Operations.SupervisionTree do
   (the root supervisor itself is stuck).
   """
 
-  use ClusterScope.Operation, name: "supervision_tree"
+  # Depth 3 with 2 s per supervisor: at most 4 deadlines on the node (the
+  # application master's answer and three levels), under this timeout.
+  use ClusterScope.Operation, name: "supervision_tree", timeout: 11_000
 
   alias ClusterScope.{Fanout, ProcessRef}
   alias ClusterScope.NodeViews.Supervision
@@ -46,10 +50,12 @@ defmodule ClusterScope.Operations.SupervisionTree do
         %{
           name: :root,
           type: :string,
-          required: true,
+          required: false,
           location: :query,
           max_length: 300,
-          description: "an application name, a registered name, or a pid of the node"
+          description:
+            "an application name, a registered name, or a pid of the node " <>
+              "(default: the top supervisors of every started application)"
         },
         %{
           name: :depth,
@@ -97,8 +103,8 @@ defmodule ClusterScope.Operations.SupervisionTree do
   end
 
   @impl true
-  def execute(%{node: node, root: root_text} = params) do
-    with {:ok, root} <- root(root_text, node) do
+  def execute(%{node: node} = params) do
+    with {:ok, root} <- root(params[:root], node) do
       opts = %{
         depth: params[:depth] || 1,
         limit: params[:limit] || 50,
@@ -107,7 +113,10 @@ defmodule ClusterScope.Operations.SupervisionTree do
       }
 
       # One deadline per level, plus the application master's answer.
-      timeout = max(Fanout.default_timeout(), opts.call_timeout_ms * (opts.depth + 1) + 2_000)
+      timeout =
+        Fanout.default_timeout()
+        |> max(opts.call_timeout_ms * (opts.depth + 1) + 1_500)
+        |> min(10_000)
 
       case Fanout.call(node, Supervision, :tree, [root, opts], timeout) do
         {:ok, {:ok, tree}} ->
@@ -124,6 +133,8 @@ defmodule ClusterScope.Operations.SupervisionTree do
       end
     end
   end
+
+  defp root(nil, _node), do: {:ok, :applications}
 
   defp root(text, node) do
     if Regex.match?(~r/\A(#PID)?<?0\.\d+\.\d+>?(@.+)?\z/, text) do

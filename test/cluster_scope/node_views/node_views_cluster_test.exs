@@ -113,6 +113,11 @@ defmodule ClusterScope.NodeViews.ClusterTest do
 
     assert kernel.found_by == %{application: "kernel"}
     assert kernel.name == ":kernel_sup" and length(kernel.children) == 2
+
+    # No root: b's applications, each one's top supervisor a pid of b.
+    assert {:ok, %{root: apps}} = run(a, "supervision_tree", %{"node" => node, "limit" => "500"})
+    cs = Enum.find(apps.children, &(&1.id == "cluster_scope"))
+    assert String.ends_with?(cs.pid, "@" <> node)
   end
 
   test "bad roots and nodes are clear errors", %{a: a, b: b, c: c, bare: bare} do

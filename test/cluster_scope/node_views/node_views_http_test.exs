@@ -25,6 +25,12 @@ defmodule ClusterScope.NodeViews.HTTPTest do
     assert String.ends_with?(root["pid"], "@" <> Atom.to_string(node()))
     assert length(root["children"]) == 5 and root["next_offset"] == 5
 
+    assert {200, %{"data" => %{"root" => apps}}, _} =
+             HTTP.get(url <> "/api/v1/cluster/nodes/#{node}/supervision")
+
+    assert apps["found_by"] == "applications"
+    assert Enum.any?(apps["children"], &(&1["id"] == "kernel"))
+
     assert {400, %{"error" => error}, _} =
              HTTP.get(url <> "/api/v1/cluster/nodes/#{node}/supervision?root=kernel&limit=0")
 
@@ -64,7 +70,7 @@ defmodule ClusterScope.NodeViews.HTTPTest do
     {0, out} = ClusterScope.CLI.main(~w(node_os --param node=#{n} --disks false))
     assert IO.iodata_to_binary(out) =~ "total_bytes"
 
-    {code, out} = ClusterScope.CLI.main(~w(supervision_tree --param node=#{n}))
-    assert code != 0 and IO.iodata_to_binary(out) =~ "root"
+    {code, out} = ClusterScope.CLI.main(~w(supervision_tree --param node=#{n} --depth 9))
+    assert code != 0 and IO.iodata_to_binary(out) =~ "depth"
   end
 end

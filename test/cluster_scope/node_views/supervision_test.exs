@@ -172,6 +172,25 @@ defmodule ClusterScope.NodeViews.SupervisionTest do
     assert {:error, {:no_supervisor, _}} = Supervision.tree({:name, "stdlib"}, %{})
   end
 
+  test "without a root: the top supervisors of the started applications, paged" do
+    assert {:ok, tree} = Supervision.tree(:applications, %{limit: 500})
+    assert tree.found_by == :applications
+    names = Enum.map(tree.children, & &1.id)
+    assert "cluster_scope" in names and "kernel" in names
+    # Library applications have no top supervisor: not listed.
+    refute "stdlib" in names
+    assert names == Enum.sort(names)
+
+    cs = Enum.find(tree.children, &(&1.id == "cluster_scope"))
+    assert cs.pid == Process.whereis(ClusterScope.Supervisor) and cs.expanded == false
+
+    assert {:ok, first} = Supervision.tree(:applications, %{limit: 1, depth: 2})
+    assert [%{expanded: true, expansion: :ok, children: [_ | _]}] = first.children
+    assert first.next_offset == 1
+    assert {:ok, second} = Supervision.tree(:applications, %{limit: 1, offset: 1})
+    assert hd(second.children).id == Enum.at(names, 1)
+  end
+
   test "a process that is not a supervisor, and a dead one, are clear errors" do
     {:ok, agent} = Agent.start_link(fn -> 0 end)
     assert {:error, {:not_supervisor, message}} = Supervision.tree({:pid, agent}, %{})
@@ -181,6 +200,11 @@ defmodule ClusterScope.NodeViews.SupervisionTest do
     Agent.stop(agent)
     assert {:error, {:not_found, message}} = Supervision.tree({:pid, agent}, %{})
     assert message =~ "not alive"
+
+    # Numbers no pid of this node can have.
+    assert {:error, {:not_found, message}} = Supervision.tree({:local_pid, 9_999_999_999, 0}, %{})
+
+    assert message =~ "can exist"
   end
 
   test "a root with more supervisors than the budget stops expanding at it" do

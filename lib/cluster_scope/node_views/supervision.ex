@@ -56,7 +56,11 @@ defmodule ClusterScope.NodeViews.Supervision do
   `get_state` are O(children) in the supervisor), and the copy of the
   children list in the helper. A tree of 30 supervisors at depth 3 costs
   30 such reads; a `simple_one_for_one` supervisor of 100,000 children
-  costs one count and no listing.
+  costs one count and no listing. Measured on a loaded 2-core x86-64
+  (median): ClusterScope's own tree at depth 3 (4 supervisors expanded)
+  80-260 us; the applications' top supervisors 33 us; one page of 50 of a
+  DynamicSupervisor of 10,000 children 11.7 ms (the copies of its children
+  list and state dominate).
 
   Recent restarts come from `ClusterScope.NodeViews.SupervisorReports`
   (an ETS read per supervisor listed).

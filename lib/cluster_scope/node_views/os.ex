@@ -51,7 +51,8 @@ defmodule ClusterScope.NodeViews.Os do
   Everything about the machine: `%{node, at_ms, load, memory, swap, disks,
   cgroup, sources, os_mon}`. `disks: false` in `opts` leaves the disks out
   (no `df`). Never raises; an unreadable part is `nil` and its source says
-  why.
+  why (`unavailable`, and for disks `df_timeout` or `no_df`). Only maps,
+  lists, numbers, binaries and atoms: the answer encodes as JSON as is.
   """
   @spec read(map()) :: map()
   def read(opts \\ %{}) do
@@ -59,7 +60,11 @@ defmodule ClusterScope.NodeViews.Os do
     {load, load_src} = load(os_mon)
     {memory, swap, mem_src} = memory(os_mon)
 
-    {disks, disk_src} = if Map.get(opts, :disks, true), do: disks(os_mon), else: {nil, :not_asked}
+    # `df_path` (tests only: the operations never pass it) replaces df.
+    df = Map.get(opts, :df_path, System.find_executable("df"))
+
+    {disks, disk_src} =
+      if Map.get(opts, :disks, true), do: disks(os_mon, df), else: {nil, :not_asked}
 
     %{
       node: node(),
@@ -279,28 +284,29 @@ defmodule ClusterScope.NodeViews.Os do
 
   # -- disks --------------------------------------------------------------------------
 
-  defp disks(true = _os_mon) do
+  defp disks(true = _os_mon, df) do
     if Process.whereis(:disksup) do
       case bounded(fn -> apply(:disksup, :get_disk_data, []) end) do
         {:ok, data} when is_list(data) -> {data |> from_disksup() |> only_real(), :disksup}
-        _ -> disks(false)
+        _ -> disks(false, df)
       end
     else
-      disks(false)
+      disks(false, df)
     end
   end
 
-  defp disks(false) do
+  defp disks(false, df) do
     with {:ok, mounts} <- File.read("/proc/mounts"),
          real = real_mounts(mounts),
-         {:ok, out} <- df() do
+         {:ok, out} <- df(df) do
       {out
        |> parse_df()
        |> Enum.filter(&Map.has_key?(real, &1.mount))
        |> fs_types(real)
        |> Enum.take(@max_disks), :df}
     else
-      {:error, reason} -> {nil, {:unavailable, reason}}
+      {:error, :df_timeout} -> {nil, :df_timeout}
+      {:error, :no_df} -> {nil, :no_df}
       _ -> {nil, :unavailable}
     end
   end
@@ -380,9 +386,9 @@ defmodule ClusterScope.NodeViews.Os do
 
   defp cap_pct(cap), do: String.to_integer(cap) * 1.0
 
-  defp df do
-    case System.find_executable("df") do
-      nil ->
+  defp df(path) do
+    case path do
+      empty when empty in [nil, false] ->
         {:error, :no_df}
 
       path ->
@@ -404,7 +410,7 @@ defmodule ClusterScope.NodeViews.Os do
         collect_df(port, os_pid, [], System.monotonic_time(:millisecond) + @df_timeout)
     end
   rescue
-    e -> {:error, {:df_failed, Exception.message(e)}}
+    _ -> {:error, :df_failed}
   end
 
   defp collect_df(port, os_pid, acc, deadline) do

@@ -92,6 +92,42 @@ defmodule ClusterScope.NodeViews.OsTest do
     end
   end
 
+  @tag :tmp_dir
+  test "df: killed at its deadline, and only real mounts kept", %{tmp_dir: dir} do
+    if File.exists?("/proc/mounts") do
+      pidfile = Path.join(dir, "pid")
+      hung = Path.join(dir, "hung_df")
+      File.write!(hung, "#!/bin/sh\necho $$ > #{pidfile}\nexec sleep 30\n")
+      File.chmod!(hung, 0o755)
+
+      {elapsed, r} = :timer.tc(fn -> Os.read(%{df_path: hung}) end)
+      assert r.disks == nil and r.sources.disks == :df_timeout
+      assert elapsed < 10_000_000
+      os_pid = pidfile |> File.read!() |> String.trim()
+      # The hung df is gone (killed, reaped by its port program).
+      Process.sleep(200)
+      assert {_, code} = System.cmd("kill", ["-0", os_pid], stderr_to_stdout: true)
+      assert code != 0
+
+      fake = Path.join(dir, "fake_df")
+
+      File.write!(fake, """
+      #!/bin/sh
+      echo "Filesystem 1024-blocks Used Available Capacity Mounted on"
+      echo "/dev/x 1000 500 500 50% /"
+      echo "/dev/y 1000 900 100 90% /no/such/mount/here"
+      """)
+
+      File.chmod!(fake, 0o755)
+      r = Os.read(%{df_path: fake})
+      assert r.sources.disks == :df
+      assert [%{mount: "/", used_pct: 50.0, fs_type: type}] = r.disks
+      assert is_binary(type)
+
+      assert %{disks: nil, sources: %{disks: :no_df}} = Os.read(%{df_path: false})
+    end
+  end
+
   test "the machine metrics have thresholds, alerts with hysteresis, and texts" do
     assert :machine_memory_pct in Thresholds.metrics()
     assert :disk_usage_pct in Thresholds.metrics()

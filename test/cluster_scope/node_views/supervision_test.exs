@@ -94,6 +94,49 @@ defmodule ClusterScope.NodeViews.SupervisionTest do
     end
   end
 
+  test "a supervisor blocked in a child's init is stuck, its parent answers", %{sup: sup} do
+    inner = SupTree.child(sup, :inner)
+    test = self()
+
+    slow = %{
+      id: :slow,
+      start:
+        {Agent, :start_link,
+         [
+           fn ->
+             send(test, {:in_init, self()})
+
+             receive do
+               :go -> :ok
+             end
+           end
+         ]}
+    }
+
+    starter = spawn(fn -> Supervisor.start_child(inner, slow) end)
+    assert_receive {:in_init, slow_pid}, 2_000
+
+    try do
+      {elapsed, answer} =
+        :timer.tc(fn -> Supervision.tree({:pid, sup}, %{depth: 2, call_timeout_ms: 300}) end)
+
+      assert {:ok, tree} = answer
+      assert by_id(tree.children, ":inner").expansion == :stuck
+      assert elapsed < 3_000_000
+    after
+      send(slow_pid, :go)
+      Process.exit(starter, :kill)
+    end
+
+    # Once the child's init returns, the supervisor answers again.
+    assert poll(fn ->
+             match?(
+               {:ok, %{counts: %{specs: 3}}},
+               Supervision.tree({:pid, inner}, %{call_timeout_ms: 300})
+             )
+           end)
+  end
+
   test "recent restarts come from the bounded logger handler", %{sup: sup} do
     assert SupervisorReports.installed?()
     worker = SupTree.child(sup, :worker)

@@ -30,6 +30,15 @@ defmodule ClusterScope.NodeViews.Os do
       v1's `memory.limit_in_bytes`/`memory.usage_in_bytes` and
       `cpu.cfs_quota_us`/`cpu.cfs_period_us`. "max" is no limit (`nil`).
 
+  ## Nodes without ClusterScope
+
+  `read_remote/3` reads a connected node that runs no ClusterScope from
+  the caller, with OTP calls only (`:file.read_file/1` of the same files,
+  made by a process of that node; `:os.type/0`; the CPU count; disksup's
+  data when os_mon runs there). It never runs `df` there: a port program
+  started by a remote call could not be killed at a deadline. Its disks are
+  then `nil`, source `agentless`.
+
   ## Cost on the node
 
   About ten small file reads and, without `disksup`, one fork and exec of
@@ -55,27 +64,96 @@ defmodule ClusterScope.NodeViews.Os do
   lists, numbers, binaries and atoms: the answer encodes as JSON as is.
   """
   @spec read(map()) :: map()
-  def read(opts \\ %{}) do
-    os_mon = os_mon_running()
-    {load, load_src} = load(os_mon)
-    {memory, swap, mem_src} = memory(os_mon)
+  def read(opts \\ %{}), do: collect(local_source(opts), opts)
 
+  @doc """
+  The same reading of a connected node that runs no ClusterScope, made
+  from here with OTP calls only, each through `ClusterScope.Fanout.rpc/5`:
+  `:file.read_file/1` of the same `/proc` and cgroup files (read by a
+  process of that node, so `/proc/self` is its VM), `:os.type/0`, the CPU
+  count, and `disksup`'s last check when os_mon runs there. No `df` is run
+  on a node without ClusterScope (nothing could kill it at a deadline):
+  without disksup its disks are `nil` with the source `agentless`.
+  Returns `{:ok, reading}` (with `agentless: true`) or `{:error, rpc_error}`
+  when the node does not answer; every call is bounded by what is left of
+  `timeout`.
+
+  Cost: about a dozen round trips to the node, each a small file read there.
+  """
+  @spec read_remote(node(), map(), pos_integer()) :: {:ok, map()} | {:error, term()}
+  def read_remote(node, opts, timeout) do
+    deadline = System.monotonic_time(:millisecond) + timeout
+
+    rpc = fn m, f, a ->
+      left = max(deadline - System.monotonic_time(:millisecond), 1)
+      ClusterScope.Fanout.rpc(node, m, f, a, min(left, @df_timeout))
+    end
+
+    call = fn m, f, a ->
+      case rpc.(m, f, a) do
+        {:ok, value} -> {:ok, value}
+        _ -> :error
+      end
+    end
+
+    with {:ok, os_type} <- rpc.(:os, :type, []) do
+      source = %{
+        node: node,
+        agentless: true,
+        os: os_name(os_type),
+        read: fn path ->
+          case rpc.(:file, :read_file, [path]) do
+            {:ok, answer} -> answer
+            {:error, reason} -> {:error, reason}
+          end
+        end,
+        os_mon: match?({:ok, pid} when is_pid(pid), call.(:erlang, :whereis, [:os_mon_sup])),
+        cpus:
+          case call.(:erlang, :system_info, [:logical_processors_available]) do
+            {:ok, n} when is_integer(n) -> n
+            _ -> nil
+          end,
+        call: call,
+        df: fn -> {:error, :agentless} end
+      }
+
+      {:ok, collect(source, opts)}
+    end
+  end
+
+  defp local_source(opts) do
     # `df_path` (tests only: the operations never pass it) replaces df.
     df = Map.get(opts, :df_path, System.find_executable("df"))
 
-    {disks, disk_src} =
-      if Map.get(opts, :disks, true), do: disks(os_mon, df), else: {nil, :not_asked}
-
     %{
       node: node(),
+      agentless: false,
+      os: os_name(:os.type()),
+      read: &File.read/1,
+      os_mon: os_mon_running(),
+      cpus: cpus(),
+      call: fn m, f, a -> bounded(fn -> apply(m, f, a) end) end,
+      df: fn -> df(df) end
+    }
+  end
+
+  defp collect(src, opts) do
+    {load, load_src} = load(src)
+    {memory, swap, mem_src} = memory(src)
+
+    {disks, disk_src} = if Map.get(opts, :disks, true), do: disks(src), else: {nil, :not_asked}
+
+    %{
+      node: src.node,
+      agentless: src.agentless,
       at_ms: System.system_time(:millisecond),
-      os: os_name(),
+      os: src.os,
       load: load,
       memory: memory,
       swap: swap,
       disks: disks,
-      cgroup: cgroup(),
-      os_mon: os_mon,
+      cgroup: cgroup(src),
+      os_mon: src.os_mon,
       sources: %{load: load_src, memory: mem_src, disks: disk_src}
     }
   end
@@ -114,11 +192,8 @@ defmodule ClusterScope.NodeViews.Os do
 
   def fullest(_), do: nil
 
-  defp os_name do
-    case :os.type() do
-      {family, name} -> "#{family}/#{name}"
-    end
-  end
+  defp os_name({family, name}), do: "#{family}/#{name}"
+  defp os_name(_), do: nil
 
   # os_mon's top supervisor, by its registered name: no call to the
   # application controller (which can be busy starting an application).
@@ -126,21 +201,18 @@ defmodule ClusterScope.NodeViews.Os do
 
   # -- load ---------------------------------------------------------------------------
 
-  defp load(os_mon) do
-    case File.read("/proc/loadavg") do
+  defp load(src) do
+    case src.read.("/proc/loadavg") do
       {:ok, text} ->
-        {parse_loadavg(text), :proc}
+        {parse_loadavg(text, src.cpus), :proc}
 
-      _ when os_mon ->
-        case bounded(fn ->
-               {apply(:cpu_sup, :avg1, []), apply(:cpu_sup, :avg5, []),
-                apply(:cpu_sup, :avg15, [])}
-             end) do
-          {:ok, {a, b, c}} when is_integer(a) ->
-            {%{load1: a / 256, load5: b / 256, load15: c / 256, cpus: cpus()}, :cpu_sup}
-
-          _ ->
-            {nil, :unavailable}
+      _ when src.os_mon ->
+        with {:ok, a} when is_integer(a) <- src.call.(:cpu_sup, :avg1, []),
+             {:ok, b} when is_integer(b) <- src.call.(:cpu_sup, :avg5, []),
+             {:ok, c} when is_integer(c) <- src.call.(:cpu_sup, :avg15, []) do
+          {%{load1: a / 256, load5: b / 256, load15: c / 256, cpus: src.cpus}, :cpu_sup}
+        else
+          _ -> {nil, :unavailable}
         end
 
       _ ->
@@ -149,8 +221,8 @@ defmodule ClusterScope.NodeViews.Os do
   end
 
   @doc false
-  @spec parse_loadavg(String.t()) :: map() | nil
-  def parse_loadavg(text) do
+  @spec parse_loadavg(String.t(), pos_integer() | nil) :: map() | nil
+  def parse_loadavg(text, cpus) do
     case String.split(text) do
       [a, b, c, running | _] ->
         {run, total} =
@@ -165,7 +237,7 @@ defmodule ClusterScope.NodeViews.Os do
           load15: float(c),
           runnable: run,
           threads: total,
-          cpus: cpus()
+          cpus: cpus
         }
 
       _ ->
@@ -182,14 +254,14 @@ defmodule ClusterScope.NodeViews.Os do
 
   # -- memory -------------------------------------------------------------------------
 
-  defp memory(os_mon) do
-    case File.read("/proc/meminfo") do
+  defp memory(src) do
+    case src.read.("/proc/meminfo") do
       {:ok, text} ->
         {mem, swap} = parse_meminfo(text)
         {mem, swap, :proc}
 
-      _ when os_mon ->
-        case bounded(fn -> apply(:memsup, :get_system_memory_data, []) end) do
+      _ when src.os_mon ->
+        case src.call.(:memsup, :get_system_memory_data, []) do
           {:ok, data} when is_list(data) ->
             {mem, swap} = from_memsup(data)
             {mem, swap, :memsup}
@@ -284,21 +356,20 @@ defmodule ClusterScope.NodeViews.Os do
 
   # -- disks --------------------------------------------------------------------------
 
-  defp disks(true = _os_mon, df) do
-    if Process.whereis(:disksup) do
-      case bounded(fn -> apply(:disksup, :get_disk_data, []) end) do
-        {:ok, data} when is_list(data) -> {data |> from_disksup() |> only_real(), :disksup}
-        _ -> disks(false, df)
-      end
+  defp disks(src) do
+    with true <- src.os_mon,
+         {:ok, pid} when is_pid(pid) <- src.call.(:erlang, :whereis, [:disksup]),
+         {:ok, data} when is_list(data) <- src.call.(:disksup, :get_disk_data, []) do
+      {data |> from_disksup() |> only_real(src), :disksup}
     else
-      disks(false, df)
+      _ -> df_disks(src)
     end
   end
 
-  defp disks(false, df) do
-    with {:ok, mounts} <- File.read("/proc/mounts"),
+  defp df_disks(src) do
+    with {:ok, mounts} <- src.read.("/proc/mounts"),
          real = real_mounts(mounts),
-         {:ok, out} <- df(df) do
+         {:ok, out} <- src.df.() do
       {out
        |> parse_df()
        |> Enum.filter(&Map.has_key?(real, &1.mount))
@@ -307,14 +378,15 @@ defmodule ClusterScope.NodeViews.Os do
     else
       {:error, :df_timeout} -> {nil, :df_timeout}
       {:error, :no_df} -> {nil, :no_df}
+      {:error, :agentless} -> {nil, :agentless}
       _ -> {nil, :unavailable}
     end
   end
 
   # disksup lists every mount (tmpfs, cgroup, ...): keep the real file
   # systems of /proc/mounts, as with df, where it can be read.
-  defp only_real(disks) do
-    case File.read("/proc/mounts") do
+  defp only_real(disks, src) do
+    case src.read.("/proc/mounts") do
       {:ok, mounts} ->
         real = real_mounts(mounts)
         disks |> Enum.filter(&Map.has_key?(real, &1.mount)) |> fs_types(real)
@@ -443,39 +515,44 @@ defmodule ClusterScope.NodeViews.Os do
 
   # -- cgroup -------------------------------------------------------------------------
 
-  defp cgroup do
-    case File.read("/proc/self/cgroup") do
-      {:ok, text} -> cgroup_of(text)
+  defp cgroup(src) do
+    case src.read.("/proc/self/cgroup") do
+      {:ok, text} -> cgroup_of(text, src.read)
       _ -> nil
     end
   end
 
-  defp cgroup_of(text) do
+  defp cgroup_of(text, read) do
     lines = String.split(text, "\n", trim: true)
 
     case Enum.find(lines, &String.starts_with?(&1, "0::")) do
       "0::" <> path when length(lines) == 1 ->
         dir = Path.join("/sys/fs/cgroup", path)
-        dir = if File.exists?(Path.join(dir, "memory.max")), do: dir, else: "/sys/fs/cgroup"
+
+        dir =
+          if match?({:ok, _}, read.(Path.join(dir, "memory.max"))),
+            do: dir,
+            else: "/sys/fs/cgroup"
 
         %{
           version: 2,
           path: path,
-          memory_max_bytes: limit(read_trim(Path.join(dir, "memory.max"))),
-          memory_current_bytes: limit(read_trim(Path.join(dir, "memory.current"))),
-          cpu_max: cpu_max(read_trim(Path.join(dir, "cpu.max")))
+          memory_max_bytes: limit(read_trim(read, Path.join(dir, "memory.max"))),
+          memory_current_bytes: limit(read_trim(read, Path.join(dir, "memory.current"))),
+          cpu_max: cpu_max(read_trim(read, Path.join(dir, "cpu.max")))
         }
         |> with_memory_pct()
 
       _ ->
-        quota = limit(read_trim("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"))
-        period = limit(read_trim("/sys/fs/cgroup/cpu/cpu.cfs_period_us"))
+        quota = limit(read_trim(read, "/sys/fs/cgroup/cpu/cpu.cfs_quota_us"))
+        period = limit(read_trim(read, "/sys/fs/cgroup/cpu/cpu.cfs_period_us"))
 
         %{
           version: 1,
           path: nil,
-          memory_max_bytes: limit(read_trim("/sys/fs/cgroup/memory/memory.limit_in_bytes")),
-          memory_current_bytes: limit(read_trim("/sys/fs/cgroup/memory/memory.usage_in_bytes")),
+          memory_max_bytes: limit(read_trim(read, "/sys/fs/cgroup/memory/memory.limit_in_bytes")),
+          memory_current_bytes:
+            limit(read_trim(read, "/sys/fs/cgroup/memory/memory.usage_in_bytes")),
           cpu_max:
             if(is_integer(quota) and quota > 0 and is_integer(period) and period > 0,
               do: %{quota_us: quota, period_us: period, cpus: quota / period}
@@ -511,8 +588,8 @@ defmodule ClusterScope.NodeViews.Os do
     end
   end
 
-  defp read_trim(path) do
-    case File.read(path) do
+  defp read_trim(read, path) do
+    case read.(path) do
       {:ok, text} -> String.trim(text)
       _ -> nil
     end

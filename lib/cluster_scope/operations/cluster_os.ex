@@ -6,8 +6,10 @@ defmodule ClusterScope.Operations.ClusterOs do
   the most loaded: the node with the most memory in use, the fullest file
   system (with its node) and the highest load per CPU.
 
-  Nodes without ClusterScope, nodes this node sees as not up (not called)
-  and nodes that do not answer within the node timeout are in
+  Nodes without ClusterScope are read from here with OTP calls
+  (`ClusterScope.NodeViews.Os.read_remote/3`: their `/proc` files, no
+  `df`; rows with `agentless: true`). Nodes this node sees as not up (not
+  called) and nodes that do not answer within the node timeout are in
   `node_errors`, and the answer is then `partial`.
 
   Cost: one remote call per node, in parallel (see `node_os` for what each
@@ -69,10 +71,12 @@ defmodule ClusterScope.Operations.ClusterOs do
     {answers, errors} =
       Fanout.multicall(agents, Os, :read, [%{disks: Map.get(params, :disks, true)}])
 
-    rows = for {_node, %{} = row} <- answers, do: row
+    {remote_rows, remote_errors} = read_agentless(agentless, params)
+
+    rows = for({_node, %{} = row} <- answers, do: row) ++ remote_rows
     bad = for {node, other} <- answers, not is_map(other), do: unexpected(node, other)
 
-    node_errors = skipped ++ errors ++ bad ++ Enum.map(agentless, &agentless_error/1)
+    node_errors = skipped ++ errors ++ bad ++ remote_errors
 
     {:ok,
      %{
@@ -119,13 +123,40 @@ defmodule ClusterScope.Operations.ClusterOs do
     }
   end
 
-  defp agentless_error(node) do
+  # Nodes without ClusterScope, read from here with OTP calls, all at once.
+  defp read_agentless([], _params), do: {[], []}
+
+  defp read_agentless(nodes, params) do
+    timeout = Fanout.default_timeout()
+    opts = %{disks: Map.get(params, :disks, true)}
+
+    nodes
+    |> Task.async_stream(&Os.read_remote(&1, opts, timeout),
+      timeout: timeout + 1_000,
+      on_timeout: :kill_task,
+      ordered: true
+    )
+    |> Enum.zip(nodes)
+    |> Enum.reduce({[], []}, fn
+      {{:ok, {:ok, row}}, _node}, {rows, errs} ->
+        {[row | rows], errs}
+
+      {{:ok, {:error, reason}}, node}, {rows, errs} ->
+        {rows, [Map.put(Fanout.describe(node, reason), :agentless, true) | errs]}
+
+      {{:exit, _}, node}, {rows, errs} ->
+        {rows, [agentless_timeout(node) | errs]}
+    end)
+    |> then(fn {rows, errs} -> {Enum.reverse(rows), Enum.reverse(errs)} end)
+  end
+
+  defp agentless_timeout(node) do
     %{
       node: node,
-      status: :not_running,
+      status: :timeout,
       agentless: true,
-      reason: "ClusterScope is not running on #{node}: its OS data is read by its own agent",
-      remediation: "Add :cluster_scope to #{node}'s release."
+      reason: "#{node} (no ClusterScope) did not answer its file reads in time",
+      remediation: "The node may be overloaded, frozen or partitioned; check its load and links."
     }
   end
 

@@ -9,9 +9,10 @@ defmodule ClusterScope.Operations.NodeOs do
 
   Cost: one remote call; there, about ten small file reads and, unless
   `disks=false` or `disksup` runs, one `df -kPl` (a fork and exec, killed
-  after 2 s). See `ClusterScope.NodeViews.Os`. A node without ClusterScope,
-  or one that does not answer within the node timeout, gives
-  `node_unavailable`.
+  after 2 s). See `ClusterScope.NodeViews.Os`. A node without ClusterScope
+  is read from here with OTP calls (`Os.read_remote/3`: its `/proc` files
+  through `:file.read_file/1`, no `df`; `agentless: true`). A node that
+  does not answer within the node timeout gives `node_unavailable`.
   """
 
   use ClusterScope.Operation, name: "node_os"
@@ -42,10 +43,28 @@ defmodule ClusterScope.Operations.NodeOs do
 
   @impl true
   def execute(%{node: node} = params) do
-    case Fanout.call(node, Os, :read, [%{disks: Map.get(params, :disks, true)}]) do
-      {:ok, %{} = reading} -> {:ok, reading}
-      {:ok, other} -> {:error, {:internal, "unexpected answer: #{inspect(other, limit: 5)}"}}
-      {:error, error} -> {:error, {:node_unavailable, error.reason, error}}
+    opts = %{disks: Map.get(params, :disks, true)}
+
+    case Fanout.call(node, Os, :read, [opts]) do
+      {:ok, %{} = reading} ->
+        {:ok, reading}
+
+      {:ok, other} ->
+        {:error, {:internal, "unexpected answer: #{inspect(other, limit: 5)}"}}
+
+      # No ClusterScope there: read it from here with OTP calls.
+      {:error, %{status: :not_running}} ->
+        case Os.read_remote(node, opts, Fanout.default_timeout()) do
+          {:ok, reading} ->
+            {:ok, reading}
+
+          {:error, reason} ->
+            error = Fanout.describe(node, reason)
+            {:error, {:node_unavailable, error.reason, error}}
+        end
+
+      {:error, error} ->
+        {:error, {:node_unavailable, error.reason, error}}
     end
   end
 end

@@ -19,6 +19,15 @@ defmodule ClusterScope.NodeViews.ClusterTest do
     root = Cluster.call(b, SupTree, :start, [@tree, 3])
     # A node without ClusterScope, reached through a.
     bare = Cluster.start_agentless(a, 60)
+
+    # global meshes it in (it may cut a link first to prevent overlapping
+    # partitions): wait until every peer sees it.
+    for p <- [a, b, c] do
+      assert Cluster.poll(System.monotonic_time(:millisecond) + 15_000, fn ->
+               bare.node in Cluster.call(p, Node, :list, [])
+             end)
+    end
+
     %{a: a, b: b, c: c, root: root, bare: bare}
   end
 
@@ -184,10 +193,22 @@ defmodule ClusterScope.NodeViews.ClusterTest do
     assert all.summary.node_count == length(all.rows)
     assert all.summary.fullest_disk.node in all.nodes
 
-    assert [%{status: :not_running, agentless: true}] =
-             Enum.filter(all.node_errors, &(&1.node == bare.node))
+    # The node without ClusterScope is read from a with OTP calls: its
+    # /proc files, no df.
+    assert [row] = Enum.filter(all.rows, &(&1.node == bare.node))
+    assert row.agentless and row.memory.total_bytes > 0 and row.load.cpus > 0
+    assert row.disks == nil and row.sources.disks == :agentless
+    assert Enum.all?(all.rows -- [row], &(&1.agentless == false))
 
-    assert all.partial
+    refute Enum.any?(
+             all.node_errors,
+             &(&1.node in [bare.node | Enum.map(peers, fn p -> p.node end)])
+           )
+
+    assert {:ok, %{agentless: true, node: bare_node}} =
+             run(b, "node_os", %{"node" => Atom.to_string(bare.node)})
+
+    assert bare_node == bare.node
 
     assert {:ok, two} =
              run(a, "cluster_os", %{"nodes" => "#{b.node},#{c.node}", "disks" => "false"})

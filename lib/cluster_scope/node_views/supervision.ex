@@ -204,7 +204,9 @@ defmodule ClusterScope.NodeViews.Supervision do
       limit: opts |> Map.get(:limit, 50) |> clamp(1, @max_limit),
       offset: opts |> Map.get(:offset, 0) |> clamp(0, 100_000_000),
       call_timeout_ms:
-        opts |> Map.get(:call_timeout_ms, @default_call_timeout) |> clamp(1, @max_call_timeout)
+        opts |> Map.get(:call_timeout_ms, @default_call_timeout) |> clamp(1, @max_call_timeout),
+      # Tests lower it; the operation never passes it.
+      max_listed: opts |> Map.get(:max_listed, @max_listed) |> clamp(0, @max_listed)
     }
   end
 
@@ -394,7 +396,7 @@ defmodule ClusterScope.NodeViews.Supervision do
 
     helpers =
       for {pid, offset} <- targets do
-        spawn_monitor(fn -> exit({:cs_expansion, read(pid, offset, opts.limit)}) end)
+        spawn_monitor(fn -> exit({:cs_expansion, read(pid, offset, opts)}) end)
       end
 
     Enum.zip_with(targets, helpers, fn {pid, _}, {helper, ref} ->
@@ -427,12 +429,12 @@ defmodule ClusterScope.NodeViews.Supervision do
   end
 
   # In the helper: the three calls, in order.
-  defp read(pid, offset, limit) do
+  defp read(pid, offset, %{limit: limit, max_listed: max_listed}) do
     counts = Map.new(:supervisor.count_children(pid))
     specs = Map.get(counts, :specs, 0)
     flags = flags(pid)
 
-    if specs > @max_listed do
+    if specs > max_listed do
       %{
         expansion: :ok,
         flags: flags,

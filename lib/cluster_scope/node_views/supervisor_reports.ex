@@ -181,12 +181,13 @@ defmodule ClusterScope.NodeViews.SupervisorReports do
   def init(_opts) do
     Process.flag(:trap_exit, true)
 
-    for t <- [@ring, @counts] do
-      if :ets.whereis(t) != :undefined, do: :ets.delete(t)
+    # The tables die with their owner, so a restarted server finds none; a
+    # table of that name held by someone else leaves the view empty (the
+    # handler then does nothing) rather than failing ClusterScope's start.
+    for t <- [@ring, @counts], :ets.whereis(t) == :undefined do
+      :ets.new(t, [:set, :public, :named_table, write_concurrency: true])
     end
 
-    :ets.new(@ring, [:set, :public, :named_table, write_concurrency: true])
-    :ets.new(@counts, [:set, :public, :named_table, write_concurrency: true])
     _ = install()
     Process.send_after(self(), :sweep, @sweep_ms)
     {:ok, %{}}

@@ -69,6 +69,16 @@ defmodule ClusterScope.NodeViews.SupervisionTest do
     assert length(Enum.uniq(pids)) == 7
   end
 
+  test "a supervisor with more children than the listing cap gives its counts only", %{
+    sup: sup
+  } do
+    dyn = SupTree.child(sup, :dynamic)
+    assert {:ok, tree} = Supervision.tree({:pid, dyn}, %{max_listed: 5})
+    assert tree.children == nil and tree.children_error == :too_many_children
+    assert tree.counts.active == 7 and tree.flags.strategy == :one_for_one
+    assert {:ok, %{children: [_ | _]}} = Supervision.tree({:pid, dyn}, %{max_listed: 7})
+  end
+
   test "a suspended child supervisor is reported stuck within the deadline", %{sup: sup} do
     inner = SupTree.child(sup, :inner)
     :ok = :sys.suspend(inner)

@@ -211,6 +211,24 @@ defmodule ClusterScope.NodeViews.SupervisionTest do
     Supervisor.stop(sup)
   end
 
+  test "the reports server restarted (killed: no terminate) keeps the handler working", %{
+    sup: sup
+  } do
+    old = Process.whereis(SupervisorReports)
+    Process.exit(old, :kill)
+
+    assert poll(fn ->
+             new = Process.whereis(SupervisorReports)
+
+             is_pid(new) and new != old and
+               :ets.whereis(:cluster_scope_supervisor_reports) != :undefined
+           end)
+
+    assert SupervisorReports.installed?()
+    Process.exit(SupTree.child(sup, :worker), :kill)
+    assert poll(fn -> SupervisorReports.for_supervisor(sup)[:count] == 1 end)
+  end
+
   test "an application is resolved to its top supervisor, without atoms" do
     assert {:ok, tree} = Supervision.tree({:name, "cluster_scope"}, %{limit: 2})
     assert tree.pid == Process.whereis(ClusterScope.Supervisor)

@@ -196,6 +196,200 @@ defmodule ClusterScope.NodeViews.Supervision do
     end
   end
 
+  @doc """
+  The same view of a connected node that runs no ClusterScope, made from
+  here with OTP calls only, each through `ClusterScope.Fanout.rpc/5`:
+  `gen_server:call/3` of `count_children` and `which_children` with the
+  deadline as their own timeout (so nothing is left waiting on that node
+  when a supervisor is stuck), `proc_lib:initial_call/1` to check that the
+  root is a supervisor, and for an application's name the loaded
+  applications, its master and the master's child.
+
+  What differs from `tree/2`: `flags` is `nil` (the strategy and intensity
+  are only in the supervisor's state, and `:sys.get_state/2` would ship
+  that whole state, with its children's start arguments, across the
+  network); `recent_restarts` is `nil` (no handler runs there); the whole
+  children list of a supervisor crosses the network once per page (the
+  page is cut here); registered names are not roots (the node's list of
+  names would come here as atoms). `application_master:get_child/1` has no
+  timeout of its own: a master that does not answer is reported stuck,
+  and the call there waits until it does.
+
+  Cost on the node: per supervisor expanded, two calls to it (as
+  `tree/2`); the levels are expanded from here, one round trip each.
+  """
+  @spec tree_remote(node(), root() | :applications, opts()) ::
+          {:ok, map()} | {:error, {atom(), String.t()}}
+  def tree_remote(node, root, opts) do
+    opts = opts |> normalize() |> Map.put(:remote, node)
+    t = opts.call_timeout_ms
+
+    with {:ok, pid, how} <- remote_resolve(node, root, t),
+         :ok <- remote_check(node, pid, t) do
+      [expansion] = expand_all([{pid, opts.offset}], opts)
+
+      case expansion do
+        %{expansion: :stuck} ->
+          {:error,
+           {:stuck,
+            "supervisor #{inspect(pid)} on #{node} did not answer within #{t} ms " <>
+              "(suspended, blocked starting a child, or overloaded)"}}
+
+        %{expansion: :dead} ->
+          {:error, {:not_found, "process #{inspect(pid)} is not alive on #{node}"}}
+
+        _ ->
+          top = %{pid: pid, name: nil, found_by: how, status: :running}
+          {:ok, descend(Map.merge(top, expansion), opts.depth - 1, opts)}
+      end
+    end
+  end
+
+  defp remote_resolve(node, {:local_pid, id, serial}, t) do
+    case remote(node, :erlang, :list_to_pid, [~c"<0.#{id}.#{serial}>"], t) do
+      {:ok, pid} when is_pid(pid) ->
+        {:ok, pid, :pid}
+
+      _ ->
+        {:error, {:not_found, "no process <0.#{id}.#{serial}> can exist on #{node}"}}
+    end
+  end
+
+  defp remote_resolve(node, {:name, text}, t) when is_binary(text) do
+    with {:ok, apps} when is_list(apps) <-
+           remote(node, :application, :loaded_applications, [], t),
+         {app, _, _} <- Enum.find(apps, fn {app, _, _} -> Atom.to_string(app) == text end),
+         {:ok, master} when is_pid(master) <-
+           remote(node, :application_controller, :get_master, [app], t) do
+      case remote(node, :application_master, :get_child, [master], t) do
+        {:ok, {pid, _mod}} when is_pid(pid) ->
+          {:ok, pid, {:application, app}}
+
+        {:ok, _} ->
+          {:error, {:no_supervisor, "application #{app} has no top supervisor on #{node}"}}
+
+        {:error, {:erpc, :timeout}} ->
+          {:error, {:stuck, "the application master of #{app} did not answer in #{t} ms"}}
+
+        {:error, reason} ->
+          {:error, {:not_found, "application #{app} on #{node}: #{short(reason)}"}}
+      end
+    else
+      {:ok, _} ->
+        {:error,
+         {:no_supervisor,
+          "application #{short_text(text)} is loaded on #{node} but has no application master"}}
+
+      nil ->
+        {:error,
+         {:not_found,
+          "no loaded application named #{short_text(text)} on #{node} (a node without " <>
+            "ClusterScope takes an application name or a pid as root)"}}
+
+      {:error, reason} ->
+        {:error, {:unreachable, "#{node}: #{short(reason)}"}}
+    end
+  end
+
+  defp remote_resolve(node, :applications, _t),
+    do:
+      {:error,
+       {:not_found, "#{node} runs no ClusterScope: give an application name or a pid as root"}}
+
+  defp remote_resolve(node, other, _t),
+    do: {:error, {:not_found, "not a root on #{node}: #{short(other)}"}}
+
+  defp remote_check(node, pid, t) do
+    case remote(node, :erlang, :is_process_alive, [pid], t) do
+      {:ok, true} ->
+        case remote(node, :proc_lib, :initial_call, [pid], t) do
+          {:ok, {:supervisor, _, _}} ->
+            :ok
+
+          {:ok, other} ->
+            {:error,
+             {:not_supervisor,
+              "process #{inspect(pid)} is not a supervisor (started as #{short(other)})"}}
+
+          {:error, reason} ->
+            {:error, {:unreachable, "#{node}: #{short(reason)}"}}
+        end
+
+      {:ok, false} ->
+        {:error, {:not_found, "process #{inspect(pid)} is not alive on #{node}"}}
+
+      {:error, reason} ->
+        {:error, {:unreachable, "#{node}: #{short(reason)}"}}
+    end
+  end
+
+  # One call through Fanout, a little longer than the deadline the call
+  # itself carries.
+  defp remote(node, m, f, a, t), do: ClusterScope.Fanout.rpc(node, m, f, a, t + 1_000)
+
+  defp remote_expand_all(node, targets, opts) do
+    t = opts.call_timeout_ms
+
+    targets
+    |> Task.async_stream(fn {pid, offset} -> remote_read(node, pid, offset, opts) end,
+      timeout: t * 2 + 3_000,
+      on_timeout: :kill_task,
+      max_concurrency: @max_expansions
+    )
+    |> Enum.map(fn
+      {:ok, result} -> result
+      {:exit, _} -> %{expansion: :stuck}
+    end)
+    |> Enum.map(&(&1 |> Map.put(:expanded, true) |> Map.put(:recent_restarts, nil)))
+  end
+
+  defp remote_read(node, pid, offset, %{limit: limit, max_listed: max_listed} = opts) do
+    t = opts.call_timeout_ms
+
+    with {:ok, counts} when is_list(counts) <-
+           remote(node, :gen_server, :call, [pid, :count_children, t], t) do
+      counts = Map.new(counts)
+
+      if Map.get(counts, :specs, 0) > max_listed do
+        %{
+          expansion: :ok,
+          flags: nil,
+          counts: counts,
+          children: nil,
+          children_error: :too_many_children,
+          next_offset: nil
+        }
+      else
+        case remote(node, :gen_server, :call, [pid, :which_children, t], t) do
+          {:ok, all} when is_list(all) ->
+            page = all |> Enum.drop(offset) |> Enum.take(limit)
+
+            %{
+              expansion: :ok,
+              flags: nil,
+              counts: counts,
+              offset: offset,
+              children: Enum.map(page, &child/1),
+              next_offset: if(offset + limit < length(all), do: offset + limit)
+            }
+
+          other ->
+            remote_failed(other)
+        end
+      end
+    else
+      other -> remote_failed(other)
+    end
+  end
+
+  defp remote_failed({:error, {:exit, {:timeout, _}}}), do: %{expansion: :stuck}
+  defp remote_failed({:error, {:erpc, :timeout}}), do: %{expansion: :stuck}
+  defp remote_failed({:error, {:exit, {:noproc, _}}}), do: %{expansion: :dead}
+  defp remote_failed({:error, {:exit, {:normal, _}}}), do: %{expansion: :dead}
+
+  defp remote_failed(other),
+    do: %{expansion: :error, error: "the supervisor's answer failed: #{short(other)}"}
+
   defp normalize(opts) do
     opts = Map.new(opts)
 
@@ -391,6 +585,9 @@ defmodule ClusterScope.NodeViews.Supervision do
   defp unexpanded(child), do: child
 
   # One helper per supervisor, all at once, one common deadline.
+  defp expand_all(targets, %{remote: node} = opts) when is_atom(node) and node != nil,
+    do: remote_expand_all(node, targets, opts)
+
   defp expand_all(targets, opts) do
     deadline = System.monotonic_time(:millisecond) + opts.call_timeout_ms
 

@@ -23,8 +23,11 @@ defmodule ClusterScope.Operations.SupervisionTree do
   helper process and three calls (`count_children`, `which_children`,
   `:sys.get_state`), each level in parallel, at most 32 supervisors per
   call (see `ClusterScope.NodeViews.Supervision`). The answer is bounded by
-  `limit` times the supervisors expanded. A node without ClusterScope, or
-  one that does not answer, gives `node_unavailable`.
+  `limit` times the supervisors expanded. A node without ClusterScope is
+  read from here with OTP calls (`Supervision.tree_remote/3`: each call
+  carries the deadline as its own timeout; no flags, no recent restarts,
+  roots by application name or pid; `agentless: true`). A node that does
+  not answer gives `node_unavailable`.
 
   Errors: `not_found` (no such application, name or process; a dead pid),
   `invalid_params` naming `root` (a process that is not a supervisor, an
@@ -119,20 +122,27 @@ defmodule ClusterScope.Operations.SupervisionTree do
         |> min(10_000)
 
       case Fanout.call(node, Supervision, :tree, [root, opts], timeout) do
-        {:ok, {:ok, tree}} ->
-          {:ok, %{node: node, root: format(tree, node)}}
+        {:ok, answer} ->
+          answer(answer, node, false)
 
-        {:ok, {:error, {code, message}}} ->
-          error(code, message)
-
-        {:ok, other} ->
-          {:error, {:internal, "unexpected answer from #{node}: #{inspect(other, limit: 5)}"}}
+        # No ClusterScope there: the same view from here, with OTP calls.
+        {:error, %{status: :not_running}} ->
+          answer(Supervision.tree_remote(node, root, opts), node, true)
 
         {:error, error} ->
           {:error, {:node_unavailable, error.reason, error}}
       end
     end
   end
+
+  defp answer({:ok, tree}, node, agentless),
+    do: {:ok, %{node: node, agentless: agentless, root: format(tree, node)}}
+
+  defp answer({:error, {code, message}}, node, _agentless) when is_binary(message),
+    do: error(code, message, node)
+
+  defp answer(other, node, _agentless),
+    do: {:error, {:internal, "unexpected answer from #{node}: #{inspect(other, limit: 5)}"}}
 
   defp root(nil, _node), do: {:ok, :applications}
 
@@ -161,13 +171,16 @@ defmodule ClusterScope.Operations.SupervisionTree do
     end
   end
 
-  defp error(:not_found, message), do: {:error, {:not_found, message}}
-  defp error(:stuck, message), do: {:error, {:timeout, message}}
+  defp error(:not_found, message, _node), do: {:error, {:not_found, message}}
+  defp error(:stuck, message, _node), do: {:error, {:timeout, message}}
 
-  defp error(code, message) when code in [:not_supervisor, :no_supervisor],
+  defp error(code, message, _node) when code in [:not_supervisor, :no_supervisor],
     do: {:error, {:invalid_params, message, %{field: "root", reason: code}}}
 
-  defp error(_code, message), do: {:error, {:internal, message}}
+  defp error(:unreachable, message, node),
+    do: {:error, {:node_unavailable, message, %{node: node}}}
+
+  defp error(_code, message, _node), do: {:error, {:internal, message}}
 
   defp format(sup, node) do
     sup

@@ -129,6 +129,84 @@ defmodule ClusterScope.NodeViews.ClusterTest do
     assert String.ends_with?(cs.pid, "@" <> node)
   end
 
+  test "a node without ClusterScope: its tree read from here, a stuck supervisor within the deadline",
+       %{a: a, bare: bare} do
+    node = Atom.to_string(bare.node)
+
+    assert {:ok, %{agentless: true, root: kernel}} =
+             run(a, "supervision_tree", %{"node" => node, "root" => "kernel", "limit" => "3"})
+
+    assert kernel.found_by == %{application: "kernel"} and kernel.flags == nil
+    assert length(kernel.children) == 3
+    assert Enum.all?(kernel.children, &(&1.pid == nil or String.ends_with?(&1.pid, "@" <> node)))
+
+    # The same shape as SupTree, which is not loadable there (no
+    # ClusterScope code): under kernel's safe supervisor, data-only specs.
+    root = start_bare_tree(bare)
+    inner = bare_child(bare, root, :inner)
+    :ok = Cluster.call(bare, :sys, :suspend, [inner])
+
+    try do
+      started = System.monotonic_time(:millisecond)
+
+      assert {:ok, %{root: tree}} =
+               run(a, "supervision_tree", %{
+                 "node" => node,
+                 "root" => ProcessRef.to_string(root),
+                 "depth" => "2",
+                 "call_timeout_ms" => "500"
+               })
+
+      assert System.monotonic_time(:millisecond) - started < 6_000
+      assert by_id(tree.children, ":inner").expansion == :stuck
+      dynamic = by_id(tree.children, ":dynamic")
+      assert dynamic.expansion == :ok and length(dynamic.children) == 2
+      assert tree.counts.specs == 3 and tree.recent_restarts == nil
+    after
+      Cluster.call(bare, :sys, :resume, [inner])
+    end
+  end
+
+  defp start_bare_tree(bare) do
+    agent = fn id -> %{id: id, start: {Agent, :start_link, [:erlang, :make_ref, []]}} end
+
+    children = [
+      agent.(:worker),
+      %{
+        id: :inner,
+        type: :supervisor,
+        start: {Supervisor, :start_link, [[agent.(:a), agent.(:b)], [strategy: :one_for_all]]}
+      },
+      %{
+        id: :dynamic,
+        type: :supervisor,
+        start: {DynamicSupervisor, :start_link, [[strategy: :one_for_one]]}
+      }
+    ]
+
+    spec = %{
+      id: :cs_bare_tree,
+      type: :supervisor,
+      start: {Supervisor, :start_link, [children, [strategy: :one_for_one]]}
+    }
+
+    {:ok, root} = Cluster.call(bare, :supervisor, :start_child, [:kernel_safe_sup, spec])
+    dynamic = bare_child(bare, root, :dynamic)
+
+    for _ <- 1..2 do
+      {:ok, _} = Cluster.call(bare, DynamicSupervisor, :start_child, [dynamic, agent.(nil)])
+    end
+
+    root
+  end
+
+  defp bare_child(bare, sup, id) do
+    {^id, pid, _, _} =
+      bare |> Cluster.call(Supervisor, :which_children, [sup]) |> List.keyfind(id, 0)
+
+    pid
+  end
+
   test "bad roots and nodes are clear errors", %{a: a, b: b, c: c, bare: bare} do
     node = Atom.to_string(b.node)
 
@@ -165,11 +243,23 @@ defmodule ClusterScope.NodeViews.ClusterTest do
     assert {:error, %{code: :invalid_params}} =
              run(a, "supervision_tree", %{"node" => node, "root" => "kernel", "depth" => "9"})
 
-    # A node without ClusterScope: unavailable, naming why.
-    assert {:error, %{code: :node_unavailable, message: message}} =
-             run(a, "supervision_tree", %{"node" => Atom.to_string(bare.node), "root" => "kernel"})
+    # A node without ClusterScope takes an application or a pid as root.
+    bare_node = Atom.to_string(bare.node)
 
-    assert message =~ "not loaded"
+    assert {:error, %{code: :not_found, message: message}} =
+             run(a, "supervision_tree", %{"node" => bare_node})
+
+    assert message =~ "runs no ClusterScope"
+
+    not_sup = Cluster.call(bare, Process, :whereis, [:application_controller])
+
+    assert {:error, %{code: :invalid_params, message: message}} =
+             run(a, "supervision_tree", %{
+               "node" => bare_node,
+               "root" => ProcessRef.to_string(not_sup)
+             })
+
+    assert message =~ "is not a supervisor"
   end
 
   test "OS data of every node, one at a time and all at once", %{

@@ -1,4 +1,4 @@
-defmodule ClusterScope.NodeViews.HTTPTest do
+defmodule ClusterScope.NodeViews.SupervisionOsHTTPTest do
   # The node views over HTTP on this node: JSON that renders (pids as text,
   # nested children), the OpenAPI entries, and the CLI flags.
   use ExUnit.Case, async: false

@@ -1,4 +1,4 @@
-defmodule ClusterScope.NodeViews.ClusterTest do
+defmodule ClusterScope.NodeViews.SupervisionOsClusterTest do
   # Supervision trees and OS data on real peers: a tree of one peer asked
   # from another, expanded lazily, with a suspended child supervisor
   # answered within the deadline; bad roots; OS data of every node; the

@@ -415,7 +415,7 @@ defmodule ClusterScope.Health.Alerts do
   end
 
   defp text(:disk_usage_pct, value, threshold, sample) do
-    mount = get_in(sample, [:os, :fullest_disk, :mount])
+    mount = get_in(sample, [:os, :fullest_disk_mount])
 
     {"the fullest file system#{if mount, do: " (#{mount})"} is #{value}% full " <>
        "(threshold #{threshold}%)",

@@ -505,7 +505,7 @@ defmodule ClusterScope.Health.Monitor do
     do: Map.merge(values, %{machine_memory_pct: nil, disk_usage_pct: nil})
 
   defp os_summary(%{collector: %{os: %{summary: summary}}}), do: summary
-  defp os_summary(_state), do: nil
+  defp os_summary(_state), do: ClusterScope.NodeViews.Os.pending_summary()
 
   defp put_horde_section(sample, %{horde?: true, collector: c}),
     do: Map.put(sample, :horde, c.horde || %{supervisors: [], max_skew: nil, status: :pending})

@@ -163,7 +163,7 @@ defmodule ClusterScope.NodeViews.Os do
   `machine_memory_pct` (memory in use, `MemTotal - MemAvailable`, as a %
   of `MemTotal`) and `disk_usage_pct` (the fullest mounted file system,
   %), each `nil` when unknown; plus the reading's summary (`os` section of
-  a sample).
+  a sample: flat, `pending_summary/0` before the first reading).
   """
   @spec health_values() :: %{values: map(), summary: map()}
   def health_values do
@@ -176,12 +176,30 @@ defmodule ClusterScope.NodeViews.Os do
         disk_usage_pct: fullest && fullest.used_pct
       },
       summary: %{
+        status: :ok,
         memory_used_pct: reading.memory && reading.memory.used_pct,
         swap_used_pct: reading.swap && reading.swap.used_pct,
         load1: reading.load && reading.load.load1,
-        fullest_disk: fullest && Map.take(fullest, [:mount, :used_pct]),
-        sources: reading.sources
+        fullest_disk_mount: fullest && fullest.mount,
+        fullest_disk_used_pct: fullest && fullest.used_pct,
+        memory_source: reading.sources.memory,
+        disks_source: reading.sources.disks
       }
+    }
+  end
+
+  @doc "The `os` section of a sample taken before the first reading."
+  @spec pending_summary() :: map()
+  def pending_summary do
+    %{
+      status: :pending,
+      memory_used_pct: nil,
+      swap_used_pct: nil,
+      load1: nil,
+      fullest_disk_mount: nil,
+      fullest_disk_used_pct: nil,
+      memory_source: nil,
+      disks_source: nil
     }
   end
 

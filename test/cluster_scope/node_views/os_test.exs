@@ -137,7 +137,7 @@ defmodule ClusterScope.NodeViews.OsTest do
         "clear_after_samples" => 2
       })
 
-    sample = %{os: %{fullest_disk: %{mount: "/data", used_pct: 60.0}}}
+    sample = %{os: %{fullest_disk_mount: "/data", fullest_disk_used_pct: 60.0}}
     ctx = %{node: node(), now_ms: 1, seq: 0, sample: sample}
 
     {tracks, [{:raised, alert}], seq} = Alerts.evaluate(%{}, %{disk_usage_pct: 60.0}, t, ctx)

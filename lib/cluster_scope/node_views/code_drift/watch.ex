@@ -63,7 +63,9 @@ defmodule ClusterScope.NodeViews.CodeDrift.Watch do
   def put_value(values) do
     case status() do
       %{value: value} -> Map.put(values, :code_drift_modules, value)
-      nil -> values
+      # Before the first check: unknown (no alert), but the key is there,
+      # so a sample has the same shape from its first one on.
+      nil -> Map.put(values, :code_drift_modules, nil)
     end
   end
 

@@ -44,6 +44,8 @@ defmodule ClusterScope.Application do
       (`http: [enabled: true]`) and starts it again when it goes away
     * `ClusterScope.NodeViews.CodeDrift.Watch` - code drift that lasts
       (checked by one node of the cluster), for the health monitor
+    * `ClusterScope.NodeViews.SupervisorReports` - the bounded logger handler
+      of supervisor reports (installed at its start, removed at its stop)
   """
 
   use Application
@@ -81,7 +83,8 @@ defmodule ClusterScope.Application do
       ClusterScope.Sandbox.Manager,
       {DynamicSupervisor, name: ClusterScope.Web.EndpointSupervisor, strategy: :one_for_one},
       ClusterScope.NodeViews.CodeDrift.Watch,
-      ClusterScope.Web.ConfiguredEndpoint
+      ClusterScope.Web.ConfiguredEndpoint,
+      ClusterScope.NodeViews.SupervisorReports
     ]
 
     with {:ok, sup} <-

@@ -404,6 +404,27 @@ defmodule ClusterScope.Health.Alerts do
      ]}
   end
 
+  defp text(:machine_memory_pct, value, threshold, sample) do
+    {"the machine has #{value}% of its memory in use, all processes together " <>
+       "(threshold #{threshold}%; the VM's own share is memory_total_pct)",
+     [
+       "See GET /api/v1/cluster/nodes/:node/os (memory, swap, cgroup) for the machine's view.",
+       "Compare with the VM's memory (#{bytes(get_in(sample, [:memory, :total_bytes]))}): " <>
+         "if the VM is small, another program on the machine takes the memory."
+     ]}
+  end
+
+  defp text(:disk_usage_pct, value, threshold, sample) do
+    mount = get_in(sample, [:os, :fullest_disk_mount])
+
+    {"the fullest file system#{if mount, do: " (#{mount})"} is #{value}% full " <>
+       "(threshold #{threshold}%)",
+     [
+       "See GET /api/v1/cluster/nodes/:node/os (disks) for every mounted file system.",
+       "Look for growing logs, crash dumps (erl_crash.dump), Mnesia or DETS files and temporary files."
+     ]}
+  end
+
   defp text(metric, value, threshold, _sample) do
     {"#{metric} is #{value} (threshold #{threshold})", []}
   end

@@ -1,7 +1,7 @@
 defmodule ClusterScope.Health.Background do
   @moduledoc """
-  The health monitor's non-essential collectors: the message-queue scan and
-  the Horde findings, run in one low-priority process of their own so a slow
+  The health monitor's non-essential collectors: the message-queue scan,
+  the Horde findings and the machine's OS data (`Collectors.os/0`), run in one low-priority process of their own so a slow
   scan never delays a sample.
 
   The state here is a plain map the monitor keeps (`new/0`): the running
@@ -26,13 +26,14 @@ defmodule ClusterScope.Health.Background do
           top: list(),
           last: nil | map(),
           horde: nil | map(),
+          os: nil | map(),
           period: nil | pos_integer()
         }
 
   @doc "A collectors' state whose first scan is due now."
   @spec new() :: t()
   def new,
-    do: %{running: nil, due_at: mono_ms(), top: [], last: nil, horde: nil, period: nil}
+    do: %{running: nil, due_at: mono_ms(), top: [], last: nil, horde: nil, os: nil, period: nil}
 
   @doc """
   Starts a scan when none runs, the collectors are not throttled and one is
@@ -56,6 +57,7 @@ defmodule ClusterScope.Health.Background do
     {:reductions, r0} = Process.info(self(), :reductions)
     queues = Collectors.scan_message_queues()
     horde = if horde?, do: Collectors.horde()
+    os = Collectors.os()
     {:reductions, r1} = Process.info(self(), :reductions)
 
     send(parent, {
@@ -64,6 +66,7 @@ defmodule ClusterScope.Health.Background do
       %{
         queues: queues,
         horde: horde,
+        os: os,
         cost_us: System.monotonic_time(:microsecond) - started,
         reductions: r1 - r0
       }
@@ -146,6 +149,7 @@ defmodule ClusterScope.Health.Background do
         },
         top: result.queues.top,
         horde: result.horde,
+        os: Map.get(result, :os),
         period: period,
         due_at: mono_ms() + period
     }

@@ -23,6 +23,9 @@ defmodule ClusterScope.Health.Collectors do
       node's replicas with a deadline per read (see
       `ClusterScope.Horde.Inspect`: it costs in proportion to the
       children and entries of the cluster).
+    * **the machine** (`os/0`): memory in use and the fullest file system
+      (`ClusterScope.NodeViews.Os.health_values/0`: a few `/proc` reads and
+      one `df` run, a few milliseconds).
   """
 
   import Bitwise, only: [<<<: 2]
@@ -320,4 +323,16 @@ defmodule ClusterScope.Health.Collectors do
 
   defp pct(_n, 0), do: nil
   defp pct(n, d), do: Float.round(n * 100 / d, 2)
+
+  @doc """
+  The machine's values for thresholds (`machine_memory_pct`,
+  `disk_usage_pct`) and the sample's `os` summary, from
+  `ClusterScope.NodeViews.Os.health_values/0`; `nil` if the read failed.
+  """
+  @spec os() :: %{values: map(), summary: map()} | nil
+  def os do
+    ClusterScope.NodeViews.Os.health_values()
+  rescue
+    _ -> nil
+  end
 end

@@ -407,6 +407,7 @@ defmodule ClusterScope.Health.Monitor do
       |> Reading.values(Background.max_queue(state.collector, top), busy)
       |> put_horde(state)
       |> ClusterScope.NodeViews.CodeDrift.Watch.put_value()
+      |> put_os(state)
 
     {baselines, anomalies} = Baseline.update(state.baselines, values)
 
@@ -431,6 +432,7 @@ defmodule ClusterScope.Health.Monitor do
         anomalies: anomalies
       }
       |> put_horde_section(state)
+      |> Map.put(:os, os_summary(state))
 
     {tracks, events, seq} =
       Alerts.evaluate(state.tracks, values, state.thresholds, %{
@@ -495,6 +497,15 @@ defmodule ClusterScope.Health.Monitor do
     do: Map.merge(values, ClusterScope.Horde.Findings.values(nil))
 
   defp put_horde(values, _state), do: values
+
+  # The machine's values from the last collector run (nil until the first).
+  defp put_os(values, %{collector: %{os: %{values: os}}}), do: Map.merge(values, os)
+
+  defp put_os(values, _state),
+    do: Map.merge(values, %{machine_memory_pct: nil, disk_usage_pct: nil})
+
+  defp os_summary(%{collector: %{os: %{summary: summary}}}), do: summary
+  defp os_summary(_state), do: ClusterScope.NodeViews.Os.pending_summary()
 
   defp put_horde_section(sample, %{horde?: true, collector: c}),
     do: Map.put(sample, :horde, c.horde || %{supervisors: [], max_skew: nil, status: :pending})

@@ -26,6 +26,13 @@ defmodule ClusterScope.Health.Thresholds do
   | `horde_members_not_connected` | Horde members on nodes not connected or not up (distinct nodes)   | 1        | nil      |
   | `horde_membership_disagreements` | nodes whose Horde member lists differ from the most common one (cluster-wide) | 1 | nil |
   | `code_drift_modules`        | modules loaded at different versions on different nodes for `code_drift_alert_after_ms` or longer (measured by one node, `ClusterScope.NodeViews.CodeDrift.Watch`; 0 elsewhere) | 1 | nil |
+  | `machine_memory_pct`        | the machine's memory in use by everything (`MemTotal - MemAvailable`), % | 90 | 95 |
+  | `disk_usage_pct`            | the fullest mounted local file system, % used | 85       | 95       |
+
+  The machine metrics come from `ClusterScope.NodeViews.Os` (`/proc`, `df`,
+  or `os_mon` when the host runs it), read by the monitor's non-essential
+  collector (at most every 10 s; `nil`, so no alert, until the first read
+  and where they cannot be read).
 
   The Horde metrics exist only where Horde is loaded (see
   `ClusterScope.Horde.Findings` for what each counts); they come from the
@@ -63,7 +70,9 @@ defmodule ClusterScope.Health.Thresholds do
     horde_lost_children: {1, nil},
     horde_members_not_connected: {1, nil},
     horde_membership_disagreements: {1, nil},
-    code_drift_modules: {1, nil}
+    code_drift_modules: {1, nil},
+    machine_memory_pct: {90, 95},
+    disk_usage_pct: {85, 95}
   ]
 
   @metric_names Keyword.keys(@metrics)

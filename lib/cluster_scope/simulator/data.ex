@@ -678,7 +678,11 @@ defmodule ClusterScope.Simulator.Data do
       reductions_per_s: reductions,
       run_queue: run_queue,
       run_queue_per_scheduler: run_queue / @schedulers,
-      scheduler_utilization_pct: util * 1.0
+      scheduler_utilization_pct: util * 1.0,
+      # The machine (NodeViews.Os): the VM plus 1.5 GiB of other programs;
+      # a disk between 20% and 69% full.
+      machine_memory_pct: pct(total + 1_536 * 1024 * 1024, @system_memory),
+      disk_usage_pct: 20.0 + rem(index * 7, 50)
     }
 
     %{
@@ -732,6 +736,16 @@ defmodule ClusterScope.Simulator.Data do
         run_queue_lengths: [div(run_queue + 1, 2), div(run_queue, 2)],
         run_queue_per_scheduler: values.run_queue_per_scheduler,
         utilization_pct: values.scheduler_utilization_pct
+      },
+      os: %{
+        status: :ok,
+        memory_used_pct: values.machine_memory_pct,
+        swap_used_pct: 0.0,
+        load1: run_queue * 1.0,
+        fullest_disk_mount: "/",
+        fullest_disk_used_pct: values.disk_usage_pct,
+        memory_source: :proc,
+        disks_source: :df
       },
       values: values
     }

@@ -73,7 +73,7 @@ defmodule ClusterScope.Cluster.State do
   @typedoc "A cluster event."
   @type event :: %{
           id: pos_integer(),
-          type: :up | :down | :departed | :suspect | :partition | :heal | :mode,
+          type: :up | :down | :departed | :forgotten | :suspect | :partition | :heal | :mode,
           node: node() | nil,
           at_ms: integer(),
           cause: String.t(),
@@ -220,7 +220,17 @@ defmodule ClusterScope.Cluster.State do
     if node in Node.list() or node == node() do
       {:reply, {:error, :connected}, state}
     else
-      {:reply, :ok, drop_node(state, node)}
+      # Said in the history (when it was known), so a replay of the events
+      # (the dashboard's timeline) drops it too.
+      known? = Map.has_key?(state.nodes, node)
+      state = drop_node(state, node)
+
+      state =
+        if known?,
+          do: emit(state, :forgotten, node, "forgotten: dropped from the cluster's picture", %{}),
+          else: state
+
+      {:reply, :ok, state}
     end
   end
 

@@ -1,7 +1,7 @@
 defmodule ClusterScope.Operations.ClusterEvents do
   @moduledoc """
   `GET /api/v1/cluster/events?since=ID`: the cluster events this node
-  recorded after event `since` (up, down with its cause, suspect, partition,
+  recorded after event `since` (up, down with its cause, departed, forgotten, suspect, partition,
   heal, mode), oldest first. Poll with the last id you saw.
 
   Local; the history is bounded (the last 1,000 events).

@@ -78,6 +78,7 @@ export function applyEvent(model, e) {
       if (e.node) model.nodes.set(e.node, { ...(model.nodes.get(e.node) || { node: e.node }), status: 'down', cause: e.cause });
       break;
     case 'departed':
+    case 'forgotten':
       if (e.node) model.nodes.delete(e.node);
       model.groups = model.groups.map((g) => g.filter((n) => n !== e.node)).filter((g) => g.length);
       break;

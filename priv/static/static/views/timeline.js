@@ -11,7 +11,7 @@ let playTimer = null;
 let keyHandler = null;
 
 const TYPE_LABEL = {
-  up: 'up', down: 'down', departed: 'departed', suspect: 'suspect',
+  up: 'up', down: 'down', departed: 'departed', forgotten: 'forgotten', suspect: 'suspect',
   partition: 'partition', heal: 'heal', mode: 'mode',
 };
 

@@ -209,7 +209,7 @@ defmodule ClusterScope.Protocol do
   @spec note_peer(node(), peer_version()) :: :ok
   def note_peer(node, {version, min} = pv)
       when is_atom(node) and is_integer(version) and is_integer(min) do
-    if node != node() and peer(node) != pv do
+    if node != node() and peer(node) != pv and room?() do
       try do
         :ets.insert(@table, {node, version, min})
       rescue
@@ -229,6 +229,16 @@ defmodule ClusterScope.Protocol do
   end
 
   def note_peer(_node, _pv), do: :ok
+
+  # Bounded: entries go at nodeup and nodedown, and names only come from
+  # nodes that sent a beat or answered a call.
+  @max_peers 10_000
+  defp room? do
+    case :ets.info(@table, :size) do
+      :undefined -> false
+      size -> size < @max_peers
+    end
+  end
 
   @doc """
   Every peer whose version is known here: `[%{node, version, min, compatible}]`,

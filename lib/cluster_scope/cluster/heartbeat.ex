@@ -190,8 +190,27 @@ defmodule ClusterScope.Cluster.Heartbeat do
   def handle_info(:tick, state) do
     schedule(state.interval)
     now = now_ms()
-    peers = agent_pids() |> Enum.reject(&(node(&1) == node() or Protocol.mismatched?(node(&1))))
+
+    {mismatched, peers} =
+      agent_pids()
+      |> Enum.reject(&(node(&1) == node()))
+      |> Enum.split_with(&Protocol.mismatched?(node(&1)))
+
     phis = phis(state.detectors, now)
+
+    # A peer of a mismatched protocol version is neither beaten to nor
+    # heard: its detector goes, so its silence reads as nothing.
+    phis =
+      Enum.reduce(mismatched, phis, fn pid, phis ->
+        peer = node(pid)
+
+        if Map.has_key?(phis, peer) do
+          Native.phi_remove(state.detectors, Atom.to_string(peer))
+          Map.delete(phis, peer)
+        else
+          phis
+        end
+      end)
 
     # A peer we have not heard yet counts as heard when it joins: if nothing
     # follows, its phi rises like anyone's. Without this, a peer with no

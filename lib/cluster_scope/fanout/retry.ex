@@ -6,9 +6,10 @@ defmodule ClusterScope.Fanout.Retry do
   dictionary.
 
   `ClusterScope.Operation.Runner` puts the context in the operation's
-  process; a process the operation starts carries it on with `run/2`
-  (`ClusterScope.Procs` does for its per-node tasks). Without a context
-  (background work: heartbeats, managers) nothing is retried or reported.
+  process; a task the operation starts finds it through `$callers`, and
+  any other process can be given it with `run/2`. Without a context
+  (background work: heartbeats, managers, a shared collection in
+  `ClusterScope.Procs.Snapshots`) nothing is retried or reported.
 
   ## What is retried
 
@@ -51,9 +52,30 @@ defmodule ClusterScope.Fanout.Retry do
     :ok
   end
 
-  @doc "This process's run context, or `nil`."
+  @doc """
+  This process's run context, or that of the process that started it
+  (`Task.async/1` and friends record it in `$callers`; up to three levels
+  up, on this node), or `nil`. Reading a caller's costs one
+  `Process.info/2` of its (small) dictionary.
+  """
   @spec get() :: t() | nil
-  def get, do: Process.get(@key)
+  def get do
+    case Process.get(@key) do
+      nil -> from_callers(Process.get(:"$callers", []), 3)
+      context -> context
+    end
+  end
+
+  defp from_callers([pid | rest], left) when is_pid(pid) and left > 0 and node(pid) == node() do
+    with {:dictionary, dict} <- Process.info(pid, :dictionary),
+         {@key, context} <- List.keyfind(dict, @key, 0) do
+      context
+    else
+      _ -> from_callers(rest, left - 1)
+    end
+  end
+
+  defp from_callers(_, _), do: nil
 
   @doc """
   Runs `fun` with `context` as this process's run context: for a process an

@@ -15,14 +15,15 @@ defmodule ClusterScope.Fanout do
 
   ## Retries
 
-  Inside an operation that declares itself idempotent (see
+  Inside a read that declares itself idempotent (see
   `ClusterScope.Operation`), a node that failed with a transient error (no
   connection, no answer in time, a ClusterScope server restarting there) is
   called again with bounded exponential backoff, only while the attempt can
   end before the operation's deadline (`ClusterScope.Fanout.Retry`). Its
   node error, if it never answers, says how many attempts were made
   (`attempts`). Nothing else is retried: an answer, bad input, a version
-  mismatch, or any call outside an idempotent operation.
+  mismatch, or any call outside an idempotent read (changes are never
+  retried).
 
   ## Protocol versions
 

@@ -52,9 +52,12 @@ defmodule ClusterScope.Operation do
   use `force` for protected processes and hot modules, and one flag must
   not unlock both.)
 
-  `idempotent` says that running it twice is the same as once: its calls
-  to other nodes are retried on a transient node error (see
-  `ClusterScope.Fanout`), within its deadline.
+  `idempotent` says that running it twice is the same as once (clients may
+  retry it; the Arsenal metadata says so). For a read, its calls to other
+  nodes are also retried on a transient node error (see
+  `ClusterScope.Fanout`), within its deadline; a change is never retried
+  by ClusterScope (a request queued behind a connection attempt could reach
+  its node after the answer called that node pending).
 
   It also generates `<Operation>.Arsenal`, the operation's face for a host's
   Arsenal registry (`name/0` as `:cluster_scope_<name>`, `category/0`,

@@ -22,10 +22,13 @@ defmodule ClusterScope.Protocol do
   always agree on whether they are compatible, and a mismatched peer is
   left out on both sides at once:
 
-    * heartbeats: neither sends beats to the other, and neither counts the
-      other as an agent (`ClusterScope.Cluster.Heartbeat.agent_nodes/0`):
-      it is treated like a node without ClusterScope, not as a node that
-      went silent, so the partition classification stays right;
+    * heartbeats: each still sends the other its beats, but reads only the
+      version in them (so a change of version is learnt by both sides,
+      whichever moves first); neither counts the other as an agent
+      (`ClusterScope.Cluster.Heartbeat.agent_nodes/0`), keeps a detector
+      for it or lists it in its view: it is treated like a node without
+      ClusterScope, not as a node that went silent, so the partition
+      classification stays right;
     * calls: `ClusterScope.Fanout` does not call its agent; the answer has a
       node error with status `:version_mismatch` naming both versions
       (never a crash, never an answer of another format read as ours);

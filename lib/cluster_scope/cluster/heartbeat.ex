@@ -82,7 +82,7 @@ defmodule ClusterScope.Cluster.Heartbeat do
   The nodes whose ClusterScope agent is known here (this one included) and
   speaks a protocol version this node can talk with: an agent of a
   mismatched version (`ClusterScope.Protocol`) is left out, like a node
-  without ClusterScope (it is neither beaten to nor expected to beat).
+  without ClusterScope (its beats are read for their version only).
   """
   @spec agent_nodes() :: [node()]
   def agent_nodes do
@@ -190,6 +190,7 @@ defmodule ClusterScope.Cluster.Heartbeat do
   def handle_info(:tick, state) do
     schedule(state.interval)
     now = now_ms()
+    state = renamed(state)
 
     {mismatched, peers} =
       agent_pids()
@@ -198,8 +199,8 @@ defmodule ClusterScope.Cluster.Heartbeat do
 
     phis = phis(state.detectors, now)
 
-    # A peer of a mismatched protocol version is neither beaten to nor
-    # heard: its detector goes, so its silence reads as nothing.
+    # A peer of a mismatched protocol version is not heard (only its
+    # version is read) and not in this node's view: its detector goes.
     phis =
       Enum.reduce(mismatched, phis, fn pid, phis ->
         peer = node(pid)
@@ -240,8 +241,11 @@ defmodule ClusterScope.Cluster.Heartbeat do
     {gossip, beat} = Gossip.tick(state.gossip, view, now)
 
     # On the wire a beat carries the protocol version ahead of the gossip.
+    # Mismatched peers get it too (and read only the version, as this node
+    # reads only theirs): how two nodes learn of each other's new version
+    # after an upgrade, whichever learns first. They are not awaited.
     beat = Tuple.insert_at(beat, 1, Protocol.own())
-    for pid <- peers, do: :erlang.send(pid, beat, [:noconnect, :nosuspend])
+    for pid <- peers ++ mismatched, do: :erlang.send(pid, beat, [:noconnect, :nosuspend])
 
     # The state classifies once the beats of this tick from every node are
     # in (they arrive together; those that came before this tick count):
@@ -357,6 +361,23 @@ defmodule ClusterScope.Cluster.Heartbeat do
   def handle_call({:set_listener, pid}, _from, state), do: {:reply, :ok, %{state | listener: pid}}
 
   @flush_after_ms 15
+
+  # A node that became distributed after ClusterScope started (Node.start/2
+  # at run time; `mix test` starts the application before the test helper
+  # names the node) had its gossip keyed by its old name: its own view
+  # would stand under `nonode@nohost` and it would see itself alone, on the
+  # minority side of a split, forever. Start the gossip afresh under the
+  # new name.
+  defp renamed(%{gossip: %{self: self}} = state) do
+    if self == node() do
+      state
+    else
+      %{
+        state
+        | gossip: Gossip.new(node(), state.interval, System.system_time(:millisecond) * 1_000)
+      }
+    end
+  end
 
   defp drain(state, 0), do: state
 

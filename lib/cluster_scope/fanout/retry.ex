@@ -1,7 +1,7 @@
 defmodule ClusterScope.Fanout.Retry do
   @moduledoc """
   The run context `ClusterScope.Fanout` reads: the operation's deadline,
-  whether it is idempotent (so a transient node error may be retried), and
+  whether it is an idempotent read (so a transient node error may be retried), and
   where to report the nodes that answered. Pure apart from the process
   dictionary.
 

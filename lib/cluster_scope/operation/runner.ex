@@ -18,9 +18,11 @@ defmodule ClusterScope.Operation.Runner do
   `partition: %{forced: true, ...}` in the metadata.
 
   The operation's process carries a run context (`ClusterScope.Fanout.Retry`):
-  its deadline and idempotence, so `ClusterScope.Fanout` retries transient
-  node errors of idempotent operations within the deadline, and reports
-  the nodes that answered.
+  its deadline and whether it is an idempotent read, so `ClusterScope.Fanout`
+  retries transient node errors of idempotent reads within the deadline,
+  and reports the nodes that answered. Changes are never retried, even
+  idempotent ones: a retried request queued behind a connection attempt can
+  reach its node after the answer called that node pending.
 
   It returns the data with metadata (operation, version, node, duration_us,
   partial, node_errors, nodes_answered: the nodes whose answers went into
@@ -196,7 +198,10 @@ defmodule ClusterScope.Operation.Runner do
 
     context = %{
       deadline: System.monotonic_time(:millisecond) + timeout,
-      idempotent: Map.get(meta, :idempotent, false),
+      # Only reads are retried: a retried change could reach a node after
+      # the answer called it pending (a request queued behind a connection
+      # attempt is delivered when the link comes back).
+      idempotent: Map.get(meta, :idempotent, false) and not meta.mutating,
       report_to: self(),
       ref: ref
     }

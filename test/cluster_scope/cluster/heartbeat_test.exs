@@ -85,4 +85,28 @@ defmodule ClusterScope.Cluster.HeartbeatTest do
     assert state.awaiting == -1
     refute_received {:heartbeat_views, _, _, _}
   end
+
+  test "a node named after its start sees itself under its name: the gossip starts afresh" do
+    alias ClusterScope.Cluster.Gossip
+
+    # What a node that became distributed after ClusterScope started had:
+    # gossip keyed by its old name (it saw itself alone, cut from everyone).
+    state = %{
+      detectors: nil,
+      interval: 200,
+      threshold: 8.0,
+      gossip: Gossip.new(:nonode@nohost, 200, 1_000),
+      reset_after_ms: 800,
+      flush: nil,
+      awaiting: 0,
+      phis: %{},
+      listener: self()
+    }
+
+    assert {:noreply, state} = Heartbeat.handle_info(:tick, state)
+    assert state.gossip.self == node()
+    assert Map.keys(state.gossip.views) == [node()]
+    assert_receive {:heartbeat_views, views, _phis, _now}, 1_000
+    refute Map.has_key?(views, :nonode@nohost)
+  end
 end

@@ -141,6 +141,34 @@ defmodule ClusterScope.Operation.PartitionTest do
       assert thresholds.idempotent == true
     end
 
+    test "the CLI takes --force-partition from the metadata" do
+      {0, help} = ClusterScope.CLI.main(["set_alert_thresholds", "--help"])
+      assert IO.iodata_to_binary(help) =~ "--force-partition"
+
+      # Healthy here: it runs, forced or not, and the answer has no
+      # partition facts (nothing was forced through). Same value: no change.
+      warning = ClusterScope.Health.thresholds().metrics.process_usage_pct.warning
+      thresholds = ~s({"process_usage_pct": {"warning": #{warning}}})
+
+      {0, json} =
+        ClusterScope.CLI.main([
+          "set_alert_thresholds",
+          "--thresholds",
+          thresholds,
+          "--force-partition",
+          "true",
+          "--json"
+        ])
+
+      {:ok, %{"metadata" => metadata}} =
+        json |> IO.iodata_to_binary() |> String.trim() |> ClusterScope.JSON.decode()
+
+      assert metadata["nodes_answered"] == [Atom.to_string(node())]
+      refute Map.has_key?(metadata, "partition")
+      {0, help} = ClusterScope.CLI.main(["cluster_topology", "--help"])
+      refute IO.iodata_to_binary(help) =~ "--force-partition"
+    end
+
     test "an unknown policy is refused when the metadata is read" do
       defmodule BadPolicy do
         use ClusterScope.Operation, name: "test_bad_policy", partition: :somewhere

@@ -95,6 +95,15 @@ defmodule ClusterScope.Cluster.MixedVersionsTest do
 
     assert list.node_errors == []
 
+    # The doctor names it as another version, not as a node without ClusterScope.
+    assert {:ok, doctor} = run(a, "cluster_doctor")
+    ids = Enum.map(doctor.findings, & &1.id)
+    assert :version_mismatch in ids
+    refute :clusterscope_missing in ids
+    finding = Enum.find(doctor.findings, &(&1.id == :version_mismatch))
+    assert finding.message =~ "#{v.node} runs ClusterScope"
+    assert finding.message =~ "(protocol 3)"
+
     # v's own door refuses a caller that does not know its version yet
     # (the test node: never heard its beats).
     assert {:error, error} = Fanout.call(v.node, ClusterScope.Health, :resources, [], 5_000)

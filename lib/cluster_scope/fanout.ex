@@ -146,13 +146,13 @@ defmodule ClusterScope.Fanout do
   defp attempt(calls, results, _timeout, _context, _n) when map_size(calls) == 0, do: results
 
   defp attempt(calls, results, timeout, context, n) do
-    requests = for {node, {m, f, a}} <- calls, do: {node, :erpc.send_request(node, m, f, a)}
-
+    requests = for {node, {m, f, a}} <- calls, do: {node, send_one(node, m, f, a)}
     deadline = now_ms() + timeout
 
     round =
-      Map.new(requests, fn {node, request} ->
-        {node, {receive_one(request, max(deadline - now_ms(), 0)), n}}
+      Map.new(requests, fn
+        {node, {:sent, request}} -> {node, {receive_one(request, max(deadline - now_ms(), 0)), n}}
+        {node, {:failed, result}} -> {node, {result, n}}
       end)
 
     results = Map.merge(results, round)
@@ -166,6 +166,15 @@ defmodule ClusterScope.Fanout do
       _ ->
         results
     end
+  end
+
+  # A request that cannot even be sent (this node not distributed, a bad
+  # node name) is a failed result, never a raise.
+  defp send_one(node, m, f, a) do
+    {:sent, :erpc.send_request(node, m, f, a)}
+  catch
+    :error, {:erpc, _} = reason -> {:failed, {:error, reason}}
+    :error, reason -> {:failed, {:error, {:erpc, reason}}}
   end
 
   # One answer, in the shape of `:erpc.multicall/5`'s results.

@@ -100,4 +100,12 @@ defmodule ClusterScope.Fanout.RetryTest do
     assert error.attempts > 1 and error.attempts <= Retry.max_attempts()
     assert System.monotonic_time(:millisecond) - started < 1_000
   end
+
+  test "a node that cannot be reached is a node error, never a raise, and not retried outside a run" do
+    nobody = :"cs_nobody_#{System.unique_integer([:positive])}@127.0.0.1"
+    {[], [error]} = Fanout.multicall([nobody], ClusterScope.Health, :resources, [], 2_000)
+    assert error.node == nobody
+    assert error.status in [:down, :error]
+    refute Map.has_key?(error, :attempts)
+  end
 end

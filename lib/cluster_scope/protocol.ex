@@ -161,20 +161,40 @@ defmodule ClusterScope.Protocol do
 
   @doc """
   Whether a call is in the compatible subset: answered the same by every
-  version (OTP modules, the portable row reader, `ClusterScope.build_info/0`),
-  so it goes out without the version envelope.
+  version (OTP modules, functions versioned by name such as
+  `ClusterScope.Procs.Rows.stream_v1/3` or the node views' `*.Local` readers
+  loaded onto agentless nodes, `ClusterScope.Redact`,
+  `ClusterScope.build_info/0`), so it goes out without the version envelope.
   """
   @spec portable?(module(), atom(), list()) :: boolean()
   def portable?(ClusterScope, :build_info, []), do: true
   def portable?(m, _f, _a) when m in @portable_modules, do: true
 
-  def portable?(m, _f, _a) when is_atom(m) do
+  def portable?(m, f, _a) when is_atom(m) do
     case Atom.to_string(m) do
-      "Elixir.ClusterScope." <> _ -> false
-      "Elixir.ClusterScope" -> false
+      "Elixir.ClusterScope." <> _ -> versioned_name?(f)
+      "Elixir.ClusterScope" -> versioned_name?(f)
       _ -> true
     end
   end
+
+  # A function named `..._v<N>` is its own version (the OTP-only modules
+  # loaded onto agentless nodes: `Rows.stream_v1`, `Ets.Local.tables_v1`, ...):
+  # whoever exports it answers it the same way.
+  defp versioned_name?(f) when is_atom(f) do
+    case :binary.matches(Atom.to_string(f), "_v") do
+      [] ->
+        false
+
+      matches ->
+        name = Atom.to_string(f)
+        {at, 2} = List.last(matches)
+        digits = binary_part(name, at + 2, byte_size(name) - at - 2)
+        digits != "" and digits =~ ~r/\A[0-9]+\z/
+    end
+  end
+
+  defp versioned_name?(_), do: false
 
   @doc "What this node knows `node` speaks: `{version, min}` or `nil`."
   @spec peer(node()) :: peer_version() | nil

@@ -50,6 +50,10 @@ defmodule ClusterScope.ProtocolTest do
     assert Protocol.portable?(ClusterScope, :build_info, [])
     assert Protocol.portable?(:erlang, :list_to_pid, ['<0.1.0>'])
     assert Protocol.portable?(ClusterScope.Procs.Rows, :stream_v1, [self(), make_ref(), 1])
+    assert Protocol.portable?(ClusterScope.NodeViews.Ets.Local, :tables_v1, [%{}])
+    assert Protocol.portable?(ClusterScope.NodeViews.Ports.Local, :ports_v12, [%{}])
+    refute Protocol.portable?(ClusterScope.NodeViews.Ets.Local, :tables_v, [%{}])
+    refute Protocol.portable?(ClusterScope.NodeViews.Ets.Local, :tables_vx, [%{}])
     refute Protocol.portable?(ClusterScope.Health, :resources, [])
     refute Protocol.portable?(ClusterScope, :run, ["x", %{}])
   end

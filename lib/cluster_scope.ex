@@ -13,13 +13,18 @@ defmodule ClusterScope do
           otp_release: String.t(),
           elixir_version: String.t(),
           cluster_scope_version: String.t(),
+          protocol_version: pos_integer(),
+          min_compatible_protocol: pos_integer(),
           native: ClusterScope.Native.build_info() | {:error, :native_unavailable}
         }
 
   @doc """
   The build of ClusterScope on this node: versions of OTP, Elixir,
-  ClusterScope and its native core (or `{:error, :native_unavailable}`).
-  Cheap and side-effect free.
+  ClusterScope and its native core (or `{:error, :native_unavailable}`),
+  and the protocol version it speaks with the oldest it understands
+  (`ClusterScope.Protocol`: honours its test-only override). Every
+  ClusterScope version answers this call the same way (the protocol's
+  compatible subset). Cheap and side-effect free.
   """
   @spec build_info() :: node_build()
   def build_info do
@@ -28,6 +33,8 @@ defmodule ClusterScope do
       otp_release: List.to_string(:erlang.system_info(:otp_release)),
       elixir_version: System.version(),
       cluster_scope_version: version(),
+      protocol_version: ClusterScope.Protocol.version(),
+      min_compatible_protocol: ClusterScope.Protocol.min_compatible(),
       native: ClusterScope.Native.build_info()
     }
   end

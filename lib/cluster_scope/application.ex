@@ -18,6 +18,8 @@ defmodule ClusterScope.Application do
     * `ClusterScope.OperationSupervisor` - Task.Supervisor running operations
       (at most 64 at once)
     * `ClusterScope.Operation.Registry` - the operations served here
+    * `ClusterScope.Protocol` - the protocol versions of peers (ETS), forgotten
+      at nodeup and nodedown
     * the `:pg` scope `:cluster_scope`, which every node's agent joins
     * `ClusterScope.Cluster.Heartbeat` - heartbeats and phi-accrual detectors
     * `ClusterScope.Cluster.State` - members, matrix, classification, events
@@ -64,6 +66,7 @@ defmodule ClusterScope.Application do
       {Task.Supervisor, name: ClusterScope.OperationSupervisor, max_children: 64},
       ClusterScope.Operation.Registry,
       ClusterScope.Metrics.OperationLatency,
+      ClusterScope.Protocol,
       %{id: :pg, start: {:pg, :start_link, [ClusterScope.Cluster.Heartbeat.scope()]}},
       {ClusterScope.Cluster.Heartbeat,
        interval_ms: config.get(:heartbeat_interval_ms),

@@ -69,7 +69,14 @@ defmodule ClusterScope.Doctor do
   @doc "The findings only a view of the whole cluster shows (run on the node asked)."
   @spec cluster_findings() :: [finding()]
   def cluster_findings do
-    agents = ClusterScope.Cluster.Heartbeat.agent_nodes()
+    # Agents of a protocol version this node cannot talk with are left out
+    # of agent_nodes/0 (ClusterScope.Protocol): they run ClusterScope, at
+    # another version.
+    agents =
+      Enum.uniq(
+        ClusterScope.Cluster.Heartbeat.agent_nodes() ++ ClusterScope.Protocol.mismatched_nodes()
+      )
+
     missing_agents(agents) ++ versions(agents) ++ horde()
   end
 
@@ -315,9 +322,11 @@ defmodule ClusterScope.Doctor do
   end
 
   defp version(info) do
+    # The protocol the node speaks (ClusterScope.Protocol), else its core's.
     protocol =
-      case info[:native] do
+      case info do
         %{protocol_version: p} -> p
+        %{native: %{protocol_version: p}} -> p
         _ -> nil
       end
 

@@ -9,9 +9,36 @@ defmodule ClusterScope.Fanout do
 
   ## Cost
 
-  One `:erpc` request per node; nothing is retried. A node that does not
-  answer within the timeout costs the caller exactly the timeout, never more,
-  whatever the number of nodes (they are called at once).
+  One `:erpc` request per node, all sent at once. A node that does not
+  answer within the timeout costs the caller at most the timeout, whatever
+  the number of nodes, unless the call is retried (below).
+
+  ## Retries
+
+  Inside a read that declares itself idempotent (see
+  `ClusterScope.Operation`), a node that failed with a transient error (no
+  connection, no answer in time, a ClusterScope server restarting there) is
+  called again with bounded exponential backoff, only while the attempt can
+  end before the operation's deadline (`ClusterScope.Fanout.Retry`). Its
+  node error, if it never answers, says how many attempts were made
+  (`attempts`). Nothing else is retried: an answer, bad input, a version
+  mismatch, or any call outside an idempotent read (changes are never
+  retried).
+
+  ## Protocol versions
+
+  Every agent call carries this node's protocol version: it is sent as
+  `ClusterScope.Protocol.serve(version, m, f, a)`, whose check on the peer
+  refuses a version it does not understand. A peer known to speak a version
+  this node cannot talk with (`ClusterScope.Protocol`) is not called: it
+  gets a `:version_mismatch` node error naming both versions. Calls in the
+  compatible subset (OTP modules, the portable row reader,
+  `ClusterScope.build_info/0`; `ClusterScope.Protocol.portable?/3`) go out
+  as they are, to any version.
+
+  Every answering node is reported to the operation's run
+  (`ClusterScope.Fanout.Retry.answered/1`), which lists them in the answer's
+  metadata as `nodes_answered`.
 
   ## Doors
 
@@ -28,11 +55,14 @@ defmodule ClusterScope.Fanout do
   timeouts and per-node errors are decided here.
   """
 
+  alias ClusterScope.Fanout.Retry
+  alias ClusterScope.Protocol
+
   @typedoc "Why a node gave no answer."
   @type node_error :: %{
           node: node(),
           reason: String.t(),
-          status: :down | :timeout | :error | :not_running,
+          status: :down | :timeout | :error | :not_running | :version_mismatch,
           remediation: String.t()
         }
 
@@ -83,16 +113,126 @@ defmodule ClusterScope.Fanout do
   defp call_all([], _module, _fun, _args, _timeout), do: {[], []}
 
   defp call_all(nodes, module, fun, args, timeout) do
-    results = :erpc.multicall(nodes, module, fun, args, timeout)
+    context = Retry.get()
+    portable = Protocol.portable?(module, fun, args)
+
+    # What each node gets: the call in the version it understands, or a
+    # version_mismatch error without calling it.
+    {calls, refused} =
+      Enum.reduce(nodes, {%{}, %{}}, fn node, {calls, refused} ->
+        case envelope(node, module, fun, args, portable) do
+          {:call, mfa} -> {Map.put(calls, node, mfa), refused}
+          {:mismatch, pv} -> {calls, Map.put(refused, node, mismatch_error(node, pv))}
+        end
+      end)
+
+    results = attempt(calls, %{}, timeout, context, 1)
+    answered = for {node, {{:ok, _}, _}} <- results, do: node
+    Retry.answered(answered)
 
     nodes
-    |> Enum.zip(results)
-    |> Enum.reduce({[], []}, fn
-      {node, {:ok, value}}, {oks, errs} -> {[{node, value} | oks], errs}
-      {node, {kind, reason}}, {oks, errs} -> {oks, [node_error(node, kind, reason) | errs]}
+    |> Enum.reduce({[], []}, fn node, {oks, errs} ->
+      case {Map.fetch(refused, node), Map.fetch(results, node)} do
+        {{:ok, error}, _} -> {oks, [error | errs]}
+        {_, {:ok, {{:ok, value}, _}}} -> {[{node, value} | oks], errs}
+        {_, {:ok, {{kind, reason}, n}}} -> {oks, [failed(node, kind, reason, n) | errs]}
+      end
     end)
     |> then(fn {oks, errs} -> {Enum.reverse(oks), Enum.reverse(errs)} end)
   end
+
+  # Sends every call at once, collects the answers within `timeout`, then
+  # retries the transient failures while the run's context allows.
+  defp attempt(calls, results, _timeout, _context, _n) when map_size(calls) == 0, do: results
+
+  defp attempt(calls, results, timeout, context, n) do
+    requests = for {node, {m, f, a}} <- calls, do: {node, send_one(node, m, f, a)}
+    deadline = now_ms() + timeout
+
+    round =
+      Map.new(requests, fn
+        {node, {:sent, request}} -> {node, {receive_one(request, max(deadline - now_ms(), 0)), n}}
+        {node, {:failed, result}} -> {node, {result, n}}
+      end)
+
+    results = Map.merge(results, round)
+    transient = for {node, {result, _}} <- round, Retry.transient?(result), do: node
+
+    case transient != [] and Retry.next(context, n, timeout, now_ms()) do
+      {:retry, wait, next_timeout} ->
+        Process.sleep(wait)
+        attempt(Map.take(calls, transient), results, next_timeout, context, n + 1)
+
+      _ ->
+        results
+    end
+  end
+
+  # A request that cannot even be sent (this node not distributed, a bad
+  # node name) is a failed result, never a raise.
+  defp send_one(node, m, f, a) do
+    {:sent, :erpc.send_request(node, m, f, a)}
+  catch
+    :error, {:erpc, _} = reason -> {:failed, {:error, reason}}
+    :error, reason -> {:failed, {:error, {:erpc, reason}}}
+  end
+
+  # One answer, in the shape of `:erpc.multicall/5`'s results.
+  defp receive_one(request, timeout) do
+    {:ok, :erpc.receive_response(request, timeout)}
+  catch
+    :error, {:erpc, _} = reason -> {:error, reason}
+    :error, {:exception, _, _} = reason -> {:error, reason}
+    :exit, reason -> {:exit, reason}
+    :throw, value -> {:throw, value}
+  end
+
+  # The call as `node` gets it: wrapped in the protocol door with the
+  # version to speak, or as it is for the compatible subset.
+  defp envelope(_node, m, f, a, true), do: {:call, {m, f, a}}
+
+  defp envelope(node, m, f, a, false) do
+    speak =
+      case Protocol.peer(node) do
+        nil -> Protocol.version()
+        pv -> Protocol.speak(pv)
+      end
+
+    if speak,
+      do: {:call, {Protocol, :serve, [speak, m, f, a]}},
+      else: {:mismatch, Protocol.peer(node)}
+  end
+
+  defp failed(node, kind, reason, attempts) do
+    error =
+      case {kind, reason} do
+        {:error, {:exception, {:cluster_scope_protocol_mismatch, pv}, _}} ->
+          Protocol.note_peer(node, pv)
+          mismatch_error(node, pv)
+
+        _ ->
+          node_error(node, kind, reason)
+      end
+
+    if attempts > 1, do: Map.put(error, :attempts, attempts), else: error
+  end
+
+  defp mismatch_error(node, {version, min}) do
+    %{
+      node: node,
+      status: :version_mismatch,
+      reason:
+        "#{node} speaks ClusterScope protocol #{version} (understands #{min}..#{version}); " <>
+          "#{node()} speaks #{Protocol.version()} (understands " <>
+          "#{Protocol.min_compatible()}..#{Protocol.version()}): its agent was not called",
+      remediation:
+        "Finish the rolling deploy so both run the same ClusterScope; meanwhile processes " <>
+          "are read agentless and GET /api/v1/cluster/nodes/#{node}/build shows its version.",
+      versions: %{node: version, node_min: min, here: Protocol.version()}
+    }
+  end
+
+  defp now_ms, do: System.monotonic_time(:millisecond)
 
   @typedoc """
   Why one `rpc/5` gave no result, as `:erpc` raised it: the call did not
@@ -116,15 +256,41 @@ defmodule ClusterScope.Fanout do
   @spec rpc(node(), module(), atom(), list(), timeout()) ::
           {:ok, term()} | {:error, rpc_error()}
   def rpc(node, module, fun, args, timeout \\ default_timeout()) do
-    # A virtual node of the simulated mode cannot be connected to.
-    if ClusterScope.Simulator.virtual?(node),
-      do: {:error, {:erpc, :noconnection}},
-      else: {:ok, :erpc.call(node, module, fun, args, timeout)}
+    cond do
+      # A virtual node of the simulated mode cannot be connected to.
+      ClusterScope.Simulator.virtual?(node) ->
+        {:error, {:erpc, :noconnection}}
+
+      true ->
+        case envelope(node, module, fun, args, Protocol.portable?(module, fun, args)) do
+          {:call, {m, f, a}} ->
+            result = {:ok, :erpc.call(node, m, f, a, timeout)}
+            Retry.answered([node])
+            result
+
+          {:mismatch, pv} ->
+            {:error, {:exception, {:cluster_scope_protocol_mismatch, pv}, []}}
+        end
+    end
   catch
-    :error, {:erpc, _} = reason -> {:error, reason}
-    :error, {:exception, reason, stack} -> {:error, {:exception, reason, stack}}
-    :exit, {:exception, reason} -> {:error, {:exit, reason}}
-    :throw, value -> {:error, {:throw, value}}
+    :error, {:erpc, _} = reason ->
+      {:error, reason}
+
+    :error, {:exception, {:cluster_scope_protocol_mismatch, pv} = reason, stack} ->
+      Protocol.note_peer(node, pv)
+      {:error, {:exception, reason, stack}}
+
+    :error, {:exception, reason, stack} ->
+      Retry.answered([node])
+      {:error, {:exception, reason, stack}}
+
+    :exit, {:exception, reason} ->
+      Retry.answered([node])
+      {:error, {:exit, reason}}
+
+    :throw, value ->
+      Retry.answered([node])
+      {:error, {:throw, value}}
   end
 
   @doc """
@@ -139,6 +305,9 @@ defmodule ClusterScope.Fanout do
   @doc "The node error of an `rpc/5` error (what `call/5` would have answered)."
   @spec describe(node(), rpc_error()) :: node_error()
   def describe(node, {:erpc, _} = reason), do: node_error(node, :error, reason)
+
+  def describe(node, {:exception, {:cluster_scope_protocol_mismatch, pv}, _}),
+    do: mismatch_error(node, pv)
 
   def describe(node, {:exception, reason, stack}),
     do: node_error(node, :error, {:exception, reason, stack})
@@ -197,6 +366,19 @@ defmodule ClusterScope.Fanout do
       status: :timeout,
       reason: "#{node} did not answer in time",
       remediation: "The node may be overloaded, frozen or partitioned; check its load and links."
+    }
+  end
+
+  defp node_error(node, :error, {:exception, :undef, [{Protocol, :serve, 4, _} | _]}) do
+    %{
+      node: node,
+      status: :not_running,
+      reason:
+        "no ClusterScope speaking protocol #{Protocol.min_compatible()} or later is loaded on " <>
+          "#{node} (not installed, or an older release)",
+      remediation:
+        "Add :cluster_scope (this release) to #{node}, or accept agentless answers; " <>
+          "GET /api/v1/cluster/nodes/#{node}/build shows what it runs."
     }
   end
 

@@ -219,7 +219,13 @@ defmodule ClusterScope.Health do
   # The same for any node-side `module.fun(args)` that answers `{:ok, value}`
   # or `{:error, reason}` (e.g. `ClusterScope.Logs.recent/1`).
   def agent_call(module, fun, args, nodes \\ nil) do
-    targets = Enum.uniq(nodes || [node() | Heartbeat.agent_nodes()])
+    # Agents of a mismatched protocol version are not called by Fanout but
+    # listed in node_errors (version_mismatch), never silently left out.
+    targets =
+      Enum.uniq(
+        nodes || [node() | Heartbeat.agent_nodes()] ++ ClusterScope.Protocol.mismatched_nodes()
+      )
+
     statuses = ClusterScope.Fanout.node_statuses()
 
     {call, skip} =

@@ -24,7 +24,40 @@ defmodule ClusterScope.Operation do
         scope: :read,              # :read | :sensitive | :control (default:
                                    # :control when mutating, else :read)
         requires: [:native],       # :native, :horde, :libcluster, :telemetry
-        timeout: 10_000            # ms, default: node_timeout_ms + 1 s
+        timeout: 10_000,           # ms, default: node_timeout_ms + 1 s
+        partition: :anywhere,      # :anywhere | :majority | :all_nodes (default:
+                                   # :majority when mutating, else :anywhere)
+        idempotent: true           # default: not mutating
+
+  ## Partition policy and idempotence
+
+  `partition` says where in a partitioned cluster the operation may run,
+  as this node's `ClusterScope.Cluster.State` classifies it; the runner
+  checks it before executing (`ClusterScope.Operation.Partition`):
+
+    * `:anywhere` - always (reads; tools that must keep working on both
+      sides of a split, like tracing and the mode switch);
+    * `:majority` - refused with a `partition` error when this node is on
+      the minority side (or a tie) of a split: a change made by a minority
+      would diverge from what the majority does meanwhile (a process Horde
+      restarts there, thresholds the other side never gets);
+    * `:all_nodes` - refused unless every known node is up and reachable
+      (a change that is wrong when any node misses it).
+
+  An operation whose policy is not `:anywhere` takes a boolean
+  `force_partition` parameter (added to its parameters: OpenAPI, CLI,
+  Arsenal) that runs it anyway; the answer's metadata then records
+  `partition.forced: true` with the situation it was forced through. (It is
+  not `force`: `kill_process`, `send_message` and `trace_process` already
+  use `force` for protected processes and hot modules, and one flag must
+  not unlock both.)
+
+  `idempotent` says that running it twice is the same as once (clients may
+  retry it; the Arsenal metadata says so). For a read, its calls to other
+  nodes are also retried on a transient node error (see
+  `ClusterScope.Fanout`), within its deadline; a change is never retried
+  by ClusterScope (a request queued behind a connection attempt could reach
+  its node after the answer called that node pending).
 
   It also generates `<Operation>.Arsenal`, the operation's face for a host's
   Arsenal registry (`name/0` as `:cluster_scope_<name>`, `category/0`,
@@ -62,8 +95,13 @@ defmodule ClusterScope.Operation do
           scope: scope(),
           requires: [atom()],
           timeout: pos_integer() | nil,
+          partition: partition_policy(),
+          idempotent: boolean(),
           md5: binary()
         }
+
+  @typedoc "Where in a partitioned cluster an operation may run (see the module doc)."
+  @type partition_policy :: :anywhere | :majority | :all_nodes
 
   @typedoc """
   The authority an operation needs (see `ClusterScope.Web.Handler`):
@@ -78,6 +116,18 @@ defmodule ClusterScope.Operation do
   @type scope :: :read | :sensitive | :control
 
   @scopes [:read, :sensitive, :control]
+  @partition_policies [:anywhere, :majority, :all_nodes]
+
+  @force_partition %{
+    name: :force_partition,
+    type: :boolean,
+    required: false,
+    default: false,
+    location: :body,
+    description:
+      "run even where the partition policy refuses it (minority side of a split, " <>
+        "unreachable nodes); the answer records it in metadata.partition"
+  }
 
   @callback rest_config() :: map()
   @callback validate_params(map()) :: {:ok, map()} | {:error, term()}
@@ -98,7 +148,10 @@ defmodule ClusterScope.Operation do
       @impl ClusterScope.Operation
       def validate_params(params) do
         with {:ok, params} <-
-               ClusterScope.Operation.Params.validate(rest_config().parameters, params) do
+               ClusterScope.Operation.Params.validate(
+                 ClusterScope.Operation.parameters(__MODULE__, rest_config()),
+                 params
+               ) do
           check_params(params)
         end
       end
@@ -133,13 +186,15 @@ defmodule ClusterScope.Operation do
          config when is_map(config) <- module.rest_config(),
          {:ok, method} <- method(config),
          {:ok, path, segments} <- path(config),
-         parameters = Map.get(config, :parameters, []),
-         :ok <- ClusterScope.Operation.Params.check_specs(parameters),
-         :ok <- check_path_params(segments, parameters),
          opts = own_opts(module),
          {:ok, requires} <- requires(opts),
          mutating = Keyword.get(opts, :mutating, method != :get),
-         {:ok, scope} <- scope(opts, mutating) do
+         {:ok, scope} <- scope(opts, mutating),
+         {:ok, partition} <- partition(opts, mutating),
+         {:ok, idempotent} <- idempotent(opts, mutating),
+         parameters = with_force(Map.get(config, :parameters, []), partition),
+         :ok <- ClusterScope.Operation.Params.check_specs(parameters),
+         :ok <- check_path_params(segments, parameters) do
       {:ok,
        %{
          module: module,
@@ -155,6 +210,8 @@ defmodule ClusterScope.Operation do
          scope: scope,
          requires: requires,
          timeout: Keyword.get(opts, :timeout),
+         partition: partition,
+         idempotent: idempotent,
          md5: module.module_info(:md5)
        }}
     else
@@ -286,6 +343,51 @@ defmodule ClusterScope.Operation do
       other ->
         {:error, "unknown scope #{inspect(other)}; known: #{inspect(@scopes)}"}
     end
+  end
+
+  @doc """
+  The parameters an operation validates: those of its `rest_config`, plus
+  `force_partition` when its partition policy is not `:anywhere`.
+  """
+  @spec parameters(module(), map()) :: [ClusterScope.Operation.Params.spec()]
+  def parameters(module, config) do
+    opts = own_opts(module)
+    mutating = Keyword.get_lazy(opts, :mutating, fn -> method(config) != {:ok, :get} end)
+
+    case partition(opts, mutating) do
+      {:ok, policy} -> with_force(Map.get(config, :parameters, []), policy)
+      {:error, _} -> Map.get(config, :parameters, [])
+    end
+  end
+
+  @doc "The partition policies (see the module doc)."
+  @spec partition_policies() :: [partition_policy()]
+  def partition_policies, do: @partition_policies
+
+  defp partition(opts, mutating) do
+    case Keyword.get(opts, :partition, if(mutating, do: :majority, else: :anywhere)) do
+      policy when policy in @partition_policies ->
+        {:ok, policy}
+
+      other ->
+        {:error,
+         "unknown partition policy #{inspect(other)}; known: #{inspect(@partition_policies)}"}
+    end
+  end
+
+  defp idempotent(opts, mutating) do
+    case Keyword.get(opts, :idempotent, not mutating) do
+      value when is_boolean(value) -> {:ok, value}
+      other -> {:error, "idempotent must be a boolean, got #{inspect(other)}"}
+    end
+  end
+
+  defp with_force(parameters, :anywhere), do: parameters
+
+  defp with_force(parameters, _policy) do
+    if Enum.any?(parameters, &(&1.name == :force_partition)),
+      do: parameters,
+      else: parameters ++ [@force_partition]
   end
 
   @doc "The scopes of authority, weakest first."

@@ -488,6 +488,10 @@ defmodule ClusterScope.Procs do
         end
       end)
 
+    # Agentless nodes are read by a shared collection (no run context):
+    # reported here, for the answer's nodes_answered.
+    ClusterScope.Fanout.Retry.answered(Enum.map(agentless_answers, &elem(&1, 0)))
+
     {Enum.sort_by(Enum.reverse(answers) ++ agentless_answers, &Atom.to_string(elem(&1, 0))),
      skipped ++ agent_errors ++ Enum.reverse(refused) ++ agentless_errors,
      agentless_answers |> Enum.map(&elem(&1, 0)) |> Enum.sort()}

@@ -200,7 +200,8 @@ defmodule ClusterScope.Arsenal.Face do
       requires_authentication: guarded?(meta),
       scope: meta.scope,
       mutating: meta.mutating,
-      idempotent: not meta.mutating,
+      idempotent: Map.get(meta, :idempotent, not meta.mutating),
+      partition: Map.get(meta, :partition, :anywhere),
       timeout: deadline(meta),
       cluster_scope: %{name: meta.name, version: meta.version, module: op}
     }

@@ -11,8 +11,24 @@ defmodule ClusterScope.Operation.Runner do
      `ClusterScope.Error.normalize/1`.
   5. Formats the result with the operation's `format_response/1`.
 
+  Between validation and execution it checks the operation's partition
+  policy against this node's view of the cluster
+  (`ClusterScope.Operation.Partition`): a refusal is a `partition` error,
+  unless the call passed `force_partition: true`, which runs it and records
+  `partition: %{forced: true, ...}` in the metadata.
+
+  The operation's process carries a run context (`ClusterScope.Fanout.Retry`):
+  its deadline and whether it is an idempotent read, so `ClusterScope.Fanout`
+  retries transient node errors of idempotent reads within the deadline,
+  and reports the nodes that answered. Changes are never retried, even
+  idempotent ones: a retried request queued behind a connection attempt can
+  reach its node after the answer called that node pending.
+
   It returns the data with metadata (operation, version, node, duration_us,
-  partial, node_errors), or a `ClusterScope.Error` with the same metadata.
+  partial, node_errors, nodes_answered: the nodes whose answers went into
+  the result, this node alone for a local operation; `partition` when the
+  check refused or was forced), or a `ClusterScope.Error` with the same
+  metadata.
 
   ## Protection
 
@@ -24,18 +40,21 @@ defmodule ClusterScope.Operation.Runner do
   """
 
   alias ClusterScope.Error
-  alias ClusterScope.Operation.Registry
+  alias ClusterScope.Fanout.Retry
+  alias ClusterScope.Operation.{Partition, Registry}
 
   @supervisor ClusterScope.OperationSupervisor
 
   @typedoc "What every run reports besides its data."
   @type metadata :: %{
-          operation: String.t() | nil,
-          version: pos_integer() | nil,
-          node: node(),
-          duration_us: non_neg_integer(),
-          partial: boolean(),
-          node_errors: [map()]
+          optional(:partition) => map(),
+          required(:operation) => String.t() | nil,
+          required(:version) => pos_integer() | nil,
+          required(:node) => node(),
+          required(:duration_us) => non_neg_integer(),
+          required(:partial) => boolean(),
+          required(:node_errors) => [map()],
+          required(:nodes_answered) => [node()]
         }
 
   @doc """
@@ -52,17 +71,55 @@ defmodule ClusterScope.Operation.Runner do
   def run(op, params, opts \\ []) do
     started = System.monotonic_time()
 
+    ref = make_ref()
+
     result =
       with {:ok, meta} <- resolve(op, Keyword.get(opts, :version, :latest)),
            :ok <- available(meta),
            {:ok, valid} <- validate(meta, params, opts),
+           {force, valid} = pop_force(valid),
+           {:ok, partition} <- check_partition(meta, force),
            valid = put_context(valid, opts),
            {:ok, result} <-
-             ClusterScope.Telemetry.span_operation(meta, fn -> execute(meta, valid, opts) end) do
-        {:ok, meta, format(meta, result)}
+             ClusterScope.Telemetry.span_operation(meta, fn ->
+               execute(meta, valid, opts, ref)
+             end) do
+        {:ok, meta, format(meta, result), partition}
       end
 
-    finish(result, started)
+    {result, partition} =
+      case result do
+        {:ok, meta, data, partition} -> {{:ok, meta, data}, partition}
+        {:error, meta, error, partition} -> {{:error, meta, error}, partition}
+        other -> {other, nil}
+      end
+
+    result
+    |> finish(started, Retry.collect(ref))
+    |> then(fn {status, data, metadata} -> {status, data, put_partition(metadata, partition)} end)
+  end
+
+  defp pop_force(params) when is_map(params), do: Map.pop(params, :force_partition, false)
+  defp pop_force(params), do: {false, params}
+
+  # The partition policy against this node's view: nil (nothing to record),
+  # the facts of a forced run, or a refusal.
+  defp check_partition(%{partition: :anywhere}, _force), do: {:ok, nil}
+
+  defp check_partition(meta, force) do
+    situation = Partition.situation()
+
+    case Partition.decide(Map.get(meta, :partition, :anywhere), situation) do
+      :ok ->
+        {:ok, nil}
+
+      {:refuse, _why} when force == true ->
+        {:ok, Partition.facts(meta.partition, situation, true)}
+
+      {:refuse, why} ->
+        error = Partition.refusal(meta, situation, why)
+        {:error, meta, error, error.details}
+    end
   end
 
   @doc false
@@ -134,12 +191,24 @@ defmodule ClusterScope.Operation.Runner do
     end
   end
 
-  defp execute(meta, params, opts) do
+  defp execute(meta, params, opts, ref) do
     timeout =
       Keyword.get(opts, :timeout) || meta.timeout ||
         ClusterScope.Config.get(:node_timeout_ms) + 1_000
 
-    case start_task(fn -> safe(fn -> meta.module.execute(params) end) end) do
+    context = %{
+      deadline: System.monotonic_time(:millisecond) + timeout,
+      # Only reads are retried: a retried change could reach a node after
+      # the answer called it pending (a request queued behind a connection
+      # attempt is delivered when the link comes back).
+      idempotent: Map.get(meta, :idempotent, false) and not meta.mutating,
+      report_to: self(),
+      ref: ref
+    }
+
+    case start_task(fn ->
+           Retry.run(context, fn -> safe(fn -> meta.module.execute(params) end) end)
+         end) do
       {:ok, task} ->
         case Task.yield(task, timeout) || Task.shutdown(task, :brutal_kill) do
           {:ok, {:ok, {:ok, result}}} ->
@@ -207,7 +276,7 @@ defmodule ClusterScope.Operation.Runner do
       end)
   end
 
-  defp finish(result, started) do
+  defp finish(result, started, answered) do
     duration_us =
       System.convert_time_unit(System.monotonic_time() - started, :native, :microsecond)
 
@@ -221,7 +290,9 @@ defmodule ClusterScope.Operation.Runner do
       {:ok, meta, data} ->
         data = ClusterScope.Secrets.redact(data)
         node_errors = node_errors(data)
-        {:ok, data, metadata(meta, duration_us, node_errors)}
+        # An operation that called no node answered from here.
+        answered = if answered == [], do: [node()], else: answered
+        {:ok, data, metadata(meta, duration_us, node_errors, answered)}
 
       {:error, meta, %Error{} = error} ->
         rules = ClusterScope.Secrets.rules()
@@ -232,21 +303,25 @@ defmodule ClusterScope.Operation.Runner do
             details: ClusterScope.Redact.term(error.details, rules)
         }
 
-        {:error, error, metadata(meta, duration_us, [])}
+        {:error, error, metadata(meta, duration_us, [], answered)}
     end
   end
+
+  defp put_partition(metadata, nil), do: metadata
+  defp put_partition(metadata, partition), do: Map.put(metadata, :partition, partition)
 
   defp node_errors(%{node_errors: errors}) when is_list(errors), do: errors
   defp node_errors(_), do: []
 
-  defp metadata(meta, duration_us, node_errors) do
+  defp metadata(meta, duration_us, node_errors, answered) do
     %{
       operation: meta && meta.name,
       version: meta && meta.version,
       node: node(),
       duration_us: duration_us,
       partial: node_errors != [],
-      node_errors: node_errors
+      node_errors: node_errors,
+      nodes_answered: answered
     }
   end
 end

@@ -51,6 +51,7 @@ defmodule ClusterScope.Operations.ClusterTopology do
     topology =
       ClusterScope.Cluster.State.topology()
       |> Map.put(:libcluster, ClusterScope.Cluster.Libcluster.view())
+      |> Map.put(:protocol, protocol())
 
     if params[:include_health] do
       {answers, node_errors} = ClusterScope.Health.cluster_call(:local_health, [])
@@ -58,5 +59,17 @@ defmodule ClusterScope.Operations.ClusterTopology do
     else
       {:ok, topology}
     end
+  end
+
+  defp protocol do
+    peers = ClusterScope.Protocol.peers()
+    connected = Node.list()
+
+    %{
+      version: ClusterScope.Protocol.version(),
+      min_compatible: ClusterScope.Protocol.min_compatible(),
+      peers: peers,
+      mismatched: for(%{compatible: false, node: n} = p <- peers, n in connected, do: p)
+    }
   end
 end

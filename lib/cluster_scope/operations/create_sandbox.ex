@@ -18,7 +18,14 @@ defmodule ClusterScope.Operations.CreateSandbox do
   Mutating (`:control` scope).
   """
 
-  use ClusterScope.Operation, name: "create_sandbox", requires: [:native], timeout: 90_000
+  # Majority: a sandbox placed by a minority could be placed again by the
+  # majority's failover, a second copy.
+  use ClusterScope.Operation,
+    name: "create_sandbox",
+    requires: [:native],
+    timeout: 90_000,
+    partition: :majority,
+    idempotent: false
 
   @impl true
   def rest_config do

@@ -7,7 +7,13 @@ defmodule ClusterScope.Operations.DestroySandbox do
   (`:control` scope).
   """
 
-  use ClusterScope.Operation, name: "destroy_sandbox", timeout: 60_000
+  # Majority: the parts on the other side would live on meanwhile.
+  # Idempotent: destroying twice is destroying once (tombstones).
+  use ClusterScope.Operation,
+    name: "destroy_sandbox",
+    timeout: 60_000,
+    partition: :majority,
+    idempotent: true
 
   @impl true
   def rest_config do

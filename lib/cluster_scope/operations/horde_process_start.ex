@@ -36,7 +36,13 @@ defmodule ClusterScope.Operations.HordeProcessStart do
   # The operation's deadline covers the longest start a request may allow
   # (timeout_ms up to 30 s) plus the reads around it: a shorter one would
   # answer a timeout while Horde goes on to start the child.
-  use ClusterScope.Operation, name: "horde_process_start", requires: [:horde], timeout: 35_000
+  # Majority: a child started by a minority is a duplicate at the heal.
+  use ClusterScope.Operation,
+    name: "horde_process_start",
+    requires: [:horde],
+    timeout: 35_000,
+    partition: :majority,
+    idempotent: false
 
   alias ClusterScope.Horde.{Findings, Inspect}
 

@@ -11,7 +11,13 @@ defmodule ClusterScope.Operations.KillProcess do
   token over HTTP and is absent in read-only mode.
   """
 
-  use ClusterScope.Operation, name: "kill_process", timeout: 20_000
+  # Majority: a process killed by a minority may be restarted elsewhere
+  # by the majority meanwhile (Horde), or be the majority's to decide.
+  use ClusterScope.Operation,
+    name: "kill_process",
+    timeout: 20_000,
+    partition: :majority,
+    idempotent: false
 
   alias ClusterScope.Procs.Control
 

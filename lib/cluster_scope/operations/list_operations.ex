@@ -55,6 +55,8 @@ defmodule ClusterScope.Operations.ListOperations do
       summary: meta.summary,
       mutating: meta.mutating,
       scope: meta.scope,
+      partition: Map.get(meta, :partition, :anywhere),
+      idempotent: Map.get(meta, :idempotent, not meta.mutating),
       requires: meta.requires,
       available: availability == :ok,
       unavailable_reason: with({:error, reason} <- availability, do: reason, else: (_ -> nil)),

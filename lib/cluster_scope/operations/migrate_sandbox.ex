@@ -9,7 +9,13 @@ defmodule ClusterScope.Operations.MigrateSandbox do
   (`:control` scope).
   """
 
-  use ClusterScope.Operation, name: "migrate_sandbox", requires: [:native], timeout: 90_000
+  # Majority: it decides a placement, like the failover of the majority.
+  use ClusterScope.Operation,
+    name: "migrate_sandbox",
+    requires: [:native],
+    timeout: 90_000,
+    partition: :majority,
+    idempotent: false
 
   @impl true
   def rest_config do

@@ -6,6 +6,11 @@ defmodule ClusterScope.Operations.NodeBuildInfo do
 
   Cheap: one remote call returning constants. A node that does not answer
   gives `node_unavailable` with its cause within the node timeout.
+
+  Answered by every ClusterScope version (the protocol's compatible
+  subset): `protocol_version` and `min_compatible_protocol` are the node's,
+  and `protocol.compatible` says whether this node can talk with it (a
+  `false` means its agent is not called: see `ClusterScope.Protocol`).
   """
 
   use ClusterScope.Operation, name: "node_build_info"
@@ -60,6 +65,25 @@ defmodule ClusterScope.Operations.NodeBuildInfo do
         {:error, reason} -> %{error: reason}
       end
 
-    %{info | native: native}
+    info = %{info | native: native}
+
+    case info do
+      %{protocol_version: v, min_compatible_protocol: min} ->
+        Map.put(info, :protocol, %{
+          here: ClusterScope.Protocol.version(),
+          compatible: ClusterScope.Protocol.speak({v, min}) != nil
+        })
+
+      _ ->
+        # A build before protocol 2 reports only the native core's version.
+        v = get_in(info, [:native, :protocol_version]) || 1
+
+        info
+        |> Map.put(:protocol_version, v)
+        |> Map.put(:protocol, %{
+          here: ClusterScope.Protocol.version(),
+          compatible: ClusterScope.Protocol.speak({v, v}) != nil
+        })
+    end
   end
 end

@@ -13,7 +13,12 @@ defmodule ClusterScope.Operations.SendMessage do
   over HTTP and is absent in read-only mode.
   """
 
-  use ClusterScope.Operation, name: "send_message", timeout: 65_000
+  # Majority: a message is an input to the application, like a kill.
+  use ClusterScope.Operation,
+    name: "send_message",
+    timeout: 65_000,
+    partition: :majority,
+    idempotent: false
 
   alias ClusterScope.Procs.{Control, Terms}
 

@@ -20,7 +20,13 @@ defmodule ClusterScope.Operations.SetAlertThresholds do
   `node_errors`.
   """
 
-  use ClusterScope.Operation, name: "set_alert_thresholds", mutating: true
+  # Majority: thresholds set by a minority would differ from the other
+  # side's. Idempotent: setting the same thresholds twice is setting them once.
+  use ClusterScope.Operation,
+    name: "set_alert_thresholds",
+    mutating: true,
+    partition: :majority,
+    idempotent: true
 
   alias ClusterScope.Health
   alias ClusterScope.Health.Thresholds

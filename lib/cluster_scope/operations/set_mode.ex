@@ -10,7 +10,12 @@ defmodule ClusterScope.Operations.SetMode do
   cluster); switching back to `multi_node` is always allowed.
   """
 
-  use ClusterScope.Operation, name: "set_mode", timeout: 120_000
+  # Anywhere: it switches only this node's source of cluster data.
+  use ClusterScope.Operation,
+    name: "set_mode",
+    timeout: 120_000,
+    partition: :anywhere,
+    idempotent: true
 
   @impl true
   def rest_config do

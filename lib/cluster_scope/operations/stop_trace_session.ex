@@ -5,7 +5,11 @@ defmodule ClusterScope.Operations.StopTraceSession do
   token over HTTP.
   """
 
-  use ClusterScope.Operation, name: "stop_trace_session"
+  # Anywhere: stopping a trace must work on either side. Idempotent.
+  use ClusterScope.Operation,
+    name: "stop_trace_session",
+    partition: :anywhere,
+    idempotent: true
 
   @impl true
   def rest_config do

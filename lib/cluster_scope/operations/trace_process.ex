@@ -13,7 +13,13 @@ defmodule ClusterScope.Operations.TraceProcess do
   needs the token over HTTP.
   """
 
-  use ClusterScope.Operation, name: "trace_process", timeout: 30_000
+  # Anywhere: tracing changes no application state (throttled, bounded),
+  # and each side of a partition must keep its own debugging.
+  use ClusterScope.Operation,
+    name: "trace_process",
+    timeout: 30_000,
+    partition: :anywhere,
+    idempotent: false
 
   alias ClusterScope.Trace
 

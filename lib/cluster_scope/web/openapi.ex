@@ -7,6 +7,10 @@ defmodule ClusterScope.Web.OpenAPI do
   When several versions are served on one method and path, the document
   describes the latest and lists the others in `x-versions` (select one with
   the `Accept-Version` header).
+
+  Each operation carries ClusterScope's own facts as extensions: `x-scope`
+  (the authority it needs), `x-partition-policy` (`anywhere`, `majority`,
+  `all_nodes`: see `ClusterScope.Operation`) and `x-idempotent`.
   """
 
   alias ClusterScope.Operation.Registry
@@ -112,6 +116,8 @@ defmodule ClusterScope.Web.OpenAPI do
     }
     |> put_if(body != [], "requestBody", request_body(body))
     |> Map.put("x-scope", Atom.to_string(meta.scope))
+    |> Map.put("x-partition-policy", Atom.to_string(Map.get(meta, :partition, :anywhere)))
+    |> Map.put("x-idempotent", Map.get(meta, :idempotent, not meta.mutating))
     |> put_if(meta.scope != :read, "security", [%{"bearerAuth" => []}])
     |> put_if(other_versions != [], "x-versions", Enum.sort(other_versions))
   end
@@ -273,7 +279,14 @@ defmodule ClusterScope.Web.OpenAPI do
         "node" => %{"type" => "string"},
         "duration_us" => %{"type" => "integer"},
         "partial" => %{"type" => "boolean"},
-        "node_errors" => %{"type" => "array", "items" => %{"type" => "object"}}
+        "node_errors" => %{"type" => "array", "items" => %{"type" => "object"}},
+        "nodes_answered" => %{"type" => "array", "items" => %{"type" => "string"}},
+        "partition" => %{
+          "type" => "object",
+          "description" =>
+            "present when the partition policy refused the run or force_partition ran it " <>
+              "anyway (forced: true): policy, status, side, component, unreachable"
+        }
       }
     }
   end

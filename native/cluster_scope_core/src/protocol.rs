@@ -1,24 +1,29 @@
 //! The protocol version spoken between ClusterScope agents on different
 //! nodes.
 //!
-//! Today it is reported, not enforced: [`PROTOCOL_VERSION`] is part of
-//! `build_info` (`ClusterScope.Native.build_info/0`, the `node_build_info`
-//! operation), and nothing calls [`compatible`] yet. `ClusterScope.Fanout`
-//! checks no version: a node without ClusterScope's code shows up as a
-//! `not_running` node error (and process reads fall back to agentless
-//! collection). What crosses nodes in the core's own formats is checked
+//! [`PROTOCOL_VERSION`] is part of `build_info`
+//! (`ClusterScope.Native.build_info/0`, the `node_build_info` operation).
+//! The BEAM side enforces it: `ClusterScope.Protocol` holds the same
+//! numbers (a test checks they agree), every heartbeat carries them, and
+//! every agent call goes through `ClusterScope.Fanout` in a version
+//! envelope that the peer's door checks; a peer of a version neither side
+//! understands is served only through the compatible subset (agentless
+//! process reads, build info). [`compatible`] is the same range check as
+//! the door's. What crosses nodes in the core's own formats is also checked
 //! where it is read: process summaries and windows carry
 //! [`procs::FORMAT_VERSION`](crate::procs::FORMAT_VERSION), and reading one
 //! of another version fails with `invalid_summary` or `invalid_window`.
-//! [`compatible`] is the rule the fan-out's version check (planned in the
-//! blueprint) is to apply.
+//!
+//! Version 2: heartbeats carry `{version, min}` and every agent call the
+//! caller's version (version 1 builds sent unversioned beats of another
+//! format).
 
 /// Current protocol version. Bump on any incompatible change of what agents
 /// exchange.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The oldest peer protocol this build can still merge with.
-pub const MIN_COMPATIBLE_PROTOCOL: u32 = 1;
+pub const MIN_COMPATIBLE_PROTOCOL: u32 = 2;
 
 /// Whether a peer speaking `peer` can be merged with this build.
 pub fn compatible(peer: u32) -> bool {

@@ -22,7 +22,11 @@ defmodule ClusterScope.Cluster.HeartbeatTest do
     alias ClusterScope.Cluster.Gossip
 
     peers = [:"a@127.0.0.9", :"b@127.0.0.9", :"c@127.0.0.9"]
-    beat = fn peer -> {:cs_hb, peer, 1_000, 1_000, %{peer => :reachable}, [], {0, 0}} end
+    # On the wire a beat carries the sender's protocol pair (ClusterScope.Protocol).
+    beat = fn peer ->
+      {:cs_hb, ClusterScope.Protocol.own(), peer, 1_000, 1_000, %{peer => :reachable}, [], {0, 0}}
+    end
+
     fallback = Process.send_after(self(), :flush_views, 60_000)
 
     state = %{
@@ -46,7 +50,7 @@ defmodule ClusterScope.Cluster.HeartbeatTest do
     # Every beat was heard (their views are in), none is left in the
     # mailbox, and the listener got the views once, at once.
     assert Enum.all?(peers, &Map.has_key?(state.gossip.views, &1))
-    refute_received {:cs_hb, _, _, _, _, _, _}
+    refute_received {:cs_hb, _, _, _, _, _, _, _}
     assert_received {:heartbeat_views, views, _phis, _now}
     assert Enum.all?(peers, &Map.has_key?(views, &1))
     refute_received {:heartbeat_views, _, _, _}
@@ -73,11 +77,36 @@ defmodule ClusterScope.Cluster.HeartbeatTest do
     # is not told.
     assert {:noreply, state} =
              Heartbeat.handle_info(
-               {:cs_hb, :"a@127.0.0.9", 1_000, 1_000, nil, [], {0, 0}},
+               {:cs_hb, ClusterScope.Protocol.own(), :"a@127.0.0.9", 1_000, 1_000, nil, [],
+                {0, 0}},
                state
              )
 
     assert state.awaiting == -1
     refute_received {:heartbeat_views, _, _, _}
+  end
+
+  test "a node named after its start sees itself under its name: the gossip starts afresh" do
+    alias ClusterScope.Cluster.Gossip
+
+    # What a node that became distributed after ClusterScope started had:
+    # gossip keyed by its old name (it saw itself alone, cut from everyone).
+    state = %{
+      detectors: nil,
+      interval: 200,
+      threshold: 8.0,
+      gossip: Gossip.new(:nonode@nohost, 200, 1_000),
+      reset_after_ms: 800,
+      flush: nil,
+      awaiting: 0,
+      phis: %{},
+      listener: self()
+    }
+
+    assert {:noreply, state} = Heartbeat.handle_info(:tick, state)
+    assert state.gossip.self == node()
+    assert Map.keys(state.gossip.views) == [node()]
+    assert_receive {:heartbeat_views, views, _phis, _now}, 1_000
+    refute Map.has_key?(views, :nonode@nohost)
   end
 end

@@ -157,19 +157,23 @@ defmodule ClusterScope.Cluster.Heartbeat do
   end
 
   @impl true
-  # Heartbeats switched off: no traffic, no detectors. The state is given
-  # what Erlang's connections say, as if every connected agent heard every
-  # other: nodedowns still show, silent nodes and partitions only once
-  # Erlang's tick notices them (45-75 s with the default net_ticktime).
+  # A node that became distributed after ClusterScope started (Node.start/2
+  # at run time; `mix test` starts the application before the test helper
+  # names the node) had its gossip keyed by its old name: its own view would
+  # stand under `nonode@nohost` and it would see itself alone, on the
+  # minority side of a split, forever. Start the gossip afresh under the new
+  # name.
   def handle_info(:tick, %{gossip: %{self: self}} = state) when self != node() do
-    # This node became distributed (or was renamed) after we started: its
-    # beats and view must carry the name the others know it by.
     handle_info(:tick, %{
       state
       | gossip: Gossip.new(node(), state.interval, System.system_time(:millisecond) * 1_000)
     })
   end
 
+  # Heartbeats switched off: no traffic, no detectors. The state is given
+  # what Erlang's connections say, as if every connected agent heard every
+  # other: nodedowns still show, silent nodes and partitions only once
+  # Erlang's tick notices them (45-75 s with the default net_ticktime).
   def handle_info(:tick, %{beats?: false} = state) do
     schedule(state.interval)
     now = now_ms()
@@ -190,7 +194,6 @@ defmodule ClusterScope.Cluster.Heartbeat do
   def handle_info(:tick, state) do
     schedule(state.interval)
     now = now_ms()
-    state = renamed(state)
 
     {mismatched, peers} =
       agent_pids()
@@ -361,23 +364,6 @@ defmodule ClusterScope.Cluster.Heartbeat do
   def handle_call({:set_listener, pid}, _from, state), do: {:reply, :ok, %{state | listener: pid}}
 
   @flush_after_ms 15
-
-  # A node that became distributed after ClusterScope started (Node.start/2
-  # at run time; `mix test` starts the application before the test helper
-  # names the node) had its gossip keyed by its old name: its own view
-  # would stand under `nonode@nohost` and it would see itself alone, on the
-  # minority side of a split, forever. Start the gossip afresh under the
-  # new name.
-  defp renamed(%{gossip: %{self: self}} = state) do
-    if self == node() do
-      state
-    else
-      %{
-        state
-        | gossip: Gossip.new(node(), state.interval, System.system_time(:millisecond) * 1_000)
-      }
-    end
-  end
 
   defp drain(state, 0), do: state
 

@@ -79,6 +79,9 @@ defmodule ClusterScope.Trace.Sessions do
           %{acc | sessions: Map.put(acc.sessions, id, session), monitors: monitors}
       end)
 
+    # Sessions on all nodes follow the membership: a node that joins (or
+    # comes back) while one runs gets a tracer for the rest of its duration.
+    :ok = :net_kernel.monitor_nodes(true, node_type: :visible)
     {:ok, state}
   end
 
@@ -121,6 +124,50 @@ defmodule ClusterScope.Trace.Sessions do
   end
 
   @impl true
+  def handle_cast({:add_tracer, id, node, pid}, state) do
+    case state.sessions do
+      %{^id => session} ->
+        ref = Process.monitor(pid)
+        if session.subscribers != [], do: Tracer.forward(pid, self())
+
+        session = %{
+          session
+          | tracers: Map.put(session.tracers, node, pid),
+            ended: Map.delete(session.ended, node),
+            spec: Map.update(session.spec, :nodes, [node], &Enum.uniq(&1 ++ [node]))
+        }
+
+        {:noreply,
+         put_session(
+           %{state | monitors: Map.put(state.monitors, ref, {:tracer, id, node})},
+           session
+         )}
+
+      _ ->
+        # The session ended meanwhile: the tracer has nothing to do.
+        Tracer.stop_tracing(pid)
+        {:noreply, state}
+    end
+  end
+
+  @impl true
+  def handle_info({:nodeup, node, _info}, state) do
+    now = System.system_time(:millisecond)
+
+    for {id, session} <- state.sessions,
+        session.spec[:all_nodes] == true,
+        not Map.has_key?(session.tracers, node) or Map.has_key?(session.ended, node),
+        running?(session),
+        left = session.spec.duration_ms - (now - session.created_at_ms),
+        left > 1_000 do
+      join(id, %{session.spec | duration_ms: left}, session.owner, node)
+    end
+
+    {:noreply, state}
+  end
+
+  def handle_info({:nodedown, _node, _info}, state), do: {:noreply, state}
+
   def handle_info({:cluster_scope_trace, id, event}, state) do
     case state.sessions do
       %{^id => %{subscribers: subs}} ->
@@ -164,6 +211,41 @@ defmodule ClusterScope.Trace.Sessions do
       %{^id => session} -> put_session(state, fun.(session))
       _ -> state
     end
+  end
+
+  # A session still traces somewhere (not stopped, not at its limits everywhere).
+  defp running?(session), do: map_size(session.ended) < map_size(session.tracers)
+
+  # Starting a tracer means calling the node: in a task of its own, so this
+  # server never waits for another node. The node's ClusterScope may start
+  # after its nodeup: a few tries over 10 s.
+  defp join(id, spec, owner, node) do
+    me = self()
+    anchor = Process.whereis(ClusterScope.Supervisor) || me
+
+    Task.start(fn ->
+      Enum.reduce_while(1..20, nil, fn _, _ ->
+        case ClusterScope.Fanout.call(node, Tracer, :start, [id, spec, owner, anchor], 10_000) do
+          {:ok, {:ok, pid}} when is_pid(pid) ->
+            GenServer.cast(me, {:add_tracer, id, node, pid})
+            {:halt, :ok}
+
+          {:ok, {:error, :not_running}} ->
+            # ClusterScope still starting there.
+            Process.sleep(500)
+            {:cont, nil}
+
+          {:ok, {:error, _reason}} ->
+            # Nothing to trace there (a name not registered, the module not
+            # loaded) or a conflict: that node stays out of the session.
+            {:halt, :skipped}
+
+          {:error, _node_error} ->
+            Process.sleep(500)
+            {:cont, nil}
+        end
+      end)
+    end)
   end
 
   # Every change to a session goes to the kept table too.

@@ -338,9 +338,11 @@ defmodule ClusterScope.Trace.Spec do
   defp nodes(%{process: %ProcessRef{node: node}}, _), do: {:ok, %{nodes: [node]}}
 
   defp nodes(params, %{known_nodes: known}) do
+    # Without a list, "all nodes": the session also follows nodes that join
+    # while it runs (ClusterScope.Trace.Sessions starts a tracer there).
     case params[:nodes] do
-      nil -> {:ok, %{nodes: known}}
-      [] -> {:ok, %{nodes: known}}
+      nil -> {:ok, %{nodes: known, all_nodes: true}}
+      [] -> {:ok, %{nodes: known, all_nodes: true}}
       nodes when is_list(nodes) -> {:ok, %{nodes: Enum.uniq(nodes)}}
     end
   end

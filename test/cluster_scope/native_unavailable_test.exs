@@ -96,5 +96,10 @@ defmodule ClusterScope.NativeUnavailableTest do
              LocalCluster.call(peer, ClusterScope, :build_info, [])
 
     assert node == peer.node
+
+    # The doctor says so, critically, with the way out.
+    assert {:ok, findings} = LocalCluster.call(peer, ClusterScope.Doctor, :local_findings, [])
+    assert [f] = Enum.filter(findings, &(&1.id == :native_unavailable))
+    assert f.severity == :critical and f.remediation =~ "cargo"
   end
 end

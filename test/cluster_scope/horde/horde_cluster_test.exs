@@ -249,6 +249,12 @@ defmodule ClusterScope.Horde.ClusterTest do
 
     assert Enum.any?(health.alerts, &(&1.metric == :horde_members_not_connected))
     assert health.status in [:degraded, :critical]
+
+    # ...and the doctor names it, with the remediation.
+    {:ok, doctor} = run(p1, "cluster_doctor")
+    assert [f] = Enum.filter(doctor.findings, &(&1.id == :horde_members_mismatch))
+    assert f.message =~ "HSupExplicit" and f.message =~ to_string(p3.node)
+    assert f.remediation =~ "members: :auto"
   end
 
   test "a placed start: on a node, on the least loaded of a list, locally; every parameter checked",

@@ -105,10 +105,13 @@ defmodule ClusterScope.Browser.InventoryTest do
     assert hash =~ "tab=inventory"
 
     # Nine tabs still fit the bar at 1280 px (none scrolled out of sight).
-    assert eval(
-             page,
-             "() => { const t = document.getElementById('tabs'); return t.scrollWidth <= t.clientWidth; }"
-           )
+    [scroll, client] =
+      eval(
+        page,
+        "() => { const t = document.getElementById('tabs'); return [t.scrollWidth, t.clientWidth]; }"
+      )
+
+    assert scroll <= client, "tabs need #{scroll} px, have #{client} px"
 
     # The differences first, and "differences only" hides equal applications.
     first = eval(page, "() => document.querySelector('#view-inventory tbody tr').dataset.app")

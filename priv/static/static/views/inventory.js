@@ -346,7 +346,7 @@ async function loadPorts(v, el, stale, cursor = null, acc = []) {
   const nodes = (data.nodes || []).slice().sort(byNode);
   const rows = ports.map((p) => h('tr', { class: p.distribution ? 'inv-dist' : '', dataset: { node: p.node, port: p.id, distribution: String(!!p.distribution) } },
     h('td', {}, short(p.node, nodes)),
-    h('td', { class: 'vb-mono inv-small vb-nowrap' }, p.id),
+    h('td', { class: 'vb-mono inv-small' }, h('span', { class: 'inv-cut inv-portid', title: p.id }, p.id)),
     h('td', {},
       p.distribution ? h('span', { class: 'vb-pill vb-kind-call inv-dist-pill', title: 'a distribution port' }, 'distribution') : null,
       p.kind === 'socket' ? h('span', { class: 'vb-pill' }, 'socket') : null,
@@ -358,7 +358,7 @@ async function loadPorts(v, el, stale, cursor = null, acc = []) {
     h('td', { class: 'vb-mono inv-small vb-nowrap' },
       p.local_address ? h('div', {}, p.local_address) : null,
       p.peer_address ? h('div', { class: 'vb-dim' }, '\u2194 ', p.peer_address) : null,
-      (p.states || []).length ? h('div', { class: 'vb-dim inv-states' }, p.states.join(' ')) : null),
+      (p.states || []).length ? h('div', { class: 'vb-dim inv-states', title: p.states.join(' ') }, p.states.join(' ')) : null),
     h('td', { class: 'vb-num' }, num(p.queue_size)),
     h('td', { class: 'vb-num' }, bytes(p.input)),
     h('td', { class: 'vb-num' }, bytes(p.output)),

@@ -260,6 +260,8 @@ async function loadEts(v, el, stale, cursor = null, acc = []) {
   const data = unwrap(answer);
   partial(v, answer);
   const tables = acc.concat(data.tables || []);
+  // ets_table_page is sensitive: not listed, the Read button is not shown.
+  const canPage = typeof v.ctx.hasOperation !== 'function' || v.ctx.hasOperation('ets_table_page');
   const nodes = (data.nodes || []).slice().sort(byNode);
   const rows = tables.map((t, i) => h('tr', { dataset: { node: t.node, table: t.id, rank: i + 1 } },
     h('td', { class: 'vb-num vb-dim' }, i + 1),
@@ -274,7 +276,7 @@ async function loadEts(v, el, stale, cursor = null, acc = []) {
     h('td', { class: 'vb-num' }, bytes(t.memory_bytes)),
     h('td', { class: 'vb-actions' }, t.protection === 'private'
       ? h('span', { class: 'vb-dim inv-small', title: 'a private table can be read by its owner only' }, 'private')
-      : h('button', { type: 'button', 'data-action': 'page', title: 'Read one page (needs the token)', onclick: () => pageDialog(v, t) }, 'Read'))));
+      : !canPage ? null : h('button', { type: 'button', 'data-action': 'page', title: 'Read one page (needs the token)', onclick: () => pageDialog(v, t) }, 'Read'))));
   const sortSel = h('select', {
     'data-filter': 'ets-sort',
     onchange: (e) => {

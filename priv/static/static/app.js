@@ -17,8 +17,9 @@ import traces from './views/traces.js';
 import timeline from './views/timeline.js';
 import exportView from './views/export.js';
 import nodeDetail from './views/node.js';
+import inventory from './views/inventory.js';
 
-const VIEWS = [overview, processes, heatmap, alerts, latency, traces, timeline, exportView];
+const VIEWS = [overview, processes, heatmap, alerts, latency, traces, timeline, exportView, inventory];
 
 const shell = {
   operations: [],

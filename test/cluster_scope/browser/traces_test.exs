@@ -371,4 +371,70 @@ defmodule ClusterScope.Browser.TracesTest do
     assert note =~ "polled"
     assert Browser.unexpected_errors(Browser.console_errors(page)) == []
   end
+
+  test "a session selected again is streamed again from its first event",
+       %{page: page, endpoint: ep} do
+    first = receive_session()
+    second = receive_session()
+    # The first session ends with its events kept (readable 10 minutes).
+    Browser.eventually(fn ->
+      match?({:ok, %{events: [_, _, _ | _]}}, ClusterScope.Trace.events(first, nil, 10))
+    end)
+
+    {:ok, _} = ClusterScope.Trace.stop(first)
+    {:ok, %{events: kept}} = ClusterScope.Trace.events(first, nil, 1_000)
+
+    rows = "() => document.querySelectorAll('#trace-events tbody tr[data-kind=receive]').length"
+
+    results =
+      Browser.run!(
+        page,
+        [
+          %{op: "goto", url: ep.url <> "/#tab=traces&trace.session=" <> first},
+          %{op: "wait", selector: "body[data-ready=true]", state: "attached"}
+        ] ++
+          token_steps() ++
+          [
+            %{
+              op: "wait",
+              selector: "#view-traces[data-events-transport=stream]",
+              state: "attached",
+              timeout: 20_000
+            },
+            %{
+              op: "wait_fn",
+              timeout: 20_000,
+              arg: min(length(kept), 500),
+              js:
+                "(n) => document.querySelectorAll('#trace-events tbody tr[data-kind=receive]').length >= n"
+            },
+            %{op: "click", selector: ~s([data-session="#{second}"])},
+            %{
+              op: "wait_fn",
+              timeout: 20_000,
+              arg: second,
+              js:
+                "(id) => window.__clusterScopeLive.currentTopics().includes('trace:' + id) && document.querySelector('#view-traces').dataset.eventsTransport === 'stream'"
+            },
+            %{op: "wait_fn", timeout: 20_000, js: rows <> " >= 3"},
+            %{op: "click", selector: ~s([data-session="#{first}"])},
+            %{
+              op: "wait_fn",
+              timeout: 20_000,
+              arg: min(length(kept), 500),
+              js:
+                "(n) => document.querySelector('#view-traces').dataset.eventsTransport === 'stream' && document.querySelectorAll('#trace-events tbody tr[data-kind=receive]').length >= n"
+            },
+            %{op: "eval", js: "() => window.__clusterScopeLive.currentTopics()"},
+            %{op: "eval", js: rows}
+          ]
+      )
+
+    [topics, shown] = Enum.take(results, -2)
+    assert ("trace:" <> first) in topics
+    refute ("trace:" <> second) in topics
+    # Exactly the session's events, none twice.
+    assert shown == min(length(kept), 500)
+    assert Browser.unexpected_errors(Browser.console_errors(page)) == []
+  end
 end

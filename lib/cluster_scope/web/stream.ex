@@ -392,7 +392,13 @@ defmodule ClusterScope.Web.Stream do
   end
 
   defp start_positions(topics, cursor) do
-    Enum.reduce(topics, %{traces: Map.get(cursor, :traces, %{})}, fn
+    # Positions of trace topics no longer followed are dropped: the cursor
+    # stays within its bound of topics, and a session followed again later
+    # is replayed from its first event.
+    followed = for {:trace, id} <- topics, do: id
+    traces = Map.take(Map.get(cursor, :traces, %{}), followed)
+
+    Enum.reduce(topics, %{traces: traces}, fn
       :cluster, acc ->
         last = last_cluster_id()
 

@@ -32,6 +32,8 @@ const shell = {
   current: null,
   currentEl: null,
   drawerOpen: false,
+  live: null,
+  viewSubs: new Set(), // the current view's stream topics, dropped when it unmounts
 };
 
 // ---------------------------------------------------------------- token
@@ -181,10 +183,33 @@ async function switchMode(mode) {
 
 // ---------------------------------------------------------------- views
 
-function ctxFor() {
+// A view's extra stream topic (e.g. `trace:<session id>`): events of that
+// topic go to onEvent, the topic's state (`live`, `connecting`,
+// `unavailable` with a reason: read by polling then) to onStatus. Returns
+// the unsubscribe function; whatever the view still holds is dropped when it
+// unmounts.
+function subscribeTopic(subs, topic, onEvent, onStatus = () => {}) {
+  if (!shell.live) {
+    onStatus({ state: 'unavailable', reason: 'no live stream' });
+    return () => {};
+  }
+  const off = shell.live.subscribe(topic, onEvent, onStatus);
+  let done = false;
+  const unsubscribe = () => {
+    if (done) return;
+    done = true;
+    if (subs) subs.delete(unsubscribe);
+    off();
+  };
+  if (subs) subs.add(unsubscribe);
+  return unsubscribe;
+}
+
+function ctxFor(subs = null) {
   return {
     api,
     onEvent,
+    subscribe: (topic, onEvent, onStatus) => subscribeTopic(subs, topic, onEvent, onStatus),
     state,
     token: () => askToken(),
     showError,
@@ -229,6 +254,7 @@ async function showView(id) {
       console.warn(err);
     }
   }
+  for (const unsubscribe of [...shell.viewSubs]) unsubscribe();
   for (const b of document.querySelectorAll('.tab')) {
     const on = b.dataset.view === view.id;
     b.classList.toggle('active', on);
@@ -241,7 +267,7 @@ async function showView(id) {
   shell.currentEl = el;
   document.title = `${view.title} · ClusterScope`;
   try {
-    await view.mount(el, ctxFor());
+    await view.mount(el, ctxFor(shell.viewSubs));
   } catch (err) {
     showError(err);
   }
@@ -378,6 +404,7 @@ async function start() {
 
   const live = new LiveStream({ topics: ['cluster', 'alerts'], transport: state.get('transport') || 'auto' });
   window.__clusterScopeLive = live; // for tests and the latency bench
+  shell.live = live;
   live.on('status', renderLive);
   live.on('cluster', (event) => {
     emit('cluster', event);

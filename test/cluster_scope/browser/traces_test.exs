@@ -206,4 +206,235 @@ defmodule ClusterScope.Browser.TracesTest do
     assert calls != [] and Enum.all?(calls, &(&1 =~ "UibTraceTarget.work/1"))
     assert Browser.unexpected_errors(Browser.console_errors(page)) == []
   end
+
+  # Counts the page's reads of trace events (GET .../trace/sessions/:id/events)
+  # from now on.
+  @count_reads """
+  () => {
+    window.__eventReads = 0;
+    if (!window.__fetchWrapped) {
+      const orig = window.fetch;
+      window.fetch = (input, init) => {
+        const url = String(input && input.url ? input.url : input);
+        if (/\\/trace\\/sessions\\/[^/]+\\/events/.test(url)) window.__eventReads += 1;
+        return orig(input, init);
+      };
+      window.__fetchWrapped = true;
+    }
+    window.__base = document.querySelectorAll('#trace-events tbody tr[data-kind=receive]').length;
+    return window.__base;
+  }
+  """
+
+  defp receive_session do
+    name = :"uib_trace_sse_#{System.unique_integer([:positive])}"
+    receiver = workload(name)
+
+    {:ok, session} =
+      ClusterScope.Trace.start(%{
+        process: ProcessRef.from_pid(receiver),
+        messages: :receive,
+        duration_ms: 120_000,
+        max_events: 100_000,
+        rate: 500
+      })
+
+    session.id
+  end
+
+  test "a selected session's events come through the live stream, not by polling",
+       %{page: page, endpoint: ep} do
+    id = receive_session()
+    topic = "trace:" <> id
+
+    results =
+      Browser.run!(
+        page,
+        [
+          %{op: "goto", url: ep.url <> "/#tab=traces&trace.session=" <> id},
+          %{op: "wait", selector: "body[data-ready=true]", state: "attached"}
+        ] ++
+          token_steps() ++
+          [
+            %{
+              op: "wait",
+              selector: "#view-traces[data-events-transport=stream]",
+              state: "attached",
+              timeout: 20_000
+            },
+            %{
+              op: "wait_fn",
+              timeout: 20_000,
+              js:
+                "() => document.querySelectorAll('#trace-events tbody tr[data-kind=receive]').length >= 3"
+            },
+            %{op: "eval", js: @count_reads},
+            # New events keep coming while no read of the events is made.
+            %{
+              op: "wait_fn",
+              timeout: 20_000,
+              js:
+                "() => document.querySelectorAll('#trace-events tbody tr[data-kind=receive]').length >= Math.min(500, window.__base + 10)"
+            },
+            %{op: "eval", js: "() => window.__eventReads"},
+            %{op: "eval", js: "() => window.__clusterScopeLive.currentTopics()"},
+            %{
+              op: "eval",
+              js:
+                "() => [...document.querySelectorAll('#trace-events tbody tr[data-kind=receive] td:last-child')].map((td) => td.textContent)"
+            },
+            %{op: "text", selector: ".vb-events-head .vb-dim"},
+            %{op: "screenshot", name: "traces-streamed"}
+          ]
+      )
+
+    [reads, topics, messages, note, _] = Enum.take(results, -5)
+    assert reads == 0
+    assert topic in topics and "cluster" in topics and "alerts" in topics
+    assert Enum.any?(messages, &(&1 =~ ~r/\{:tick, \d+\}/))
+    # Each event once (a reconnect may repeat a read: the view drops it).
+    assert length(Enum.uniq(messages)) == length(messages)
+    assert note =~ "streamed"
+
+    # Stopping the session: the status turns stopped over the stream; then
+    # leaving the view drops the topic and the stream goes on with the base
+    # topics, connected.
+    [_, _, _, _, after_topics, live, reads_after] =
+      Browser.run!(page, [
+        %{op: "click", selector: "[data-action=stop-trace]"},
+        %{
+          op: "wait_fn",
+          timeout: 15_000,
+          js:
+            "() => document.querySelector('[data-field=session-status]').textContent === 'stopped'"
+        },
+        %{op: "press", key: "1"},
+        %{
+          op: "wait_fn",
+          timeout: 15_000,
+          arg: topic,
+          js:
+            "(t) => !window.__clusterScopeLive.currentTopics().includes(t) && window.__clusterScopeLive.connected"
+        },
+        %{op: "eval", js: "() => window.__clusterScopeLive.currentTopics()"},
+        %{op: "attr", selector: "#live", name: "data-connected"},
+        %{op: "eval", js: "() => window.__eventReads"}
+      ])
+
+    assert Enum.sort(after_topics) == ["alerts", "cluster"]
+    assert live == "true"
+    assert reads_after == 0
+    assert {:ok, %{status: :stopped}} = ClusterScope.Trace.get(id)
+    assert Browser.unexpected_errors(Browser.console_errors(page)) == []
+  end
+
+  test "without the live stream the view polls the session's events",
+       %{page: page, endpoint: ep} do
+    id = receive_session()
+
+    results =
+      Browser.run!(
+        page,
+        [
+          %{op: "goto", url: ep.url <> "/#tab=traces&transport=poll&trace.session=" <> id},
+          %{op: "wait", selector: "body[data-ready=true]", state: "attached"}
+        ] ++
+          token_steps() ++
+          [
+            %{op: "eval", js: @count_reads},
+            %{
+              op: "wait",
+              selector: "#view-traces[data-events-transport=poll]",
+              state: "attached"
+            },
+            %{
+              op: "wait_fn",
+              timeout: 20_000,
+              js:
+                "() => document.querySelectorAll('#trace-events tbody tr[data-kind=receive]').length >= 3"
+            },
+            %{
+              op: "wait_fn",
+              timeout: 20_000,
+              js: "() => window.__eventReads >= 2 && window.__eventReads"
+            },
+            %{op: "eval", js: "() => window.__clusterScopeLive.transport"},
+            %{op: "attr", selector: "#view-traces", name: "data-events-transport"},
+            %{op: "text", selector: ".vb-events-head .vb-dim"}
+          ]
+      )
+
+    [reads, transport, view_transport, note] = Enum.take(results, -4)
+    assert reads >= 2
+    assert transport == "polling"
+    assert view_transport == "poll"
+    assert note =~ "polled"
+    assert Browser.unexpected_errors(Browser.console_errors(page)) == []
+  end
+
+  test "a session selected again is streamed again from its first event",
+       %{page: page, endpoint: ep} do
+    first = receive_session()
+    second = receive_session()
+    # The first session ends with its events kept (readable 10 minutes).
+    Browser.eventually(fn ->
+      match?({:ok, %{events: [_, _, _ | _]}}, ClusterScope.Trace.events(first, nil, 10))
+    end)
+
+    {:ok, _} = ClusterScope.Trace.stop(first)
+    {:ok, %{events: kept}} = ClusterScope.Trace.events(first, nil, 1_000)
+
+    rows = "() => document.querySelectorAll('#trace-events tbody tr[data-kind=receive]').length"
+
+    results =
+      Browser.run!(
+        page,
+        [
+          %{op: "goto", url: ep.url <> "/#tab=traces&trace.session=" <> first},
+          %{op: "wait", selector: "body[data-ready=true]", state: "attached"}
+        ] ++
+          token_steps() ++
+          [
+            %{
+              op: "wait",
+              selector: "#view-traces[data-events-transport=stream]",
+              state: "attached",
+              timeout: 20_000
+            },
+            %{
+              op: "wait_fn",
+              timeout: 20_000,
+              arg: min(length(kept), 500),
+              js:
+                "(n) => document.querySelectorAll('#trace-events tbody tr[data-kind=receive]').length >= n"
+            },
+            %{op: "click", selector: ~s([data-session="#{second}"])},
+            %{
+              op: "wait_fn",
+              timeout: 20_000,
+              arg: second,
+              js:
+                "(id) => window.__clusterScopeLive.currentTopics().includes('trace:' + id) && document.querySelector('#view-traces').dataset.eventsTransport === 'stream'"
+            },
+            %{op: "wait_fn", timeout: 20_000, js: rows <> " >= 3"},
+            %{op: "click", selector: ~s([data-session="#{first}"])},
+            %{
+              op: "wait_fn",
+              timeout: 20_000,
+              arg: min(length(kept), 500),
+              js:
+                "(n) => document.querySelector('#view-traces').dataset.eventsTransport === 'stream' && document.querySelectorAll('#trace-events tbody tr[data-kind=receive]').length >= n"
+            },
+            %{op: "eval", js: "() => window.__clusterScopeLive.currentTopics()"},
+            %{op: "eval", js: rows}
+          ]
+      )
+
+    [topics, shown] = Enum.take(results, -2)
+    assert ("trace:" <> first) in topics
+    refute ("trace:" <> second) in topics
+    # Exactly the session's events, none twice.
+    assert shown == min(length(kept), 500)
+    assert Browser.unexpected_errors(Browser.console_errors(page)) == []
+  end
 end

@@ -8,6 +8,17 @@
 //
 // Subscribers: on(type, fn) with type `cluster`, `alert`, `trace`,
 // `heartbeat`, or the status types `status` (connection state changes).
+//
+// Extra topics: subscribe(topic, onEvent, onStatus) adds a topic (today
+// `trace:<session id>`) to the stream for as long as the caller wants it and
+// returns the unsubscribe function. Each change of the topic set reconnects
+// the stream at once with the new set and the last event id (the server
+// replays what came after it: nothing is lost; a trace topic new to the
+// cursor starts at the session's first event). onStatus({state, reason})
+// says `live` (the stream carries the topic), `connecting`, or
+// `unavailable` (polling transport, or the server refused the topic: no
+// token, unknown session): the caller then reads by itself. A refused topic
+// is dropped so the base topics keep flowing.
 
 import { storedToken, buildUrl } from './api.js';
 
@@ -32,7 +43,64 @@ export class LiveStream {
     this.alertKeys = new Map();
     this.abort = null;
     this.timer = null;
-    this.stats = { reconnects: 0, events: 0 };
+    this.stats = { reconnects: 0, events: 0, topicChanges: 0 };
+    this.extra = new Map(); // topic -> Set of {onEvent, onStatus}
+    this.refused = new Map(); // topic -> reason (until every subscriber left)
+    this.generation = 0; // bumped per connection: a superseded one stays quiet
+  }
+
+  // The topics asked of the server: the base ones and the extra ones not
+  // refused.
+  currentTopics() {
+    return [...this.topics, ...[...this.extra.keys()].filter((t) => !this.refused.has(t))];
+  }
+
+  subscribe(topic, onEvent, onStatus = () => {}) {
+    const sub = { onEvent, onStatus };
+    const isNew = !this.extra.has(topic);
+    if (isNew) this.extra.set(topic, new Set());
+    this.extra.get(topic).add(sub);
+    if (this.forcePoll || this.transport === 'polling') {
+      this.tell(sub, 'unavailable', 'the live stream is not in use (polling)');
+    } else if (this.refused.has(topic)) {
+      this.tell(sub, 'unavailable', this.refused.get(topic));
+    } else if (isNew) {
+      this.tell(sub, 'connecting');
+      this.restart();
+    } else {
+      this.tell(sub, this.connected && this.transport === 'sse' ? 'live' : 'connecting');
+    }
+    return () => {
+      const subs = this.extra.get(topic);
+      if (!subs || !subs.delete(sub) || subs.size) return;
+      this.extra.delete(topic);
+      const wasAsked = !this.refused.delete(topic);
+      if (wasAsked && !this.forcePoll && this.transport !== 'polling') this.restart();
+    };
+  }
+
+  tell(sub, state, reason) {
+    try {
+      sub.onStatus({ state, reason: reason || null });
+    } catch (err) {
+      console.warn('topic status handler failed', err);
+    }
+  }
+
+  tellTopics(state, reason, topics = [...this.extra.keys()]) {
+    for (const topic of topics) {
+      for (const sub of this.extra.get(topic) || []) this.tell(sub, state, reason);
+    }
+  }
+
+  // Reconnects now with the current topic set and the last event id.
+  restart() {
+    if (this.stopped) return;
+    this.stats.topicChanges += 1;
+    this.generation += 1;
+    clearTimeout(this.timer);
+    if (this.abort) this.abort.abort();
+    this.connect();
   }
 
   on(type, fn) {
@@ -83,23 +151,50 @@ export class LiveStream {
   async connect() {
     if (this.stopped) return undefined;
     if (this.forcePoll) return this.poll();
+    const generation = ++this.generation;
+    const current = () => generation === this.generation && !this.stopped;
+    const topics = this.currentTopics();
+    const extra = topics.filter((t) => !this.topics.includes(t));
     const headers = { Accept: 'text/event-stream' };
     const token = storedToken();
     if (token) headers.Authorization = `Bearer ${token}`;
     if (this.lastEventId) headers['Last-Event-ID'] = this.lastEventId;
-    this.abort = new AbortController();
+    const abort = new AbortController();
+    this.abort = abort;
     let response;
     try {
-      response = await fetch(buildUrl('/api/v1/stream', { topics: this.topics.join(',') }), {
+      response = await fetch(buildUrl('/api/v1/stream', { topics: topics.join(',') }), {
         headers,
-        signal: this.abort.signal,
+        signal: abort.signal,
         cache: 'no-store',
       });
     } catch (err) {
+      if (!current()) return undefined;
       return this.retry(`stream unreachable: ${err.message}`);
+    }
+    if (!current()) {
+      abort.abort();
+      return undefined;
+    }
+    if (extra.length && [400, 401, 403, 404].includes(response.status)) {
+      // An extra topic refused (no token, a session this node does not
+      // know): drop the extra topics, tell their subscribers, and go on
+      // with the base topics (a 404 of an endpoint without the stream
+      // shows again on that connection and turns to polling).
+      const reason = await this.errorMessage(response);
+      for (const t of extra) this.refused.set(t, reason);
+      this.tellTopics('unavailable', reason, extra);
+      return this.connect();
+    }
+    if (response.status === 400 && this.lastEventId) {
+      // A cursor the server no longer takes: start again from the events
+      // operation (cluster events are deduplicated by id).
+      this.lastEventId = null;
+      return this.retry(`stream refused the cursor: ${await this.errorMessage(response)}`);
     }
     if (response.status === 404) {
       // No SSE on this endpoint: poll the events cursor instead.
+      this.tellTopics('unavailable', 'this endpoint has no /api/v1/stream');
       return this.poll();
     }
     if (!response.ok || !response.body) {
@@ -107,18 +202,30 @@ export class LiveStream {
     }
     this.backoff = 250;
     this.setStatus('sse', true);
+    this.tellTopics('live', null, extra);
     // The stream carries the events after our cursor; if we never had an
     // SSE cursor, catch up from the events operation first.
     if (!this.lastEventId) await this.catchUp();
     try {
-      await this.read(response.body.getReader());
+      await this.read(response.body.getReader(), current);
     } catch (err) {
-      if (this.stopped) return undefined;
+      if (!current()) return undefined;
     }
+    if (!current()) return undefined;
     return this.retry('stream closed');
   }
 
-  async read(reader) {
+  async errorMessage(response) {
+    try {
+      const body = await response.json();
+      const e = (body && body.error) || {};
+      return e.message ? `${e.code || response.status}: ${e.message}` : `HTTP ${response.status}`;
+    } catch (_) {
+      return `HTTP ${response.status}`;
+    }
+  }
+
+  async read(reader, current = () => true) {
     const decoder = new TextDecoder();
     let buffer = '';
     let frame = { data: [] };
@@ -133,6 +240,10 @@ export class LiveStream {
       for (;;) {
         const { value, done } = await reader.read();
         if (done) return;
+        if (!current()) {
+          reader.cancel().catch(() => {});
+          return;
+        }
         lastChunk = Date.now();
         buffer = this.parse(buffer + decoder.decode(value, { stream: true }), frame, (next) => { frame = next; });
       }
@@ -180,6 +291,17 @@ export class LiveStream {
     else {
       this.stats.events += 1;
       this.emit(type, data);
+      if (type === 'trace' && data && data.session) this.deliverTopic(`trace:${data.session}`, data);
+    }
+  }
+
+  deliverTopic(topic, data) {
+    for (const sub of this.extra.get(topic) || []) {
+      try {
+        sub.onEvent(data);
+      } catch (err) {
+        console.warn('topic handler failed', err);
+      }
     }
   }
 
@@ -187,6 +309,7 @@ export class LiveStream {
     if (this.stopped) return;
     this.stats.reconnects += 1;
     this.setStatus(this.transport === 'polling' ? 'polling' : 'sse', false, why);
+    this.tellTopics('connecting', why, this.currentTopics().filter((t) => this.extra.has(t)));
     clearTimeout(this.timer);
     this.timer = setTimeout(() => this.connect(), this.backoff);
     this.backoff = Math.min(this.backoff * 2, MAX_BACKOFF_MS);

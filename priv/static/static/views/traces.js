@@ -1,6 +1,8 @@
 // Trace sessions: start one on a process (its messages, or its calls of a
 // function pattern) or on a function pattern across nodes (trace_process),
-// watch its events (get_trace_events, polled from the last cursor), its
+// watch its events (streamed: the shell's live stream with the topic
+// `trace:<id>` for as long as the session is selected; polled from the last
+// cursor of get_trace_events when the stream is unavailable), its
 // counters per node (kept, dropped, pauses, overhead: list_trace_sessions)
 // and stop it (stop_trace_session). Reading sessions and events needs the
 // sensitive token, starting and stopping the control one: the shell asks
@@ -54,7 +56,8 @@ export default {
       if (id && id !== v.selected) select(v, id);
     });
     v.sessionPoll = poll(() => loadSessions(v), () => (running(v) ? 1_000 : 4_000));
-    v.eventPoll = poll(() => loadEvents(v), 500);
+    // Reads nothing while the stream carries the session's events.
+    v.eventPoll = poll(() => loadEvents(v), () => (streaming(v) ? 2_000 : 500));
   },
 
   unmount() {
@@ -63,6 +66,7 @@ export default {
     view.unwatch();
     view.sessionPoll.stop();
     view.eventPoll.stop();
+    unfollow(view);
     view = null;
   },
 };
@@ -222,6 +226,7 @@ async function loadSessions(v) {
   v.sessions = data.sessions || [];
   renderList(v);
   renderDetail(v);
+  follow(v);
 }
 
 function upsert(v, session) {
@@ -240,10 +245,90 @@ function select(v, id) {
     v.cursor = null;
     v.eventsFor = id;
     v.missed = 0;
+    v.seen = new Set();
   }
   renderList(v);
   renderDetail(v);
+  follow(v);
   v.eventPoll.now();
+}
+
+// ------------------------------------------------------------------ stream
+
+// The selected session's events through the live stream (topic
+// `trace:<id>`, which needs the token the session list was read with).
+// Subscribed once the session is known; the stream replays the session
+// from its first event, then carries each new one. When the stream is
+// unavailable (polling transport, topic refused) the events are polled.
+function follow(v) {
+  const id = v.selected;
+  if (!id || v.needToken || !v.sessions.some((s) => s.id === id)) return;
+  if (v.stream && v.stream.id === id) return;
+  unfollow(v);
+  if (typeof v.ctx.subscribe !== 'function') return;
+  const stream = { id, state: 'connecting', reason: null };
+  v.stream = stream;
+  stream.off = v.ctx.subscribe(`trace:${id}`,
+    (e) => {
+      if (v.dead || v.stream !== stream) return;
+      addEvents(v, [e]);
+    },
+    ({ state, reason }) => {
+      if (v.dead || v.stream !== stream) return;
+      stream.state = state;
+      stream.reason = reason;
+      if (state === 'unavailable') {
+        // Poll from the session's start: what the stream already gave is
+        // recognised and not shown twice.
+        v.cursor = null;
+        v.drained = null;
+        v.eventPoll.now();
+      }
+      renderNote(v);
+    });
+  renderNote(v);
+}
+
+function unfollow(v) {
+  if (!v.stream) return;
+  const { off } = v.stream;
+  v.stream = null;
+  if (off) off();
+}
+
+function streaming(v) {
+  return !!(v.stream && v.stream.id === v.selected && v.stream.state !== 'unavailable');
+}
+
+function eventKey(e) {
+  return `${e.node}|${e.ts_us}|${e.pid}|${e.kind}|${what(e)}`;
+}
+
+// Appends events not seen yet (a stream reconnect may repeat the events of
+// one read; a switch to polling re-reads the session from its start).
+function addEvents(v, events) {
+  if (!v.seen) v.seen = new Set();
+  let added = 0;
+  for (const e of events) {
+    const key = eventKey(e);
+    if (v.seen.has(key)) continue;
+    v.seen.add(key);
+    v.events.push(e);
+    added += 1;
+  }
+  if (!added) return;
+  if (v.events.length > MAX_EVENTS_SHOWN) {
+    v.events.splice(0, v.events.length - MAX_EVENTS_SHOWN);
+    if (v.seen.size > 4 * MAX_EVENTS_SHOWN) v.seen = new Set(v.events.map(eventKey));
+  }
+  // One redraw per burst: the stream sends a read's events back to back.
+  if (!v.renderPending) {
+    v.renderPending = true;
+    setTimeout(() => {
+      v.renderPending = false;
+      if (!v.dead) renderEvents(v);
+    }, 50);
+  }
 }
 
 function describe(s) {
@@ -376,7 +461,7 @@ async function stop(v, id) {
 async function loadEvents(v) {
   const id = v.selected;
   const session = v.sessions.find((s) => s.id === id);
-  if (!id || v.needToken || !session) return;
+  if (!id || v.needToken || !session || streaming(v)) return;
   // A stopped session's events are all read once a read comes back empty.
   if (session.status !== 'running' && v.drained === id) return;
   const query = { limit: 200 };
@@ -392,9 +477,7 @@ async function loadEvents(v) {
   if (data.next_cursor) v.cursor = data.next_cursor;
   v.missed = (v.missed || 0) + (data.missed || 0);
   if ((data.events || []).length) {
-    v.events.push(...data.events);
-    if (v.events.length > MAX_EVENTS_SHOWN) v.events.splice(0, v.events.length - MAX_EVENTS_SHOWN);
-    renderEvents(v);
+    addEvents(v, data.events);
   } else {
     if (session.status !== 'running') v.drained = id;
     renderNote(v);
@@ -404,11 +487,23 @@ async function loadEvents(v) {
 }
 
 function renderNote(v) {
+  // How the events arrive, for the user (the note) and tests (the data
+  // attribute): `stream`, `connecting` (the stream reconnects and will
+  // replay), or `poll`.
+  const transport = !v.stream || v.stream.id !== v.selected || v.stream.state === 'unavailable' ? 'poll'
+    : v.stream.state === 'live' ? 'stream' : 'connecting';
+  v.el.dataset.eventsTransport = transport;
   if (!v.eventsNote) return;
   const s = v.sessions.find((x) => x.id === v.selected);
+  const how = {
+    stream: 'streamed',
+    connecting: 'stream reconnecting',
+    poll: v.stream && v.stream.reason ? `polled (stream: ${v.stream.reason})` : 'polled every 0.5 s',
+  }[transport];
   v.eventsNote.textContent = `${num(v.events.length)} shown (newest first, last ${MAX_EVENTS_SHOWN})` +
     (v.missed ? ` · ${num(v.missed)} overwritten before they were read` : '') +
-    (s && s.status === 'running' ? ' · live' : ' · session stopped');
+    (s && s.status === 'running' ? ` · live, ${how}` : ` · session stopped, ${how}`);
+  v.eventsNote.title = transport === 'stream' ? 'Server-Sent Events, topic trace:' + v.selected : '';
 }
 
 function renderEvents(v) {

@@ -316,16 +316,25 @@ defmodule ClusterScope.Trace.Spec do
   defp messages(%{messages: nil}, _), do: {:ok, %{}}
 
   defp messages(%{messages: which} = params, _) do
+    # The operation's schema gives atoms; a direct Elixir call may give text.
     flags =
       case which do
-        :send -> [:send]
-        :receive -> [:receive]
-        :both -> [:send, :receive]
+        w when w in [:send, "send"] -> [:send]
+        w when w in [:receive, "receive"] -> [:receive]
+        w when w in [:both, "both"] -> [:send, :receive]
+        _ -> :error
       end
 
-    if params[:process] || params[:name] || params[:horde_name],
-      do: {:ok, %{messages: flags}},
-      else: {:error, "messages", "needs a process (process, name or horde_name)"}
+    cond do
+      flags == :error ->
+        {:error, "messages", "must be send, receive or both, got: #{inspect(which, limit: 5)}"}
+
+      params[:process] || params[:name] || params[:horde_name] ->
+        {:ok, %{messages: flags}}
+
+      true ->
+        {:error, "messages", "needs a process (process, name or horde_name)"}
+    end
   end
 
   defp something(params, _) do

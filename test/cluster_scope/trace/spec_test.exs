@@ -15,6 +15,15 @@ defmodule ClusterScope.Trace.SpecTest do
     assert %{duration_ms: 10_000, max_events: 1_000, rate: 200, max_queue: 5_000} = spec
   end
 
+  test "messages as text (a direct Elixir call) is read, and a bad value is named, not a crash" do
+    pid = ClusterScope.ProcessRef.from_pid(self())
+    assert {:ok, %{messages: [:receive]}} = build(%{process: pid, messages: "receive"})
+    assert {:ok, %{messages: [:send, :receive]}} = build(%{process: pid, messages: :both})
+    assert fields(build(%{process: pid, messages: "loud"})) == ["messages"]
+    assert {:error, [%{message: m}]} = build(%{process: pid, messages: 7})
+    assert m =~ "send, receive or both"
+  end
+
   test "return values add exception_trace to the match spec" do
     {:ok, spec} = build(%{module: "TestApp.Work", function: "step", return: true})
     assert spec.match_spec == [{:_, [], [{:exception_trace}]}]

@@ -164,6 +164,82 @@ defmodule ClusterScope.NodeViews.Ranking do
   end
 
   @doc """
+  The parameters every ranked node view shares (`nodes`, `sort_by`, `limit`,
+  `cursor`, `name`, and its `max_*` bound): one declaration for the ETS
+  and the ports operations.
+  """
+  @spec parameters(keyword()) :: [map()]
+  def parameters(opts) do
+    {max_name, max} = Keyword.fetch!(opts, :max)
+
+    [
+      %{
+        name: :nodes,
+        type: :array,
+        items: :node,
+        max_length: 1_000,
+        location: :query,
+        description: "only these nodes (default: every connected node)"
+      },
+      %{
+        name: :sort_by,
+        type: :enum,
+        values: Keyword.fetch!(opts, :sort_fields),
+        default: Keyword.fetch!(opts, :sort_default),
+        location: :query,
+        description: Keyword.fetch!(opts, :sort_description)
+      },
+      %{
+        name: :limit,
+        type: :integer,
+        min: 1,
+        max: 1000,
+        default: 20,
+        location: :query,
+        description: "rows per page"
+      },
+      %{
+        name: :cursor,
+        type: :string,
+        max_length: 1000,
+        location: :query,
+        description: "next_cursor of the previous page"
+      }
+    ] ++
+      Keyword.get(opts, :extra, []) ++
+      [
+        %{
+          name: :name,
+          type: :string,
+          min_length: 1,
+          max_length: 255,
+          location: :query,
+          description: Keyword.fetch!(opts, :name_description)
+        },
+        %{
+          name: max_name,
+          type: :integer,
+          min: 1,
+          max: max,
+          default: max,
+          location: :query,
+          description: Keyword.fetch!(opts, :max_description)
+        }
+      ]
+  end
+
+  @doc "`check_params/1` of a ranked view: the cursor decoded for its `sort_by`, or the field named."
+  @spec check_cursor(map()) :: {:ok, map()} | {:error, [map()]}
+  def check_cursor(%{cursor: cursor} = params) when is_binary(cursor) do
+    case decode_cursor(cursor, params.sort_by) do
+      {:ok, decoded} -> {:ok, %{params | cursor: decoded}}
+      {:error, message} -> {:error, [%{field: "cursor", message: message}]}
+    end
+  end
+
+  def check_cursor(params), do: {:ok, params}
+
+  @doc """
   The cursor after a row: `sort.value.node.id` with node and id in
   URL-safe Base64, so any text survives a query string.
   """

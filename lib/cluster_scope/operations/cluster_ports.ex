@@ -24,69 +24,21 @@ defmodule ClusterScope.Operations.ClusterPorts do
       method: :get,
       path: "/api/v1/cluster/ports",
       summary: "Ports and sockets of every node ranked by queue, input or output bytes",
-      parameters: [
-        %{
-          name: :nodes,
-          type: :array,
-          items: :node,
-          max_length: 1_000,
-          location: :query,
-          description: "only these nodes (default: every connected node)"
-        },
-        %{
-          name: :sort_by,
-          type: :enum,
-          values: Ports.sort_fields(),
-          default: :queue_size,
-          location: :query,
-          description: "rank by this counter, largest first"
-        },
-        %{
-          name: :limit,
-          type: :integer,
-          min: 1,
-          max: 1000,
-          default: 20,
-          location: :query,
-          description: "rows per page"
-        },
-        %{
-          name: :cursor,
-          type: :string,
-          max_length: 1000,
-          location: :query,
-          description: "next_cursor of the previous page"
-        },
-        %{
-          name: :name,
-          type: :string,
-          min_length: 1,
-          max_length: 255,
-          location: :query,
-          description: "only ports whose driver or program name contains this text"
-        },
-        %{
-          name: :max_ports,
-          type: :integer,
-          min: 1,
-          max: 200_000,
-          default: 200_000,
-          location: :query,
-          description: "read at most this many ports and sockets on each node"
-        }
-      ],
+      parameters:
+        Ranking.parameters(
+          sort_fields: Ports.sort_fields(),
+          sort_default: :queue_size,
+          sort_description: "rank by this counter, largest first",
+          name_description: "only ports whose driver or program name contains this text",
+          max: {:max_ports, 200_000},
+          max_description: "read at most this many ports and sockets on each node"
+        ),
       responses: %{200 => %{description: "a page of ports and sockets, with next_cursor"}}
     }
   end
 
-  def check_params(%{cursor: cursor} = params) when is_binary(cursor) do
-    case Ranking.decode_cursor(cursor, params.sort_by) do
-      {:ok, decoded} -> {:ok, %{params | cursor: decoded}}
-      {:error, message} -> {:error, [%{field: "cursor", message: message}]}
-    end
-  end
-
-  def check_params(params), do: {:ok, params}
+  @doc false
+  def check_params(params), do: Ranking.check_cursor(params)
 
   @impl true
   def execute(params), do: Ports.ports(params)

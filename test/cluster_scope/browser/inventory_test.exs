@@ -167,12 +167,32 @@ defmodule ClusterScope.Browser.InventoryTest do
     open(page, ep, "tab=inventory&inv.sec=drift")
     row = "#view-inventory tr[data-module=#{@probe}]"
 
+    # Modules loaded on some nodes only come 200 a page, by name: in a full
+    # test run this node has hundreds the peers never loaded, so the probe
+    # may be a page or two away. Ask for more (once a second) until it shows.
     [_, kind, text] =
-      Browser.run!(page, [
-        %{op: "wait", selector: row},
-        %{op: "attr", selector: row, name: "data-kind"},
-        %{op: "text", selector: row}
-      ])
+      Browser.run!(
+        page,
+        [
+          %{
+            op: "wait_fn",
+            js: """
+            (row) => {
+              if (document.querySelector(row)) return true;
+              const more = document.querySelector('#view-inventory button[data-action=more]');
+              if (more) more.click();
+              return false;
+            }
+            """,
+            arg: row,
+            polling: 1_000,
+            timeout: 60_000
+          },
+          %{op: "attr", selector: row, name: "data-kind"},
+          %{op: "text", selector: row}
+        ],
+        90_000
+      )
 
     assert kind == "loaded_on_some_nodes"
     assert text =~ String.split(name(b), "@") |> hd()

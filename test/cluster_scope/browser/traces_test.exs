@@ -116,14 +116,18 @@ defmodule ClusterScope.Browser.TracesTest do
               js:
                 "() => document.querySelectorAll('#trace-events tbody tr[data-kind=receive]').length >= 3"
             },
-            %{op: "wait_fn", timeout: 15_000, js: kept_js()},
+            # Counters come from list_trace_sessions once a second, which asks
+            # every session's tracers (earlier tests' included) for their
+            # stats: on a loaded machine a CI run needed more than 15 s.
+            %{op: "wait_fn", timeout: 40_000, js: kept_js()},
             %{op: "screenshot", name: "traces-running"},
             %{
               op: "eval",
               js:
                 "() => [...document.querySelectorAll('#trace-events tbody tr[data-kind=receive] td:last-child')].map((td) => td.textContent)"
             }
-          ]
+          ],
+        120_000
       )
 
     [prefilled, _, _, _, kept, _, messages] = Enum.drop(results, 8)

@@ -133,7 +133,8 @@ defmodule ClusterScope.Procs.Collector do
     case :erlang.process_info(pid, [:memory, :reductions, :message_queue_len]) do
       [{_, m}, {_, r}, {_, q}] ->
         [
-          {pid, m, r, q, 0, 0, 0, :undefined, :undefined, [], :undefined, :undefined, :plain}
+          {pid, m, r, Rows.count(q), 0, 0, 0, :undefined, :undefined, [], :undefined, :undefined,
+           :plain}
           | thin_rows(rest)
         ]
 

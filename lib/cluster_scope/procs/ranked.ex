@@ -104,7 +104,9 @@ defmodule ClusterScope.Procs.Ranked do
   defp values([pid | rest], item) do
     value =
       case :erlang.process_info(pid, item) do
-        {_, v} -> v
+        {_, v} when is_integer(v) and v >= 0 -> v
+        # Not a count the core takes (see Rows.count/1): ranked as if gone.
+        {_, _} -> :undefined
         :undefined -> :undefined
       end
 

@@ -21,6 +21,25 @@ defmodule ClusterScope.Procs.RowsTest do
     end
   end
 
+  test "a queue length the core would refuse becomes 0, never a refused batch" do
+    assert ClusterScope.Procs.Rows.count(12) == 12
+    assert ClusterScope.Procs.Rows.count(0) == 0
+    assert ClusterScope.Procs.Rows.count(-3) == 0
+    assert ClusterScope.Procs.Rows.count(:undefined) == 0
+
+    # A row built with it is taken by the core.
+    {:ok, snap} = ClusterScope.Native.procs_snapshot_new() |> then(&{:ok, &1})
+
+    row =
+      {self(), 1, 1, ClusterScope.Procs.Rows.count(-3), 0, 0, 0, :undefined, :undefined, [],
+       :undefined, :undefined, :plain}
+
+    assert :ok = ClusterScope.Native.procs_snapshot_push(snap, [row])
+
+    assert {:error, {:invalid_row, _}} =
+             ClusterScope.Native.procs_snapshot_push(snap, [put_elem(row, 3, -3)])
+  end
+
   test "rows read the real initial call, the application and the type" do
     {:ok, echo} = Echo.start()
     {:ok, sup} = Supervisor.start_link([], strategy: :one_for_one)

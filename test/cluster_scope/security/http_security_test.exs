@@ -332,6 +332,28 @@ defmodule ClusterScope.Security.HTTPSecurityTest do
     assert Cluster.call(ctx.a, Process, :alive?, [ctx.echo])
   end
 
+  test "every mutating route refuses a client without the admin token, before doing anything",
+       ctx do
+    routes = for {meta, :ok} <- Registry.list(), meta.method != :get, do: meta
+    # The routes this session added among them (demo faults, sandboxes,
+    # thresholds, trace, kill, send, mode, Horde start when loaded).
+    assert Enum.any?(routes, &(&1.name == "demo_cut_node"))
+    before = Cluster.call(ctx.a, ClusterScope.Health.Monitor, :thresholds, [])
+
+    for meta <- routes,
+        path <- fill(meta, ctx, "x"),
+        headers <- [[], bearer(@reader), bearer("wrong-token-0123456789abc")] do
+      {status, body, _} = HTTP.request(meta.method, ctx.url <> path, body: "{}", headers: headers)
+
+      assert status in [401, 403],
+             "#{meta.method} #{path} with #{inspect(headers)}: #{status} #{inspect(body)}"
+    end
+
+    # Nothing changed where it could have.
+    assert Cluster.call(ctx.a, Process, :alive?, [ctx.echo])
+    assert Cluster.call(ctx.a, ClusterScope.Health.Monitor, :thresholds, []) == before
+  end
+
   test "a read-only endpoint serves no control and, without the admin token, nothing sensitive",
        ctx do
     {:ok, ro} = Endpoint.start(port: 0, token: @admin, read_only: true)

@@ -126,6 +126,11 @@ defmodule ClusterScope.Trace.ClusterTest do
     started = System.monotonic_time(:millisecond)
     calls = Cluster.call(ctx.b, TestApp.Work, :drive_for, [1_500], 10_000)
     elapsed_s = (System.monotonic_time(:millisecond) - started) / 1000
+
+    # The calls are over: what the tracer keeps now was produced during
+    # them. On a loaded machine it may still be reading its mailbox: give it
+    # up to 5 s (CI runs read 31 and 63 right after the calls).
+    await(fn -> session(ctx.a, s.id).per_node[ctx.b.node].kept >= 100 end, 5_000)
     st = session(ctx.a, s.id).per_node[ctx.b.node]
     Cluster.call(ctx.a, ClusterScope.Trace, :stop, [s.id])
 

@@ -49,10 +49,35 @@ defmodule ClusterScope.Test.Cluster do
     end
 
     if Keyword.get(opts, :connect, true) do
-      :ok = LocalCluster.connect_mesh(peers, Keyword.get(opts, :observer, :hidden))
+      observer = Keyword.get(opts, :observer, :hidden)
+      :ok = LocalCluster.connect_mesh(peers, observer)
+      settle_mesh(peers, observer)
     end
 
     peers
+  end
+
+  # `global` may drop links right after a mesh forms ("requested disconnect
+  # ... to prevent overlapping partitions", seen on a slow CI machine): a
+  # test then starts from a cluster that is already cut. The mesh counts as
+  # settled once it is whole on two checks a quarter second apart.
+  defp settle_mesh(peers, observer, timeout \\ 30_000) do
+    deadline = System.monotonic_time(:millisecond) + timeout
+    nodes = Enum.map(peers, & &1.node)
+
+    whole? = fn ->
+      Enum.all?(peers, fn p ->
+        connected = call(p, Node, :list, [:connected])
+        Enum.all?(nodes -- [p.node], &(&1 in connected))
+      end)
+    end
+
+    poll(deadline, fn ->
+      LocalCluster.connect_mesh(peers, observer)
+      whole?.() and Process.sleep(250) == :ok and whole?.()
+    end) || flunk("the mesh of #{length(peers)} peers was not whole within #{timeout} ms")
+
+    :ok
   end
 
   @doc """

@@ -57,7 +57,9 @@ defmodule ClusterScope.Sandbox.Agent do
                 # Killed, not shut down: a part stuck in a child's start
                 # would hold the node supervisor for its whole shutdown
                 # time. Its children are linked to it and go with it.
-                Process.exit(pid, :kill)
+                # Awaited, so "nothing of it is left" is true when the
+                # caller reads it.
+                kill_and_await(pid)
                 {:error, text}
             end
 
@@ -67,6 +69,17 @@ defmodule ClusterScope.Sandbox.Agent do
     end
   catch
     :exit, reason -> {:error, "sandbox supervisor on #{node()}: #{inspect(reason, limit: 10)}"}
+  end
+
+  defp kill_and_await(pid) do
+    ref = Process.monitor(pid)
+    Process.exit(pid, :kill)
+
+    receive do
+      {:DOWN, ^ref, :process, ^pid, _} -> :ok
+    after
+      5_000 -> Process.demonitor(ref, [:flush])
+    end
   end
 
   defp count_here(placement),
@@ -188,8 +201,9 @@ defmodule ClusterScope.Sandbox.Agent do
   end
 
   @doc """
-  The pids of this node's parts, from `:pg`'s local tables (never a call
-  to the node supervisor, which waits while a part stops its children).
+  The pids of this node's live parts, from `:pg`'s local tables (never a
+  call to the node supervisor, which waits while a part stops its
+  children); a part that has just died is left out before `:pg` notices.
   """
   @spec groups() :: [pid()]
   def groups do
@@ -197,6 +211,7 @@ defmodule ClusterScope.Sandbox.Agent do
 
     for {:sandbox, _} = g <- :pg.which_groups(scope),
         pid <- :pg.get_local_members(scope, g),
+        Process.alive?(pid),
         do: pid
   catch
     _, _ -> []

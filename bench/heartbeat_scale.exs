@@ -18,6 +18,16 @@
 #     runs there (health sampling, other applications); the machine's other
 #     load touches both windows alike. Printed as % of one core per node,
 #     with the raw running figure next to it (what the issue's table shows).
+#   * Per process (the issue's other method, in the diagnostic window): the
+#     CPU time the cluster processes and the distribution ports to the other
+#     peers spend running, from a `:running`/`:running_ports` trace with CPU
+#     timestamps (each scheduler thread's CPU clock, schedule-in to
+#     schedule-out), as % of a core per node. It leaves out what the VM's
+#     schedulers do between runs: spinning before they sleep (`+sbwt`, a VM
+#     setting ClusterScope cannot change), which the OS figure includes.
+#   * SBWT=none starts the peers with `+sbwt none +sbwtdcpu none +sbwtdio
+#     none` (no busy wait; advised where many VMs share few cores) and says
+#     so in the RESULT lines.
 #   * Reductions of the two processes per second per node, as a second view
 #     of the same work.
 #   * Bytes: `:inet.getstat/2` of every distribution socket between peers
@@ -151,6 +161,74 @@ interval = 200
       Map.new(pids, fn {name, pid} -> {name, Map.get(counts, pid, 0)} end)
     end
 
+    # CPU time of the cluster processes and of the distribution ports to
+    # other peers (their sends and receives) over `ms`: a `:running` /
+    # `:running_ports` trace with CPU timestamps (the scheduler thread's own
+    # CPU clock), summed from each schedule-in to its schedule-out. What the
+    # schedulers do between runs (spinning before they sleep) is not in it.
+    # Returns {process_us, port_us}.
+    def traced_cpu(ms, exclude) do
+      pids = for name <- @procs, pid = Process.whereis(name), pid != nil, do: pid
+
+      ports =
+        for {node, ctrl} <- :erlang.system_info(:dist_ctrl),
+            node != exclude,
+            is_port(ctrl),
+            do: ctrl
+
+      parent = self()
+      tracer = spawn(fn -> cpu_loop(%{}, {0, 0}, parent) end)
+      :erlang.trace(:all, true, [:cpu_timestamp])
+      for pid <- pids, do: :erlang.trace(pid, true, [:running, :timestamp, {:tracer, tracer}])
+
+      for port <- ports,
+          do: :erlang.trace(port, true, [:running_ports, :timestamp, {:tracer, tracer}])
+
+      Process.sleep(ms)
+      for pid <- pids, do: catch_untrace(pid, [:running, :timestamp])
+      for port <- ports, do: catch_untrace(port, [:running_ports, :timestamp])
+      :erlang.trace(:all, false, [:cpu_timestamp])
+      send(tracer, :done)
+
+      receive do
+        {:traced_cpu, totals} -> totals
+      after
+        10_000 -> {0, 0}
+      end
+    end
+
+    defp catch_untrace(who, flags) do
+      :erlang.trace(who, false, flags)
+    catch
+      :error, _ -> 0
+    end
+
+    defp cpu_loop(open, {procs, ports} = totals, parent) do
+      receive do
+        {:trace_ts, who, :in, _, ts} ->
+          cpu_loop(Map.put(open, who, ts), totals, parent)
+
+        {:trace_ts, who, :out, _, ts} ->
+          case Map.pop(open, who) do
+            {nil, open} ->
+              cpu_loop(open, totals, parent)
+
+            {t0, open} ->
+              us = :timer.now_diff(ts, t0)
+
+              totals = if is_port(who), do: {procs, ports + us}, else: {procs + us, ports}
+
+              cpu_loop(open, totals, parent)
+          end
+
+        {:trace_ts, _, _, _, _} ->
+          cpu_loop(open, totals, parent)
+
+        :done ->
+          send(parent, {:traced_cpu, totals})
+      end
+    end
+
     def suspend, do: Enum.each(@procs, &:sys.suspend/1)
     def resume, do: @procs |> Enum.reverse() |> Enum.each(&:sys.resume/1)
   end
@@ -169,7 +247,7 @@ defmodule HeartbeatScale do
         connection: :standard_io,
         link: false,
         connect: false,
-        args: ["-kernel", "logger_level", "error"]
+        args: ["-kernel", "logger_level", "error"] ++ sbwt_args()
       )
 
     for p <- peers, do: {:ok, _} = LocalCluster.call(p, NodeWatcher, :start, [])
@@ -179,6 +257,12 @@ defmodule HeartbeatScale do
       raise "#{count} peers did not become healthy"
 
     peers
+  end
+
+  def sbwt_args do
+    if System.get_env("SBWT") == "none",
+      do: ["+sbwt", "none", "+sbwtdcpu", "none", "+sbwtdio", "none"],
+      else: []
   end
 
   def healthy?(peers) do
@@ -347,6 +431,28 @@ defmodule HeartbeatScale do
       |> Enum.reduce(%{}, &Map.merge(&1, &2, fn _, a, b -> a + b end))
       |> Map.new(fn {name, c} -> {name, c / 5 / length(peers)} end)
 
+    {procs_us, ports_us} =
+      peers
+      |> Enum.map(
+        &LocalCluster.call(
+          &1,
+          probe,
+          :traced_cpu,
+          [seconds * 1_000, node()],
+          30_000 + seconds * 1_000
+        )
+      )
+      |> Enum.reduce({0, 0}, fn {a, b}, {x, y} -> {a + x, b + y} end)
+
+    # % of a core per node: microseconds per second / 10^4.
+    per_node = fn us -> us / seconds / length(peers) / 1.0e4 end
+    traced = %{processes: per_node.(procs_us), ports: per_node.(ports_us)}
+
+    IO.puts(
+      "  per process (traced CPU time, #{seconds} s): cluster processes #{f(traced.processes, 3)}% + " <>
+        "distribution ports #{f(traced.ports, 3)}% = #{f(traced.processes + traced.ports, 3)}% of a core per node"
+    )
+
     keys = Enum.uniq(Map.keys(running.msacc) ++ Map.keys(suspended.msacc))
 
     delta =
@@ -378,6 +484,7 @@ defmodule HeartbeatScale do
 
     %{
       by_state: by_state,
+      traced: traced,
       os_wakeups: running.os_wakeups - suspended.os_wakeups,
       switches: running.switches - suspended.switches,
       counts: counts
@@ -581,7 +688,9 @@ diag_keys = fn
       for st <- [:emulator, :port, :check_io, :other, :gc, :aux],
           do: " msacc_#{st}_pct=#{HeartbeatScale.f(Map.get(d.by_state, st, 0.0), 3)}"
 
-    Enum.join(states) <>
+    " process_cpu_pct_per_node=#{HeartbeatScale.f(d.traced.processes + d.traced.ports, 3)}" <>
+      " process_cpu_split=processes:#{HeartbeatScale.f(d.traced.processes, 3)},dist_ports:#{HeartbeatScale.f(d.traced.ports, 3)}" <>
+      Enum.join(states) <>
       " os_wakeups_per_s_per_node=#{round(d.os_wakeups)} process_switches_per_s_per_node=#{round(d.switches)}" <>
       " heartbeat_runs_per_s=#{HeartbeatScale.f(Map.get(d.counts, ClusterScope.Cluster.Heartbeat, 0), 1)}" <>
       " state_runs_per_s=#{HeartbeatScale.f(Map.get(d.counts, ClusterScope.Cluster.State, 0), 1)}"
@@ -592,7 +701,7 @@ end
 
 for r <- real do
   IO.puts(
-    "RESULT bench=heartbeat_scale nodes=#{r.nodes} cpu_pct_per_node=#{HeartbeatScale.f(r.cpu, 3)} " <>
+    "RESULT bench=heartbeat_scale nodes=#{r.nodes}#{if HeartbeatScale.sbwt_args() != [], do: " sbwt=none"} cpu_pct_per_node=#{HeartbeatScale.f(r.cpu, 3)} " <>
       "sent_bytes_per_s_per_node=#{round(r.bytes_s)} bytes_per_msg=#{HeartbeatScale.f(r.bytes_msg, 1)} " <>
       "running_cpu_pct_per_node=#{HeartbeatScale.f(r.running_cpu, 3)} reductions_per_s_per_node=#{round(r.reds_s)}" <>
       diag_keys.(r)

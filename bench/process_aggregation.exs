@@ -441,6 +441,52 @@ aggregate_line = fn label ->
     "rust_ms=#{Stats.ms(rust_us)} elixir_ms=#{Stats.ms(elixir_us)} ratio=#{Float.round(elixir_us / rust_us, 1)}"
 end
 
+# What one process_info item costs per process, one scheduler, every
+# process of the node (median of interleaved passes). On OTP 25 `memory`
+# (and `total_heap_size`) is answered by the process itself through a
+# signal, so every process is scheduled once; `heap_size`, `reductions`
+# and `message_queue_len` are read under its lock without that. Any exact
+# top-K by memory pays the signal for every process, as recon does; the
+# ceiling of the ratio is recon's four items over one `memory` read spread
+# on the schedulers online.
+defmodule Bench.ItemCost do
+  @items [
+    memory: :memory,
+    total_heap_size: :total_heap_size,
+    heap_size: :heap_size,
+    reductions: :reductions,
+    message_queue_len: :message_queue_len,
+    recon_items: [:memory, :registered_name, :current_function, :initial_call]
+  ]
+
+  def line(label, passes \\ 5) do
+    pids = :erlang.processes()
+    n = length(pids)
+
+    times =
+      for r <- 1..passes, {name, item} <- rotate(@items, r), reduce: %{} do
+        acc ->
+          {us, :ok} = :timer.tc(fn -> Enum.each(pids, &:erlang.process_info(&1, item)) end)
+          Map.update(acc, name, [us], &[us | &1])
+      end
+
+    ns = Map.new(times, fn {name, us} -> {name, Bench.Stats.median(us) * 1000 / n} end)
+    schedulers = :erlang.system_info(:schedulers_online)
+    ceiling = ns.recon_items / (ns.memory / schedulers)
+
+    "RESULT bench=process_aggregation case=item_cost_#{label} processes=#{n} passes=#{passes} " <>
+      Enum.map_join(@items, " ", fn {name, _} -> "#{name}_ns=#{Float.round(ns[name], 1)}" end) <>
+      " memory_over_heap_size=#{Float.round(ns.memory / ns.heap_size, 2)}" <>
+      " schedulers=#{schedulers} exact_top_memory_ratio_ceiling=#{Float.round(ceiling, 2)}"
+  end
+
+  # Each pass starts with another item, so no item always runs first.
+  defp rotate(items, r) do
+    {a, b} = Enum.split(items, rem(r, length(items)))
+    b ++ a
+  end
+end
+
 started = System.monotonic_time(:millisecond)
 
 IO.puts(
@@ -454,9 +500,11 @@ IO.puts(
     {small_lines, small_holders} = top_cases.(100_000, "100k")
     agg = aggregate_line.("100k")
     IO.puts(agg)
+    cost = Bench.ItemCost.line("100k")
+    IO.puts(cost)
     Bench.Holders.stop(small_holders)
     Process.sleep(1_000)
-    {small_lines, agg}
+    {small_lines ++ [cost], agg}
   end
 
 big_lines =

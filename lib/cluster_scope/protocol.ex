@@ -10,7 +10,11 @@ defmodule ClusterScope.Protocol do
   `{:cs_heartbeat, from, version, gossip}`, and the unversioned builds just
   before 2 the same tuple as 2 without `{version, min}`), and every agent call goes
   through `ClusterScope.Fanout`, which sends it as `serve(version, m, f, a)`
-  to this module on the peer.
+  to this module on the peer. Version 3 moved the node side into the
+  agent room (`ClusterScope.Agent`, `ClusterScope.Agent.Processes`): what
+  a peer calls changed names, so 3 understands only 3 and a build of
+  version 2 is a mismatched peer (read agentless, refused by the door)
+  rather than a node answering `undef`.
 
   ## Two nodes are compatible when one understands the other
 
@@ -65,10 +69,12 @@ defmodule ClusterScope.Protocol do
   require Logger
 
   # Version 2: versioned beats ({:cs_hb, {v, min}, ...}) and every agent
-  # call through serve/4. Equal to the core's PROTOCOL_VERSION (a test
-  # checks it).
-  @version 2
-  @min_compatible 2
+  # call through serve/4. Version 3: the node side moved into the agent
+  # room (ClusterScope.Agent, ClusterScope.Agent.Processes), names a
+  # version 2 build does not have. Equal to the core's PROTOCOL_VERSION and
+  # MIN_COMPATIBLE_PROTOCOL (a test checks the version).
+  @version 3
+  @min_compatible 3
   @override {__MODULE__, :test_version}
   @table :cluster_scope_protocol_peers
 

@@ -54,7 +54,7 @@ defmodule ClusterScope.ProtocolTest do
     assert Protocol.portable?(ClusterScope.NodeViews.Ports.Local, :ports_v12, [%{}])
     refute Protocol.portable?(ClusterScope.NodeViews.Ets.Local, :tables_v, [%{}])
     refute Protocol.portable?(ClusterScope.NodeViews.Ets.Local, :tables_vx, [%{}])
-    refute Protocol.portable?(ClusterScope.Health, :resources, [])
+    refute Protocol.portable?(ClusterScope.Agent, :resources, [])
     refute Protocol.portable?(ClusterScope, :run, ["x", %{}])
   end
 
@@ -63,13 +63,13 @@ defmodule ClusterScope.ProtocolTest do
     :ok = Protocol.note_peer(fake, {9, 9})
     assert Protocol.status(fake) == {:mismatch, {9, 9}}
 
-    {[], [error]} = Fanout.multicall([fake], ClusterScope.Health, :resources, [], 500)
+    {[], [error]} = Fanout.multicall([fake], ClusterScope.Agent, :resources, [], 500)
     assert error.status == :version_mismatch
     assert error.reason =~ "protocol 9"
     assert error.reason =~ "speaks #{Protocol.version()}"
 
     # rpc/5 too, and describe/2 turns it into the same node error.
-    assert {:error, reason} = Fanout.rpc(fake, ClusterScope.Health, :resources, [], 500)
+    assert {:error, reason} = Fanout.rpc(fake, ClusterScope.Agent, :resources, [], 500)
     assert Fanout.describe(fake, reason).status == :version_mismatch
   end
 

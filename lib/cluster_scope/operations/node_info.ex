@@ -73,25 +73,7 @@ defmodule ClusterScope.Operations.NodeInfo do
         error -> {:error, error}
       end
     else
-      ClusterScope.Fanout.call(node, __MODULE__, :local_facts, [])
+      ClusterScope.Fanout.call(node, ClusterScope.Agent, :facts, [])
     end
-  end
-
-  @doc false
-  # Runs on the node described.
-  def local_facts do
-    {uptime_ms, _} = :erlang.statistics(:wall_clock)
-
-    %{
-      otp_release: List.to_string(:erlang.system_info(:otp_release)),
-      cluster_scope_version: ClusterScope.version(),
-      uptime_ms: uptime_ms,
-      process_count: :erlang.system_info(:process_count),
-      process_limit: :erlang.system_info(:process_limit),
-      port_count: :erlang.system_info(:port_count),
-      memory_bytes: Map.new(:erlang.memory()),
-      schedulers: :erlang.system_info(:schedulers_online),
-      connected_nodes: Node.list()
-    }
   end
 end

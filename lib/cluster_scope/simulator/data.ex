@@ -550,7 +550,7 @@ defmodule ClusterScope.Simulator.Data do
 
   @doc """
   A virtual node's answer to `node_resources`: the same shape as
-  `ClusterScope.Health.resources/0` (`node`, `sample`, `status`, `alerts`,
+  `ClusterScope.Agent.resources/0` (`node`, `sample`, `status`, `alerts`,
   `thresholds`), the sample computed from its rows at `at_ms`.
   """
   @spec resources(node(), non_neg_integer() | nil) :: map()
@@ -843,7 +843,7 @@ defmodule ClusterScope.Simulator.Data do
   # ---------------------------------------------------------------------
   # Node facts, build, latency
 
-  @doc "A virtual node's live facts for `node_info` (`NodeInfo.local_facts/0`'s shape)."
+  @doc "A virtual node's live facts for `node_info` (`ClusterScope.Agent.facts/0`'s shape)."
   @spec local_facts(node()) :: map()
   def local_facts(node) do
     at_ms = now()

@@ -81,7 +81,11 @@ defmodule ClusterScope.Protocol do
   # Called on any node whatever its version: the compatible subset.
   # Rows and Redact are loaded onto agentless nodes and versioned by
   # function name (stream_v1, info_v2, ...).
-  @portable_modules [ClusterScope.Procs.Rows, ClusterScope.Redact, ClusterScope.Protocol]
+  @portable_modules [
+    ClusterScope.Agent.Processes.Rows,
+    ClusterScope.Redact,
+    ClusterScope.Protocol
+  ]
 
   @typedoc "What a peer speaks: its version and the oldest it understands."
   @type peer_version :: {pos_integer(), pos_integer()}
@@ -168,7 +172,7 @@ defmodule ClusterScope.Protocol do
   @doc """
   Whether a call is in the compatible subset: answered the same by every
   version (OTP modules, functions versioned by name such as
-  `ClusterScope.Procs.Rows.stream_v1/3` or the node views' `*.Local` readers
+  `ClusterScope.Agent.Processes.Rows.stream_v1/3` or the node views' `*.Local` readers
   loaded onto agentless nodes, `ClusterScope.Redact`,
   `ClusterScope.build_info/0`), so it goes out without the version envelope.
   """

@@ -49,7 +49,13 @@ defmodule ClusterScope.ProtocolTest do
   test "the compatible subset goes out as it is; ClusterScope's own calls in the envelope" do
     assert Protocol.portable?(ClusterScope, :build_info, [])
     assert Protocol.portable?(:erlang, :list_to_pid, ['<0.1.0>'])
-    assert Protocol.portable?(ClusterScope.Procs.Rows, :stream_v1, [self(), make_ref(), 1])
+
+    assert Protocol.portable?(ClusterScope.Agent.Processes.Rows, :stream_v1, [
+             self(),
+             make_ref(),
+             1
+           ])
+
     assert Protocol.portable?(ClusterScope.NodeViews.Ets.Local, :tables_v1, [%{}])
     assert Protocol.portable?(ClusterScope.NodeViews.Ports.Local, :ports_v12, [%{}])
     refute Protocol.portable?(ClusterScope.NodeViews.Ets.Local, :tables_v, [%{}])

@@ -2,7 +2,8 @@ defmodule ClusterScope.Operations.NodeInfo do
   @moduledoc """
   `GET /api/v1/cluster/nodes/:node`: one node as this node knows it (status,
   metadata, down cause) and, when it answers, what it says of itself (OTP
-  release, ClusterScope version, uptime, process and port counts, memory).
+  release, ClusterScope version, uptime, process and port counts, memory:
+  `ClusterScope.Agent.facts/0`, run on that node).
 
   The node may be down: it is then described from this node's records and
   the live part is replaced by its error (within the node timeout).

@@ -14,29 +14,18 @@ defmodule ClusterScope.Procs do
 
   ## Cost on each node
 
-  Each agent answers for itself in `ClusterScope.Agent.Processes` (what
-  each question reads there, and what it costs, is documented there): a
-  page ranked by one key with no other filter reads that one number of
-  every process, then the ~12 fields of the page's processes only
-  (`ClusterScope.Agent.Processes.Ranked`); the distribution reads memory
-  and group leader (`ClusterScope.Agent.Processes.Grouped`); a window with
-  no row filter reads three numbers of each process at both ends and then
-  its winners whole; summaries and other filters read full rows (about
-  2-3 µs a process, see `ClusterScope.Agent.Processes.Collector`). Every
-  walk runs on one or two schedulers
-  (`ClusterScope.Agent.Processes.Walker`) with a heap bounded by one
-  chunk, leaves ClusterScope's own walk out of its results, and is shared
-  by every caller for `max_age_ms` (default 1000) through
-  `ClusterScope.Agent.Processes.Snapshots`, one at a time. Reading a
-  process's memory makes it handle a signal (OTP's `process_info/2`
-  forces it for that item), which sets the floor for anything ranked or
-  summed by memory. Summaries, pages and windows run on dirty schedulers.
-  Window mode uses two walks `window_ms` apart, and concurrent window
-  requests on a node share them
-  (`ClusterScope.Agent.Processes.Snapshots.window/3`): 70 requests for a
-  30 s window cost one window, not 70. An agentless node's snapshots are
-  kept and shared the same way on the node that reads it. A node that does
-  not answer within the timeout is in `node_errors` with status `:timeout`.
+  Each agent answers for itself in `ClusterScope.Agent.Processes`, which
+  says what each question reads there and what it costs: a page ranked by
+  one key reads that one number of every process, the distribution reads
+  memory and group leader, a window with no row filter three numbers at
+  both ends, anything else full rows (about 2-3 µs a process). Walks run
+  on one or two schedulers with a bounded heap and are shared by every
+  caller for `max_age_ms` (default 1000), one at a time; concurrent
+  windows of a node share their two walks (70 requests for a 30 s window
+  cost one window, not 70). Summaries, pages and windows run on dirty
+  schedulers. An agentless node's snapshots are kept and shared the same
+  way on the node that reads it. A node that does not answer within the
+  timeout is in `node_errors` with status `:timeout`.
 
   ## Options
 
@@ -180,8 +169,8 @@ defmodule ClusterScope.Procs do
     native_opts = Map.put(opts.filter, :k, 1)
 
     # Agents read only memory and group leader when the filter allows it
-    # (Agent.Processes.Grouped); a node that does not know `groups_only` sends a
-    # summary, which is read the same way.
+    # (Agent.Processes.Grouped); a node that does not know `groups_only`
+    # sends a summary, which is read the same way.
     node_opts = Map.put(%{opts | k: 1}, :groups_only, :application)
 
     {answers, errors, agentless} =

@@ -31,7 +31,7 @@
 # snapshot.
 
 alias ClusterScope.{Native, Procs}
-alias ClusterScope.Procs.{Collector, Rows}
+alias ClusterScope.Agent.Processes.{Collector, Rows}
 
 quick? = System.get_env("QUICK") == "1"
 rounds = String.to_integer(System.get_env("ROUNDS") || "5")

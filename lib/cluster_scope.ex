@@ -24,20 +24,12 @@ defmodule ClusterScope do
   and the protocol version it speaks with the oldest it understands
   (`ClusterScope.Protocol`: honours its test-only override). Every
   ClusterScope version answers this call the same way (the protocol's
-  compatible subset). Cheap and side-effect free.
+  compatible subset): it stays here, the portable entry point other nodes
+  call, and is computed by `ClusterScope.Agent.build_info/0`. Cheap and
+  side-effect free.
   """
   @spec build_info() :: node_build()
-  def build_info do
-    %{
-      node: node(),
-      otp_release: List.to_string(:erlang.system_info(:otp_release)),
-      elixir_version: System.version(),
-      cluster_scope_version: version(),
-      protocol_version: ClusterScope.Protocol.version(),
-      min_compatible_protocol: ClusterScope.Protocol.min_compatible(),
-      native: ClusterScope.Native.build_info()
-    }
-  end
+  defdelegate build_info, to: ClusterScope.Agent
 
   @doc """
   Runs an operation by name (`"node_build_info"`) or module, with parameters

@@ -26,7 +26,7 @@ defmodule ClusterScope.Application do
     * `ClusterScope.Cluster.Libcluster` - libcluster's telemetry (attached
       once `:telemetry` runs, whatever the start order) and its topologies
     * `ClusterScope.Mode` - multi_node, local_cluster or simulated
-    * `ClusterScope.Procs.Snapshots` - the latest process snapshot of this
+    * `ClusterScope.Agent.Processes.Snapshots` - the latest process snapshot of this
       node (and of agentless nodes read from here), and window starts,
       shared by callers
     * `ClusterScope.Trace.ControlWord` - trace control word bits of sessions
@@ -75,7 +75,7 @@ defmodule ClusterScope.Application do
        quorum: config.get(:quorum), interval_ms: config.get(:heartbeat_interval_ms)},
       ClusterScope.Cluster.Libcluster,
       ClusterScope.Mode,
-      ClusterScope.Procs.Snapshots,
+      ClusterScope.Agent.Processes.Snapshots,
       ClusterScope.Trace.ControlWord,
       ClusterScope.Trace.Sessions,
       ClusterScope.Logs,

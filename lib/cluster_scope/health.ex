@@ -155,23 +155,6 @@ defmodule ClusterScope.Health do
   end
 
   @doc false
-  # This node's latest sample, throttling state, alerts and thresholds.
-  def resources do
-    if Monitor.running?() do
-      {:ok,
-       %{
-         node: node(),
-         sample: latest(),
-         status: status(),
-         alerts: alerts(),
-         thresholds: thresholds()
-       }}
-    else
-      {:error, not_running()}
-    end
-  end
-
-  @doc false
   # Sets thresholds here; for `set_alert_thresholds` on every node.
   def local_set_thresholds(changes) do
     if Monitor.running?(), do: set_alert_thresholds(changes), else: {:error, not_running()}

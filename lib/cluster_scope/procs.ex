@@ -14,26 +14,18 @@ defmodule ClusterScope.Procs do
 
   ## Cost on each node
 
-  Each question reads what it needs. A page ranked by one key with no
-  other filter reads that one number of every process, then the ~12
-  fields of the page's processes only (`ClusterScope.Procs.Ranked`); the
-  distribution reads memory and group leader (`ClusterScope.Procs.Grouped`);
-  a window with no row filter reads three numbers of each process at both
-  ends and then its winners whole; summaries and other filters read full
-  rows (about 2-3 µs a process, see `ClusterScope.Procs.Collector`).
-  Every walk runs on one or two schedulers (`ClusterScope.Procs.Walker`)
-  with a heap bounded by one chunk, leaves ClusterScope's own walk out of
-  its results, and is shared by every caller for `max_age_ms` (default
-  1000) through `ClusterScope.Procs.Snapshots`, one at a time. Reading a process's
-  memory makes it handle a signal (OTP's `process_info/2` forces it for
-  that item), which sets the floor for anything ranked or summed by
-  memory. Summaries, pages and windows run on dirty schedulers. Window
-  mode uses two walks `window_ms` apart, and concurrent window
-  requests on a node share them (`ClusterScope.Procs.Snapshots.window/2`):
-  70 requests for a 30 s window cost one window, not 70. An agentless
-  node's snapshots are kept and shared the same way on the node that
-  reads it. A node that does not answer within the timeout is in
-  `node_errors` with status `:timeout`.
+  Each agent answers for itself in `ClusterScope.Agent.Processes`, which
+  says what each question reads there and what it costs: a page ranked by
+  one key reads that one number of every process, the distribution reads
+  memory and group leader, a window with no row filter three numbers at
+  both ends, anything else full rows (about 2-3 µs a process). Walks run
+  on one or two schedulers with a bounded heap and are shared by every
+  caller for `max_age_ms` (default 1000), one at a time; concurrent
+  windows of a node share their two walks (70 requests for a 30 s window
+  cost one window, not 70). Summaries, pages and windows run on dirty
+  schedulers. An agentless node's snapshots are kept and shared the same
+  way on the node that reads it. A node that does not answer within the
+  timeout is in `node_errors` with status `:timeout`.
 
   ## Options
 
@@ -54,7 +46,8 @@ defmodule ClusterScope.Procs do
 
   alias ClusterScope.{Fanout, Native, ProcessRef}
   alias ClusterScope.Cluster.Heartbeat
-  alias ClusterScope.Procs.{Grouped, Ranked, Rows, Snapshots}
+  alias ClusterScope.Agent.Processes, as: AgentProcesses
+  alias ClusterScope.Agent.Processes.{Rows, Snapshots}
   alias ClusterScope.Simulator.Data, as: SimData
 
   @sort_fields [:memory, :reductions, :message_queue_len, :heap_size]
@@ -82,7 +75,7 @@ defmodule ClusterScope.Procs do
     native_opts = Map.put(opts.filter, :k, opts.k)
 
     {answers, errors, agentless} =
-      fan_out(opts, {:node_summary, [opts]}, fn node, snapshot ->
+      fan_out(opts, {:summary, [opts]}, fn node, snapshot ->
         Native.procs_summary(snapshot, Atom.to_string(node), native_opts)
       end)
 
@@ -107,7 +100,7 @@ defmodule ClusterScope.Procs do
 
   defp page_list(opts) do
     {answers, errors, agentless} =
-      fan_out(opts, {:node_page, [opts]}, fn node, snapshot ->
+      fan_out(opts, {:page, [opts]}, fn node, snapshot ->
         agentless_page(node, snapshot, opts)
       end)
 
@@ -134,7 +127,7 @@ defmodule ClusterScope.Procs do
 
   defp window_list(opts) do
     {answers, errors, agentless} =
-      fan_out(opts, {:node_window, [opts]}, fn node, _snapshot ->
+      fan_out(opts, {:window, [opts]}, fn node, _snapshot ->
         agentless_window(node, opts)
       end)
 
@@ -176,12 +169,12 @@ defmodule ClusterScope.Procs do
     native_opts = Map.put(opts.filter, :k, 1)
 
     # Agents read only memory and group leader when the filter allows it
-    # (Procs.Grouped); a node that does not know `groups_only` sends a
-    # summary, which is read the same way.
+    # (Agent.Processes.Grouped); a node that does not know `groups_only`
+    # sends a summary, which is read the same way.
     node_opts = Map.put(%{opts | k: 1}, :groups_only, :application)
 
     {answers, errors, agentless} =
-      fan_out(opts, {:node_summary, [node_opts]}, fn node, snapshot ->
+      fan_out(opts, {:summary, [node_opts]}, fn node, snapshot ->
         Native.procs_summary(snapshot, Atom.to_string(node), native_opts)
       end)
 
@@ -244,140 +237,17 @@ defmodule ClusterScope.Procs do
     end
   end
 
-  # ---------------------------------------------------------------------
-  # Node side: called on each agent node through ClusterScope.Fanout.
-
-  @doc false
-  # Counts by application only (the distribution): from a fresh enough
-  # full snapshot if there is one, else from a walk of memory and group
-  # leader (Procs.Grouped) when the filter allows it.
-  def node_summary(%{groups_only: :application} = opts) do
-    with :none <- Snapshots.cached(:local, opts.max_age_ms),
-         true <- Grouped.answers?(opts.filter),
-         {:ok, %{snapshot: groups}} <-
-           Snapshots.get({:groups, :application}, opts.max_age_ms, 30_000) do
-      {:ok, {:groups, Grouped.answer(groups, opts.filter)}}
-    else
-      {:error, _} = error -> error
-      _ -> node_summary(Map.delete(opts, :groups_only))
-    end
-  end
-
-  def node_summary(opts) do
-    with {:ok, %{snapshot: snapshot}} <- Snapshots.get(opts.max_age_ms) do
-      Native.procs_summary(snapshot, Atom.to_string(node()), Map.put(opts.filter, :k, opts.k))
-    end
-  end
-
-  @doc false
-  def node_page(%{sandbox: id} = opts) when is_binary(id) do
-    # A sandbox's processes: only they are read, into a snapshot of their
-    # own, and paged like any other.
-    pids = ClusterScope.Sandbox.Agent.local_pids(id)
-    {rows, _} = Rows.rows(pids, :pid, Rows.context())
-    snapshot = Native.procs_snapshot_new()
-
-    with :ok <- Native.procs_snapshot_push_dirty(snapshot, rows),
-         {:ok, rows, next} <-
-           Native.procs_page(snapshot, page_opts(opts, local_after(opts.cursor))) do
-      {:ok, %{rows: Enum.map(rows, &present_row(&1, node(), false)), more: next != nil}}
-    end
-  end
-
-  def node_page(opts) do
-    # A fresh enough full snapshot answers any page; else a page ranked by
-    # one key with no other filter reads only that key (Procs.Ranked).
-    case Snapshots.cached(:local, opts.max_age_ms) do
-      {:ok, %{snapshot: snapshot}} ->
-        snapshot_page(snapshot, opts)
-
-      :none ->
-        if Ranked.answers?(opts.filter, opts.sort_by),
-          do: ranked_page(opts),
-          else: snapshot_page(nil, opts)
-    end
-  end
-
-  defp ranked_page(opts) do
-    with {:ok, %{snapshot: column}} <-
-           Snapshots.get({:column, opts.sort_by}, opts.max_age_ms, 30_000),
-         {:ok, rows, more?} <-
-           Ranked.page(
-             column,
-             opts.sort_by,
-             opts.limit,
-             local_after(opts.cursor),
-             Ranked.min_of(opts.filter, opts.sort_by)
-           ),
-         # The rows through a snapshot of their own: the same form and
-         # order as every other page.
-         snapshot = Native.procs_snapshot_new(),
-         :ok <- Native.procs_snapshot_push_dirty(snapshot, rows),
-         {:ok, rows, _} <-
-           Native.procs_page(snapshot, page_opts(%{opts | filter: %{}}, nil)) do
-      {:ok, %{rows: Enum.map(rows, &present_row(&1, node(), false)), more: more?}}
-    end
-  end
-
-  defp snapshot_page(snapshot, opts) do
-    with {:ok, %{snapshot: snapshot}} <- snapshot_or_get(snapshot, opts.max_age_ms),
-         after_key = local_after(opts.cursor),
-         {:ok, rows, next} <- Native.procs_page(snapshot, page_opts(opts, after_key)) do
-      {:ok, %{rows: Enum.map(rows, &present_row(&1, node(), false)), more: next != nil}}
-    end
-  end
-
-  @doc false
-  # A window filtered by nothing but the minimums on memory or queue
-  # reads three numbers of each process twice, then the winners whole;
-  # other filters need full rows at both ends.
-  def node_window(opts) do
-    thin? = Map.keys(opts.filter) -- [:min_memory, :min_queue] == []
-    source = if thin?, do: :thin, else: :local
-
-    with {:ok, before, later} <- Snapshots.window(source, opts.window_ms, 30_000),
-         interval = max(later.taken_at_ms - before.taken_at_ms, 1),
-         {:ok, bin} <-
-           Native.procs_window(
-             before.snapshot,
-             later.snapshot,
-             Atom.to_string(node()),
-             interval,
-             Map.put(opts.filter, :k, opts.limit)
-           ) do
-      if thin?, do: window_details(bin), else: {:ok, bin}
-    end
-  end
-
-  # The identity of the window's winners, read now.
-  defp window_details(bin) do
-    with {:ok, term} <- Native.procs_window_to_term(bin) do
-      pids =
-        for {_, rows} <- term.top, %{pid: text} <- rows, uniq: true do
-          :erlang.list_to_pid(String.to_charlist(text))
-        end
-
-      {rows, _} = Rows.rows(pids, :pid, Rows.context())
-      details = Native.procs_snapshot_new()
-
-      with :ok <- Native.procs_snapshot_push_dirty(details, rows),
-           do: Native.procs_window_details(bin, details)
-    end
-  end
-
-  defp snapshot_or_get(nil, max_age_ms), do: Snapshots.get(max_age_ms)
-  defp snapshot_or_get(snapshot, _max_age_ms), do: {:ok, %{snapshot: snapshot}}
-
   defp agentless_page(node, snapshot, opts) do
     after_key =
-      case per_node_after(opts.cursor, node) do
+      case AgentProcesses.after_cursor(opts.cursor, node) do
         nil -> nil
         {value, {id, serial}} -> {value, Rows.key(id, serial)}
         other -> other
       end
 
-    with {:ok, rows, next} <- Native.procs_page(snapshot, page_opts(opts, after_key)) do
-      {:ok, %{rows: Enum.map(rows, &present_row(&1, node, true)), more: next != nil}}
+    with {:ok, rows, next} <-
+           Native.procs_page(snapshot, AgentProcesses.page_opts(opts, after_key)) do
+      {:ok, %{rows: Enum.map(rows, &present_agentless_row(&1, node)), more: next != nil}}
     end
   end
 
@@ -393,37 +263,6 @@ defmodule ClusterScope.Procs do
         max(later.taken_at_ms - before.taken_at_ms, 1),
         Map.put(opts.filter, :k, opts.limit)
       )
-    end
-  end
-
-  defp page_opts(opts, after_key) do
-    opts.filter
-    |> Map.put(:sort_by, opts.sort_by)
-    |> Map.put(:limit, opts.limit)
-    |> Map.put(:after, after_key)
-  end
-
-  # The cursor is (value, pid) of the last row shown; rows come in the order
-  # (value desc, node asc, pid asc). On node m the rows after it are those
-  # with a smaller value, plus those with an equal value when m sorts after
-  # the cursor's node, or is that node and the pid is later.
-  defp local_after(cursor) do
-    case per_node_after(cursor, node()) do
-      {value, {id, serial}} -> {value, :erlang.list_to_pid(~c"<0.#{id}.#{serial}>")}
-      other -> other
-    end
-  end
-
-  defp per_node_after(nil, _node), do: nil
-
-  defp per_node_after(%{value: value, ref: %ProcessRef{node: n, id: id, serial: serial}}, m) do
-    m = Atom.to_string(m)
-    n = Atom.to_string(n)
-
-    cond do
-      m < n -> {value, :max}
-      m == n -> {value, {id, serial}}
-      true -> {value, nil}
     end
   end
 
@@ -454,7 +293,8 @@ defmodule ClusterScope.Procs do
     agentless = if opts[:sandbox], do: [], else: agentless
     timeout = opts.timeout
 
-    agent_task = Task.async(fn -> Fanout.multicall(agents, __MODULE__, fun, args, timeout) end)
+    agent_task =
+      Task.async(fn -> Fanout.multicall(agents, AgentProcesses, fun, args, timeout) end)
 
     agentless_tasks =
       Enum.map(agentless, fn node ->
@@ -515,7 +355,7 @@ defmodule ClusterScope.Procs do
     end
   end
 
-  defp simulated_answer(node, :node_window, opts) do
+  defp simulated_answer(node, :window, opts) do
     # Two simulated snapshots window_ms apart, ending now.
     later_ms = SimData.now()
     before_ms = max(later_ms - opts.window_ms, 0)
@@ -534,14 +374,14 @@ defmodule ClusterScope.Procs do
     end
   end
 
-  defp simulated_answer(node, :node_page, opts) do
+  defp simulated_answer(node, :page, opts) do
     with {:ok, snapshot} <- SimData.snapshot(node),
          {:ok, page} <- agentless_page(node, snapshot, opts) do
       {:ok, %{page | rows: Enum.map(page.rows, &Map.delete(&1, :agentless))}}
     end
   end
 
-  defp simulated_answer(node, :node_summary, opts) do
+  defp simulated_answer(node, :summary, opts) do
     native_opts = Map.put(opts.filter, :k, opts.k)
 
     with {:ok, snapshot} <- SimData.snapshot(node),
@@ -549,7 +389,7 @@ defmodule ClusterScope.Procs do
   end
 
   # Agentless snapshots are kept and shared here like a node keeps its own.
-  defp agentless_snapshot(_node, :node_window, _opts), do: {:ok, nil}
+  defp agentless_snapshot(_node, :window, _opts), do: {:ok, nil}
 
   defp agentless_snapshot(node, _fun, opts) do
     with {:ok, %{snapshot: snapshot}} <-
@@ -635,11 +475,7 @@ defmodule ClusterScope.Procs do
     %{row | pid: String.trim_trailing(rest, ">") <> "@" <> node}
   end
 
-  defp present_row(%{pid: pid} = row, _node, false) when is_pid(pid) do
-    %{row | pid: ProcessRef.to_string(pid)} |> Map.put(:node, Atom.to_string(node(pid)))
-  end
-
-  defp present_row(%{pid: key} = row, node, true) when is_integer(key) do
+  defp present_agentless_row(%{pid: key} = row, node) when is_integer(key) do
     {id, serial} = Rows.numbers(key)
     ref = %ProcessRef{node: node, id: id, serial: serial}
 

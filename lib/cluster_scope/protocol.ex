@@ -10,7 +10,11 @@ defmodule ClusterScope.Protocol do
   `{:cs_heartbeat, from, version, gossip}`, and the unversioned builds just
   before 2 the same tuple as 2 without `{version, min}`), and every agent call goes
   through `ClusterScope.Fanout`, which sends it as `serve(version, m, f, a)`
-  to this module on the peer.
+  to this module on the peer. Version 3 moved the node side into the
+  agent room (`ClusterScope.Agent`, `ClusterScope.Agent.Processes`): what
+  a peer calls changed names, so 3 understands only 3 and a build of
+  version 2 is a mismatched peer (read agentless, refused by the door)
+  rather than a node answering `undef`.
 
   ## Two nodes are compatible when one understands the other
 
@@ -65,17 +69,23 @@ defmodule ClusterScope.Protocol do
   require Logger
 
   # Version 2: versioned beats ({:cs_hb, {v, min}, ...}) and every agent
-  # call through serve/4. Equal to the core's PROTOCOL_VERSION (a test
-  # checks it).
-  @version 2
-  @min_compatible 2
+  # call through serve/4. Version 3: the node side moved into the agent
+  # room (ClusterScope.Agent, ClusterScope.Agent.Processes), names a
+  # version 2 build does not have. Equal to the core's PROTOCOL_VERSION and
+  # MIN_COMPATIBLE_PROTOCOL (a test checks the version).
+  @version 3
+  @min_compatible 3
   @override {__MODULE__, :test_version}
   @table :cluster_scope_protocol_peers
 
   # Called on any node whatever its version: the compatible subset.
   # Rows and Redact are loaded onto agentless nodes and versioned by
   # function name (stream_v1, info_v2, ...).
-  @portable_modules [ClusterScope.Procs.Rows, ClusterScope.Redact, ClusterScope.Protocol]
+  @portable_modules [
+    ClusterScope.Agent.Processes.Rows,
+    ClusterScope.Redact,
+    ClusterScope.Protocol
+  ]
 
   @typedoc "What a peer speaks: its version and the oldest it understands."
   @type peer_version :: {pos_integer(), pos_integer()}
@@ -162,7 +172,7 @@ defmodule ClusterScope.Protocol do
   @doc """
   Whether a call is in the compatible subset: answered the same by every
   version (OTP modules, functions versioned by name such as
-  `ClusterScope.Procs.Rows.stream_v1/3` or the node views' `*.Local` readers
+  `ClusterScope.Agent.Processes.Rows.stream_v1/3` or the node views' `*.Local` readers
   loaded onto agentless nodes, `ClusterScope.Redact`,
   `ClusterScope.build_info/0`), so it goes out without the version envelope.
   """

@@ -26,7 +26,7 @@ defmodule ClusterScope.Redact do
   nothing is replaced beyond what the walk rebuilds.
 
   This module calls only OTP (no Elixir library at run time), so it can be
-  loaded onto a node that runs no ClusterScope, like `ClusterScope.Procs.Rows`.
+  loaded onto a node that runs no ClusterScope, like `ClusterScope.Agent.Processes.Rows`.
   """
 
   @redacted "[REDACTED]"

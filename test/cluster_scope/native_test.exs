@@ -371,7 +371,7 @@ defmodule ClusterScope.NativeTest do
   @doc false
   def args_throttle_zero_rate(ctx), do: [ctx.throttle, 0]
 
-  # A valid row (ClusterScope.Procs.Rows' 13-tuple), so that the bad one is
+  # A valid row (ClusterScope.Agent.Processes.Rows' 13-tuple), so that the bad one is
   # the second: the detail names its index.
   defp row(pid) do
     {pid, 1, 1, 0, 1, 1, 1, :running, {:m, :f, 0}, [], {:m, :f, 0}, :undefined, :plain}

@@ -49,12 +49,18 @@ defmodule ClusterScope.ProtocolTest do
   test "the compatible subset goes out as it is; ClusterScope's own calls in the envelope" do
     assert Protocol.portable?(ClusterScope, :build_info, [])
     assert Protocol.portable?(:erlang, :list_to_pid, ['<0.1.0>'])
-    assert Protocol.portable?(ClusterScope.Procs.Rows, :stream_v1, [self(), make_ref(), 1])
+
+    assert Protocol.portable?(ClusterScope.Agent.Processes.Rows, :stream_v1, [
+             self(),
+             make_ref(),
+             1
+           ])
+
     assert Protocol.portable?(ClusterScope.NodeViews.Ets.Local, :tables_v1, [%{}])
     assert Protocol.portable?(ClusterScope.NodeViews.Ports.Local, :ports_v12, [%{}])
     refute Protocol.portable?(ClusterScope.NodeViews.Ets.Local, :tables_v, [%{}])
     refute Protocol.portable?(ClusterScope.NodeViews.Ets.Local, :tables_vx, [%{}])
-    refute Protocol.portable?(ClusterScope.Health, :resources, [])
+    refute Protocol.portable?(ClusterScope.Agent, :resources, [])
     refute Protocol.portable?(ClusterScope, :run, ["x", %{}])
   end
 
@@ -63,13 +69,13 @@ defmodule ClusterScope.ProtocolTest do
     :ok = Protocol.note_peer(fake, {9, 9})
     assert Protocol.status(fake) == {:mismatch, {9, 9}}
 
-    {[], [error]} = Fanout.multicall([fake], ClusterScope.Health, :resources, [], 500)
+    {[], [error]} = Fanout.multicall([fake], ClusterScope.Agent, :resources, [], 500)
     assert error.status == :version_mismatch
     assert error.reason =~ "protocol 9"
     assert error.reason =~ "speaks #{Protocol.version()}"
 
     # rpc/5 too, and describe/2 turns it into the same node error.
-    assert {:error, reason} = Fanout.rpc(fake, ClusterScope.Health, :resources, [], 500)
+    assert {:error, reason} = Fanout.rpc(fake, ClusterScope.Agent, :resources, [], 500)
     assert Fanout.describe(fake, reason).status == :version_mismatch
   end
 

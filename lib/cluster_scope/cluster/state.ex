@@ -156,7 +156,7 @@ defmodule ClusterScope.Cluster.State do
 
     nodes =
       Map.new(Node.list(), fn n -> {n, new_node(n)} end)
-      |> Map.put(node(), %{new_node(node()) | metadata: own_metadata()})
+      |> Map.put(node(), %{new_node(node()) | metadata: ClusterScope.Agent.metadata()})
 
     # The event history, the subscribers and the mode survive a crash of
     # this server (ClusterScope.StateKeeper); the rest is rebuilt from the
@@ -763,7 +763,9 @@ defmodule ClusterScope.Cluster.State do
     nodes =
       state.nodes
       |> Map.delete(:nonode@nohost)
-      |> Map.put_new_lazy(node(), fn -> %{new_node(node()) | metadata: own_metadata()} end)
+      |> Map.put_new_lazy(node(), fn ->
+        %{new_node(node()) | metadata: ClusterScope.Agent.metadata()}
+      end)
 
     %{state | nodes: nodes}
   end
@@ -785,19 +787,10 @@ defmodule ClusterScope.Cluster.State do
     parent = self()
 
     Task.start(fn ->
-      case ClusterScope.Fanout.call(node, ClusterScope.Cluster.State, :own_metadata, [], 2_000) do
+      case ClusterScope.Fanout.call(node, ClusterScope.Agent, :metadata, [], 2_000) do
         {:ok, metadata} -> GenServer.cast(parent, {:metadata, node, metadata})
         _ -> :ok
       end
     end)
-  end
-
-  @doc false
-  def own_metadata do
-    %{
-      otp_release: List.to_string(:erlang.system_info(:otp_release)),
-      cluster_scope_version: ClusterScope.version(),
-      started_at_ms: System.system_time(:millisecond) - elem(:erlang.statistics(:wall_clock), 0)
-    }
   end
 end

@@ -9,7 +9,7 @@ defmodule ClusterScope.Fanout.Retry do
   process; a task the operation starts finds it through `$callers`, and
   any other process can be given it with `run/2`. Without a context
   (background work: heartbeats, managers, a shared collection in
-  `ClusterScope.Procs.Snapshots`) nothing is retried or reported.
+  `ClusterScope.Agent.Processes.Snapshots`) nothing is retried or reported.
 
   ## What is retried
 

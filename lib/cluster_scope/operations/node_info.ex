@@ -2,7 +2,8 @@ defmodule ClusterScope.Operations.NodeInfo do
   @moduledoc """
   `GET /api/v1/cluster/nodes/:node`: one node as this node knows it (status,
   metadata, down cause) and, when it answers, what it says of itself (OTP
-  release, ClusterScope version, uptime, process and port counts, memory).
+  release, ClusterScope version, uptime, process and port counts, memory:
+  `ClusterScope.Agent.facts/0`, run on that node).
 
   The node may be down: it is then described from this node's records and
   the live part is replaced by its error (within the node timeout).
@@ -73,25 +74,7 @@ defmodule ClusterScope.Operations.NodeInfo do
         error -> {:error, error}
       end
     else
-      ClusterScope.Fanout.call(node, __MODULE__, :local_facts, [])
+      ClusterScope.Fanout.call(node, ClusterScope.Agent, :facts, [])
     end
-  end
-
-  @doc false
-  # Runs on the node described.
-  def local_facts do
-    {uptime_ms, _} = :erlang.statistics(:wall_clock)
-
-    %{
-      otp_release: List.to_string(:erlang.system_info(:otp_release)),
-      cluster_scope_version: ClusterScope.version(),
-      uptime_ms: uptime_ms,
-      process_count: :erlang.system_info(:process_count),
-      process_limit: :erlang.system_info(:process_limit),
-      port_count: :erlang.system_info(:port_count),
-      memory_bytes: Map.new(:erlang.memory()),
-      schedulers: :erlang.system_info(:schedulers_online),
-      connected_nodes: Node.list()
-    }
   end
 end

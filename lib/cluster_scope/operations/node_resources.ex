@@ -50,7 +50,7 @@ defmodule ClusterScope.Operations.NodeResources do
   end
 
   defp real(node) do
-    case Fanout.call(node, ClusterScope.Health, :resources, []) do
+    case Fanout.call(node, ClusterScope.Agent, :resources, []) do
       {:ok, {:ok, resources}} ->
         {:ok, resources}
 

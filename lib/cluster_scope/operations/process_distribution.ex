@@ -7,7 +7,7 @@ defmodule ClusterScope.Operations.ProcessDistribution do
 
   Each node sends its own counts by application; no process list crosses
   the network. With no filter or an application filter, a node reads only
-  each process's memory and group leader (`ClusterScope.Procs.Grouped`);
+  each process's memory and group leader (`ClusterScope.Agent.Processes.Grouped`);
   other filters read every process whole, as `process_list` does.
   """
 

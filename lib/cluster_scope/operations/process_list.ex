@@ -18,10 +18,10 @@ defmodule ClusterScope.Operations.ProcessList do
   `include_details`.
 
   Cost on each node: one walk of its processes (shared by callers for a
-  second, see `ClusterScope.Procs.Snapshots`). Ranked by one field with
+  second, see `ClusterScope.Agent.Processes.Snapshots`). Ranked by one field with
   no filter but the minimum on that field, the walk reads only that field
   of each process and then the page's processes whole
-  (`ClusterScope.Procs.Ranked`); otherwise it reads every process whole.
+  (`ClusterScope.Agent.Processes.Ranked`); otherwise it reads every process whole.
   Two walks in window mode (three numbers of each process, then the
   winners whole, unless a filter needs full rows), shared by every
   concurrent window request on that node (N requests for a 30 s window

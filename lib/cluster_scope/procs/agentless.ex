@@ -2,7 +2,7 @@ defmodule ClusterScope.Procs.Agentless do
   @moduledoc """
   Process rows from a connected node that runs no ClusterScope.
 
-  The caller loads `ClusterScope.Procs.Rows` (object code that calls only
+  The caller loads `ClusterScope.Agent.Processes.Rows` (object code that calls only
   OTP) onto that node with `:code.load_binary/3` when the node has no
   module of that name, then runs its `stream_v1/3` there: the node reads its
   own processes and streams rows back in acknowledged chunks, and the caller
@@ -20,7 +20,7 @@ defmodule ClusterScope.Procs.Agentless do
   """
 
   alias ClusterScope.{Fanout, Native, Redact}
-  alias ClusterScope.Procs.Rows
+  alias ClusterScope.Agent.Processes.Rows
 
   @chunk 500
 

@@ -2,13 +2,13 @@ defmodule ClusterScope.Procs.Control do
   @moduledoc """
   One process, wherever it lives: its full info, killing it, sending it a
   message. The same calls work on any node of the cluster, with or without
-  ClusterScope there (`ClusterScope.Procs.Rows` is loaded onto a node that
+  ClusterScope there (`ClusterScope.Agent.Processes.Rows` is loaded onto a node that
   lacks it), and every answer names the process's node.
 
   ## Protection
 
   What a request may touch is decided on the process's node, from what the
-  process is (`ClusterScope.Procs.Rows.protection_v1/1`), never from a list
+  process is (`ClusterScope.Agent.Processes.Rows.protection_v1/1`), never from a list
   of names kept here:
 
     * **vital** processes (`init`, `auth`, `net_kernel`,
@@ -38,7 +38,8 @@ defmodule ClusterScope.Procs.Control do
   """
 
   alias ClusterScope.{Config, Fanout, ProcessRef, Secrets}
-  alias ClusterScope.Procs.{Agentless, Rows, Terms}
+  alias ClusterScope.Agent.Processes.Rows
+  alias ClusterScope.Procs.{Agentless, Terms}
 
   @doc "The pid a reference names, resolved on its node (no atom created)."
   @spec pid(ProcessRef.t()) :: {:ok, pid()} | {:error, term()}

@@ -50,7 +50,7 @@ defmodule ClusterScope.Simulator.Data do
   alias ClusterScope.{Fanout, Native, ProcessRef, Simulator}
   alias ClusterScope.Health.{Alerts, Thresholds}
   alias ClusterScope.Metrics.Histogram
-  alias ClusterScope.Procs.Rows
+  alias ClusterScope.Agent.Processes.Rows
 
   @two32 4_294_967_296
   # The virtual nodes have run for a minute when the simulation starts, so
@@ -113,8 +113,9 @@ defmodule ClusterScope.Simulator.Data do
      {:gen_server, :loop, 7}, :cluster_scope, :gen_server, 60_000..400_000, 50..600},
     {1, ClusterScope.Health.Monitor, {ClusterScope.Health.Monitor, :init, 1},
      {:gen_server, :loop, 7}, :cluster_scope, :gen_server, 30_000..90_000, 20..200},
-    {1, ClusterScope.Procs.Snapshots, {ClusterScope.Procs.Snapshots, :init, 1},
-     {:gen_server, :loop, 7}, :cluster_scope, :gen_server, 10_000..40_000, 0..20},
+    {1, ClusterScope.Agent.Processes.Snapshots,
+     {ClusterScope.Agent.Processes.Snapshots, :init, 1}, {:gen_server, :loop, 7}, :cluster_scope,
+     :gen_server, 10_000..40_000, 0..20},
     {1, ClusterScope.Metrics.OperationLatency, {ClusterScope.Metrics.OperationLatency, :init, 1},
      {:gen_server, :loop, 7}, :cluster_scope, :gen_server, 5_000..20_000, 0..20},
     {5..9, nil, {:application_master, :init, 4}, {:application_master, :main_loop, 2}, :undefined,
@@ -224,7 +225,7 @@ defmodule ClusterScope.Simulator.Data do
   @doc """
   The rows of a virtual node at simulated time `at_ms` (default now), in
   the form `ClusterScope.Native.procs_snapshot_push/2` takes, keyed by the
-  integer of their pid's numbers (`ClusterScope.Procs.Rows.key/2`), killed
+  integer of their pid's numbers (`ClusterScope.Agent.Processes.Rows.key/2`), killed
   processes left out.
   """
   @spec rows(node(), non_neg_integer() | nil) :: [tuple()]
@@ -550,7 +551,7 @@ defmodule ClusterScope.Simulator.Data do
 
   @doc """
   A virtual node's answer to `node_resources`: the same shape as
-  `ClusterScope.Health.resources/0` (`node`, `sample`, `status`, `alerts`,
+  `ClusterScope.Agent.resources/0` (`node`, `sample`, `status`, `alerts`,
   `thresholds`), the sample computed from its rows at `at_ms`.
   """
   @spec resources(node(), non_neg_integer() | nil) :: map()
@@ -843,7 +844,7 @@ defmodule ClusterScope.Simulator.Data do
   # ---------------------------------------------------------------------
   # Node facts, build, latency
 
-  @doc "A virtual node's live facts for `node_info` (`NodeInfo.local_facts/0`'s shape)."
+  @doc "A virtual node's live facts for `node_info` (`ClusterScope.Agent.facts/0`'s shape)."
   @spec local_facts(node()) :: map()
   def local_facts(node) do
     at_ms = now()

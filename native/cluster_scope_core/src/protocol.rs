@@ -16,14 +16,16 @@
 //!
 //! Version 2: heartbeats carry `{version, min}` and every agent call the
 //! caller's version (version 1 builds sent unversioned beats of another
-//! format).
+//! format). Version 3: the node side of agent calls moved into the agent
+//! room (`ClusterScope.Agent`, `ClusterScope.Agent.Processes`), names a
+//! version 2 build does not have, so 3 understands only 3.
 
 /// Current protocol version. Bump on any incompatible change of what agents
 /// exchange.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The oldest peer protocol this build can still merge with.
-pub const MIN_COMPATIBLE_PROTOCOL: u32 = 2;
+pub const MIN_COMPATIBLE_PROTOCOL: u32 = 3;
 
 /// Whether a peer speaking `peer` can be merged with this build.
 pub fn compatible(peer: u32) -> bool {

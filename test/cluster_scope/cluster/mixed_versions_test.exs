@@ -35,20 +35,22 @@ defmodule ClusterScope.Cluster.MixedVersionsTest do
   end
 
   test "a peer of a newer, incompatible version is served through the compatible subset" do
+    here = Protocol.version()
+    newer = here + 1
     [a, b, v] = peers = Cluster.start(3)
     healthy(peers)
     heartbeat_a = Cluster.call(a, Process, :whereis, [Heartbeat])
     heartbeat_v = Cluster.call(v, Process, :whereis, [Heartbeat])
 
-    # v now speaks 3 and understands only 3.
-    :ok = Cluster.call(v, Protocol, :put_test_version, [3])
+    # v now speaks a newer version and understands only that one.
+    :ok = Cluster.call(v, Protocol, :put_test_version, [newer])
 
     # a and b learn it from v's beats: the cluster view shows the mismatch.
     deadline = System.monotonic_time(:millisecond) + 10_000
 
     assert Cluster.poll(deadline, fn ->
              match?(
-               [%{node: n, version: 3, compatible: false}] when n == v.node,
+               [%{node: n, version: ^newer, compatible: false}] when n == v.node,
                mismatched_on(a)
              ) and
                match?([%{node: n}] when n == v.node, mismatched_on(b))
@@ -68,15 +70,15 @@ defmodule ClusterScope.Cluster.MixedVersionsTest do
 
     # Build info (the compatible subset) shows each node's version.
     assert {:ok, info} = run(a, "node_build_info", %{"node" => Atom.to_string(v.node)})
-    assert info.protocol_version == 3
-    assert info.protocol == %{here: 2, compatible: false}
+    assert info.protocol_version == newer
+    assert info.protocol == %{here: here, compatible: false}
     assert {:ok, info} = run(a, "node_build_info", %{"node" => Atom.to_string(b.node)})
-    assert info.protocol_version == 2 and info.protocol.compatible
+    assert info.protocol_version == here and info.protocol.compatible
 
     # An agent call to v is not made: a node error naming both versions.
     assert {:error, error} = run(a, "node_resources", %{"node" => Atom.to_string(v.node)})
     assert error.code == :node_unavailable
-    assert error.message =~ "speaks ClusterScope protocol 3"
+    assert error.message =~ "speaks ClusterScope protocol #{newer}"
 
     # Cluster-wide: v is listed with its reason, the others answer.
     assert {:ok, alerts} = run(a, "cluster_alerts")
@@ -102,17 +104,17 @@ defmodule ClusterScope.Cluster.MixedVersionsTest do
     refute :clusterscope_missing in ids
     finding = Enum.find(doctor.findings, &(&1.id == :version_mismatch))
     assert finding.message =~ "#{v.node} runs ClusterScope"
-    assert finding.message =~ "(protocol 3)"
+    assert finding.message =~ "(protocol #{newer})"
 
     # v's own door refuses a caller that does not know its version yet
     # (the test node: never heard its beats).
-    assert {:error, error} = Fanout.call(v.node, ClusterScope.Health, :resources, [], 5_000)
+    assert {:error, error} = Fanout.call(v.node, ClusterScope.Agent, :resources, [], 5_000)
     assert error.status == :version_mismatch
-    assert Protocol.peer(v.node) == {3, 3}
+    assert Protocol.peer(v.node) == {newer, newer}
 
     # And v does not call a's agent either.
     assert {:error, %{status: :version_mismatch}} =
-             Cluster.call(v, Fanout, :call, [a.node, ClusterScope.Health, :resources, []])
+             Cluster.call(v, Fanout, :call, [a.node, ClusterScope.Agent, :resources, []])
 
     # Beats of the old formats are logged and ignored: the heartbeat lives.
     old = :"cs_old_release@127.0.0.1"
@@ -134,20 +136,22 @@ defmodule ClusterScope.Cluster.MixedVersionsTest do
   end
 
   test "a newer peer that still understands this version is called in this version" do
+    here = Protocol.version()
+    newer = here + 1
     [a, b, v] = peers = Cluster.start(3)
     healthy(peers)
-    :ok = Cluster.call(v, Protocol, :put_test_version, [3, 2])
+    :ok = Cluster.call(v, Protocol, :put_test_version, [newer, here])
 
     deadline = System.monotonic_time(:millisecond) + 10_000
 
     assert Cluster.poll(deadline, fn ->
              {:ok, t} = run(a, "cluster_topology")
-             Enum.any?(t.protocol.peers, &(&1.node == v.node and &1.version == 3))
+             Enum.any?(t.protocol.peers, &(&1.node == v.node and &1.version == newer))
            end)
 
     assert mismatched_on(a) == []
     assert {:ok, info} = run(a, "node_build_info", %{"node" => Atom.to_string(v.node)})
-    assert info.protocol_version == 3 and info.protocol.compatible
+    assert info.protocol_version == newer and info.protocol.compatible
 
     # Served by its agent, both ways, and the cluster stays whole.
     assert {:ok, _} = run(a, "node_resources", %{"node" => Atom.to_string(v.node)})

@@ -103,7 +103,7 @@ defmodule ClusterScope.Fanout.RetryTest do
 
   test "a node that cannot be reached is a node error, never a raise, and not retried outside a run" do
     nobody = :"cs_nobody_#{System.unique_integer([:positive])}@127.0.0.1"
-    {[], [error]} = Fanout.multicall([nobody], ClusterScope.Health, :resources, [], 2_000)
+    {[], [error]} = Fanout.multicall([nobody], ClusterScope.Agent, :resources, [], 2_000)
     assert error.node == nobody
     assert error.status in [:down, :error]
     refute Map.has_key?(error, :attempts)

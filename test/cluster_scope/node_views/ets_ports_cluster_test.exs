@@ -58,7 +58,7 @@ defmodule ClusterScope.NodeViews.EtsPortsClusterTest do
       assert n.tables > 0 and n.memory_bytes > 0 and n.scanned == n.tables
     end
 
-    refute Cluster.call(ctx.bare, :code, :is_loaded, [ClusterScope.Procs.Snapshots])
+    refute Cluster.call(ctx.bare, :code, :is_loaded, [ClusterScope.Agent.Processes.Snapshots])
 
     # Name filter and paging by size: the twelve ranked tables, each once,
     # in order, over pages of five.

@@ -131,7 +131,7 @@ defmodule ClusterScope.Procs.ControlClusterTest do
               {:kernel, ctx.b, whereis(ctx.b, :kernel_refc)}
             ],
             into: %{} do
-          {name, Cluster.call(peer, ClusterScope.Procs.Rows, :protection_v1, [pid])}
+          {name, Cluster.call(peer, ClusterScope.Agent.Processes.Rows, :protection_v1, [pid])}
         end
 
       assert %{level: :vital} = reasons.init
@@ -148,7 +148,7 @@ defmodule ClusterScope.Procs.ControlClusterTest do
       {:ok, echo} = Cluster.call(ctx.b, TestApp.Echo, :start, [])
 
       assert %{level: :none} =
-               Cluster.call(ctx.b, ClusterScope.Procs.Rows, :protection_v1, [echo])
+               Cluster.call(ctx.b, ClusterScope.Agent.Processes.Rows, :protection_v1, [echo])
 
       # Starting in an OTP function does not make a process the runtime's.
       {:ok, agent} = Cluster.call(ctx.b, Agent, :start, [:lists, :seq, [1, 3]])
@@ -156,7 +156,7 @@ defmodule ClusterScope.Procs.ControlClusterTest do
 
       for pid <- [agent, sleeper] do
         assert %{level: :none} =
-                 Cluster.call(ctx.b, ClusterScope.Procs.Rows, :protection_v1, [pid])
+                 Cluster.call(ctx.b, ClusterScope.Agent.Processes.Rows, :protection_v1, [pid])
       end
 
       {:ok, info} = run(ctx.c, "get_process_info", %{"pid" => text(echo)})
@@ -274,9 +274,11 @@ defmodule ClusterScope.Procs.ControlClusterTest do
 
       # The node side alone, as an older caller would see it: info_v2 with
       # no keys and no secrets still redacts b's cookies.
-      v2 = Cluster.call(ctx.b, ClusterScope.Procs.Rows, :info_v2, [small, 1_000, [], []])
+      v2 =
+        Cluster.call(ctx.b, ClusterScope.Agent.Processes.Rows, :info_v2, [small, 1_000, [], []])
+
       refute inspect(v2, limit: :infinity) =~ ghost_text
-      v1 = Cluster.call(ctx.b, ClusterScope.Procs.Rows, :info_v1, [small, 1_000])
+      v1 = Cluster.call(ctx.b, ClusterScope.Agent.Processes.Rows, :info_v1, [small, 1_000])
       assert inspect(v1, limit: :infinity) =~ ghost_text
     end
 

@@ -112,7 +112,7 @@ defmodule ClusterScope.Procs.ClusterTest do
   test "a node without ClusterScope is listed, agentless", ctx do
     sleeper = Cluster.call(ctx.bare, :erlang, :spawn, [:timer, :sleep, [:infinity]])
     bare = Atom.to_string(ctx.bare.node)
-    refute Cluster.call(ctx.bare, :code, :is_loaded, [ClusterScope.Procs.Snapshots])
+    refute Cluster.call(ctx.bare, :code, :is_loaded, [ClusterScope.Agent.Processes.Snapshots])
 
     # A fresh snapshot (an agentless node's is shared for max_age_ms, like
     # an agent's own, and an earlier test may have just read this one).

@@ -1,9 +1,9 @@
-defmodule ClusterScope.Procs.ThinWindowTest do
+defmodule ClusterScope.Agent.Processes.ThinWindowTest do
   # Not async: windows see every process of the node.
   use ExUnit.Case
 
   alias ClusterScope.{Native, ProcessRef, Procs}
-  alias ClusterScope.Procs.{Collector, Snapshots}
+  alias ClusterScope.Agent.Processes.{Collector, Snapshots}
 
   defmodule Busy do
     def loop(n), do: loop(:erlang.phash2({n, :rand.uniform()}))

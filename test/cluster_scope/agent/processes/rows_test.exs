@@ -1,7 +1,7 @@
-defmodule ClusterScope.Procs.RowsTest do
+defmodule ClusterScope.Agent.Processes.RowsTest do
   use ExUnit.Case, async: true
 
-  alias ClusterScope.Procs.Rows
+  alias ClusterScope.Agent.Processes.Rows
   alias TestApp.Echo
 
   test "Rows calls nothing but OTP and Redact (itself OTP-only), so both load onto a node without ClusterScope" do
@@ -22,17 +22,17 @@ defmodule ClusterScope.Procs.RowsTest do
   end
 
   test "a queue length the core would refuse becomes 0, never a refused batch" do
-    assert ClusterScope.Procs.Rows.count(12) == 12
-    assert ClusterScope.Procs.Rows.count(0) == 0
-    assert ClusterScope.Procs.Rows.count(-3) == 0
-    assert ClusterScope.Procs.Rows.count(:undefined) == 0
+    assert ClusterScope.Agent.Processes.Rows.count(12) == 12
+    assert ClusterScope.Agent.Processes.Rows.count(0) == 0
+    assert ClusterScope.Agent.Processes.Rows.count(-3) == 0
+    assert ClusterScope.Agent.Processes.Rows.count(:undefined) == 0
 
     # A row built with it is taken by the core.
     {:ok, snap} = ClusterScope.Native.procs_snapshot_new() |> then(&{:ok, &1})
 
     row =
-      {self(), 1, 1, ClusterScope.Procs.Rows.count(-3), 0, 0, 0, :undefined, :undefined, [],
-       :undefined, :undefined, :plain}
+      {self(), 1, 1, ClusterScope.Agent.Processes.Rows.count(-3), 0, 0, 0, :undefined, :undefined,
+       [], :undefined, :undefined, :plain}
 
     assert :ok = ClusterScope.Native.procs_snapshot_push(snap, [row])
 

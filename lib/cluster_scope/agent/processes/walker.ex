@@ -1,4 +1,4 @@
-defmodule ClusterScope.Procs.Walker do
+defmodule ClusterScope.Agent.Processes.Walker do
   @moduledoc """
   Walks every process of this node in chunks, on one or two schedulers,
   without its own processes.

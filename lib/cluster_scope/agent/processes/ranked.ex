@@ -1,4 +1,4 @@
-defmodule ClusterScope.Procs.Ranked do
+defmodule ClusterScope.Agent.Processes.Ranked do
   @moduledoc """
   A top-K by one key that reads only that key: the first page of
   `ClusterScope.Procs.list/1` (and every later one) when it ranks by one
@@ -7,19 +7,19 @@ defmodule ClusterScope.Procs.Ranked do
   ## How
 
     1. **One number of every process.** `collect/2` walks every process
-       (`ClusterScope.Procs.Walker`: one or two workers, ClusterScope's
+       (`ClusterScope.Agent.Processes.Walker`: one or two workers, ClusterScope's
        walk excluded) and reads one `process_info/2` item each, a single
        atom (`:memory`, `:reductions`, `:message_queue_len` or
        `:total_heap_size`: no item list is built, one small tuple comes
        back), into a Rust column of `(pid, value)`, 16 bytes a process.
-       `ClusterScope.Procs.Snapshots` keeps the column of each key for
+       `ClusterScope.Agent.Processes.Snapshots` keeps the column of each key for
        `max_age_ms` and shares it between callers like a snapshot.
     2. **The page in Rust.** `ClusterScope.Native.procs_column_page/2`
        ranks the column (value descending, pid ascending, strictly after
        the cursor, at least the `min_memory`/`min_queue` bound) with a
        bounded heap.
     3. **Details of the winners only.** `page/5` reads each winner's row
-       (`ClusterScope.Procs.Rows.row/3`: the ~12 fields a list shows) and
+       (`ClusterScope.Agent.Processes.Rows.row/3`: the ~12 fields a list shows) and
        keeps the value it was ranked by, so the order and the cursor stay
        those of the ranking. A winner that died meanwhile is dropped and
        the next one in the ranking takes its place (more are fetched when
@@ -28,12 +28,12 @@ defmodule ClusterScope.Procs.Ranked do
   Cost at 1,000,000 processes: one item read per process (about a fifth
   of a full row, no dictionary copied), a 16 MB column, a page pass of a
   few milliseconds, then `limit + 1` rows read. A full snapshot
-  (`ClusterScope.Procs.Collector`) reads every field of every process:
+  (`ClusterScope.Agent.Processes.Collector`) reads every field of every process:
   it is what summaries, other filters and windows need.
   """
 
   alias ClusterScope.Native
-  alias ClusterScope.Procs.{Rows, Walker}
+  alias ClusterScope.Agent.Processes.{Rows, Walker}
 
   # The process_info item of each sort key; `heap_size` ranks by the
   # total heap (heap, old heap and fragments), as the snapshot pages do.
@@ -72,7 +72,7 @@ defmodule ClusterScope.Procs.Ranked do
 
   @doc """
   Walks every process reading only `sort_by`'s item into a new column.
-  Options as `ClusterScope.Procs.Walker.walk/3`. Returns `{:ok, column,
+  Options as `ClusterScope.Agent.Processes.Walker.walk/3`. Returns `{:ok, column,
   %{processes:, duration_us:, taken_at_ms:}}`.
   """
   @spec collect(atom(), keyword()) :: {:ok, reference(), map()} | {:error, term()}
@@ -84,7 +84,7 @@ defmodule ClusterScope.Procs.Ranked do
          {:ok, _} <- Walker.walk(fn -> nil end, &push(&1, &2, column, item), opts) do
       %{rows: rows} = Native.procs_column_info(column)
 
-      {:ok, column, ClusterScope.Procs.Collector.stats(rows, started, nil)}
+      {:ok, column, ClusterScope.Agent.Processes.Collector.stats(rows, started, nil)}
     else
       {:error, _} = error -> error
       other -> {:error, other}

@@ -1,8 +1,8 @@
-defmodule ClusterScope.Procs.Snapshots do
+defmodule ClusterScope.Agent.Processes.Snapshots do
   @moduledoc """
   The latest process snapshot of each source, shared by every caller, and
   the windows built from them. A source is this node (`:local`, collected
-  by `ClusterScope.Procs.Collector`) or a connected node without
+  by `ClusterScope.Agent.Processes.Collector`) or a connected node without
   ClusterScope (`{:agentless, node}`, collected from here by
   `ClusterScope.Procs.Agentless`).
 
@@ -41,17 +41,18 @@ defmodule ClusterScope.Procs.Snapshots do
   use GenServer
 
   alias ClusterScope.Native
-  alias ClusterScope.Procs.{Agentless, Collector, Grouped, Ranked, RowCache}
+  alias ClusterScope.Agent.Processes.{Collector, Grouped, Ranked, RowCache}
+  alias ClusterScope.Procs.Agentless
 
   @agentless_keep_ms 60_000
 
   @typedoc """
   Whose processes: this node's (a full snapshot), one number of each of
   this node's processes (`{:column, sort_by}`, see
-  `ClusterScope.Procs.Ranked`), three numbers of each of this node's
-  processes (`:thin`, for windows: `ClusterScope.Procs.Collector.collect_thin/1`),
+  `ClusterScope.Agent.Processes.Ranked`), three numbers of each of this node's
+  processes (`:thin`, for windows: `ClusterScope.Agent.Processes.Collector.collect_thin/1`),
   this node's counts and memory by
-  application (`{:groups, :application}`, see `ClusterScope.Procs.Grouped`),
+  application (`{:groups, :application}`, see `ClusterScope.Agent.Processes.Grouped`),
   or an agentless node's read from here.
   """
   @type source ::

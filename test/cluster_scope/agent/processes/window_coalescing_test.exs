@@ -1,8 +1,8 @@
-defmodule ClusterScope.Procs.WindowCoalescingTest do
+defmodule ClusterScope.Agent.Processes.WindowCoalescingTest do
   # Concurrent window queries on one node share one window collection.
   use ExUnit.Case, async: false
 
-  alias ClusterScope.Procs.Snapshots
+  alias ClusterScope.Agent.Processes.Snapshots
   alias ClusterScope.Test.Cluster
 
   @moduletag :cluster

@@ -1,23 +1,23 @@
-defmodule ClusterScope.Procs.Collector do
+defmodule ClusterScope.Agent.Processes.Collector do
   @moduledoc """
   Walks every process of this node in chunks into a Rust snapshot.
 
   ## Why it is safe on a busy node
 
     * **Bounded heap.** The pid list is handed to Rust by a short-lived
-      process (`ClusterScope.Procs.Walker`), which exits at once; each
+      process (`ClusterScope.Agent.Processes.Walker`), which exits at once; each
       worker (one, or two on a node of 20,000 processes or more) then takes
-      `chunk` pids at a time, reads their rows (`ClusterScope.Procs.Rows`)
+      `chunk` pids at a time, reads their rows (`ClusterScope.Agent.Processes.Rows`)
       and pushes them into the snapshot. A worker's heap holds one chunk,
       whatever the process count: with the default chunk of #{1_000} rows,
       about a megabyte.
     * **No long NIF.** Pushing a chunk is a normal-scheduler NIF that takes
       a fraction of a millisecond; taking the pid list is a dirty one.
     * **No process is stopped.** Each process is read with one
-      `process_info/2` (see `ClusterScope.Procs.Rows` for what that copies);
+      `process_info/2` (see `ClusterScope.Agent.Processes.Rows` for what that copies);
       a process with a large dictionary seen by an earlier collection is
       read without its dictionary, initial call and group leader, kept by
-      pid in `ClusterScope.Procs.RowCache`.
+      pid in `ClusterScope.Agent.Processes.RowCache`.
     * **Cost.** About 2-3 µs per process (100,000 processes: 200-300 ms
       on two loaded cores), most of it the signal each process handles for
       `process_info/2`'s `memory`;
@@ -26,7 +26,7 @@ defmodule ClusterScope.Procs.Collector do
   """
 
   alias ClusterScope.Native
-  alias ClusterScope.Procs.{RowCache, Rows, Walker}
+  alias ClusterScope.Agent.Processes.{RowCache, Rows, Walker}
 
   @default_chunk 1_000
 
@@ -40,10 +40,10 @@ defmodule ClusterScope.Procs.Collector do
 
   @doc """
   Collects this node's processes into a new snapshot, on one or two
-  schedulers (`ClusterScope.Procs.Walker`), leaving out the collection's
+  schedulers (`ClusterScope.Agent.Processes.Walker`), leaving out the collection's
   own processes. Options: `:chunk` (rows per push, default
   #{@default_chunk}), `:workers` (default 2), `:exclude` (more pids to
-  leave out), `:cache` (the `ClusterScope.Procs.RowCache` table, default
+  leave out), `:cache` (the `ClusterScope.Agent.Processes.RowCache` table, default
   the node's when it exists; `nil`: read every process whole),
   `:measure_heap` (track the workers' peak memory, for
   benchmarks).

@@ -1,4 +1,4 @@
-defmodule ClusterScope.Procs.Rows do
+defmodule ClusterScope.Agent.Processes.Rows do
   @moduledoc """
   Reads processes into compact rows, on the node where they live.
 

@@ -1,9 +1,9 @@
-defmodule ClusterScope.Procs.GroupedTest do
+defmodule ClusterScope.Agent.Processes.GroupedTest do
   # Not async: walks see every process of the node.
   use ExUnit.Case
 
   alias ClusterScope.{Native, Procs}
-  alias ClusterScope.Procs.{Collector, Grouped, Snapshots}
+  alias ClusterScope.Agent.Processes.{Collector, Grouped, Snapshots}
 
   defp app_counts(entries), do: Map.new(entries, &{&1.key, &1.count})
 

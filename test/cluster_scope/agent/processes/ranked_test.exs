@@ -1,9 +1,9 @@
-defmodule ClusterScope.Procs.RankedTest do
+defmodule ClusterScope.Agent.Processes.RankedTest do
   # Not async: walks see every process of the node.
   use ExUnit.Case
 
   alias ClusterScope.{Native, ProcessRef, Procs}
-  alias ClusterScope.Procs.{Ranked, Walker}
+  alias ClusterScope.Agent.Processes.{Ranked, Snapshots, Walker}
   alias ClusterScope.Test.ProcHolder
 
   # 12 holders of 300k..410k words (2.4..3.3 MB each, 10k words apart):
@@ -44,7 +44,7 @@ defmodule ClusterScope.Procs.RankedTest do
     assert Enum.all?(mine, &(&1.current_function == "Elixir.ClusterScope.Test.ProcHolder:hold/1"))
     assert Enum.all?(mine, &(&1.total_heap_size > 40_000 and &1.type == "plain"))
     # The answer came from a column, not a full snapshot.
-    assert Procs.Snapshots.stats({:column, :memory}).collections >= 1
+    assert Snapshots.stats({:column, :memory}).collections >= 1
   end
 
   test "pages of a column with a min bound go through every process once, in order",
@@ -159,10 +159,10 @@ defmodule ClusterScope.Procs.RankedTest do
   end
 
   test "a fresh full snapshot answers pages without a column walk" do
-    {:ok, _} = Procs.Snapshots.get(0)
-    before = Procs.Snapshots.stats({:column, :reductions}).collections
+    {:ok, _} = Snapshots.get(0)
+    before = Snapshots.stats({:column, :reductions}).collections
     {:ok, %{processes: [_ | _]}} = Procs.list(sort_by: :reductions, limit: 3, max_age_ms: 60_000)
-    assert Procs.Snapshots.stats({:column, :reductions}).collections == before
+    assert Snapshots.stats({:column, :reductions}).collections == before
   end
 
   test "walkers never see their own processes, and see every other once" do
@@ -191,7 +191,7 @@ defmodule ClusterScope.Procs.RankedTest do
 
   test "a collection leaves out its own processes" do
     # The collection runs in this process: it must not be in its snapshot.
-    {:ok, snapshot, _} = ClusterScope.Procs.Collector.collect()
+    {:ok, snapshot, _} = ClusterScope.Agent.Processes.Collector.collect()
     {:ok, rows, _} = Native.procs_page(snapshot, %{sort_by: :memory, limit: 1000})
     refute Enum.any?(rows, &(&1.pid == self()))
 

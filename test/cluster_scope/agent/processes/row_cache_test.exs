@@ -1,7 +1,7 @@
-defmodule ClusterScope.Procs.RowCacheTest do
+defmodule ClusterScope.Agent.Processes.RowCacheTest do
   use ExUnit.Case, async: true
 
-  alias ClusterScope.Procs.{Collector, RowCache, Rows}
+  alias ClusterScope.Agent.Processes.{Collector, RowCache, Rows}
   alias TestApp.Echo
 
   # Rows that do not move between two reads: the fields that change with

@@ -1,10 +1,10 @@
-defmodule ClusterScope.Procs.RowCache do
+defmodule ClusterScope.Agent.Processes.RowCache do
   @moduledoc """
   What does not change while a process lives (its initial call, its
   application from its group leader, what decides its type), kept by pid
   between collections for processes with a large dictionary, so a
   collection reads them without copying it again
-  (`ClusterScope.Procs.Rows.cached_rows/4`).
+  (`ClusterScope.Agent.Processes.Rows.cached_rows/4`).
 
   Why only those: every read of a process's memory is a signal the
   process must handle (OTP's `process_info/2` forces it for `memory`,
@@ -14,14 +14,14 @@ defmodule ClusterScope.Procs.RowCache do
   read it replaced (250-290 ms both, 2 loaded cores). A large dictionary
   is copied at every read: there the cache pays, and it stays small.
 
-  An ETS table owned by `ClusterScope.Procs.Snapshots`: public so the
+  An ETS table owned by `ClusterScope.Agent.Processes.Snapshots`: public so the
   collection's workers write it, at most `max_entries/0` entries, read
   once per collection worker (a map), and swept of dead processes after
   each collection of this node by a low-priority process (`sweep/0`). A
   collection while the table does not exist reads every process whole.
   """
 
-  alias ClusterScope.Procs.Rows
+  alias ClusterScope.Agent.Processes.Rows
 
   @table :cluster_scope_proc_rows
 
@@ -73,7 +73,7 @@ defmodule ClusterScope.Procs.RowCache do
   end
 
   @doc """
-  Drops the entries of dead processes (see `ClusterScope.Procs.Rows.sweep_cache/1`).
+  Drops the entries of dead processes (see `ClusterScope.Agent.Processes.Rows.sweep_cache/1`).
   Returns how many it dropped, 0 when there is no table.
   """
   @spec sweep() :: non_neg_integer()

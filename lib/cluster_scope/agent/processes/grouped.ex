@@ -1,9 +1,9 @@
-defmodule ClusterScope.Procs.Grouped do
+defmodule ClusterScope.Agent.Processes.Grouped do
   @moduledoc """
   Process counts and memory by application, reading only what that
   grouping needs: each process's memory and group leader (one
   `process_info/2` with two items), summed per group leader by each
-  walker (`ClusterScope.Procs.Walker`: one or two workers, ClusterScope's
+  walker (`ClusterScope.Agent.Processes.Walker`: one or two workers, ClusterScope's
   walk excluded), then group leaders turned into applications through the
   application masters once. No row is built and nothing is kept per
   process: the result is one small map per group leader.
@@ -11,7 +11,7 @@ defmodule ClusterScope.Procs.Grouped do
   This answers `ClusterScope.Procs.distribution/1` on an agent node when
   it filters by nothing or by application only (other filters need a
   full snapshot), unless a full snapshot younger than `max_age_ms` is at
-  hand. `ClusterScope.Procs.Snapshots` keeps the result for `max_age_ms`
+  hand. `ClusterScope.Agent.Processes.Snapshots` keeps the result for `max_age_ms`
   and shares it like a snapshot (source `{:groups, :application}`).
 
   Cost: the `memory` item makes every process handle a signal (as any
@@ -19,7 +19,7 @@ defmodule ClusterScope.Procs.Grouped do
   comes with it for free. Memory: a map of group leaders per worker.
   """
 
-  alias ClusterScope.Procs.{Rows, Walker}
+  alias ClusterScope.Agent.Processes.{Rows, Walker}
 
   @typedoc "What a walk found: by application, `{count, memory}`, and how many processes."
   @type groups :: %{

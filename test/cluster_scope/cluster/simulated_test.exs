@@ -165,9 +165,9 @@ defmodule ClusterScope.Cluster.SimulatedTest do
     {:ok, sim_topology} = ClusterScope.topology()
     {:ok, sim_partitions} = ClusterScope.partitions()
 
-    assert shape(sim_down) == shape(real_down)
-    assert shape(sim_topology) == shape(real_topology)
-    assert shape(sim_partitions.classification) == shape(real_partitions.classification)
+    assert_same_shape(sim_down, real_down)
+    assert_same_shape(sim_topology, real_topology)
+    assert_same_shape(sim_partitions.classification, real_partitions.classification)
     assert Map.keys(sim_partitions) == Map.keys(real_partitions)
   end
 
@@ -182,4 +182,20 @@ defmodule ClusterScope.Cluster.SimulatedTest do
   defp shape([%{} = first | _]), do: [shape(first)]
   defp shape(list) when is_list(list), do: :list
   defp shape(_), do: :value
+
+  defp assert_same_shape(sim, real) do
+    assert same_shape?(shape(sim), shape(real)),
+           "simulated #{inspect(shape(sim))}\nreal #{inspect(shape(real))}"
+  end
+
+  # An empty list says nothing of its elements' shape: it matches a list of
+  # maps (the test node, a hidden observer, knows no peer's protocol
+  # version when it runs alone; the peer it compares with does).
+  defp same_shape?(a, b) when is_map(a) and is_map(b),
+    do: Map.keys(a) == Map.keys(b) and Enum.all?(a, fn {k, v} -> same_shape?(v, b[k]) end)
+
+  defp same_shape?([a], [b]), do: same_shape?(a, b)
+  defp same_shape?(:list, [_]), do: true
+  defp same_shape?([_], :list), do: true
+  defp same_shape?(a, b), do: a == b
 end

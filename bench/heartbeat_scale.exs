@@ -427,22 +427,29 @@ defmodule HeartbeatScale do
 
     counts =
       peers
-      |> Enum.map(&LocalCluster.call(&1, probe, :schedule_counts, [5_000], 20_000))
+      |> Task.async_stream(&LocalCluster.call(&1, probe, :schedule_counts, [5_000], 20_000),
+        max_concurrency: length(peers),
+        timeout: 30_000
+      )
+      |> Enum.map(fn {:ok, c} -> c end)
       |> Enum.reduce(%{}, &Map.merge(&1, &2, fn _, a, b -> a + b end))
       |> Map.new(fn {name, c} -> {name, c / 5 / length(peers)} end)
 
+    # Every peer at once, over the same window.
     {procs_us, ports_us} =
       peers
-      |> Enum.map(
+      |> Task.async_stream(
         &LocalCluster.call(
           &1,
           probe,
           :traced_cpu,
           [seconds * 1_000, node()],
           30_000 + seconds * 1_000
-        )
+        ),
+        max_concurrency: length(peers),
+        timeout: 60_000 + seconds * 1_000
       )
-      |> Enum.reduce({0, 0}, fn {a, b}, {x, y} -> {a + x, b + y} end)
+      |> Enum.reduce({0, 0}, fn {:ok, {a, b}}, {x, y} -> {a + x, b + y} end)
 
     # % of a core per node: microseconds per second / 10^4.
     per_node = fn us -> us / seconds / length(peers) / 1.0e4 end

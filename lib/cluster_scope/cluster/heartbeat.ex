@@ -23,24 +23,25 @@ defmodule ClusterScope.Cluster.Heartbeat do
   ## Cost
 
   With N agents: N - 1 messages sent and received per interval, each of a
-  size that does not depend on N while nothing changes (86 bytes on the
-  wire). `bench/heartbeat_scale.exs` measured, idle, per node: 1.3, 4.7 and
-  9.9 kB/s sent at 4, 12 and 24 real nodes (the old gossip: 2.9, 45 and 358
-  kB/s) and 0.21-0.29, 0.61 and 0.58-0.92 % of a core (old: 0.25, 1.24,
-  2.75; 24 VMs on 2 shared cores). What remains is per message, not work:
-  its microstate accounting at 24 nodes (running minus suspended, wall time
-  per state, five runs) puts the Erlang code at 5-17 %, the distribution
-  sockets' sends and receives (`port`) at 9-36 %, and schedulers spinning
-  after the wake-ups the arrivals cause (`other`) at 44-86 %;
-  about 19,000 reductions a second, 34-40 OS thread wake-ups and 115
-  process switches a second per node, the heartbeat process scheduled
-  about 77 times a second (5 ticks, 115 arrivals: most arrive apart). A
-  burst already queued is handled in one run, and a complete burst tells
-  the state without a timer. The gossip path of one node among 1,000 takes
-  about 1 ms per interval. A change costs one view (N entries) per
-  receiver, once. Most of the CPU is scheduler wake-ups, which is why the
-  default interval is 200 ms and not 100 ms. `phi_all` runs on a dirty
-  scheduler above 2,000 peers, where it could pass 1 ms (the NIF answers
+  size that does not depend on N while nothing changes (92 bytes on the
+  wire, protocol pair included). `bench/heartbeat_scale.exs` measured,
+  idle, per node at 4, 12 and 24 real nodes (24 VMs on 2 shared cores):
+  1.5, 5.1 and 10.7 kB/s sent (the old gossip: 2.9, 45 and 358 kB/s); the
+  cluster processes and the distribution ports to the other peers running
+  0.17, 0.30 and 0.44 % of a core (traced CPU time of each run); the whole
+  VM, running minus suspended, 0.28, 0.52 and 0.71 % (old: 0.25, 1.24,
+  2.75). The gap between the two is what the VM does around those runs
+  for each arrival: waking a scheduler, polling, and spinning before it
+  sleeps again; peers started with `+sbwt none` (no spinning) measured
+  0.68 % instead of 0.71 %, so it is the wake-ups themselves, one per
+  message, that cost. The heartbeat process is scheduled about
+  75 times a second at 24 nodes (5 ticks, 115 arrivals: most arrive apart;
+  a burst already queued is handled in one run, and a complete burst tells
+  the state without a timer). The gossip path of one node among 1,000
+  takes about 1.1 ms per interval. A change costs one view (N entries) per
+  receiver, once. Most of the CPU is wake-ups, which is why the default
+  interval is 200 ms and not 100 ms. `phi_all` runs on a dirty scheduler
+  above 2,000 peers, where it could pass 1 ms (the NIF answers
   `:use_dirty`).
 
   The detector: acceptable pause 200 ms and a standard deviation floor of

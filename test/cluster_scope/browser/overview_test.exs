@@ -146,6 +146,27 @@ defmodule ClusterScope.Browser.OverviewTest do
   }
   """
 
+  # Reconnects the mesh until the page draws `one_group`; if it never does,
+  # fails saying what the page and the serving peer saw.
+  defp await_one_group(page, [a | _] = peers, one_group, timeout, what) do
+    names = Enum.map(peers, &Atom.to_string(&1.node))
+    deadline = System.monotonic_time(:millisecond) + timeout
+
+    whole =
+      Cluster.poll(deadline, fn ->
+        ClusterScope.LocalCluster.connect_mesh(peers, :hidden)
+        [ok] = Browser.run!(page, [%{op: "eval", js: one_group, arg: names}])
+        ok || (Process.sleep(500) && false)
+      end)
+
+    assert whole,
+           "not one healthy group #{div(timeout, 1000)} s #{what}: page " <>
+             inspect(Browser.run!(page, [%{op: "eval", js: @groups_js, arg: names}])) <>
+             ", a's topology " <>
+             inspect(Cluster.call(a, ClusterScope.Cluster.State, :topology, []), limit: 60) <>
+             ", a's connections " <> inspect(Cluster.call(a, Node, :list, [:connected]))
+  end
+
   @tag :cluster
   @tag :chaos
   @tag timeout: 300_000
@@ -180,22 +201,8 @@ defmodule ClusterScope.Browser.OverviewTest do
     """
 
     # `global` may drop a link of the fresh mesh: reconnect until the page
-    # shows one group, and say what the page and peer a saw if it never does.
-    settled = System.monotonic_time(:millisecond) + 90_000
-
-    whole =
-      Cluster.poll(settled, fn ->
-        ClusterScope.LocalCluster.connect_mesh(peers, :hidden)
-        [ok] = Browser.run!(page, [%{op: "eval", js: one_group, arg: names}])
-        ok || (Process.sleep(500) && false)
-      end)
-
-    assert whole,
-           "not one healthy group 90 s after the peers started: page " <>
-             inspect(Browser.run!(page, [%{op: "eval", js: @groups_js, arg: names}])) <>
-             ", a's topology " <>
-             inspect(Cluster.call(a, ClusterScope.Cluster.State, :topology, []), limit: 60) <>
-             ", a's connections " <> inspect(Cluster.call(a, Node, :list, [:connected]))
+    # shows one group.
+    await_one_group(page, peers, one_group, 90_000, "after the peers started")
 
     Cluster.cut_all(for x <- [a, b], y <- [c, d], do: {x, y})
 
@@ -253,21 +260,7 @@ defmodule ClusterScope.Browser.OverviewTest do
     # `global` may drop links again while the mesh comes back (it prevents
     # overlapping partitions): reconnect until the page shows one group.
     Cluster.heal_all()
-    deadline = System.monotonic_time(:millisecond) + 120_000
-
-    healed =
-      Cluster.poll(deadline, fn ->
-        ClusterScope.LocalCluster.connect_mesh(peers, :hidden)
-        [ok] = Browser.run!(page, [%{op: "eval", js: one_group, arg: names}])
-        ok || (Process.sleep(500) && false)
-      end)
-
-    assert healed,
-           "not one group 120 s after the heal: " <>
-             inspect(
-               Browser.run!(page, [%{op: "eval", js: @groups_js, arg: names}]) ++
-                 [Cluster.call(a, Node, :list, [])]
-             )
+    await_one_group(page, peers, one_group, 120_000, "after the heal")
 
     Browser.run!(page, [%{op: "screenshot", name: "overview-real-partition-healed"}])
 

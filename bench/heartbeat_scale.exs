@@ -247,7 +247,7 @@ defmodule HeartbeatScale do
         connection: :standard_io,
         link: false,
         connect: false,
-        args: ["-kernel", "logger_level", "error"] ++ sbwt_args()
+        args: ["-kernel", "logger_level", "error"] ++ sbwt_args() ++ interval_args()
       )
 
     for p <- peers, do: {:ok, _} = LocalCluster.call(p, NodeWatcher, :start, [])
@@ -257,6 +257,14 @@ defmodule HeartbeatScale do
       raise "#{count} peers did not become healthy"
 
     peers
+  end
+
+  # INTERVAL_MS=n: another heartbeat interval on the peers (RESULT lines say so).
+  def interval_args do
+    case System.get_env("INTERVAL_MS") do
+      nil -> []
+      ms -> ["-cluster_scope", "heartbeat_interval_ms", ms]
+    end
   end
 
   def sbwt_args do
@@ -708,7 +716,7 @@ end
 
 for r <- real do
   IO.puts(
-    "RESULT bench=heartbeat_scale nodes=#{r.nodes}#{if HeartbeatScale.sbwt_args() != [], do: " sbwt=none"} cpu_pct_per_node=#{HeartbeatScale.f(r.cpu, 3)} " <>
+    "RESULT bench=heartbeat_scale nodes=#{r.nodes}#{if HeartbeatScale.sbwt_args() != [], do: " sbwt=none"}#{if ms = System.get_env("INTERVAL_MS"), do: " interval_ms=#{ms}"} cpu_pct_per_node=#{HeartbeatScale.f(r.cpu, 3)} " <>
       "sent_bytes_per_s_per_node=#{round(r.bytes_s)} bytes_per_msg=#{HeartbeatScale.f(r.bytes_msg, 1)} " <>
       "running_cpu_pct_per_node=#{HeartbeatScale.f(r.running_cpu, 3)} reductions_per_s_per_node=#{round(r.reds_s)}" <>
       diag_keys.(r)

@@ -4,6 +4,7 @@
 #   MIX_ENV=test mix run bench/partition_detection.exs          # 20 trials each
 #   QUICK=1 MIX_ENV=test mix run bench/partition_detection.exs  # 3 trials, short soak
 #   SCENARIOS=indirect,split_3_2 TRIALS=10 ...                 # a subset (no soak)
+#   INTERVAL_MS=300 ...                                         # another heartbeat interval
 #
 # Needs root and iptables (faults are real: iptables DROP on loopback
 # aliases, SIGSTOP). Every node of the bench cluster runs with a net tick
@@ -40,7 +41,7 @@ defmodule Bench do
         connection: :standard_io,
         link: false,
         connect: false,
-        args: ["-kernel", "logger_level", "error"]
+        args: ["-kernel", "logger_level", "error"] ++ interval_args()
       )
 
     for p <- peers do
@@ -51,6 +52,15 @@ defmodule Bench do
     :ok = LocalCluster.connect_mesh(peers, :hidden)
     await_healthy(peers)
     peers
+  end
+
+  # INTERVAL_MS=n runs the peers with another heartbeat interval (the
+  # trade between detection time and heartbeat cost); the RESULT lines say so.
+  def interval_args do
+    case System.get_env("INTERVAL_MS") do
+      nil -> []
+      ms -> ["-cluster_scope", "heartbeat_interval_ms", ms]
+    end
   end
 
   def await_healthy(peers, timeout \\ 20_000) do
@@ -426,7 +436,8 @@ for r <- results do
     "RESULT bench=partition_detection scenario=#{r.scenario} trials=#{r.trials} p50_ms=#{Bench.fmt(r.p50)} " <>
       "p99_ms=#{Bench.fmt(r.p99)} erlang_p50_ms=#{Bench.fmt(r.erlang_p50)} misclassified=#{r.misclassified} " <>
       "net_ticktime_s=#{ticktime}" <>
-      if(r[:held], do: " split_after_nodedown=#{r.held}", else: "")
+      if(r[:held], do: " split_after_nodedown=#{r.held}", else: "") <>
+      if(ms = System.get_env("INTERVAL_MS"), do: " interval_ms=#{ms}", else: "")
   )
 end
 

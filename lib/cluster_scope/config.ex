@@ -22,7 +22,7 @@ defmodule ClusterScope.Config do
     milliseconds (`1..600_000`, default `5_000`). A cluster-wide call never
     waits longer than this for a node before reporting it in `node_errors`.
   * `:heartbeat_interval_ms` - interval of the heartbeats between agents
-    (`20..10_000`, default `200`); see `ClusterScope.Cluster.Heartbeat`
+    (`20..10_000`, default `300`); see `ClusterScope.Cluster.Heartbeat`
   * `:phi_threshold` - phi at which a silent peer is suspected (default
     `8.0`); see the partition benchmark for how it was chosen
   * `:quorum` - a static quorum: with it, this node's side of a split is
@@ -149,7 +149,7 @@ defmodule ClusterScope.Config do
     native_path: [type: :path, default: nil],
     node_timeout_ms: [type: {:integer, 1, 600_000}, default: 5_000],
     http: [type: :http, default: @http_defaults],
-    heartbeat_interval_ms: [type: {:integer, 20, 10_000}, default: 200],
+    heartbeat_interval_ms: [type: {:integer, 20, 10_000}, default: 300],
     phi_threshold: [type: {:number, 1.0, 100.0}, default: 8.0],
     quorum: [type: {:integer_or_nil, 1, 100_000}, default: nil],
     health_interval_ms: [type: {:integer, 100, 600_000}, default: 1_000],

@@ -4,7 +4,7 @@ defmodule ClusterScope.Cluster.Heartbeat do
   hears of the others.
 
   Every node running ClusterScope joins the `:agents` group of the `:pg` scope
-  `:cluster_scope`. Every `heartbeat_interval_ms` (default 200 ms) this
+  `:cluster_scope`. Every `heartbeat_interval_ms` (default 300 ms) this
   process sends one small message to the heartbeat process of every other
   agent, with `:noconnect` and `:nosuspend` (a heartbeat never opens a
   connection and never blocks on a busy one: it is dropped instead). Each
@@ -25,29 +25,30 @@ defmodule ClusterScope.Cluster.Heartbeat do
   With N agents: N - 1 messages sent and received per interval, each of a
   size that does not depend on N while nothing changes (92 bytes on the
   wire, protocol pair included). `bench/heartbeat_scale.exs` measured,
-  idle, per node at 4, 12 and 24 real nodes (24 VMs on 2 shared cores):
-  1.5, 5.1 and 10.7 kB/s sent (the old gossip: 2.9, 45 and 358 kB/s); the
-  cluster processes and the distribution ports to the other peers running
-  0.17, 0.30 and 0.44 % of a core (traced CPU time of each run); the whole
-  VM, running minus suspended, 0.28, 0.52 and 0.71 % (old: 0.25, 1.24,
-  2.75). The gap between the two is what the VM does around those runs
-  for each arrival: waking a scheduler, polling, and spinning before it
-  sleeps again; peers started with `+sbwt none` (no spinning) measured
-  0.68 % instead of 0.71 %, so it is the wake-ups themselves, one per
-  message, that cost. The heartbeat process is scheduled about
-  75 times a second at 24 nodes (5 ticks, 115 arrivals: most arrive apart;
-  a burst already queued is handled in one run, and a complete burst tells
-  the state without a timer). The gossip path of one node among 1,000
-  takes about 1.1 ms per interval. A change costs one view (N entries) per
-  receiver, once. Most of the CPU is wake-ups, which is why the default
-  interval is 200 ms and not 100 ms. `phi_all` runs on a dirty scheduler
-  above 2,000 peers, where it could pass 1 ms (the NIF answers
-  `:use_dirty`).
+  idle, per node at 4, 12 and 24 real nodes (24 VMs on 2 shared cores) with
+  a 200 ms interval: 1.5, 5.1 and 10.7 kB/s sent (the old gossip: 2.9, 45
+  and 358 kB/s); the cluster processes and the distribution ports to the
+  other peers running 0.17, 0.30 and 0.44 % of a core (traced CPU time of
+  each run); the whole VM, running minus suspended, 0.28, 0.52 and 0.71 %
+  (old: 0.25, 1.24, 2.75). The cost is per message: waking a scheduler,
+  reading and writing the sockets, handling the beat (peers without
+  scheduler busy-wait, `+sbwt none`, measured 0.68 % instead of 0.71 %).
+  Hence the default interval of 300 ms: at 24 nodes 7.1 kB/s, 0.31 % per
+  process and 0.50 % for the whole VM, while detection stays at p50
+  0.75-0.8 s in every scenario of the partition benchmark (the detector's
+  acceptable pause and deviation floor set most of it, not the interval).
+  The heartbeat process is scheduled about 50 times a second at 24 nodes
+  (a burst already queued is handled in one run, and a complete burst
+  tells the state without a timer). The gossip path of one node among
+  1,000 takes about 1.1 ms per interval. A change costs one view (N
+  entries) per receiver, once. `phi_all` runs on a dirty scheduler above
+  2,000 peers, where it could pass 1 ms (the NIF answers `:use_dirty`).
 
   The detector: acceptable pause 200 ms and a standard deviation floor of
-  50 ms, so a silent peer crosses phi 8 after about 0.7 s of silence at the
-  default interval, while scheduling jitter of a loaded 2-core machine stayed
-  under phi 0.1 in a 2-minute soak.
+  50 ms, so a silent peer crosses phi 8 after about 0.8 s of silence at the
+  default interval (0.7 s at 200 ms; a fault comes half an interval after
+  the last beat on average, hence detection in 0.75-0.8 s at either), while scheduling jitter of a loaded 2-core machine stayed
+  under phi 0.1 in a 20 s soak under load (the partition benchmark).
   """
 
   use GenServer

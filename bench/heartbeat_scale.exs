@@ -247,7 +247,7 @@ defmodule HeartbeatScale do
         connection: :standard_io,
         link: false,
         connect: false,
-        args: ["-kernel", "logger_level", "error"] ++ sbwt_args() ++ interval_args()
+        args: ["-kernel", "logger_level", "error"] ++ sbwt_args() ++ Cluster.interval_args()
       )
 
     for p <- peers, do: {:ok, _} = LocalCluster.call(p, NodeWatcher, :start, [])
@@ -257,14 +257,6 @@ defmodule HeartbeatScale do
       raise "#{count} peers did not become healthy"
 
     peers
-  end
-
-  # INTERVAL_MS=n: another heartbeat interval on the peers (RESULT lines say so).
-  def interval_args do
-    case System.get_env("INTERVAL_MS") do
-      nil -> []
-      ms -> ["-cluster_scope", "heartbeat_interval_ms", ms]
-    end
   end
 
   def sbwt_args do

@@ -41,7 +41,7 @@ defmodule Bench do
         connection: :standard_io,
         link: false,
         connect: false,
-        args: ["-kernel", "logger_level", "error"] ++ interval_args()
+        args: ["-kernel", "logger_level", "error"] ++ Cluster.interval_args()
       )
 
     for p <- peers do
@@ -52,15 +52,6 @@ defmodule Bench do
     :ok = LocalCluster.connect_mesh(peers, :hidden)
     await_healthy(peers)
     peers
-  end
-
-  # INTERVAL_MS=n runs the peers with another heartbeat interval (the
-  # trade between detection time and heartbeat cost); the RESULT lines say so.
-  def interval_args do
-    case System.get_env("INTERVAL_MS") do
-      nil -> []
-      ms -> ["-cluster_scope", "heartbeat_interval_ms", ms]
-    end
   end
 
   def await_healthy(peers, timeout \\ 20_000) do

@@ -63,21 +63,35 @@ defmodule ClusterScope.Test.Cluster do
   # settled once it is whole on two checks a quarter second apart.
   defp settle_mesh(peers, observer, timeout \\ 30_000) do
     deadline = System.monotonic_time(:millisecond) + timeout
-    nodes = Enum.map(peers, & &1.node)
-
-    whole? = fn ->
-      Enum.all?(peers, fn p ->
-        connected = call(p, Node, :list, [:connected])
-        Enum.all?(nodes -- [p.node], &(&1 in connected))
-      end)
-    end
 
     poll(deadline, fn ->
       LocalCluster.connect_mesh(peers, observer)
-      whole?.() and Process.sleep(250) == :ok and whole?.()
+      mesh_whole?(peers) and Process.sleep(250) == :ok and mesh_whole?(peers)
     end) || flunk("the mesh of #{length(peers)} peers was not whole within #{timeout} ms")
 
     :ok
+  end
+
+  # Every peer connected to every other.
+  defp mesh_whole?(peers) do
+    nodes = Enum.map(peers, & &1.node)
+
+    Enum.all?(peers, fn p ->
+      connected = call(p, Node, :list, [])
+      Enum.all?(nodes -- [p.node], &(&1 in connected))
+    end)
+  end
+
+  @doc """
+  Extra `erl` arguments for benchmark peers: `INTERVAL_MS=n` runs them with
+  another heartbeat interval (to measure the trade between detection time
+  and heartbeat cost).
+  """
+  def interval_args do
+    case System.get_env("INTERVAL_MS") do
+      nil -> []
+      ms -> ["-cluster_scope", "heartbeat_interval_ms", ms]
+    end
   end
 
   @doc """
@@ -307,15 +321,10 @@ defmodule ClusterScope.Test.Cluster do
   """
   def reconnect(peers, timeout \\ 20_000) do
     deadline = System.monotonic_time(:millisecond) + timeout
-    nodes = Enum.map(peers, & &1.node)
 
     poll(deadline, fn ->
       LocalCluster.connect_mesh(peers, :hidden)
-
-      Enum.all?(peers, fn p ->
-        connected = call(p, Node, :list, [])
-        Enum.all?(nodes -- [p.node], &(&1 in connected))
-      end)
+      mesh_whole?(peers)
     end) || flunk("the mesh of #{length(peers)} peers did not come back within #{timeout} ms")
 
     :ok

@@ -38,7 +38,8 @@ defmodule ClusterScope.Agent.Processes.Rows do
   tasks set.
   """
 
-  @items [
+  # What a row needs besides what `cached_rows/4` keeps per pid.
+  @light_items [
     :memory,
     :reductions,
     :message_queue_len,
@@ -47,11 +48,11 @@ defmodule ClusterScope.Agent.Processes.Rows do
     :total_heap_size,
     :status,
     :current_function,
-    :registered_name,
-    :initial_call,
-    :group_leader,
-    :dictionary
+    :registered_name
   ]
+
+  # A full row: those, plus what stays the same for a live process.
+  @items @light_items ++ [:initial_call, :group_leader, :dictionary]
 
   @max_state_bytes 1_048_576
   # What a state too large to copy is cut to before it is redacted and
@@ -170,19 +171,6 @@ defmodule ClusterScope.Agent.Processes.Rows do
 
   defp row_with_key(row, _pid, :pid), do: row
   defp row_with_key(row, pid, :integer), do: :erlang.setelement(1, row, pid_key(pid))
-
-  # What a row needs besides what `cached_rows/4` keeps per pid.
-  @light_items [
-    :memory,
-    :reductions,
-    :message_queue_len,
-    :heap_size,
-    :stack_size,
-    :total_heap_size,
-    :status,
-    :current_function,
-    :registered_name
-  ]
 
   # A process is cached when its dictionary has at least this many
   # entries: below it, reading the dictionary costs no more than a lookup
